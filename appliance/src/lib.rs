@@ -1,0 +1,1 @@
+//! Skeleton: the reference appliance is being written (see the appliance/lab issue).

@@ -1,0 +1,5 @@
+//! The `goldmount` command line.
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("not written yet")
+}

@@ -1,0 +1,1 @@
+//! Skeleton: Fibre Channel enumeration and scans are not written yet (see the attach issue).

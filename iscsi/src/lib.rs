@@ -1,0 +1,1 @@
+//! Skeleton: the iSCSI initiator side is not written yet (see the attach issue).
