@@ -1,0 +1,145 @@
+//! Signature probers and the order blkid runs them in.
+//!
+//! Each prober looks at one region and returns the signature it recognises, or
+//! `Ok(None)`. The table below mirrors libblkid's `idinfos[]` order and flags,
+//! because the order decides which values a non-ambivalent result reports and
+//! the flags decide what may coexist.
+
+use crate::error::Result;
+use crate::reader::Window;
+use crate::signature::{Signature, Usage};
+
+pub mod btrfs;
+pub mod ext;
+pub mod iso9660;
+pub mod luks;
+pub mod lvm2;
+pub mod md;
+pub mod ntfs;
+pub mod squashfs;
+pub mod swap;
+pub mod vfat;
+pub mod xfs;
+pub mod zfs;
+
+/// A prober: reads what it needs from the region, never writes.
+pub type ProbeFn = fn(&Window<'_>) -> Result<Option<Signature>>;
+
+/// One entry of the prober table (libblkid's `struct blkid_idinfo`).
+pub struct IdInfo {
+    /// blkid TYPE this prober reports.
+    pub name: &'static str,
+    /// blkid USAGE.
+    pub usage: Usage,
+    /// BLKID_IDINFO_TOLERANT: may share a device with another signature
+    /// without making the result ambivalent (iso9660, udf).
+    pub tolerant: bool,
+    /// The prober.
+    pub probe: ProbeFn,
+}
+
+/// Every prober, in libblkid's order: RAID first, then other containers
+/// (LVM2, LUKS), then filesystems.
+pub static IDINFOS: &[IdInfo] = &[
+    IdInfo {
+        name: "linux_raid_member",
+        usage: Usage::Raid,
+        tolerant: false,
+        probe: md::probe,
+    },
+    IdInfo {
+        name: "LVM2_member",
+        usage: Usage::Raid,
+        tolerant: false,
+        probe: lvm2::probe,
+    },
+    IdInfo {
+        name: "crypto_LUKS",
+        usage: Usage::Crypto,
+        tolerant: false,
+        probe: luks::probe,
+    },
+    IdInfo {
+        name: "vfat",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: vfat::probe,
+    },
+    IdInfo {
+        name: "swap",
+        usage: Usage::Other,
+        tolerant: false,
+        probe: swap::probe,
+    },
+    IdInfo {
+        name: "xfs",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: xfs::probe,
+    },
+    IdInfo {
+        name: "ext4dev",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: ext::probe_ext4dev,
+    },
+    IdInfo {
+        name: "ext4",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: ext::probe_ext4,
+    },
+    IdInfo {
+        name: "ext3",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: ext::probe_ext3,
+    },
+    IdInfo {
+        name: "ext2",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: ext::probe_ext2,
+    },
+    IdInfo {
+        name: "jbd",
+        usage: Usage::Other,
+        tolerant: false,
+        probe: ext::probe_jbd,
+    },
+    IdInfo {
+        name: "iso9660",
+        usage: Usage::Filesystem,
+        tolerant: true,
+        probe: iso9660::probe,
+    },
+    IdInfo {
+        name: "zfs_member",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: zfs::probe,
+    },
+    IdInfo {
+        name: "ntfs",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: ntfs::probe,
+    },
+    IdInfo {
+        name: "squashfs",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: squashfs::probe,
+    },
+    IdInfo {
+        name: "btrfs",
+        usage: Usage::Filesystem,
+        tolerant: false,
+        probe: btrfs::probe,
+    },
+];
+
+/// Looks a prober up by its TYPE name (for fuzz targets and tests).
+pub fn idinfo(name: &str) -> Option<&'static IdInfo> {
+    IDINFOS.iter().find(|i| i.name == name)
+}
