@@ -1,6 +1,431 @@
-//! Skeleton binary: says it is not built yet instead of pretending to work.
+//! `goldmount-appliance`: the reference copy-data appliance server and a
+//! small CLI around it.
+//!
+//! `serve` runs the REST API. The other subcommands work either directly on
+//! the data directory (only while no server has it open: the state file is
+//! locked) or, with `--server URL`, through a running server's API.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("goldmount-appliance: not implemented yet");
-    std::process::ExitCode::from(1)
+use anyhow::{bail, Context, Result};
+use appliance::client::Client;
+use appliance::lio::{LioConfig, DEFAULT_CONFIGFS_ROOT};
+use appliance::model::{CreateClone, ImportGold, Present, RegisterHost};
+use appliance::present::iscsi::IscsiPresenter;
+use appliance::present::loopback::LoopPresenter;
+use appliance::present::Presenter;
+use appliance::service::DEFAULT_DATA_DIR;
+use appliance::{Appliance, ApplianceConfig};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "goldmount-appliance",
+    version,
+    about = "Reference copy-data appliance: gold copies, reflink clones, LIO iSCSI or loop \
+             presentation, REST API",
+    after_help = "Demo:\n  goldmount-appliance serve --listen 127.0.0.1:8470 --data-dir /srv/gm &\n  \
+                  goldmount-appliance gold import pg-gold ./pg.img --server http://127.0.0.1:8470\n  \
+                  goldmount-appliance host register h1 --iqn iqn.2026-11.test:h1 --server http://127.0.0.1:8470\n  \
+                  goldmount-appliance clone create pg1 --gold pg-gold --server http://127.0.0.1:8470\n  \
+                  goldmount-appliance present pg1 --host h1 --server http://127.0.0.1:8470"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the REST API server (re-applies stored presentations first).
+    Serve(ServeArgs),
+    /// Gold copies.
+    Gold {
+        #[command(subcommand)]
+        cmd: GoldCmd,
+    },
+    /// Clones.
+    Clone {
+        #[command(subcommand)]
+        cmd: CloneCmd,
+    },
+    /// Hosts.
+    Host {
+        #[command(subcommand)]
+        cmd: HostCmd,
+    },
+    /// Present a clone to a host (needs --server: only the server owns the backend).
+    Present {
+        /// Clone name.
+        clone: String,
+        /// Host name.
+        #[arg(long)]
+        host: String,
+        /// Base URL of the running server.
+        #[arg(long)]
+        server: String,
+    },
+    /// Take a clone's presentation away (needs --server).
+    Unpresent {
+        /// Clone name.
+        clone: String,
+        /// Base URL of the running server.
+        #[arg(long)]
+        server: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    /// Loop devices on this machine.
+    Loop,
+    /// LIO iSCSI target through configfs.
+    Iscsi,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (plain HTTP; put TLS in front or see api.rs).
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataDir,
+    /// Presentation backend.
+    #[arg(long, value_enum, default_value = "loop")]
+    backend: Backend,
+    /// iSCSI portal(s) the target listens on (repeatable).
+    #[arg(long = "portal", default_value = "127.0.0.1:3260")]
+    portals: Vec<SocketAddr>,
+    /// The appliance's iSCSI target IQN.
+    #[arg(long, default_value = "iqn.2026-11.io.goldmount:appliance")]
+    target_iqn: String,
+    /// Root of LIO's configfs tree.
+    #[arg(long, default_value = DEFAULT_CONFIGFS_ROOT)]
+    configfs_root: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct DataDir {
+    /// Data directory (state.redb, gold/, clones/).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    #[command(flatten)]
+    data: DataDir,
+    /// Use a running server's API instead of opening the data directory.
+    #[arg(long)]
+    server: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum GoldCmd {
+    /// Import an image file or block device as gold copy NAME.
+    Import {
+        /// Gold copy name ([A-Za-z0-9_.-]{1,64}).
+        name: String,
+        /// Image file or block device (on the appliance machine).
+        path: PathBuf,
+        /// Point-in-time label (default: imported-<unix time>).
+        #[arg(long)]
+        point_in_time: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List gold copies.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum CloneCmd {
+    /// Create clone NAME of a gold copy.
+    Create {
+        /// Clone name.
+        name: String,
+        /// Gold copy to clone.
+        #[arg(long)]
+        gold: String,
+        /// Expected point-in-time label of the gold copy.
+        #[arg(long)]
+        point_in_time: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List clones.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a clone (refused while presented).
+    Delete {
+        /// Clone name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostCmd {
+    /// Register a host by its initiator identities.
+    Register {
+        /// Host name.
+        name: String,
+        /// iSCSI initiator IQN (repeatable).
+        #[arg(long = "iqn")]
+        iqns: Vec<String>,
+        /// FC WWPN (repeatable).
+        #[arg(long = "wwpn")]
+        wwpns: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List hosts.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Either a running server or the data directory opened directly.
+enum Conn {
+    Http(Client),
+    Direct(Box<Appliance>),
+}
+
+impl Target {
+    fn connect(&self) -> Result<Conn> {
+        match &self.server {
+            Some(url) => Ok(Conn::Http(Client::new(url))),
+            None => {
+                // Direct mode never presents, so the backend is irrelevant.
+                let app = Appliance::open(
+                    &ApplianceConfig {
+                        data_dir: self.data.data_dir.clone(),
+                    },
+                    Box::new(LoopPresenter::new()),
+                )
+                .with_context(|| format!("opening data directory {}", self.data.data_dir.display()))?;
+                Ok(Conn::Direct(Box::new(app)))
+            }
+        }
+    }
+}
+
+macro_rules! call {
+    ($conn:expr, $http:ident($($ha:expr),*), $direct:ident($($da:expr),*)) => {
+        match $conn {
+            Conn::Http(c) => c.$http($($ha),*).map_err(anyhow::Error::from),
+            Conn::Direct(a) => a.$direct($($da),*).map_err(anyhow::Error::from),
+        }
+    };
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve(a) => serve(a),
+        Cmd::Gold { cmd } => match cmd {
+            GoldCmd::Import {
+                name,
+                path,
+                point_in_time,
+                target,
+            } => {
+                let req = ImportGold {
+                    name,
+                    source: path,
+                    point_in_time,
+                };
+                let conn = target.connect()?;
+                let g = match &conn {
+                    Conn::Http(c) => c.import_gold(&req)?,
+                    Conn::Direct(a) => a.import_gold(req)?.0,
+                };
+                print_json(&g)
+            }
+            GoldCmd::List { json, target } => {
+                let conn = target.connect()?;
+                let golds = call!(&conn, list_golds(), list_golds())?;
+                if json {
+                    return print_json(&golds);
+                }
+                println!("{:<24} {:>16} {:<10} POINT-IN-TIME", "NAME", "SIZE", "COPY");
+                for g in golds {
+                    println!(
+                        "{:<24} {:>16} {:<10} {}",
+                        g.name,
+                        g.size,
+                        format!("{:?}", g.copy_mode).to_lowercase(),
+                        g.point_in_time
+                    );
+                }
+                Ok(())
+            }
+        },
+        Cmd::Clone { cmd } => match cmd {
+            CloneCmd::Create {
+                name,
+                gold,
+                point_in_time,
+                target,
+            } => {
+                let req = CreateClone {
+                    name,
+                    gold,
+                    point_in_time,
+                };
+                let conn = target.connect()?;
+                let c = match &conn {
+                    Conn::Http(c) => c.create_clone(&req)?,
+                    Conn::Direct(a) => a.create_clone(req)?.0,
+                };
+                if let Some(w) = &c.warning {
+                    eprintln!("warning: {w}");
+                }
+                print_json(&c)
+            }
+            CloneCmd::List { json, target } => {
+                let conn = target.connect()?;
+                let clones = call!(&conn, list_clones(), list_clones())?;
+                if json {
+                    return print_json(&clones);
+                }
+                println!("{:<24} {:<24} {:>16} COPY", "NAME", "GOLD", "SIZE");
+                for c in clones {
+                    println!(
+                        "{:<24} {:<24} {:>16} {:?}",
+                        c.name, c.gold, c.size, c.copy_mode
+                    );
+                }
+                Ok(())
+            }
+            CloneCmd::Delete { name, target } => {
+                let conn = target.connect()?;
+                call!(&conn, delete_clone(&name), delete_clone(&name))
+            }
+        },
+        Cmd::Host { cmd } => match cmd {
+            HostCmd::Register {
+                name,
+                iqns,
+                wwpns,
+                target,
+            } => {
+                let req = RegisterHost {
+                    name,
+                    iqns,
+                    wwpns,
+                    ..Default::default()
+                };
+                let conn = target.connect()?;
+                let h = match &conn {
+                    Conn::Http(c) => c.register_host(&req)?,
+                    Conn::Direct(a) => a.register_host(req)?.0,
+                };
+                print_json(&h)
+            }
+            HostCmd::List { target } => {
+                let conn = target.connect()?;
+                print_json(&call!(&conn, list_hosts(), list_hosts())?)
+            }
+        },
+        Cmd::Present {
+            clone,
+            host,
+            server,
+        } => print_json(&Client::new(&server).present(&Present { clone, host })?),
+        Cmd::Unpresent { clone, server } => Ok(Client::new(&server).unpresent(&clone)?),
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let presenter: Box<dyn Presenter> = match a.backend {
+        Backend::Loop => Box::new(LoopPresenter::new()),
+        Backend::Iscsi => {
+            if a.portals.is_empty() {
+                bail!("--backend iscsi needs at least one --portal IP:PORT");
+            }
+            Box::new(IscsiPresenter::new(LioConfig {
+                configfs_root: a.configfs_root.clone(),
+                target_iqn: a.target_iqn.clone(),
+                portals: a.portals.clone(),
+            }))
+        }
+    };
+    let app = Appliance::open(
+        &ApplianceConfig {
+            data_dir: a.data.data_dir.clone(),
+        },
+        presenter,
+    )
+    .with_context(|| format!("opening data directory {}", a.data.data_dir.display()))?;
+    match app.reapply() {
+        Ok(failed) if failed.is_empty() => {}
+        Ok(failed) => {
+            for (clone, e) in failed {
+                tracing::error!(%clone, error = %e, "presentation not restored");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not prepare the presentation backend"),
+    }
+    let app = Arc::new(app);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("binding {}", a.listen))?;
+        tracing::info!(listen = %a.listen, transport = app.transport(), data_dir = %a.data.data_dir.display(), "serving");
+        appliance::api::serve(app, listener, shutdown_signal())
+            .await
+            .context("serving HTTP")
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
 }

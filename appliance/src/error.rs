@@ -1,0 +1,131 @@
+//! The appliance's typed error and how each variant maps to an HTTP status
+//! and a stable machine-readable `code`, so the API, the CLI and the client
+//! all speak the same error language.
+
+use serde::{Deserialize, Serialize};
+
+/// Stable error codes carried in the JSON error body `{"error","code"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request body or path could not be parsed (HTTP 400).
+    BadRequest,
+    /// A name outside `[A-Za-z0-9_.-]{1,64}` (HTTP 400).
+    BadName,
+    /// The named object does not exist (HTTP 404).
+    NotFound,
+    /// The request contradicts existing state (HTTP 409).
+    Conflict,
+    /// Well-formed but semantically invalid (HTTP 422).
+    Invalid,
+    /// A real internal failure: I/O, store, external tool (HTTP 500).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::BadName => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::Invalid => 422,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// Everything that can go wrong in the appliance library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Request could not be parsed.
+    #[error("malformed request: {0}")]
+    BadRequest(String),
+    /// Object name fails validation.
+    #[error("bad {what} name {found:?}: expected 1 to 64 characters of [A-Za-z0-9_.-] (not \".\" or \"..\")")]
+    BadName {
+        /// Which kind of object ("host", "clone", ...).
+        what: String,
+        /// The name that was given.
+        found: String,
+    },
+    /// Unknown object.
+    #[error("{what} {name:?} not found")]
+    NotFound {
+        /// Which kind of object.
+        what: &'static str,
+        /// The name that was looked up.
+        name: String,
+    },
+    /// Conflicts with existing state; the message says what exists.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Semantically invalid request; the message says what was expected.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// File system I/O on the data directory or an image failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded state store failed.
+    #[error("state store: {0}")]
+    Store(String),
+    /// An external command failed or timed out.
+    #[error(transparent)]
+    Command(#[from] crate::cmd::CmdError),
+    /// The LIO configfs layer failed.
+    #[error("LIO: {0}")]
+    Lio(#[from] crate::lio::LioError),
+    /// A presentation backend failed in some other way.
+    #[error("presentation backend: {0}")]
+    Backend(String),
+}
+
+impl Error {
+    /// The stable code (and thereby HTTP status) for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::BadRequest(_) => ErrorCode::BadRequest,
+            Error::BadName { .. } => ErrorCode::BadName,
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::Conflict(_) => ErrorCode::Conflict,
+            Error::Invalid(_) => ErrorCode::Invalid,
+            Error::Io { .. }
+            | Error::Store(_)
+            | Error::Command(_)
+            | Error::Lio(_)
+            | Error::Backend(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Shorthand for an [`Error::Io`] with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// The JSON error body of every non-2xx API response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Human-readable: what was expected and what was found.
+    pub error: String,
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+}
+
+impl From<&Error> for ErrorBody {
+    fn from(e: &Error) -> Self {
+        ErrorBody {
+            error: e.to_string(),
+            code: e.code(),
+        }
+    }
+}

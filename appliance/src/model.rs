@@ -1,0 +1,175 @@
+//! The records the appliance stores and returns over the API. These are the
+//! wire format too (JSON), so field names are part of the API contract in
+//! `openapi.yaml`.
+
+use crate::copy::CopyMode;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A host that may be given clones; identified by its initiator ports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Host {
+    /// Unique host name.
+    pub name: String,
+    /// iSCSI initiator names (lower-case).
+    #[serde(default)]
+    pub iqns: Vec<String>,
+    /// Fibre Channel port WWPNs (`aa:bb:..` lower-case).
+    #[serde(default)]
+    pub wwpns: Vec<String>,
+    /// Where the appliance can call the host's connector back (mTLS), if given.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// CA certificate (PEM) that signs the connector's callback certificate.
+    #[serde(default)]
+    pub callback_ca_pem: Option<String>,
+    /// Seconds since the Unix epoch at registration.
+    pub created: u64,
+}
+
+/// Body of `POST /v1/hosts`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterHost {
+    /// Unique host name.
+    pub name: String,
+    /// iSCSI initiator names.
+    #[serde(default)]
+    pub iqns: Vec<String>,
+    /// FC WWPNs.
+    #[serde(default)]
+    pub wwpns: Vec<String>,
+    /// Connector callback URL (`https://...`).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// PEM CA for the callback.
+    #[serde(default)]
+    pub callback_ca_pem: Option<String>,
+}
+
+/// A gold copy: a read-only raw image in the data directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Gold {
+    /// Unique gold copy name.
+    pub name: String,
+    /// The image file inside the data directory.
+    pub file: PathBuf,
+    /// Image size in bytes.
+    pub size: u64,
+    /// Where it was imported from.
+    pub source: PathBuf,
+    /// Point-in-time label of this copy (defaults to the import time).
+    pub point_in_time: String,
+    /// How the import copied the data.
+    pub copy_mode: CopyMode,
+    /// Seconds since the Unix epoch at import.
+    pub created: u64,
+}
+
+/// Body of `POST /v1/gold-copies` (import a file or device on the appliance).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportGold {
+    /// Unique gold copy name.
+    pub name: String,
+    /// Path of an image file or block device on the appliance machine.
+    pub source: PathBuf,
+    /// Optional point-in-time label.
+    #[serde(default)]
+    pub point_in_time: Option<String>,
+}
+
+/// A writable clone of a gold copy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Clone {
+    /// Unique clone name.
+    pub name: String,
+    /// The gold copy it was made from.
+    pub gold: String,
+    /// The gold copy's point-in-time label the clone was taken at.
+    pub point_in_time: String,
+    /// The clone image inside the data directory.
+    pub file: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// `reflink` (thin) or `full_copy`.
+    pub copy_mode: CopyMode,
+    /// Set when the clone is not thin, saying why.
+    #[serde(default)]
+    pub warning: Option<String>,
+    /// SCSI unit serial chosen by the appliance (VPD 0x80); stable for life.
+    pub unit_serial: String,
+    /// Seconds since the Unix epoch at creation.
+    pub created: u64,
+}
+
+/// Body of `POST /v1/clones`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClone {
+    /// Unique clone name.
+    pub name: String,
+    /// Gold copy to clone.
+    pub gold: String,
+    /// If given, must equal the gold copy's point-in-time label.
+    #[serde(default)]
+    pub point_in_time: Option<String>,
+}
+
+/// Where and how a clone is visible to its host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "transport", rename_all = "snake_case")]
+pub enum Presented {
+    /// A LUN on the appliance's LIO iSCSI target.
+    Iscsi {
+        /// Target IQN to log in to.
+        target_iqn: String,
+        /// Portals (`ip:port`) the target listens on.
+        portals: Vec<String>,
+        /// LUN number.
+        lun: u32,
+        /// NAA WWN as the kernel reports it (`naa.6001405...`).
+        wwn: String,
+        /// Unit serial (VPD 0x80).
+        serial: String,
+    },
+    /// A loop device on the appliance machine itself.
+    Loop {
+        /// `/dev/loopN`.
+        device: String,
+        /// The clone image backing it (the "WWN" equivalent to wait for).
+        backing_file: String,
+    },
+}
+
+/// A clone presented to a host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Presentation {
+    /// The clone (one presentation per clone).
+    pub clone: String,
+    /// The host it is presented to.
+    pub host: String,
+    /// Transport details.
+    #[serde(flatten)]
+    pub presented: Presented,
+    /// Seconds since the Unix epoch at presentation.
+    pub created: u64,
+}
+
+/// Body of `POST /v1/presentations`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Present {
+    /// Clone to present.
+    pub clone: String,
+    /// Host to present it to.
+    pub host: String,
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

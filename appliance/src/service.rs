@@ -1,0 +1,545 @@
+//! The appliance's behaviour, independent of HTTP: validation, idempotency
+//! and conflict rules, LUN allocation, and keeping the store and the
+//! presentation backend in step. The REST API and the CLI both call this.
+
+use crate::copy::{self, CopyMode};
+use crate::error::Error;
+use crate::model::{
+    now, Clone, CreateClone, Gold, Host, ImportGold, Present, Presentation, Presented,
+    RegisterHost,
+};
+use crate::names::{normalize_iqn, normalize_wwpn, validate_name};
+use crate::present::{PresentRequest, Presenter};
+use crate::store::{Kind, Store};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/goldmount-appliance";
+
+/// Where the appliance keeps its files.
+#[derive(Debug, Clone)]
+pub struct ApplianceConfig {
+    /// Holds `state.redb`, `gold/` and `clones/`.
+    pub data_dir: PathBuf,
+}
+
+/// Whether a create call made something new or found it already there
+/// (the API answers 201 or 200 accordingly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Newly created.
+    Created,
+    /// Identical object already existed; nothing changed.
+    Existing,
+}
+
+/// The appliance: store + data directory + presentation backend.
+pub struct Appliance {
+    data_dir: PathBuf,
+    store: Store,
+    presenter: Box<dyn Presenter>,
+    /// Serialises every mutation so check-then-act sequences are atomic.
+    lock: Mutex<()>,
+}
+
+impl Appliance {
+    /// Opens (creating if needed) the data directory and its state store.
+    /// Does not touch the kernel; call [`Appliance::reapply`] for that.
+    pub fn open(cfg: &ApplianceConfig, presenter: Box<dyn Presenter>) -> Result<Self, Error> {
+        for sub in ["", "gold", "clones"] {
+            let d = cfg.data_dir.join(sub);
+            std::fs::create_dir_all(&d)
+                .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+        }
+        let store = Store::open(&cfg.data_dir.join("state.redb"))?;
+        Ok(Appliance {
+            data_dir: cfg.data_dir.clone(),
+            store,
+            presenter,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// The presentation transport in use (`iscsi` or `loop`).
+    pub fn transport(&self) -> &'static str {
+        self.presenter.transport()
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding the lock leaves no partial state we rely on.
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Re-applies every stored presentation to the kernel (after a restart,
+    /// the loop devices or the LIO config may be gone). Returns the clones
+    /// that failed, with why; the others are back.
+    pub fn reapply(&self) -> Result<Vec<(String, Error)>, Error> {
+        let _g = self.guard();
+        let hosts: Vec<Host> = self.store.list(Kind::Host)?;
+        self.presenter.prepare(&hosts)?;
+        let mut failed = Vec::new();
+        for p in self.store.list::<Presentation>(Kind::Presentation)? {
+            let res = (|| {
+                let clone = self.need_clone(&p.clone)?;
+                let host = self.need_host(&p.host)?;
+                let lun = lun_of(&p.presented).unwrap_or(0);
+                let presented = self.presenter.present(&PresentRequest {
+                    clone: &clone,
+                    host: &host,
+                    lun,
+                    previous: Some(&p.presented),
+                })?;
+                if presented != p.presented {
+                    tracing::info!(clone = %p.clone, ?presented, "presentation changed on re-apply");
+                    let mut p2 = p.clone();
+                    p2.presented = presented;
+                    self.store.put(Kind::Presentation, &p.clone, &p2)?;
+                }
+                Ok::<(), Error>(())
+            })();
+            if let Err(e) = res {
+                tracing::error!(clone = %p.clone, error = %e, "could not re-apply presentation");
+                failed.push((p.clone.clone(), e));
+            }
+        }
+        Ok(failed)
+    }
+
+    // ---- hosts -------------------------------------------------------------
+
+    /// Registers a host. The same name with the same identity returns the
+    /// existing host (callback URL/CA are updated when given); a name or an
+    /// initiator port already bound to something else is a conflict.
+    pub fn register_host(&self, req: RegisterHost) -> Result<(Host, Outcome), Error> {
+        validate_name("host", &req.name)?;
+        let mut iqns = req
+            .iqns
+            .iter()
+            .map(|i| normalize_iqn(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut wwpns = req
+            .wwpns
+            .iter()
+            .map(|w| normalize_wwpn(w))
+            .collect::<Result<Vec<_>, _>>()?;
+        iqns.sort();
+        iqns.dedup();
+        wwpns.sort();
+        wwpns.dedup();
+        if iqns.is_empty() && wwpns.is_empty() {
+            return Err(Error::Invalid(format!(
+                "host {:?}: expected at least one initiator IQN (iqns) or FC WWPN (wwpns), found none",
+                req.name
+            )));
+        }
+        if let Some(url) = &req.callback_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+                return Err(Error::Invalid(format!(
+                    "callback_url: expected an https:// URL, found {url:?}"
+                )));
+            }
+        }
+        if let Some(pem) = &req.callback_ca_pem {
+            if !pem.contains("-----BEGIN CERTIFICATE-----") || pem.len() > 65536 {
+                return Err(Error::Invalid(
+                    "callback_ca_pem: expected PEM text with at least one \
+                     -----BEGIN CERTIFICATE----- block (at most 64 KiB)"
+                        .to_string(),
+                ));
+            }
+        }
+        let _g = self.guard();
+        let all: Vec<Host> = self.store.list(Kind::Host)?;
+        for other in all.iter().filter(|h| h.name != req.name) {
+            if let Some(i) = other.iqns.iter().find(|i| iqns.contains(i)) {
+                return Err(Error::Conflict(format!(
+                    "initiator {i} is already registered to host {:?}",
+                    other.name
+                )));
+            }
+            if let Some(w) = other.wwpns.iter().find(|w| wwpns.contains(w)) {
+                return Err(Error::Conflict(format!(
+                    "WWPN {w} is already registered to host {:?}",
+                    other.name
+                )));
+            }
+        }
+        let (host, outcome) = match all.into_iter().find(|h| h.name == req.name) {
+            Some(h) if h.iqns != iqns || h.wwpns != wwpns => {
+                return Err(Error::Conflict(format!(
+                    "host {:?} is registered with iqns {:?} wwpns {:?}; this request has iqns {:?} \
+                     wwpns {:?}",
+                    h.name, h.iqns, h.wwpns, iqns, wwpns
+                )))
+            }
+            Some(mut h) => {
+                let mut changed = false;
+                if req.callback_url.is_some() && req.callback_url != h.callback_url {
+                    h.callback_url = req.callback_url;
+                    changed = true;
+                }
+                if req.callback_ca_pem.is_some() && req.callback_ca_pem != h.callback_ca_pem {
+                    h.callback_ca_pem = req.callback_ca_pem;
+                    changed = true;
+                }
+                if changed {
+                    self.store.put(Kind::Host, &h.name, &h)?;
+                }
+                (h, Outcome::Existing)
+            }
+            None => {
+                let h = Host {
+                    name: req.name,
+                    iqns,
+                    wwpns,
+                    callback_url: req.callback_url,
+                    callback_ca_pem: req.callback_ca_pem,
+                    created: now(),
+                };
+                self.store.put(Kind::Host, &h.name, &h)?;
+                tracing::info!(host = %h.name, "registered host");
+                (h, Outcome::Created)
+            }
+        };
+        let hosts: Vec<Host> = self.store.list(Kind::Host)?;
+        self.presenter.prepare(&hosts)?;
+        Ok((host, outcome))
+    }
+
+    /// All hosts, by name.
+    pub fn list_hosts(&self) -> Result<Vec<Host>, Error> {
+        self.store.list(Kind::Host)
+    }
+
+    /// One host.
+    pub fn get_host(&self, name: &str) -> Result<Host, Error> {
+        validate_name("host", name)?;
+        self.need_host(name)
+    }
+
+    fn need_host(&self, name: &str) -> Result<Host, Error> {
+        self.store
+            .get(Kind::Host, name)?
+            .ok_or_else(|| Error::NotFound {
+                what: "host",
+                name: name.to_string(),
+            })
+    }
+
+    // ---- gold copies -------------------------------------------------------
+
+    /// Imports an image file or block device on this machine as a gold copy
+    /// (reflinked when possible). Repeating the same import returns the
+    /// existing gold copy; the same name from another source is a conflict.
+    pub fn import_gold(&self, req: ImportGold) -> Result<(Gold, Outcome), Error> {
+        validate_name("gold copy", &req.name)?;
+        if let Some(l) = &req.point_in_time {
+            validate_name("point-in-time label", l)?;
+        }
+        let source = std::fs::canonicalize(&req.source).map_err(|e| {
+            Error::Invalid(format!(
+                "source: expected an image file or block device on the appliance, {} : {e}",
+                req.source.display()
+            ))
+        })?;
+        let ft = std::fs::metadata(&source)
+            .map_err(|e| Error::io(format!("stat {}", source.display()), e))?
+            .file_type();
+        if !(ft.is_file() || ft.is_block_device()) {
+            return Err(Error::Invalid(format!(
+                "source: expected a regular file or block device, {} is neither",
+                source.display()
+            )));
+        }
+        let _g = self.guard();
+        if let Some(g) = self.store.get::<Gold>(Kind::Gold, &req.name)? {
+            let same_pit = req.point_in_time.as_ref().is_none_or(|p| *p == g.point_in_time);
+            if g.source == source && same_pit {
+                return Ok((g, Outcome::Existing));
+            }
+            return Err(Error::Conflict(format!(
+                "gold copy {:?} already exists from {} at point-in-time {:?}; this request: {} at {:?}",
+                g.name,
+                g.source.display(),
+                g.point_in_time,
+                source.display(),
+                req.point_in_time
+            )));
+        }
+        let file = self.data_dir.join("gold").join(format!("{}.img", req.name));
+        // A leftover file without a record (crash between copy and commit).
+        let _ = std::fs::remove_file(&file);
+        let out = copy::copy_image(&source, &file)?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444))
+            .map_err(|e| Error::io(format!("making {} read-only", file.display()), e))?;
+        if let Some(why) = &out.reflink_error {
+            tracing::warn!(gold = %req.name, %why, "gold copy imported by full copy");
+        }
+        let created = now();
+        let g = Gold {
+            name: req.name,
+            file,
+            size: out.size,
+            source,
+            point_in_time: req.point_in_time.unwrap_or_else(|| format!("imported-{created}")),
+            copy_mode: out.mode,
+            created,
+        };
+        self.store.put(Kind::Gold, &g.name, &g)?;
+        tracing::info!(gold = %g.name, size = g.size, mode = ?g.copy_mode, "imported gold copy");
+        Ok((g, Outcome::Created))
+    }
+
+    /// All gold copies, by name.
+    pub fn list_golds(&self) -> Result<Vec<Gold>, Error> {
+        self.store.list(Kind::Gold)
+    }
+
+    /// One gold copy.
+    pub fn get_gold(&self, name: &str) -> Result<Gold, Error> {
+        validate_name("gold copy", name)?;
+        self.store
+            .get(Kind::Gold, name)?
+            .ok_or_else(|| Error::NotFound {
+                what: "gold copy",
+                name: name.to_string(),
+            })
+    }
+
+    // ---- clones ------------------------------------------------------------
+
+    /// Creates a writable clone of a gold copy: a reflink when the data
+    /// directory's file system supports it, otherwise a full copy with a
+    /// `warning` saying so. Repeating the same request returns the clone.
+    pub fn create_clone(&self, req: CreateClone) -> Result<(Clone, Outcome), Error> {
+        validate_name("clone", &req.name)?;
+        validate_name("gold copy", &req.gold)?;
+        let _g = self.guard();
+        let gold = self.get_gold(&req.gold)?;
+        if let Some(pit) = &req.point_in_time {
+            if *pit != gold.point_in_time {
+                return Err(Error::Invalid(format!(
+                    "point_in_time: gold copy {:?} holds point-in-time {:?}, not {pit:?}",
+                    gold.name, gold.point_in_time
+                )));
+            }
+        }
+        if let Some(c) = self.store.get::<Clone>(Kind::Clone, &req.name)? {
+            if c.gold == req.gold && c.point_in_time == gold.point_in_time {
+                return Ok((c, Outcome::Existing));
+            }
+            return Err(Error::Conflict(format!(
+                "clone {:?} already exists from gold copy {:?} at {:?}; this request asks for {:?}",
+                c.name, c.gold, c.point_in_time, req.gold
+            )));
+        }
+        let file = self.data_dir.join("clones").join(format!("{}.img", req.name));
+        let _ = std::fs::remove_file(&file);
+        let out = copy::copy_image(&gold.file, &file)?;
+        // The clone is writable even though the gold file is 0444.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io(format!("chmod {}", file.display()), e))?;
+        let warning = match (out.mode, &out.reflink_error) {
+            (CopyMode::FullCopy, why) => {
+                let w = format!(
+                    "clone is a full copy, not thin: {}",
+                    why.as_deref().unwrap_or("reflink unavailable")
+                );
+                tracing::warn!(clone = %req.name, "{w}");
+                Some(w)
+            }
+            (CopyMode::Reflink, _) => None,
+        };
+        let c = Clone {
+            name: req.name,
+            gold: gold.name,
+            point_in_time: gold.point_in_time,
+            file,
+            size: out.size,
+            copy_mode: out.mode,
+            warning,
+            unit_serial: new_unit_serial()?,
+            created: now(),
+        };
+        self.store.put(Kind::Clone, &c.name, &c)?;
+        tracing::info!(clone = %c.name, gold = %c.gold, mode = ?c.copy_mode, "created clone");
+        Ok((c, Outcome::Created))
+    }
+
+    /// All clones, by name.
+    pub fn list_clones(&self) -> Result<Vec<Clone>, Error> {
+        self.store.list(Kind::Clone)
+    }
+
+    /// One clone.
+    pub fn get_clone(&self, name: &str) -> Result<Clone, Error> {
+        validate_name("clone", name)?;
+        self.need_clone(name)
+    }
+
+    fn need_clone(&self, name: &str) -> Result<Clone, Error> {
+        self.store
+            .get(Kind::Clone, name)?
+            .ok_or_else(|| Error::NotFound {
+                what: "clone",
+                name: name.to_string(),
+            })
+    }
+
+    /// Deletes a clone and its image; refused while it is presented.
+    pub fn delete_clone(&self, name: &str) -> Result<(), Error> {
+        validate_name("clone", name)?;
+        let _g = self.guard();
+        let c = self.need_clone(name)?;
+        if let Some(p) = self.store.get::<Presentation>(Kind::Presentation, name)? {
+            return Err(Error::Conflict(format!(
+                "clone {name:?} is presented to host {:?}; unpresent it first \
+                 (DELETE /v1/presentations/{name})",
+                p.host
+            )));
+        }
+        match std::fs::remove_file(&c.file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", c.file.display()), e)),
+        }
+        self.store.delete(Kind::Clone, name)?;
+        tracing::info!(clone = name, "deleted clone");
+        Ok(())
+    }
+
+    // ---- presentations -----------------------------------------------------
+
+    /// Presents a clone to a host. A clone is presented to one host at a
+    /// time; presenting it again to the same host re-applies and returns the
+    /// same presentation.
+    pub fn present(&self, req: Present) -> Result<(Presentation, Outcome), Error> {
+        validate_name("clone", &req.clone)?;
+        validate_name("host", &req.host)?;
+        let _g = self.guard();
+        let clone = self.need_clone(&req.clone)?;
+        let host = self.need_host(&req.host)?;
+        let existing = self.store.get::<Presentation>(Kind::Presentation, &clone.name)?;
+        if let Some(p) = &existing {
+            if p.host != host.name {
+                return Err(Error::Conflict(format!(
+                    "clone {:?} is already presented to host {:?}; unpresent it before \
+                     presenting it to {:?}",
+                    clone.name, p.host, host.name
+                )));
+            }
+        }
+        let lun = match &existing {
+            Some(p) => lun_of(&p.presented).unwrap_or(0),
+            None => self.free_lun()?,
+        };
+        let presented = self.presenter.present(&PresentRequest {
+            clone: &clone,
+            host: &host,
+            lun,
+            previous: existing.as_ref().map(|p| &p.presented),
+        })?;
+        match existing {
+            Some(mut p) => {
+                if p.presented != presented {
+                    p.presented = presented;
+                    self.store.put(Kind::Presentation, &p.clone, &p)?;
+                }
+                Ok((p, Outcome::Existing))
+            }
+            None => {
+                let p = Presentation {
+                    clone: clone.name.clone(),
+                    host: host.name,
+                    presented,
+                    created: now(),
+                };
+                if let Err(e) = self.store.put(Kind::Presentation, &p.clone, &p) {
+                    // Do not leave a kernel object nobody knows about.
+                    let _ = self.presenter.unpresent(&clone, &p.presented);
+                    return Err(e);
+                }
+                tracing::info!(clone = %p.clone, host = %p.host, "presented");
+                Ok((p, Outcome::Created))
+            }
+        }
+    }
+
+    /// Takes a clone's presentation away.
+    pub fn unpresent(&self, clone_name: &str) -> Result<(), Error> {
+        validate_name("clone", clone_name)?;
+        let _g = self.guard();
+        let p = self.need_presentation(clone_name)?;
+        let clone = self.need_clone(clone_name)?;
+        self.presenter.unpresent(&clone, &p.presented)?;
+        self.store.delete(Kind::Presentation, clone_name)?;
+        tracing::info!(clone = clone_name, host = %p.host, "unpresented");
+        Ok(())
+    }
+
+    /// All presentations, by clone name.
+    pub fn list_presentations(&self) -> Result<Vec<Presentation>, Error> {
+        self.store.list(Kind::Presentation)
+    }
+
+    /// The presentation of one clone.
+    pub fn get_presentation(&self, clone_name: &str) -> Result<Presentation, Error> {
+        validate_name("clone", clone_name)?;
+        self.need_presentation(clone_name)
+    }
+
+    fn need_presentation(&self, clone_name: &str) -> Result<Presentation, Error> {
+        self.store
+            .get(Kind::Presentation, clone_name)?
+            .ok_or_else(|| Error::NotFound {
+                what: "presentation of clone",
+                name: clone_name.to_string(),
+            })
+    }
+
+    /// Lowest LUN number no stored presentation uses.
+    fn free_lun(&self) -> Result<u32, Error> {
+        let used: std::collections::BTreeSet<u32> = self
+            .store
+            .list::<Presentation>(Kind::Presentation)?
+            .iter()
+            .filter_map(|p| lun_of(&p.presented))
+            .collect();
+        (0..=u32::from(u16::MAX))
+            .find(|l| !used.contains(l))
+            .ok_or_else(|| Error::Conflict("all LUN numbers 0..=65535 are in use".to_string()))
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+fn lun_of(p: &Presented) -> Option<u32> {
+    match p {
+        Presented::Iscsi { lun, .. } => Some(*lun),
+        Presented::Loop { .. } => None,
+    }
+}
+
+/// A fresh random unit serial in UUID form (as LIO itself generates), whose
+/// hex digits give a unique NAA WWN.
+fn new_unit_serial() -> Result<String, Error> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io("reading /dev/urandom", e))?;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
