@@ -1,10 +1,14 @@
 //! `cargo xtask demo|test|lab|bench`: the project's automation entry points.
+//! This file only dispatches; each subcommand lives in its own module.
 
 use anyhow::{bail, Result};
+
+mod lab;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("lab") => lab::main(&args[1..]),
         Some(cmd) => bail!("xtask {cmd}: not written yet"),
         None => bail!("usage: cargo xtask demo|test|lab|bench"),
     }

@@ -1,0 +1,186 @@
+//! `cargo xtask lab [--install] [--timeout SECS] [SCENARIO…]`: the real-kernel
+//! lab. Builds the scenario tests and the appliance on the host, boots Debian's
+//! kernel once under QEMU/TCG with the host's root filesystem (virtme-ng), runs
+//! the scenarios inside the guest, and reports per-scenario pass/fail and times.
+//! Results and logs land in `target/lab/`.
+//!
+//! The host cannot run these scenarios itself: its kernel has no SCSI, iSCSI,
+//! device-mapper nor partition parsing (see shared/LAB.md).
+
+mod bench;
+mod boot;
+mod build;
+mod guest;
+mod install;
+mod plan;
+mod proc;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use plan::{GuestResults, Plan};
+
+const USAGE: &str = "usage: cargo xtask lab [--install] [--timeout SECS] [--scenario-timeout SECS] [SCENARIO-SUBSTRING…]";
+
+struct Args {
+    install: bool,
+    timeout: Duration,
+    scenario_timeout: u64,
+    filters: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Args> {
+    let mut a = Args {
+        install: false,
+        timeout: Duration::from_secs(1800),
+        scenario_timeout: 420,
+        filters: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--install" => a.install = true,
+            "--timeout" => {
+                let v = it.next().context(USAGE)?;
+                a.timeout = Duration::from_secs(v.parse().context("--timeout SECS")?);
+            }
+            "--scenario-timeout" => {
+                let v = it.next().context(USAGE)?;
+                a.scenario_timeout = v.parse().context("--scenario-timeout SECS")?;
+            }
+            "-h" | "--help" => bail!(USAGE),
+            s if s.starts_with('-') => bail!("unknown option {s}\n{USAGE}"),
+            s => a.filters.push(s.to_string()),
+        }
+    }
+    Ok(a)
+}
+
+/// Entry point of `cargo xtask lab …` (host) and `xtask lab --guest PLAN` (guest).
+pub fn main(args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("--guest") {
+        let plan = args.get(1).context("--guest needs the plan path")?;
+        return guest::main(Path::new(plan));
+    }
+    let args = parse(args)?;
+    if args.install {
+        install::install()?;
+    }
+    let tools = boot::preflight()?;
+    let ws = workspace_root();
+    let out = ws.join("target/lab");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    clean_results(&out)?;
+
+    eprintln!("lab: building the scenarios and the appliance on the host");
+    let art = build::build(&ws)?;
+    let scenarios = list_scenarios(&art.test_bin, &args.filters)?;
+    if scenarios.is_empty() {
+        bail!("no lab scenario matches {:?}", args.filters);
+    }
+    let xtask = std::env::current_exe().context("locating the xtask binary")?;
+    for p in [&xtask, &art.test_bin, &art.appliance_bin, &out] {
+        if p.to_string_lossy().contains(char::is_whitespace) {
+            bail!("{}: paths with whitespace cannot be passed to the guest", p.display());
+        }
+    }
+    let plan = Plan {
+        test_bin: art.test_bin.clone(),
+        env: vec![(
+            "GOLDMOUNT_APPLIANCE_BIN".to_string(),
+            art.appliance_bin.to_string_lossy().into_owned(),
+        )],
+        scenarios: scenarios.clone(),
+        scenario_timeout_secs: args.scenario_timeout,
+        results_dir: out.clone(),
+    };
+    let plan_path = out.join("plan.json");
+    std::fs::write(&plan_path, serde_json::to_vec_pretty(&plan)?)
+        .with_context(|| format!("writing {}", plan_path.display()))?;
+
+    eprintln!(
+        "lab: booting {} with {} scenario(s): {}",
+        tools.kernel.display(),
+        scenarios.len(),
+        scenarios.join(", ")
+    );
+    let guest_cmd = format!("{} lab --guest {}", xtask.display(), plan_path.display());
+    let report = boot::boot(&tools, &out, &guest_cmd, &out.join("console.log"), args.timeout)?;
+
+    let results: GuestResults = match std::fs::read(out.join("results.json")) {
+        Ok(bytes) => serde_json::from_slice(&bytes).context("parsing results.json")?,
+        Err(_) => GuestResults::default(),
+    };
+    let failed = summarize(&scenarios, &results, &report, &out);
+    bench::record(&ws, &scenarios, &results, &report, &args.filters)?;
+    if failed > 0 {
+        bail!("{failed} lab scenario(s) failed; logs in {}", out.display());
+    }
+    Ok(())
+}
+
+/// Prints the summary; returns how many scenarios did not pass (missing ones count).
+fn summarize(
+    scenarios: &[String],
+    results: &GuestResults,
+    report: &boot::BootReport,
+    out: &Path,
+) -> usize {
+    let boot = report
+        .boot_secs
+        .map_or("never reached the guest runner".to_string(), |s| format!("{s:.1}s"));
+    eprintln!("\nlab summary ({})", out.display());
+    eprintln!("  boot (vng start -> guest runner): {boot}; guest setup {:.1}s; total wall {:.1}s; vng exit {}",
+        results.setup_secs,
+        report.wall_secs,
+        report.exit.map_or("killed (timeout)".to_string(), |s| s.to_string()));
+    if let Some(e) = &results.setup_error {
+        eprintln!("  guest setup FAILED: {e}");
+    }
+    let mut failed = 0;
+    for name in scenarios {
+        match results.scenarios.iter().find(|r| &r.name == name) {
+            Some(r) if r.passed => eprintln!("  PASS {:7.1}s  {name}", r.secs),
+            Some(r) => {
+                failed += 1;
+                eprintln!("  FAIL {:7.1}s  {name}: {} (log: {})", r.secs, r.detail, r.log);
+            }
+            None => {
+                failed += 1;
+                eprintln!("  FAIL     -    {name}: did not run (see console.log)");
+            }
+        }
+    }
+    failed
+}
+
+/// Lists the ignored (lab-only) tests of the lab binary, filtered by substring.
+fn list_scenarios(test_bin: &Path, filters: &[String]) -> Result<Vec<String>> {
+    let bin = test_bin.to_string_lossy();
+    let listing = proc::run(&bin, &["--list", "--ignored"], Duration::from_secs(60))?;
+    Ok(listing
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .filter(|n| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
+        .map(str::to_string)
+        .collect())
+}
+
+fn clean_results(out: &Path) -> Result<()> {
+    for e in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+        let p = e?.path();
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        if p.is_file() && (ext == "log" || ext == "json") {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The workspace root: xtask lives one level below it.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}

@@ -1,0 +1,87 @@
+//! Building, on the host, everything the guest will run: the scenario test
+//! binary and the appliance.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// The test target (tests/tests/<name>.rs) that holds the lab scenarios.
+pub const LAB_TEST_TARGET: &str = "lab";
+
+/// Host-built artifacts the guest needs.
+pub struct Artifacts {
+    /// The `lab` integration-test executable of `goldmount-tests`.
+    pub test_bin: PathBuf,
+    /// `goldmount-appliance`.
+    pub appliance_bin: PathBuf,
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// Runs a cargo build with JSON messages and returns the executables it reports.
+fn cargo_executables(ws: &Path, args: &[&str]) -> Result<Vec<(String, PathBuf)>> {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(ws)
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
+    let stdout = child.stdout.take().context("cargo stdout")?;
+    let mut exes = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo output")?;
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        if let Some(exe) = msg["executable"].as_str() {
+            let name = msg["target"]["name"].as_str().unwrap_or_default().to_string();
+            exes.push((name, PathBuf::from(exe)));
+        }
+    }
+    let status = child.wait().context("waiting for cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(exes)
+}
+
+/// Builds the appliance and the lab test binary (debug profile).
+pub fn build(ws: &Path) -> Result<Artifacts> {
+    let exes = cargo_executables(
+        ws,
+        &["build", "-p", "appliance", "--bin", "goldmount-appliance"],
+    )?;
+    let appliance_bin = exes
+        .into_iter()
+        .find(|(n, _)| n == "goldmount-appliance")
+        .map(|(_, p)| p)
+        .context("cargo did not report the goldmount-appliance executable")?;
+    let exes = cargo_executables(
+        ws,
+        &[
+            "test",
+            "-p",
+            "goldmount-tests",
+            "--test",
+            LAB_TEST_TARGET,
+            "--no-run",
+        ],
+    )?;
+    let test_bin = exes
+        .into_iter()
+        .find(|(n, _)| n == LAB_TEST_TARGET)
+        .map(|(_, p)| p)
+        .context("cargo did not report the lab test executable")?;
+    Ok(Artifacts {
+        test_bin,
+        appliance_bin,
+    })
+}
