@@ -4,11 +4,14 @@
 use anyhow::{bail, Result};
 
 mod lab;
+mod prereqs;
+mod test;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("lab") => lab::main(&args[1..]),
+        Some("test") => test::main(&args[1..]),
         Some(cmd) => bail!("xtask {cmd}: not written yet"),
         None => bail!("usage: cargo xtask demo|test|lab|bench"),
     }

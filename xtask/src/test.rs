@@ -1,0 +1,55 @@
+//! `cargo xtask test [--no-lab] [--no-lint]`: everything CI runs, in order —
+//! install prerequisites, rustfmt, clippy, the workspace tests, then the
+//! real-kernel lab suite.
+
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::prereqs;
+
+const USAGE: &str = "usage: cargo xtask test [--no-lab] [--no-lint]";
+
+fn cargo(args: &[&str]) -> Result<()> {
+    eprintln!("xtask test: cargo {}", args.join(" "));
+    let st = Command::new(env!("CARGO"))
+        .args(args)
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    ensure!(st.success(), "cargo {} failed ({st})", args.join(" "));
+    Ok(())
+}
+
+/// Entry point of `cargo xtask test`.
+pub fn main(args: &[String]) -> Result<()> {
+    let mut lab = true;
+    let mut lint = true;
+    for a in args {
+        match a.as_str() {
+            "--no-lab" => lab = false,
+            "--no-lint" => lint = false,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    prereqs::ensure_apt(prereqs::HOST_TEST_PACKAGES)?;
+    if lint {
+        cargo(&["fmt", "--all", "--", "--check"])?;
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
+    cargo(&["test", "--workspace"])?;
+    if lab {
+        crate::lab::main(&["--install".to_string()])?;
+    }
+    Ok(())
+}
