@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 
+mod demo;
 mod lab;
 mod prereqs;
 mod test;
@@ -12,6 +13,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("lab") => lab::main(&args[1..]),
         Some("test") => test::main(&args[1..]),
+        Some("demo") => demo::main(&args[1..]),
         Some(cmd) => bail!("xtask {cmd}: not written yet"),
         None => bail!("usage: cargo xtask demo|test|lab|bench"),
     }
