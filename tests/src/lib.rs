@@ -1,1 +1,3 @@
 //! Shared helpers for the cross-crate integration tests and the lab scenarios.
+
+pub mod lab;

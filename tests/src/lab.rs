@@ -1,0 +1,309 @@
+//! Helpers for the real-kernel lab scenarios (`cargo xtask lab`), which run as
+//! root inside a QEMU guest with LIO, open-iscsi, udev and XFS available.
+//!
+//! These are test helpers: they panic with a precise message (command, stderr,
+//! what was expected) instead of returning errors, so a failing scenario's log
+//! says exactly which step broke.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wait_timeout::ChildExt;
+
+/// Default timeout for one external command in a scenario.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The scenario's scratch directory, or a loud panic when not in the lab:
+/// these tests need the lab kernel and must never silently pass elsewhere.
+pub fn require_lab() -> PathBuf {
+    if std::env::var_os("GOLDMOUNT_LAB").is_none() {
+        panic!("this scenario needs the lab kernel: run it with `cargo xtask lab [NAME]`");
+    }
+    let scratch = std::env::var_os("GOLDMOUNT_LAB_SCRATCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/mnt/goldmount-lab/scratch"));
+    fs::create_dir_all(&scratch).unwrap();
+    scratch
+}
+
+/// Runs `prog args…` with a timeout; `Err` carries status and stderr.
+pub fn try_run(prog: &str, args: &[&str], timeout: Duration) -> Result<String, String> {
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawning {prog}: {e}"))?;
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = match child.wait_timeout(timeout).map_err(|e| e.to_string())? {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{prog} {} timed out after {timeout:?}", args.join(" ")));
+        }
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    eprintln!("$ {prog} {} -> {status}", args.join(" "));
+    if status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{prog} {} failed ({status}): {}{}",
+            args.join(" "),
+            stderr.trim(),
+            stdout.trim()
+        ))
+    }
+}
+
+/// [`try_run`] that panics on failure.
+pub fn run(prog: &str, args: &[&str]) -> String {
+    try_run(prog, args, CMD_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Polls `f` every 100 ms until it yields a value; panics after `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            eprintln!("waited {:.2}s for {what}", start.elapsed().as_secs_f64());
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// This guest's iSCSI initiator name.
+pub fn initiator_iqn() -> String {
+    let s = fs::read_to_string("/etc/iscsi/initiatorname.iscsi").unwrap();
+    s.lines()
+        .find_map(|l| l.trim().strip_prefix("InitiatorName="))
+        .map(str::to_string)
+        .expect("InitiatorName= in /etc/iscsi/initiatorname.iscsi")
+}
+
+/// A file of `size` bytes whose every 4 KiB block starts with `tag` and the
+/// block number, so content checks at any offset are meaningful.
+pub fn write_pattern(path: &Path, size: u64, tag: &str) {
+    let mut f = fs::File::create(path).unwrap();
+    let mut block = vec![0u8; 4096];
+    for n in 0..size / 4096 {
+        block.fill(0);
+        let head = format!("{tag} block {n}\n");
+        block[..head.len()].copy_from_slice(head.as_bytes());
+        f.write_all(&block).unwrap();
+    }
+    f.sync_all().unwrap();
+}
+
+/// Reads `len` bytes at `off` from a file or block device.
+pub fn read_at(path: &Path, off: u64, len: usize) -> Vec<u8> {
+    let f = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, off)
+        .unwrap_or_else(|e| panic!("read {} @{off}: {e}", path.display()));
+    buf
+}
+
+/// Writes `data` at `off` to a block device and flushes it to the target.
+pub fn write_dev_at(dev: &Path, off: u64, data: &[u8]) {
+    let mut f = fs::OpenOptions::new().write(true).open(dev).unwrap();
+    f.seek(SeekFrom::Start(off)).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// An XFS filesystem with reflink support on a loop file: where thin clones
+/// (`cp --reflink=always`) are possible.
+pub struct ReflinkXfs {
+    /// Mount point.
+    pub mnt: PathBuf,
+    loopdev: String,
+}
+
+impl ReflinkXfs {
+    /// Creates a sparse `size`-byte image under `scratch`, formats and mounts it.
+    pub fn create(scratch: &Path, size_mib: u64) -> Self {
+        let img = scratch.join("xfs.img");
+        let f = fs::File::create(&img).unwrap();
+        f.set_len(size_mib << 20).unwrap();
+        let loopdev = run("losetup", &["-f", "--show", img.to_str().unwrap()])
+            .trim()
+            .to_string();
+        run("mkfs.xfs", &["-q", "-f", "-m", "reflink=1", &loopdev]);
+        let mnt = scratch.join("xfs");
+        fs::create_dir_all(&mnt).unwrap();
+        run("mount", &[&loopdev, mnt.to_str().unwrap()]);
+        Self { mnt, loopdev }
+    }
+}
+
+impl Drop for ReflinkXfs {
+    fn drop(&mut self) {
+        let _ = try_run("umount", &[self.mnt.to_str().unwrap()], CMD_TIMEOUT);
+        let _ = try_run("losetup", &["-d", &self.loopdev], CMD_TIMEOUT);
+    }
+}
+
+/// Whether `path` has extents shared with another file (a real reflink
+/// clone), from FIEMAP flags as `filefrag -v` prints them.
+pub fn has_shared_extents(path: &Path) -> bool {
+    run("filefrag", &["-v", path.to_str().unwrap()]).contains("shared")
+}
+
+/// open-iscsi: SendTargets discovery against `portal` (`ip:port`).
+pub fn discover(portal: &str) -> String {
+    run(
+        "iscsiadm",
+        &["-m", "discovery", "-t", "st", "-p", portal],
+    )
+}
+
+/// Sets `node.session.scan=manual` so login creates no SCSI devices by itself:
+/// only targeted scans do, as the connector will.
+pub fn set_manual_scan(target_iqn: &str, portal: &str) {
+    run(
+        "iscsiadm",
+        &[
+            "-m", "node", "-T", target_iqn, "-p", portal, "-o", "update", "-n",
+            "node.session.scan", "-v", "manual",
+        ],
+    );
+}
+
+/// Logs in to `target_iqn` at `portal`.
+pub fn login(target_iqn: &str, portal: &str) {
+    run("iscsiadm", &["-m", "node", "-T", target_iqn, "-p", portal, "--login"]);
+}
+
+/// Logs out (ignores "no session").
+pub fn logout(target_iqn: &str, portal: &str) {
+    let _ = try_run(
+        "iscsiadm",
+        &["-m", "node", "-T", target_iqn, "-p", portal, "--logout"],
+        CMD_TIMEOUT,
+    );
+}
+
+/// SCSI address (host, channel, target id) of the session to `target_iqn`,
+/// read from sysfs (`/sys/class/iscsi_session/session*/`).
+pub fn session_scsi_address(target_iqn: &str) -> Option<(u32, u32, u32)> {
+    for e in fs::read_dir("/sys/class/iscsi_session").ok()?.flatten() {
+        let p = e.path();
+        let name = fs::read_to_string(p.join("targetname")).unwrap_or_default();
+        if name.trim() != target_iqn {
+            continue;
+        }
+        let tid: u32 = fs::read_to_string(p.join("target_id"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        // .../hostN/sessionM/iscsi_session/sessionM: find the hostN component.
+        let real = fs::canonicalize(&p).ok()?;
+        let host = real.components().find_map(|c| {
+            c.as_os_str()
+                .to_str()?
+                .strip_prefix("host")?
+                .parse::<u32>()
+                .ok()
+        })?;
+        return Some((host, 0, tid));
+    }
+    None
+}
+
+/// A targeted scan of exactly one LUN: `echo "C T L" > .../hostN/scan`.
+pub fn scan_lun(host: u32, channel: u32, target: u32, lun: u32) {
+    let path = format!("/sys/class/scsi_host/host{host}/scan");
+    fs::write(&path, format!("{channel} {target} {lun}"))
+        .unwrap_or_else(|e| panic!("write {path}: {e}"));
+}
+
+/// The `sdX` whose `/sys/block/sdX/device/wwid` equals `wwid`.
+pub fn disk_with_wwid(wwid: &str) -> Option<String> {
+    fs::read_dir("/sys/block").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let w = fs::read_to_string(e.path().join("device/wwid")).ok()?;
+        (w.trim() == wwid).then_some(name)
+    })
+}
+
+/// All SCSI disks whose wwid is `naa.6001405…` (LIO devices).
+pub fn lio_disks() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = fs::read_dir("/sys/block")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let w = fs::read_to_string(e.path().join("device/wwid")).ok()?;
+                    let w = w.trim().to_string();
+                    w.starts_with("naa.6001405")
+                        .then(|| (e.file_name().to_string_lossy().into_owned(), w))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Waits for the disk with `wwid` and its udev `/dev/disk/by-id/wwn-0x…` link
+/// (checking the link resolves to that disk). Returns `/dev/sdX`.
+pub fn wait_disk(wwid: &str, timeout: Duration) -> PathBuf {
+    let sd = wait_until(&format!("a disk with wwid {wwid}"), timeout, || disk_with_wwid(wwid));
+    let link = Path::new("/dev/disk/by-id").join(appliance::lio::by_id_wwn_link(wwid));
+    let dev = PathBuf::from("/dev").join(&sd);
+    wait_until(&format!("udev link {}", link.display()), timeout, || {
+        let _ = try_run("udevadm", &["settle", "-t", "5"], Duration::from_secs(10));
+        (fs::canonicalize(&link).ok()? == dev).then_some(())
+    });
+    dev
+}
+
+/// Deletes a SCSI disk from the initiator side (what detach does).
+pub fn delete_disk(dev: &Path) {
+    let name = dev.file_name().unwrap().to_string_lossy().into_owned();
+    let p = format!("/sys/block/{name}/device/delete");
+    fs::write(&p, "1").unwrap_or_else(|e| panic!("write {p}: {e}"));
+    wait_until(&format!("{name} to disappear"), Duration::from_secs(30), || {
+        (!Path::new("/sys/block").join(&name).exists()).then_some(())
+    });
+}
+
+/// Removes a target directory tree that [`appliance::lio::Lio`] built (portals,
+/// TPG, target) once ACLs and LUNs are gone: scenario cleanup only.
+pub fn remove_lio_target(lio: &appliance::lio::Lio) {
+    let tpg = lio.tpg_dir();
+    if tpg.join("enable").exists() {
+        let _ = fs::write(tpg.join("enable"), "0");
+    }
+    if let Ok(d) = fs::read_dir(tpg.join("np")) {
+        for e in d.flatten() {
+            let _ = fs::remove_dir(e.path());
+        }
+    }
+    let _ = fs::remove_dir(&tpg);
+    let _ = fs::remove_dir(lio.target_dir());
+}
