@@ -1,0 +1,524 @@
+//! fsdetect vs `blkid -p` on the shared fixture set: read calls and bytes per
+//! image (blkid counted with strace on the image's file descriptor, fsdetect
+//! from its own `IoStats` and cross-checked with strace), whether the answers
+//! are identical, and the wall time of probing the whole set N times with one
+//! process per tool and round.
+//!
+//! `cargo bench -p fsdetect --bench probe_vs_blkid`; environment:
+//! - `FSDETECT_BENCH_ROUNDS` (default 20): timed rounds;
+//! - `FSDETECT_BENCH_IMAGES`: extra image paths, comma separated, probed too;
+//! - `GOLDMOUNT_BIN`: a `goldmount` binary to time (`probe --format udev`)
+//!   instead of the `probe` example.
+//!
+//! Needs root (loop devices for 4K-sector images), `strace` and `blkid`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use fsdetect::{probe_disk, FileSource, IoStats};
+
+/// One probed path: a fixture image, or the loop device standing for it.
+struct Target {
+    name: String,
+    path: PathBuf,
+    sector_size: u32,
+}
+
+/// What strace saw a tool do on the target's file descriptor.
+#[derive(Default, Clone, Copy)]
+struct Traced {
+    reads: u64,
+    bytes: u64,
+}
+
+/// One row of the per-image table.
+struct Row {
+    name: String,
+    blkid: Traced,
+    blkid_parts: Option<Traced>,
+    fsd: IoStats,
+    fsd_syscalls: Traced,
+    same: bool,
+    blkid_out: String,
+    blkid_rc: i32,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore any arguments.
+    let rounds: usize = std::env::var("FSDETECT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    require_tool("strace", "strace");
+    require_tool("blkid", "util-linux");
+
+    let mut fixtures = common::all_fixtures();
+    if let Ok(extra) = std::env::var("FSDETECT_BENCH_IMAGES") {
+        for p in extra.split(',').filter(|p| !p.is_empty()) {
+            let path = PathBuf::from(p);
+            fixtures.push(common::Fixture {
+                name: path.file_name().unwrap().to_string_lossy().into_owned(),
+                path,
+                sector_size: 512,
+                needs_loop: false,
+            });
+        }
+    }
+    assert!(
+        !fixtures.is_empty(),
+        "no fixtures: tests/common/fx_*.rs are still empty and FSDETECT_BENCH_IMAGES is unset"
+    );
+    let mut loops = Vec::new();
+    let mut targets = Vec::new();
+    for fx in &fixtures {
+        let path = if fx.needs_loop {
+            let l = common::LoopDevice::attach(&fx.path, fx.sector_size);
+            let dev = l.dev.clone();
+            loops.push(l);
+            dev
+        } else {
+            fx.path.clone()
+        };
+        targets.push(Target {
+            name: fx.name.clone(),
+            path,
+            sector_size: fx.sector_size,
+        });
+    }
+    let prober = Prober::find();
+    println!(
+        "fsdetect prober for the timed rounds: {}",
+        prober.describe()
+    );
+
+    let rows: Vec<Row> = targets.iter().map(|t| measure(t, &prober)).collect();
+    print_table(&rows);
+    let answers: Vec<(String, i32)> = rows
+        .iter()
+        .map(|r| (r.blkid_out.clone(), r.blkid_rc))
+        .collect();
+    time_rounds(&targets, &prober, &answers, rounds);
+    drop(loops);
+}
+
+fn require_tool(tool: &str, package: &str) {
+    let ok = Command::new(tool)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "{tool} is required: apt-get install -y {package}");
+}
+
+/// How a prober process combines the answers for several paths.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// blkid and the `probe` example: outputs concatenated, status of the last path.
+    Blkid,
+    /// `goldmount probe --format udev`: non-empty outputs separated by a blank
+    /// line, the most severe status (found < nothing < ambivalent < error).
+    Goldmount,
+}
+
+impl Style {
+    /// The whole-run output and status this style gives for per-path answers.
+    fn combine(self, answers: &[(String, i32)]) -> (Vec<u8>, i32) {
+        let mut out = String::new();
+        let mut rc = 0;
+        let rank = |c: i32| match c {
+            0 => 0,
+            2 => 1,
+            8 => 2,
+            _ => 3,
+        };
+        for (text, code) in answers {
+            match self {
+                Style::Blkid => {
+                    out.push_str(text);
+                    rc = *code;
+                }
+                Style::Goldmount => {
+                    if !text.is_empty() {
+                        if !out.is_empty() {
+                            out.push('\n');
+                        }
+                        out.push_str(text);
+                    }
+                    if rank(*code) > rank(rc) {
+                        rc = *code;
+                    }
+                }
+            }
+        }
+        (out.into_bytes(), rc)
+    }
+}
+
+/// How the timed rounds run fsdetect in its own process.
+struct Prober {
+    program: PathBuf,
+    args: Vec<String>,
+    style: Style,
+}
+
+impl Prober {
+    /// `$GOLDMOUNT_BIN probe --format udev`, else `goldmount` next to this
+    /// bench if it has a working `probe` command, else the `probe` example
+    /// (built on demand).
+    fn find() -> Self {
+        let goldmount_args = vec!["probe".into(), "--format".into(), "udev".into()];
+        if let Some(bin) = std::env::var_os("GOLDMOUNT_BIN") {
+            return Self {
+                program: bin.into(),
+                args: goldmount_args,
+                style: Style::Goldmount,
+            };
+        }
+        // This binary is target/release/deps/probe_vs_blkid-HASH.
+        let release = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .to_path_buf();
+        let goldmount = release.join("goldmount");
+        let works = Command::new(&goldmount)
+            .args(["probe", "--help"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if works {
+            return Self {
+                program: goldmount,
+                args: goldmount_args,
+                style: Style::Goldmount,
+            };
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--release", "-p", "fsdetect", "--example", "probe"])
+            .output()
+            .expect("run cargo to build the probe example");
+        assert!(
+            out.status.success(),
+            "building the probe example failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            program: release.join("examples/probe"),
+            args: Vec::new(),
+            style: Style::Blkid,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", self.program.display(), self.args.join(" "))
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args);
+        c
+    }
+}
+
+/// Runs `cmd` under strace and counts read/pread64 calls on descriptors that
+/// refer to `target` (strace -y prints each fd's path), summing what they
+/// returned. `cmd` only describes what to run (program and arguments).
+/// Returns the counts and the command's own output.
+fn traced(cmd: Command, target: &Path) -> (Traced, Output) {
+    let canon = std::fs::canonicalize(target).unwrap();
+    let trace = common::scratch().join(format!("strace-{}.txt", std::process::id()));
+    let prog = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-y",
+            "-s",
+            "0",
+            "-e",
+            "trace=openat,read,pread64,close",
+        ])
+        .args(["-e", "signal=none", "-o"])
+        .arg(&trace)
+        .arg(prog)
+        .args(args)
+        .output()
+        .expect("run strace");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let marker = format!("<{}>", canon.display());
+    let mut t = Traced::default();
+    for line in text.lines() {
+        // "PID read(3</path>, ""..., 512) = 512" or "PID pread64(3</path>, ..., 512, 1024) = 512"
+        let call = line
+            .split_once(' ')
+            .map(|(_, rest)| rest.trim_start())
+            .unwrap_or(line);
+        let is_read = call.starts_with("read(") || call.starts_with("pread64(");
+        if !is_read {
+            continue;
+        }
+        let fd_part = call.split_once(',').map(|(a, _)| a).unwrap_or("");
+        if !fd_part.ends_with(&marker) {
+            continue;
+        }
+        let ret = call
+            .rsplit_once(" = ")
+            .map(|(_, r)| r.split(' ').next().unwrap_or(""));
+        if let Some(Ok(n)) = ret.map(str::parse::<i64>) {
+            if n >= 0 {
+                t.reads += 1;
+                t.bytes += n as u64;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&trace);
+    (t, out)
+}
+
+fn blkid_cmd(path: &Path, region: Option<(u64, u64)>) -> Command {
+    let mut c = Command::new("blkid");
+    c.args(["-p", "-o", "udev"]);
+    if let Some((off, size)) = region {
+        c.args(["-O", &off.to_string(), "-S", &size.to_string()]);
+    }
+    c.arg(path);
+    c
+}
+
+fn measure(t: &Target, prober: &Prober) -> Row {
+    let (blkid, out) = traced(blkid_cmd(&t.path, None), &t.path);
+    let want = String::from_utf8_lossy(&out.stdout).into_owned();
+    let want_rc = out.status.code().unwrap_or(-1);
+
+    let src = FileSource::open(&t.path).unwrap();
+    let src = if src.is_block_device() {
+        src
+    } else {
+        src.with_sector_size(t.sector_size)
+    };
+    let report = probe_disk(&src).unwrap();
+    let (got, got_rc) = fsdetect::udev::format_udev(&report);
+
+    let mut pcmd = prober.command();
+    pcmd.arg(&t.path);
+    let (fsd_syscalls, _) = traced(pcmd, &t.path);
+
+    // goldmount probes the partitions too; blkid needs one run per partition
+    // (-O/-S) for the same answers, so count those runs as well.
+    let mut parts: Option<Traced> = None;
+    for p in report.partitions.iter().filter(|p| p.content.is_some()) {
+        let (pt, _) = traced(
+            blkid_cmd(&t.path, Some((p.partition.start, p.partition.size))),
+            &t.path,
+        );
+        let acc = parts.get_or_insert_with(|| blkid);
+        acc.reads += pt.reads;
+        acc.bytes += pt.bytes;
+    }
+    if got != want || got_rc != want_rc {
+        println!(
+            "DIFFERENT ANSWER for {}:\n--- blkid (rc {want_rc}):\n{want}--- fsdetect (rc {got_rc}):\n{got}",
+            t.name
+        );
+    }
+    Row {
+        name: t.name.clone(),
+        blkid,
+        blkid_parts: parts,
+        fsd: report.io,
+        fsd_syscalls,
+        same: got == want && got_rc == want_rc,
+        blkid_out: want,
+        blkid_rc: want_rc,
+    }
+}
+
+fn ratio(a: u64, b: u64) -> String {
+    if b == 0 {
+        "-".into()
+    } else {
+        format!("{:.3}", a as f64 / b as f64)
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!("| image | blkid reads | blkid bytes | fsdetect reads | fsdetect bytes | reads ratio | fsdetect syscalls (strace) | blkid+partitions reads | ratio vs that | same answer |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for r in rows {
+        let (pr, prr) = match r.blkid_parts {
+            Some(p) => (p.reads.to_string(), ratio(r.fsd.read_calls, p.reads)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.blkid.reads,
+            r.blkid.bytes,
+            r.fsd.read_calls,
+            r.fsd.bytes_read,
+            ratio(r.fsd.read_calls, r.blkid.reads),
+            r.fsd_syscalls.reads,
+            pr,
+            prr,
+            if r.same {
+                format!("yes (rc {})", r.blkid_rc)
+            } else {
+                "NO".into()
+            }
+        );
+    }
+    let tb: u64 = rows.iter().map(|r| r.blkid.reads).sum();
+    let tbb: u64 = rows.iter().map(|r| r.blkid.bytes).sum();
+    let tf: u64 = rows.iter().map(|r| r.fsd.read_calls).sum();
+    let tfb: u64 = rows.iter().map(|r| r.fsd.bytes_read).sum();
+    println!(
+        "| **total** | {tb} | {tbb} | {tf} | {tfb} | {} | {} | | | {}/{} |",
+        ratio(tf, tb),
+        rows.iter().map(|r| r.fsd_syscalls.reads).sum::<u64>(),
+        rows.iter().filter(|r| r.same).count(),
+        rows.len()
+    );
+    println!();
+    let over: Vec<String> = rows
+        .iter()
+        .filter(|r| r.fsd.read_calls * 5 > r.blkid.reads)
+        .map(|r| {
+            format!(
+                "{} ({} vs {}: {})",
+                r.name,
+                r.fsd.read_calls,
+                r.blkid.reads,
+                ratio(r.fsd.read_calls, r.blkid.reads)
+            )
+        })
+        .collect();
+    if over.is_empty() {
+        println!("target <= 1/5 of blkid's read calls: met on every image");
+    } else {
+        println!(
+            "target <= 1/5 of blkid's read calls: MISSED on {}: {}",
+            over.len(),
+            over.join(", ")
+        );
+    }
+    let mismatch: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.same)
+        .map(|r| r.name.as_str())
+        .collect();
+    let syscall_mismatch: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.fsd_syscalls.reads != r.fsd.read_calls)
+        .map(|r| r.name.as_str())
+        .collect();
+    println!(
+        "identical answers (stdout and exit status): {}",
+        if mismatch.is_empty() {
+            "yes, every image".to_string()
+        } else {
+            format!("NO on {}", mismatch.join(", "))
+        }
+    );
+    println!(
+        "fsdetect IoStats equal the prober binary's read syscalls under strace: {}",
+        if syscall_mismatch.is_empty() {
+            "yes".to_string()
+        } else {
+            format!("NO on {}", syscall_mismatch.join(", "))
+        }
+    );
+}
+
+/// Runs `make()` with every path on one command line; returns its stdout,
+/// exit status and wall time.
+fn run_once(make: &dyn Fn() -> Command, paths: &[&Path]) -> (Vec<u8>, i32, Duration) {
+    let start = Instant::now();
+    let out = make().args(paths).output().expect("run prober");
+    let took = start.elapsed();
+    (out.stdout, out.status.code().unwrap_or(-1), took)
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Times `rounds` rounds of each tool probing every target, and checks every
+/// run printed what blkid printed for each image alone (`answers`), combined
+/// the way each tool combines several paths.
+fn time_rounds(targets: &[Target], prober: &Prober, answers: &[(String, i32)], rounds: usize) {
+    let paths: Vec<&Path> = targets.iter().map(|t| t.path.as_path()).collect();
+    // blkid keeps at most 128 device arguments.
+    assert!(
+        paths.len() < 128,
+        "more than 127 images: split the timed runs"
+    );
+    let blkid = || {
+        let mut c = Command::new("blkid");
+        c.args(["-p", "-o", "udev"]);
+        c
+    };
+    let fsd = || prober.command();
+    let (want_b, want_b_rc) = Style::Blkid.combine(answers);
+    let (want_f, want_f_rc) = prober.style.combine(answers);
+    // Warm-up runs (page cache), checked like the timed ones.
+    let mut differing_rounds = 0;
+    let (out, rc, _) = run_once(&blkid, &paths);
+    differing_rounds += usize::from(out != want_b || rc != want_b_rc);
+    let (out, rc, _) = run_once(&fsd, &paths);
+    differing_rounds += usize::from(out != want_f || rc != want_f_rc);
+    let mut tb = Vec::with_capacity(rounds);
+    let mut tf = Vec::with_capacity(rounds);
+    for round in 0..rounds.max(1) {
+        // Alternate who goes first so neither always follows the other.
+        let order: [bool; 2] = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for is_blkid in order {
+            if is_blkid {
+                let (out, rc, d) = run_once(&blkid, &paths);
+                differing_rounds += usize::from(out != want_b || rc != want_b_rc);
+                tb.push(d);
+            } else {
+                let (out, rc, d) = run_once(&fsd, &paths);
+                differing_rounds += usize::from(out != want_f || rc != want_f_rc);
+                tf.push(d);
+            }
+        }
+    }
+    let mb = median(&mut tb);
+    let mf = median(&mut tf);
+    let distinct: BTreeSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    println!(
+        "timed: {} images ({} distinct), {} rounds, one process per tool per round",
+        paths.len(),
+        distinct.len(),
+        tb.len()
+    );
+    println!(
+        "median per round: blkid -p -o udev {:.2} ms, fsdetect {:.2} ms; fsdetect/blkid = {:.3} ({})",
+        mb.as_secs_f64() * 1e3,
+        mf.as_secs_f64() * 1e3,
+        mf.as_secs_f64() / mb.as_secs_f64(),
+        if mf < mb { "faster" } else { "SLOWER" }
+    );
+    println!(
+        "every timed run (both tools) printed exactly blkid's per-image answers: {}",
+        if differing_rounds == 0 {
+            "yes".to_string()
+        } else {
+            format!("NO ({differing_rounds} differing runs)")
+        }
+    );
+}
