@@ -307,3 +307,145 @@ pub fn remove_lio_target(lio: &appliance::lio::Lio) {
     let _ = fs::remove_dir(&tpg);
     let _ = fs::remove_dir(lio.target_dir());
 }
+
+/// A `goldmount-appliance serve` process (binary from `GOLDMOUNT_APPLIANCE_BIN`,
+/// built by xtask), killed on drop; its log is echoed into the scenario log.
+pub struct ApplianceProc {
+    child: Option<std::process::Child>,
+    log: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    args: Vec<String>,
+}
+
+impl ApplianceProc {
+    /// Starts `serve` with `args` (after `serve`), listening on `listen`, and
+    /// waits for `/healthz`.
+    pub fn start(listen: &str, args: &[&str], log: &Path) -> Self {
+        let mut me = Self {
+            child: None,
+            log: log.to_path_buf(),
+            base: format!("http://{listen}"),
+            args: std::iter::once("serve".to_string())
+                .chain(["--listen".to_string(), listen.to_string()])
+                .chain(args.iter().map(|s| s.to_string()))
+                .collect(),
+        };
+        me.spawn();
+        me
+    }
+
+    fn spawn(&mut self) {
+        let bin = std::env::var("GOLDMOUNT_APPLIANCE_BIN")
+            .expect("GOLDMOUNT_APPLIANCE_BIN (set by cargo xtask lab)");
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(&bin)
+            .args(&self.args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
+        self.child = Some(child);
+        let url = format!("{}/healthz", self.base);
+        wait_until("appliance /healthz", Duration::from_secs(60), || {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("appliance exited early ({st}); log:\n{}", fs::read_to_string(&self.log).unwrap_or_default());
+                }
+            }
+            ureq::get(&url).call().ok().map(|_| ())
+        });
+    }
+
+    /// Kills the process (SIGKILL: a crash, the harshest restart).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kill and start again with the same arguments.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// POST JSON, expecting 200/201; returns the response body.
+    pub fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}{path}", self.base);
+        match ureq::post(&url).send_json(body.clone()) {
+            Ok(r) => r.into_json().unwrap(),
+            Err(ureq::Error::Status(code, r)) => panic!(
+                "POST {path} {body} -> {code}: {}",
+                r.into_string().unwrap_or_default()
+            ),
+            Err(e) => panic!("POST {path}: {e}"),
+        }
+    }
+
+    /// GET, expecting 200.
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let url = format!("{}{path}", self.base);
+        match ureq::get(&url).call() {
+            Ok(r) => r.into_json().unwrap(),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!("GET {path} -> {code}: {}", r.into_string().unwrap_or_default())
+            }
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// DELETE; returns the HTTP status.
+    pub fn delete(&self, path: &str) -> u16 {
+        let url = format!("{}{path}", self.base);
+        match ureq::delete(&url).call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("DELETE {path}: {e}"),
+        }
+    }
+}
+
+impl Drop for ApplianceProc {
+    fn drop(&mut self) {
+        self.kill();
+        eprintln!(
+            "----- appliance log ({}) -----\n{}",
+            self.log.display(),
+            fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+/// Removes every goldmount-owned backstore and the target of `lio` (what a
+/// host reboot does to LIO's in-kernel configuration). Scenario use only.
+pub fn wipe_lio(lio: &appliance::lio::Lio, initiators: &[String]) {
+    if let Ok(d) = fs::read_dir(lio.tpg_dir().join("lun")) {
+        for e in d.flatten() {
+            if let Some(n) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("lun_"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                lio.unmap_lun(n).unwrap();
+            }
+        }
+    }
+    for i in initiators {
+        lio.remove_acl(i).unwrap();
+    }
+    let core = lio.config().configfs_root.join("core");
+    for hba in fs::read_dir(&core).unwrap().flatten() {
+        for dev in fs::read_dir(hba.path()).into_iter().flatten().flatten() {
+            let alias = fs::read_to_string(dev.path().join("alias")).unwrap_or_default();
+            if alias.starts_with(appliance::lio::OWNER_ALIAS_PREFIX) {
+                lio.remove_backstore(&dev.file_name().to_string_lossy()).unwrap();
+            }
+        }
+    }
+    remove_lio_target(lio);
+}

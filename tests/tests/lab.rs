@@ -216,3 +216,118 @@ fn lio_direct_reflink_clone_second_lun() {
     drop(td);
     drop(xfs);
 }
+
+/// Tears the REST scenario down even when it panics.
+struct RestTeardown {
+    lio: Lio,
+    initiator: String,
+}
+
+impl Drop for RestTeardown {
+    fn drop(&mut self) {
+        logout(&self.lio.config().target_iqn, PORTAL);
+        wipe_lio(&self.lio, std::slice::from_ref(&self.initiator));
+    }
+}
+
+/// The appliance, driven over its REST API, presents reflink clones of a gold
+/// copy as LUNs of its LIO target; the initiator finds each by the announced
+/// WWN after a targeted scan; writes stay in the clone; unpresent unmaps; and
+/// a restart (after LIO's configuration is wiped, as by a reboot) re-creates
+/// the presentation from the appliance's store.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn appliance_rest_iscsi_present_unpresent_restart() {
+    let scratch = require_lab();
+    let xfs = ReflinkXfs::create(&scratch, 512);
+    let target_iqn = "iqn.2026-11.io.goldmount.lab:appliance";
+    let initiator = initiator_iqn();
+    let lio = lio_for(target_iqn);
+    let data = xfs.mnt.join("data");
+    let src = xfs.mnt.join("source.img");
+    write_pattern(&src, IMG_SIZE, "GOLD-rest");
+    let mut app = ApplianceProc::start(
+        "127.0.0.1:8470",
+        &[
+            "--backend", "iscsi",
+            "--data-dir", data.to_str().unwrap(),
+            "--portal", PORTAL,
+            "--target-iqn", target_iqn,
+        ],
+        &scratch.join("appliance.log"),
+    );
+    let _td = RestTeardown { lio: lio.clone(), initiator: initiator.clone() };
+
+    let gold = app.post(
+        "/v1/gold-copies",
+        serde_json::json!({"name": "pg-gold", "source": src}),
+    );
+    let gold_file = PathBuf::from(gold["file"].as_str().unwrap());
+    app.post("/v1/hosts", serde_json::json!({"name": "labhost", "iqns": [initiator]}));
+    let mut luns = Vec::new();
+    for name in ["c1", "c2"] {
+        let c = app.post("/v1/clones", serde_json::json!({"name": name, "gold": "pg-gold"}));
+        assert_eq!(c["copy_mode"], "reflink", "clone {name}: {c}");
+        let p = app.post("/v1/presentations", serde_json::json!({"clone": name, "host": "labhost"}));
+        assert_eq!(p["transport"], "iscsi", "{p}");
+        assert_eq!(p["target_iqn"], target_iqn, "{p}");
+        let wwn = p["wwn"].as_str().unwrap().to_string();
+        assert_eq!(wwn, naa_wwn_for_serial(c["unit_serial"].as_str().unwrap()));
+        let lun = u32::try_from(p["lun"].as_u64().unwrap()).unwrap();
+        luns.push((name, lun, wwn, PathBuf::from(c["file"].as_str().unwrap())));
+    }
+    assert_ne!(luns[0].1, luns[1].1, "two clones on one LUN number");
+
+    discover(PORTAL);
+    set_manual_scan(target_iqn, PORTAL);
+    login(target_iqn, PORTAL);
+    let (host, chan, tid) = wait_until("the iSCSI session", DISK_WAIT, || session_scsi_address(target_iqn));
+    scan_lun(host, chan, tid, luns[0].1);
+    let d1 = wait_disk(&luns[0].2, DISK_WAIT);
+    assert_eq!(disk_with_wwid(&luns[1].2), None, "targeted scan of LUN {} brought in more", luns[0].1);
+    scan_lun(host, chan, tid, luns[1].1);
+    let d2 = wait_disk(&luns[1].2, DISK_WAIT);
+    assert_eq!(read_at(&d1, 4096, 4096), read_at(&gold_file, 4096, 4096));
+    assert_eq!(read_at(&d2, 4096, 4096), read_at(&gold_file, 4096, 4096));
+
+    let gold_before = read_at(&gold_file, 2 << 20, 4096);
+    let mut block = vec![0u8; 4096];
+    block[..9].copy_from_slice(b"C2-WRITES");
+    write_dev_at(&d2, 2 << 20, &block);
+    assert_eq!(read_at(&luns[1].3, 2 << 20, 4096), block, "write did not reach clone c2's file");
+    assert_eq!(read_at(&gold_file, 2 << 20, 4096), gold_before, "gold changed");
+    assert_eq!(read_at(&d1, 2 << 20, 4096), gold_before, "sibling clone c1 changed");
+
+    // Unpresent c2: the host deletes its disk, the appliance unmaps the LUN.
+    delete_disk(&d2);
+    let st = app.delete("/v1/presentations/c2");
+    assert!(st == 204 || st == 200, "DELETE /v1/presentations/c2 -> {st}");
+    assert!(!lio.lun_dir(luns[1].1).exists(), "LUN {} still in configfs", luns[1].1);
+    scan_lun(host, chan, tid, luns[1].1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(disk_with_wwid(&luns[1].2), None, "unpresented LUN reappeared");
+
+    // Restart after LIO lost its configuration (as after a reboot).
+    delete_disk(&d1);
+    logout(target_iqn, PORTAL);
+    app.kill();
+    wipe_lio(&lio, std::slice::from_ref(&initiator));
+    assert!(!lio.target_dir().exists());
+    app.restart();
+    let p = app.get("/v1/presentations/c1");
+    assert_eq!(p["wwn"].as_str().unwrap(), luns[0].2);
+    wait_until("appliance to re-create LUN in configfs", Duration::from_secs(30), || {
+        lio.lun_dir(luns[0].1).is_dir().then_some(())
+    });
+    assert!(!lio.lun_dir(luns[1].1).exists(), "unpresented clone came back after restart");
+    login(target_iqn, PORTAL);
+    let (host, chan, tid) = wait_until("the iSCSI session", DISK_WAIT, || session_scsi_address(target_iqn));
+    scan_lun(host, chan, tid, luns[0].1);
+    let d1 = wait_disk(&luns[0].2, DISK_WAIT);
+    assert_eq!(read_at(&d1, 4096, 4096), read_at(&gold_file, 4096, 4096));
+    delete_disk(&d1);
+    logout(target_iqn, PORTAL);
+    let st = app.delete("/v1/presentations/c1");
+    assert!(st == 204 || st == 200, "DELETE /v1/presentations/c1 -> {st}");
+    drop(app);
+}
