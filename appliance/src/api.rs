@@ -80,10 +80,7 @@ pub fn router(app: Shared) -> Router {
         .route("/v1/gold-copies/{name}", get(get_gold))
         .route("/v1/clones", get(list_clones).post(create_clone))
         .route("/v1/clones/{name}", get(get_clone).delete(delete_clone))
-        .route(
-            "/v1/presentations",
-            get(list_presentations).post(present),
-        )
+        .route("/v1/presentations", get(list_presentations).post(present))
         .route(
             "/v1/presentations/{clone}",
             get(get_presentation).delete(unpresent),

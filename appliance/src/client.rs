@@ -90,7 +90,11 @@ impl Client {
             })
     }
 
-    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let url = self.url(path);
         let r = self.agent.post(&url).send_json(body);
         self.handle(url.clone(), r)?

@@ -191,7 +191,10 @@ mod tests {
             let used = std::fs::metadata(&dst).unwrap().blocks() * 512;
             assert!(used <= 4 << 20, "copy not sparse: {used} bytes used");
         }
-        assert!(copy_image(&src, &dst).is_err(), "overwrote an existing file");
+        assert!(
+            copy_image(&src, &dst).is_err(),
+            "overwrote an existing file"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

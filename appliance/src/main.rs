@@ -218,7 +218,9 @@ impl Target {
                     },
                     Box::new(LoopPresenter::new()),
                 )
-                .with_context(|| format!("opening data directory {}", self.data.data_dir.display()))?;
+                .with_context(|| {
+                    format!("opening data directory {}", self.data.data_dir.display())
+                })?;
                 Ok(Conn::Direct(Box::new(app)))
             }
         }

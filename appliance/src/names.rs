@@ -85,7 +85,11 @@ mod tests {
     #[test]
     fn wwpns() {
         let want = "21:00:00:24:ff:4c:9a:01";
-        for w in ["21:00:00:24:FF:4C:9A:01", "0x21000024ff4c9a01", "21-00-00-24-ff-4c-9a-01"] {
+        for w in [
+            "21:00:00:24:FF:4C:9A:01",
+            "0x21000024ff4c9a01",
+            "21-00-00-24-ff-4c-9a-01",
+        ] {
             assert_eq!(normalize_wwpn(w).unwrap(), want);
         }
         assert!(normalize_wwpn("21:00").is_err());

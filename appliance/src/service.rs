@@ -5,8 +5,7 @@
 use crate::copy::{self, CopyMode};
 use crate::error::Error;
 use crate::model::{
-    now, Clone, CreateClone, Gold, Host, ImportGold, Present, Presentation, Presented,
-    RegisterHost,
+    now, Clone, CreateClone, Gold, Host, ImportGold, Present, Presentation, Presented, RegisterHost,
 };
 use crate::names::{normalize_iqn, normalize_wwpn, validate_name};
 use crate::present::{PresentRequest, Presenter};
@@ -256,7 +255,10 @@ impl Appliance {
         }
         let _g = self.guard();
         if let Some(g) = self.store.get::<Gold>(Kind::Gold, &req.name)? {
-            let same_pit = req.point_in_time.as_ref().is_none_or(|p| *p == g.point_in_time);
+            let same_pit = req
+                .point_in_time
+                .as_ref()
+                .is_none_or(|p| *p == g.point_in_time);
             if g.source == source && same_pit {
                 return Ok((g, Outcome::Existing));
             }
@@ -284,7 +286,9 @@ impl Appliance {
             file,
             size: out.size,
             source,
-            point_in_time: req.point_in_time.unwrap_or_else(|| format!("imported-{created}")),
+            point_in_time: req
+                .point_in_time
+                .unwrap_or_else(|| format!("imported-{created}")),
             copy_mode: out.mode,
             created,
         };
@@ -336,7 +340,10 @@ impl Appliance {
                 c.name, c.gold, c.point_in_time, req.gold
             )));
         }
-        let file = self.data_dir.join("clones").join(format!("{}.img", req.name));
+        let file = self
+            .data_dir
+            .join("clones")
+            .join(format!("{}.img", req.name));
         let _ = std::fs::remove_file(&file);
         let out = copy::copy_image(&gold.file, &file)?;
         // The clone is writable even though the gold file is 0444.
@@ -422,7 +429,9 @@ impl Appliance {
         let _g = self.guard();
         let clone = self.need_clone(&req.clone)?;
         let host = self.need_host(&req.host)?;
-        let existing = self.store.get::<Presentation>(Kind::Presentation, &clone.name)?;
+        let existing = self
+            .store
+            .get::<Presentation>(Kind::Presentation, &clone.name)?;
         if let Some(p) = &existing {
             if p.host != host.name {
                 return Err(Error::Conflict(format!(
@@ -542,4 +551,142 @@ fn new_unit_serial() -> Result<String, Error> {
         &h[16..20],
         &h[20..32]
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    //! Service rules that do not depend on a kernel backend: LUN allocation
+    //! and what is handed to the presenter. The presenter here records calls
+    //! and answers like the iSCSI backend would (the real one needs LIO).
+    use super::*;
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    #[derive(Default, Clone)]
+    struct Recorder(Arc<StdMutex<Vec<String>>>);
+
+    impl Presenter for Recorder {
+        fn transport(&self) -> &'static str {
+            "iscsi"
+        }
+        fn prepare(&self, hosts: &[Host]) -> Result<(), Error> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("prepare {}", hosts.len()));
+            Ok(())
+        }
+        fn present(&self, req: &PresentRequest<'_>) -> Result<Presented, Error> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("present {} lun {}", req.clone.name, req.lun));
+            Ok(Presented::Iscsi {
+                target_iqn: "iqn.2026-11.test:t".into(),
+                portals: vec!["127.0.0.1:3260".into()],
+                lun: req.lun,
+                wwn: crate::lio::naa_wwn_for_serial(&req.clone.unit_serial),
+                serial: req.clone.unit_serial.clone(),
+            })
+        }
+        fn unpresent(&self, clone: &Clone, p: &Presented) -> Result<(), Error> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("unpresent {} lun {:?}", clone.name, lun_of(p)));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lun_allocation_reuses_lowest_free_and_survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("gm-svc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("src.img");
+        std::fs::File::create(&src)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let cfg = ApplianceConfig {
+            data_dir: dir.join("data"),
+        };
+        let rec = Recorder::default();
+        let app = Appliance::open(&cfg, Box::new(rec.clone())).unwrap();
+        app.import_gold(ImportGold {
+            name: "g".into(),
+            source: src,
+            point_in_time: None,
+        })
+        .unwrap();
+        app.register_host(RegisterHost {
+            name: "h".into(),
+            iqns: vec!["iqn.2026-11.test:h".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let mut serials = Vec::new();
+        for n in ["a", "b", "c"] {
+            let (c, _) = app
+                .create_clone(CreateClone {
+                    name: n.into(),
+                    gold: "g".into(),
+                    point_in_time: None,
+                })
+                .unwrap();
+            serials.push(c.unit_serial.clone());
+            app.present(Present {
+                clone: n.into(),
+                host: "h".into(),
+            })
+            .unwrap();
+        }
+        serials.sort();
+        serials.dedup();
+        assert_eq!(serials.len(), 3, "unit serials must be unique");
+        app.unpresent("b").unwrap();
+        app.create_clone(CreateClone {
+            name: "d".into(),
+            gold: "g".into(),
+            point_in_time: None,
+        })
+        .unwrap();
+        let (p, o) = app
+            .present(Present {
+                clone: "d".into(),
+                host: "h".into(),
+            })
+            .unwrap();
+        assert_eq!((lun_of(&p.presented), o), (Some(1), Outcome::Created));
+        // Same request again: same LUN, nothing new.
+        let (p2, o2) = app
+            .present(Present {
+                clone: "d".into(),
+                host: "h".into(),
+            })
+            .unwrap();
+        assert_eq!((p2, o2), (p, Outcome::Existing));
+        drop(app);
+
+        // Reopen: re-apply presents every stored presentation at its LUN.
+        let rec2 = Recorder::default();
+        let app = Appliance::open(&cfg, Box::new(rec2.clone())).unwrap();
+        assert!(app.reapply().unwrap().is_empty());
+        let calls = rec2.0.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![
+                "prepare 1",
+                "present a lun 0",
+                "present c lun 2",
+                "present d lun 1"
+            ]
+        );
+        let first = rec.0.lock().unwrap().clone();
+        assert!(
+            first.contains(&"unpresent b lun Some(1)".to_string()),
+            "{first:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -16,17 +16,30 @@ fn bad_requests_and_idempotency() {
     let srv = Server::start(&data, "loop");
 
     // openapi served verbatim
-    let r = ureq::get(&format!("{}/openapi.yaml", srv.url)).call().unwrap();
+    let r = ureq::get(&format!("{}/openapi.yaml", srv.url))
+        .call()
+        .unwrap();
     let text = r.into_string().unwrap();
     assert!(text.starts_with("openapi: 3.0.3"), "{text:.60}");
     assert!(text.contains("/v1/presentations/{clone}"));
 
     // malformed JSON, wrong shape, unknown field
-    for body in ["{not json", "[]", r#"{"name":"h1","iqns":"x"}"#, r#"{"name":"h1","bogus":1}"#] {
+    for body in [
+        "{not json",
+        "[]",
+        r#"{"name":"h1","iqns":"x"}"#,
+        r#"{"name":"h1","bogus":1}"#,
+    ] {
         let (s, v) = srv.req("POST", "/v1/hosts", Some(body));
         assert_eq!(s, 400, "{body}: {v}");
         assert_eq!(code(&v), "bad_request", "{v}");
-        assert!(v["error"].as_str().unwrap().contains("expected a JSON body"), "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("expected a JSON body"),
+            "{v}"
+        );
     }
     // bad names (body and path)
     let (s, v) = srv.req(
@@ -45,7 +58,11 @@ fn bad_requests_and_idempotency() {
     // semantic: no identities, bad IQN, bad CA
     let (s, v) = srv.req("POST", "/v1/hosts", Some(r#"{"name":"h0"}"#));
     assert_eq!((s, code(&v)), (422, "invalid"), "{v}");
-    let (s, v) = srv.req("POST", "/v1/hosts", Some(r#"{"name":"h0","iqns":["host0"]}"#));
+    let (s, v) = srv.req(
+        "POST",
+        "/v1/hosts",
+        Some(r#"{"name":"h0","iqns":["host0"]}"#),
+    );
     assert_eq!((s, code(&v)), (422, "invalid"), "{v}");
     let (s, v) = srv.req(
         "POST",
@@ -72,7 +89,10 @@ fn bad_requests_and_idempotency() {
         Some(r#"{"name":"h1","iqns":["iqn.2026-11.t:other"]}"#),
     );
     assert_eq!((s, code(&v)), (409, "conflict"), "{v}");
-    assert!(v["error"].as_str().unwrap().contains("iqn.2026-11.t:h1"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("iqn.2026-11.t:h1"),
+        "{v}"
+    );
     let (s, v) = srv.req(
         "POST",
         "/v1/hosts",
@@ -81,12 +101,20 @@ fn bad_requests_and_idempotency() {
     assert_eq!((s, code(&v)), (409, "conflict"), "{v}");
     assert!(v["error"].as_str().unwrap().contains("\"h1\""), "{v}");
     let (s, v) = srv.req("GET", "/v1/hosts/h1", None);
-    assert_eq!((s, v["callback_url"].as_str()), (200, Some("https://h1:8471")));
+    assert_eq!(
+        (s, v["callback_url"].as_str()),
+        (200, Some("https://h1:8471"))
+    );
     let (s, v) = srv.req("GET", "/v1/hosts", None);
     assert_eq!((s, v.as_array().unwrap().len()), (200, 1), "{v}");
 
     // unknown ids
-    for path in ["/v1/hosts/nope", "/v1/gold-copies/nope", "/v1/clones/nope", "/v1/presentations/nope"] {
+    for path in [
+        "/v1/hosts/nope",
+        "/v1/gold-copies/nope",
+        "/v1/clones/nope",
+        "/v1/presentations/nope",
+    ] {
         let (s, v) = srv.req("GET", path, None);
         assert_eq!((s, code(&v)), (404, "not_found"), "{path}: {v}");
     }
@@ -129,11 +157,19 @@ fn bad_requests_and_idempotency() {
     );
     assert_eq!((s, code(&v)), (422, "invalid"), "{v}");
     assert!(v["error"].as_str().unwrap().contains("\"t1\""), "{v}");
-    let (s, c) = srv.req("POST", "/v1/clones", Some(r#"{"name":"c1","gold":"g","point_in_time":"t1"}"#));
+    let (s, c) = srv.req(
+        "POST",
+        "/v1/clones",
+        Some(r#"{"name":"c1","gold":"g","point_in_time":"t1"}"#),
+    );
     assert_eq!(s, 201, "{c}");
     let (s, c2) = srv.req("POST", "/v1/clones", Some(r#"{"name":"c1","gold":"g"}"#));
     assert_eq!((s, &c2), (200, &c));
-    let (s, v) = srv.req("POST", "/v1/clones", Some(r#"{"name":"c1","gold":"other"}"#));
+    let (s, v) = srv.req(
+        "POST",
+        "/v1/clones",
+        Some(r#"{"name":"c1","gold":"other"}"#),
+    );
     assert_eq!(s, 404, "{v}");
     make_image(&tmp.path().join("b.img"), 1 << 20, b"B");
     let (s, _) = srv.req(
@@ -146,9 +182,20 @@ fn bad_requests_and_idempotency() {
     assert_eq!((s, code(&v)), (409, "conflict"), "{v}");
 
     // presentations: unknown host / clone 404
-    let (s, v) = srv.req("POST", "/v1/presentations", Some(r#"{"clone":"c1","host":"ghost"}"#));
+    let (s, v) = srv.req(
+        "POST",
+        "/v1/presentations",
+        Some(r#"{"clone":"c1","host":"ghost"}"#),
+    );
     assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
-    assert!(v["error"].as_str().unwrap().contains("host \"ghost\""), "{v}");
-    let (s, v) = srv.req("POST", "/v1/presentations", Some(r#"{"clone":"ghost","host":"h1"}"#));
+    assert!(
+        v["error"].as_str().unwrap().contains("host \"ghost\""),
+        "{v}"
+    );
+    let (s, v) = srv.req(
+        "POST",
+        "/v1/presentations",
+        Some(r#"{"clone":"ghost","host":"h1"}"#),
+    );
     assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
 }

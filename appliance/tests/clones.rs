@@ -37,7 +37,11 @@ fn reflink_clones_on_xfs_are_thin_and_independent() {
             point_in_time: None,
         })
         .unwrap();
-    assert_eq!(g.copy_mode, CopyMode::Reflink, "same-fs import should reflink");
+    assert_eq!(
+        g.copy_mode,
+        CopyMode::Reflink,
+        "same-fs import should reflink"
+    );
     let before = free_bytes(&xfs.dir);
     let cl = c
         .create_clone(&CreateClone {
@@ -54,11 +58,17 @@ fn reflink_clones_on_xfs_are_thin_and_independent() {
     assert!(std::fs::read(&cl.file).unwrap() == std::fs::read(&g.file).unwrap());
 
     // Writing to the clone leaves the gold copy untouched.
-    let f = std::fs::OpenOptions::new().write(true).open(&cl.file).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cl.file)
+        .unwrap();
     f.write_all_at(b"CLONE-WRITE", 0).unwrap();
     drop(f);
     let mut head = [0u8; 11];
-    std::fs::File::open(&g.file).unwrap().read_exact_at(&mut head, 0).unwrap();
+    std::fs::File::open(&g.file)
+        .unwrap()
+        .read_exact_at(&mut head, 0)
+        .unwrap();
     assert_ne!(&head, b"CLONE-WRITE");
 
     // 1 TiB sparse gold: cloning is about as fast as the small one.
@@ -80,9 +90,15 @@ fn reflink_clones_on_xfs_are_thin_and_independent() {
         .unwrap();
     let took = t.elapsed();
     assert_eq!((bc.copy_mode, bc.size), (CopyMode::Reflink, 1 << 40));
-    assert!(took.as_secs_f64() < 5.0, "1 TiB reflink clone took {took:?}");
+    assert!(
+        took.as_secs_f64() < 5.0,
+        "1 TiB reflink clone took {took:?}"
+    );
     let mut m = [0u8; 7];
-    std::fs::File::open(&bc.file).unwrap().read_exact_at(&mut m, (1 << 40) - 7).unwrap();
+    std::fs::File::open(&bc.file)
+        .unwrap()
+        .read_exact_at(&mut m, (1 << 40) - 7)
+        .unwrap();
     assert_eq!(&m, b"BIGMARK");
 
     c.delete_clone("big1").unwrap();

@@ -9,7 +9,12 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 fn backing_of(dev: &str) -> Option<String> {
-    let name = Path::new(dev).file_name().unwrap().to_str().unwrap().to_string();
+    let name = Path::new(dev)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
         .ok()
         .map(|s| s.trim_end().to_string())
@@ -73,11 +78,18 @@ fn loop_present_restart_unpresent() {
     assert_eq!(backing, clone_file.to_str().unwrap());
     assert_eq!(backing_of(&dev).as_deref(), Some(backing.as_str()));
     let mut buf = vec![0u8; 8192];
-    std::fs::File::open(&dev).unwrap().read_exact_at(&mut buf, 0).unwrap();
+    std::fs::File::open(&dev)
+        .unwrap()
+        .read_exact_at(&mut buf, 0)
+        .unwrap();
     assert_eq!(&buf[..8], b"LOOPMARK");
     assert_eq!(&buf[4096..4105], b"CLONEONLY");
     // Idempotent present: same device, 200.
-    let (s, v) = srv.req("POST", "/v1/presentations", Some(r#"{"clone":"c1","host":"h1"}"#));
+    let (s, v) = srv.req(
+        "POST",
+        "/v1/presentations",
+        Some(r#"{"clone":"c1","host":"h1"}"#),
+    );
     assert_eq!((s, v["device"].as_str()), (200, Some(dev.as_str())), "{v}");
     // Presenting to another host while presented: 409.
     c.register_host(&RegisterHost {
@@ -86,7 +98,11 @@ fn loop_present_restart_unpresent() {
         ..Default::default()
     })
     .unwrap();
-    let (s, v) = srv.req("POST", "/v1/presentations", Some(r#"{"clone":"c1","host":"h2"}"#));
+    let (s, v) = srv.req(
+        "POST",
+        "/v1/presentations",
+        Some(r#"{"clone":"c1","host":"h2"}"#),
+    );
     assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
     // Deleting a presented clone: 409, and nothing is removed.
     let (s, v) = srv.req("DELETE", "/v1/clones/c1", None);
@@ -121,9 +137,16 @@ fn loop_present_restart_unpresent() {
     let p3 = c.get_presentation("c1").unwrap();
     let (dev3, backing3) = loop_of(&p3);
     assert_eq!(backing3, backing);
-    assert_eq!(backing_of(&dev3).as_deref(), Some(backing.as_str()), "not re-attached");
+    assert_eq!(
+        backing_of(&dev3).as_deref(),
+        Some(backing.as_str()),
+        "not re-attached"
+    );
     let mut head = [0u8; 9];
-    std::fs::File::open(&dev3).unwrap().read_exact_at(&mut head, 4096).unwrap();
+    std::fs::File::open(&dev3)
+        .unwrap()
+        .read_exact_at(&mut head, 4096)
+        .unwrap();
     assert_eq!(&head, b"CLONEONLY");
     assert_eq!(c.list_presentations().unwrap().len(), 1);
 

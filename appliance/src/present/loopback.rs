@@ -35,7 +35,11 @@ impl LoopPresenter {
     /// The backing file of loop device `dev` (`/dev/loopN`), if attached.
     pub fn backing_file(&self, dev: &str) -> Option<PathBuf> {
         let name = Path::new(dev).file_name()?;
-        let p = self.sysfs_block.join(name).join("loop").join("backing_file");
+        let p = self
+            .sysfs_block
+            .join(name)
+            .join("loop")
+            .join("backing_file");
         let s = std::fs::read_to_string(p).ok()?;
         Some(PathBuf::from(s.trim_end_matches('\n')))
     }
@@ -116,7 +120,12 @@ impl Presenter for LoopPresenter {
             }
         }
         for device in devices {
-            cmd::run("losetup", &["--detach", &device], "util-linux", LOSETUP_TIMEOUT)?;
+            cmd::run(
+                "losetup",
+                &["--detach", &device],
+                "util-linux",
+                LOSETUP_TIMEOUT,
+            )?;
             tracing::info!(clone = %clone.name, %device, "detached loop device");
         }
         Ok(())

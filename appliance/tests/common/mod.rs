@@ -92,7 +92,8 @@ impl XfsMount {
         require_root();
         require_tool("mkfs.xfs", "xfsprogs");
         require_tool("losetup", "mount");
-        let base = std::env::temp_dir().join(format!("gm-appl-xfs-{}-{}", std::process::id(), rand_u32()));
+        let base =
+            std::env::temp_dir().join(format!("gm-appl-xfs-{}-{}", std::process::id(), rand_u32()));
         std::fs::create_dir_all(&base).unwrap();
         let image = base.join("fs.img");
         let dir = base.join("mnt");
@@ -107,7 +108,10 @@ impl XfsMount {
             .unwrap()
             .set_len(size_gib << 30)
             .unwrap();
-        run("mkfs.xfs", &["-q", "-m", "reflink=1", m.image.to_str().unwrap()]);
+        run(
+            "mkfs.xfs",
+            &["-q", "-m", "reflink=1", m.image.to_str().unwrap()],
+        );
         let dev = run("losetup", &["--find", "--show", m.image.to_str().unwrap()]);
         m.device = Some(dev.trim().to_string());
         run("mount", &[dev.trim(), m.dir.to_str().unwrap()]);
