@@ -9,6 +9,9 @@ pub enum TableKind {
     Dos,
     /// GUID partition table.
     Gpt,
+    /// A protective MBR with no usable GPT header behind it (blkid's
+    /// "PMBR"): the disk was GPT, both headers are gone; no partitions.
+    Pmbr,
 }
 
 impl TableKind {
@@ -17,6 +20,7 @@ impl TableKind {
         match self {
             TableKind::Dos => "dos",
             TableKind::Gpt => "gpt",
+            TableKind::Pmbr => "PMBR",
         }
     }
 }
