@@ -122,13 +122,17 @@ fn probe_iso(w: &Window<'_>) -> Result<Option<Signature>> {
         };
         set_opt(&mut sig, name, v);
     }
-    if let Some(Some(u)) = date_uuid(&pvd[MODIFIED..MODIFIED + 17])
-        .or_else(|| date_uuid(&pvd[CREATED..CREATED + 17]))
+    if let Some(Some(u)) =
+        date_uuid(&pvd[MODIFIED..MODIFIED + 17]).or_else(|| date_uuid(&pvd[CREATED..CREATED + 17]))
     {
         sig.set("UUID", u);
     }
     if let Some(b) = &boot {
-        set_opt(&mut sig, "BOOT_SYSTEM_ID", trim_both(field(b, BOOT_SYSTEM_ID)));
+        set_opt(
+            &mut sig,
+            "BOOT_SYSTEM_ID",
+            trim_both(field(b, BOOT_SYSTEM_ID)),
+        );
     }
     if j.is_some() {
         sig.set("VERSION", "Joliet Extension");
@@ -221,7 +225,7 @@ fn merge_utf16be_ascii(utf16: &[u8], ascii: &[u8]) -> Option<Vec<u8>> {
             out.extend([hi, lo]);
         } else if hi == 0 && lo == b'_' {
             out.extend([0, c]);
-        } else if hi == 0 && c.to_ascii_uppercase() == lo.to_ascii_uppercase() {
+        } else if hi == 0 && c.eq_ignore_ascii_case(&lo) {
             out.extend([0, if c.is_ascii_uppercase() { lo } else { c }]);
         } else {
             return None;
@@ -283,7 +287,15 @@ fn date_uuid(date: &[u8]) -> Option<Option<String>> {
     if d.iter().all(|&c| c == 0) {
         return Some(None);
     }
-    let parts = [&d[0..4], &d[4..6], &d[6..8], &d[8..10], &d[10..12], &d[12..14], &d[14..16]];
+    let parts = [
+        &d[0..4],
+        &d[4..6],
+        &d[6..8],
+        &d[8..10],
+        &d[10..12],
+        &d[12..14],
+        &d[14..16],
+    ];
     let s = parts.join(&b'-');
     // The value is a C string: a NUL inside the date ends it.
     Some(Some(String::from_utf8_lossy(c_str(&s)).into_owned()))
@@ -296,7 +308,10 @@ mod tests {
 
     #[test]
     fn merge_rebuilds_case_and_length() {
-        let u: Vec<u8> = "Gold Disk".encode_utf16().flat_map(|c| c.to_be_bytes()).collect();
+        let u: Vec<u8> = "Gold Disk"
+            .encode_utf16()
+            .flat_map(|c| c.to_be_bytes())
+            .collect();
         let mut a = b"GOLD_DISK_LONGER_NAME".to_vec();
         a.resize(32, b' ');
         let mut uu = u.clone();

@@ -177,7 +177,8 @@ pub fn blkid_values(nv: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
                 if is(b"name") && max_value >= 12 && level == 0 {
                     let strlen = be32(buf, value + 8).unwrap_or(0);
                     if vtype == Some(DATA_TYPE_STRING) && u64::from(strlen) + 12 <= max_value {
-                        if let Some(l) = slice(buf, value + 12, strlen as usize).and_then(label_bytes)
+                        if let Some(l) =
+                            slice(buf, value + 12, strlen as usize).and_then(label_bytes)
                         {
                             out.push(("LABEL", l));
                         }
