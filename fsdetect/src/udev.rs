@@ -109,7 +109,11 @@ pub fn safe_string(v: &[u8]) -> String {
 fn push_udev_line(out: &mut String, name: &str, value: &[u8]) {
     use std::fmt::Write;
     let _ = match name {
-        "TYPE" | "VERSION" => writeln!(out, "ID_FS_{name}={}", encode_string(value)),
+        // blkid 2.38 also encodes the iso9660/UDF identifier values.
+        "TYPE" | "VERSION" | "SYSTEM_ID" | "PUBLISHER_ID" | "APPLICATION_ID" | "BOOT_SYSTEM_ID"
+        | "VOLUME_ID" | "LOGICAL_VOLUME_ID" | "VOLUME_SET_ID" | "DATA_PREPARER_ID" => {
+            writeln!(out, "ID_FS_{name}={}", encode_string(value))
+        }
         "UUID" | "UUID_SUB" => writeln!(
             out,
             "ID_FS_{name}={}\nID_FS_{name}_ENC={}",
