@@ -80,7 +80,7 @@ pub fn probe_signatures(w: &Window<'_>) -> Result<Content> {
     let mut found: Vec<Signature> = Vec::new();
     let mut intolerant = 0usize;
     for info in IDINFOS {
-        if tiny && info.usage == Usage::Raid && info.name == "linux_raid_member" {
+        if tiny && info.usage == Usage::Raid {
             continue;
         }
         let sig = match (info.probe)(w) {
