@@ -35,7 +35,7 @@ pub const OWNER_ALIAS_PREFIX: &str = "goldmount:";
 
 /// IEEE company id LIO uses in NAA designators unless told otherwise
 /// (`wwn/company_id`): 0x001405, "Linux-IO / Datera".
-pub const LIO_COMPANY_ID: u32 = 0x0014_05;
+pub const LIO_COMPANY_ID: u32 = 0x001405;
 
 /// Where and as what the appliance's iSCSI target lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +103,9 @@ pub enum LioError {
         why: &'static str,
     },
     /// An object of that name exists but is not ours (no goldmount alias).
-    #[error("{path} exists but was not created by goldmount (alias {alias:?}); refusing to touch it")]
+    #[error(
+        "{path} exists but was not created by goldmount (alias {alias:?}); refusing to touch it"
+    )]
     NotOurs {
         /// The foreign object.
         path: PathBuf,
@@ -480,12 +482,12 @@ impl Lio {
         initiator_iqns: &[String],
     ) -> Result<(), LioError> {
         check_name("backstore name", backstore_name)?;
-        let dev = self
-            .find_backstore(backstore_name)?
-            .ok_or_else(|| LioError::NoSuchBackstore {
-                name: backstore_name.to_string(),
-                root: self.root().to_path_buf(),
-            })?;
+        let dev =
+            self.find_backstore(backstore_name)?
+                .ok_or_else(|| LioError::NoSuchBackstore {
+                    name: backstore_name.to_string(),
+                    root: self.root().to_path_buf(),
+                })?;
         Self::check_ours(&dev)?;
         for iqn in initiator_iqns {
             check_name("initiator IQN", iqn)?;
@@ -717,7 +719,10 @@ mod tests {
             naa_wwn_for_serial("gz-1f"),
             format!("naa.60014051f{}", "0".repeat(23))
         );
-        assert_eq!(naa_wwn_for_serial(""), format!("naa.6001405{}", "0".repeat(25)));
+        assert_eq!(
+            naa_wwn_for_serial(""),
+            format!("naa.6001405{}", "0".repeat(25))
+        );
         // Upper case digits come out lower case, as the kernel prints them.
         assert_eq!(
             naa_wwn_for_serial("ABCDEF"),
@@ -727,7 +732,12 @@ mod tests {
 
     #[test]
     fn naa_is_always_32_hex_digits() {
-        for s in ["", "1", "0123456789abcdef0123456789abcdef0123", "gm-clone-7"] {
+        for s in [
+            "",
+            "1",
+            "0123456789abcdef0123456789abcdef0123",
+            "gm-clone-7",
+        ] {
             let w = naa_wwn_for_serial(s);
             assert_eq!(w.len(), 4 + 32, "{w}");
             assert!(w[4..].chars().all(|c| c.is_ascii_hexdigit()));
@@ -755,7 +765,10 @@ mod tests {
         let lio = Lio::new(LioConfig {
             configfs_root: PathBuf::from("/cfg"),
             target_iqn: "iqn.2026-11.io.goldmount:t".into(),
-            portals: vec!["127.0.0.1:3260".parse().unwrap(), "[::1]:3260".parse().unwrap()],
+            portals: vec![
+                "127.0.0.1:3260".parse().unwrap(),
+                "[::1]:3260".parse().unwrap(),
+            ],
         });
         assert_eq!(
             lio.tpg_dir(),

@@ -57,7 +57,10 @@ pub fn try_run(prog: &str, args: &[&str], timeout: Duration) -> Result<String, S
         None => {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("{prog} {} timed out after {timeout:?}", args.join(" ")));
+            return Err(format!(
+                "{prog} {} timed out after {timeout:?}",
+                args.join(" ")
+            ));
         }
     };
     let stdout = t_out.join().unwrap_or_default();
@@ -175,10 +178,7 @@ pub fn has_shared_extents(path: &Path) -> bool {
 
 /// open-iscsi: SendTargets discovery against `portal` (`ip:port`).
 pub fn discover(portal: &str) -> String {
-    run(
-        "iscsiadm",
-        &["-m", "discovery", "-t", "st", "-p", portal],
-    )
+    run("iscsiadm", &["-m", "discovery", "-t", "st", "-p", portal])
 }
 
 /// Sets `node.session.scan=manual` so login creates no SCSI devices by itself:
@@ -187,15 +187,28 @@ pub fn set_manual_scan(target_iqn: &str, portal: &str) {
     run(
         "iscsiadm",
         &[
-            "-m", "node", "-T", target_iqn, "-p", portal, "-o", "update", "-n",
-            "node.session.scan", "-v", "manual",
+            "-m",
+            "node",
+            "-T",
+            target_iqn,
+            "-p",
+            portal,
+            "-o",
+            "update",
+            "-n",
+            "node.session.scan",
+            "-v",
+            "manual",
         ],
     );
 }
 
 /// Logs in to `target_iqn` at `portal`.
 pub fn login(target_iqn: &str, portal: &str) {
-    run("iscsiadm", &["-m", "node", "-T", target_iqn, "-p", portal, "--login"]);
+    run(
+        "iscsiadm",
+        &["-m", "node", "-T", target_iqn, "-p", portal, "--login"],
+    );
 }
 
 /// Logs out (ignores "no session").
@@ -272,7 +285,9 @@ pub fn lio_disks() -> Vec<(String, String)> {
 /// Waits for the disk with `wwid` and its udev `/dev/disk/by-id/wwn-0x…` link
 /// (checking the link resolves to that disk). Returns `/dev/sdX`.
 pub fn wait_disk(wwid: &str, timeout: Duration) -> PathBuf {
-    let sd = wait_until(&format!("a disk with wwid {wwid}"), timeout, || disk_with_wwid(wwid));
+    let sd = wait_until(&format!("a disk with wwid {wwid}"), timeout, || {
+        disk_with_wwid(wwid)
+    });
     let link = Path::new("/dev/disk/by-id").join(appliance::lio::by_id_wwn_link(wwid));
     let dev = PathBuf::from("/dev").join(&sd);
     wait_until(&format!("udev link {}", link.display()), timeout, || {
@@ -287,9 +302,11 @@ pub fn delete_disk(dev: &Path) {
     let name = dev.file_name().unwrap().to_string_lossy().into_owned();
     let p = format!("/sys/block/{name}/device/delete");
     fs::write(&p, "1").unwrap_or_else(|e| panic!("write {p}: {e}"));
-    wait_until(&format!("{name} to disappear"), Duration::from_secs(30), || {
-        (!Path::new("/sys/block").join(&name).exists()).then_some(())
-    });
+    wait_until(
+        &format!("{name} to disappear"),
+        Duration::from_secs(30),
+        || (!Path::new("/sys/block").join(&name).exists()).then_some(()),
+    );
 }
 
 /// Removes a target directory tree that [`appliance::lio::Lio`] built (portals,
@@ -338,7 +355,11 @@ impl ApplianceProc {
     fn spawn(&mut self) {
         let bin = std::env::var("GOLDMOUNT_APPLIANCE_BIN")
             .expect("GOLDMOUNT_APPLIANCE_BIN (set by cargo xtask lab)");
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(&bin)
             .args(&self.args)
             .env("RUST_LOG", "debug")
@@ -352,7 +373,10 @@ impl ApplianceProc {
         wait_until("appliance /healthz", Duration::from_secs(60), || {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    panic!("appliance exited early ({st}); log:\n{}", fs::read_to_string(&self.log).unwrap_or_default());
+                    panic!(
+                        "appliance exited early ({st}); log:\n{}",
+                        fs::read_to_string(&self.log).unwrap_or_default()
+                    );
                 }
             }
             ureq::get(&url).call().ok().map(|_| ())
@@ -392,7 +416,10 @@ impl ApplianceProc {
         match ureq::get(&url).call() {
             Ok(r) => r.into_json().unwrap(),
             Err(ureq::Error::Status(code, r)) => {
-                panic!("GET {path} -> {code}: {}", r.into_string().unwrap_or_default())
+                panic!(
+                    "GET {path} -> {code}: {}",
+                    r.into_string().unwrap_or_default()
+                )
             }
             Err(e) => panic!("GET {path}: {e}"),
         }
@@ -443,7 +470,8 @@ pub fn wipe_lio(lio: &appliance::lio::Lio, initiators: &[String]) {
         for dev in fs::read_dir(hba.path()).into_iter().flatten().flatten() {
             let alias = fs::read_to_string(dev.path().join("alias")).unwrap_or_default();
             if alias.starts_with(appliance::lio::OWNER_ALIAS_PREFIX) {
-                lio.remove_backstore(&dev.file_name().to_string_lossy()).unwrap();
+                lio.remove_backstore(&dev.file_name().to_string_lossy())
+                    .unwrap();
             }
         }
     }

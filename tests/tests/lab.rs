@@ -78,18 +78,33 @@ fn lio_direct_single_lun_wwid() {
         let wwn = lio.ensure_backstore(&b).unwrap();
         assert_eq!(wwn, naa_wwn_for_serial(serial));
         lio.ensure_acl(&initiator).unwrap();
-        lio.map_lun(0, &b.name, std::slice::from_ref(&initiator)).unwrap();
+        lio.map_lun(0, &b.name, std::slice::from_ref(&initiator))
+            .unwrap();
     }
     let wwn = naa_wwn_for_serial(serial);
-    assert_eq!(fs::read_to_string(lio.tpg_dir().join("enable")).unwrap().trim(), "1");
+    assert_eq!(
+        fs::read_to_string(lio.tpg_dir().join("enable"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
     assert!(lio.portal_dir(&PORTAL.parse().unwrap()).is_dir());
     assert!(lio.acl_dir(&initiator).join("lun_0").is_dir());
 
     // A mismatching re-ensure is refused, not silently reconfigured.
-    let other = Backstore { size: IMG_SIZE / 2, ..b.clone() };
-    assert!(matches!(lio.ensure_backstore(&other), Err(LioError::Mismatch { .. })));
+    let other = Backstore {
+        size: IMG_SIZE / 2,
+        ..b.clone()
+    };
+    assert!(matches!(
+        lio.ensure_backstore(&other),
+        Err(LioError::Mismatch { .. })
+    ));
     // A backstore still exported through a LUN is not removed.
-    assert!(matches!(lio.remove_backstore(&b.name), Err(LioError::StillMapped { .. })));
+    assert!(matches!(
+        lio.remove_backstore(&b.name),
+        Err(LioError::StillMapped { .. })
+    ));
 
     // A storage object somebody else created is never touched.
     let foreign_hba = PathBuf::from("/sys/kernel/config/target/core/fileio_900");
@@ -110,7 +125,11 @@ fn lio_direct_single_lun_wwid() {
         session_scsi_address(iqn)
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(lio_disks(), before, "manual scan: login alone must not create disks");
+    assert_eq!(
+        lio_disks(),
+        before,
+        "manual scan: login alone must not create disks"
+    );
     scan_lun(host, chan, tid, 0);
     let dev = wait_disk(&wwn, DISK_WAIT);
     eprintln!("LUN 0 -> {} wwid {wwn}", dev.display());
@@ -120,7 +139,9 @@ fn lio_direct_single_lun_wwid() {
         read_at(&gold, IMG_SIZE - 4096, 4096)
     );
     let size_sectors: u64 = fs::read_to_string(
-        Path::new("/sys/block").join(dev.file_name().unwrap()).join("size"),
+        Path::new("/sys/block")
+            .join(dev.file_name().unwrap())
+            .join("size"),
     )
     .unwrap()
     .trim()
@@ -149,8 +170,18 @@ fn lio_direct_reflink_clone_second_lun() {
     let gold = xfs.mnt.join("gold.img");
     write_pattern(&gold, IMG_SIZE, "GOLD-clones");
     let clone = xfs.mnt.join("clone1.img");
-    run("cp", &["--reflink=always", gold.to_str().unwrap(), clone.to_str().unwrap()]);
-    assert!(has_shared_extents(&clone), "cp --reflink=always made no shared extents");
+    run(
+        "cp",
+        &[
+            "--reflink=always",
+            gold.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        has_shared_extents(&clone),
+        "cp --reflink=always made no shared extents"
+    );
     let gold_b = Backstore {
         name: "gm_clones_gold".into(),
         file: gold.clone(),
@@ -172,24 +203,31 @@ fn lio_direct_reflink_clone_second_lun() {
     lio.ensure_target().unwrap();
     lio.ensure_acl(&initiator).unwrap();
     let gold_wwn = lio.ensure_backstore(&gold_b).unwrap();
-    lio.map_lun(0, &gold_b.name, std::slice::from_ref(&initiator)).unwrap();
+    lio.map_lun(0, &gold_b.name, std::slice::from_ref(&initiator))
+        .unwrap();
 
     discover(PORTAL);
     set_manual_scan(iqn, PORTAL);
     login(iqn, PORTAL);
-    let (host, chan, tid) = wait_until("the iSCSI session", DISK_WAIT, || session_scsi_address(iqn));
+    let (host, chan, tid) =
+        wait_until("the iSCSI session", DISK_WAIT, || session_scsi_address(iqn));
     scan_lun(host, chan, tid, 0);
     let gold_dev = wait_disk(&gold_wwn, DISK_WAIT);
 
     // Present the clone while the session is up; only a targeted scan of LUN 1.
     let clone_wwn = lio.ensure_backstore(&clone_b).unwrap();
     assert_ne!(clone_wwn, gold_wwn);
-    lio.map_lun(1, &clone_b.name, std::slice::from_ref(&initiator)).unwrap();
+    lio.map_lun(1, &clone_b.name, std::slice::from_ref(&initiator))
+        .unwrap();
     let n_before = lio_disks().len();
     scan_lun(host, chan, tid, 1);
     let clone_dev = wait_disk(&clone_wwn, DISK_WAIT);
     assert_eq!(lio_disks().len(), n_before + 1);
-    eprintln!("gold {} {gold_wwn}, clone {} {clone_wwn}", gold_dev.display(), clone_dev.display());
+    eprintln!(
+        "gold {} {gold_wwn}, clone {} {clone_wwn}",
+        gold_dev.display(),
+        clone_dev.display()
+    );
     assert_eq!(read_at(&clone_dev, 8192, 4096), read_at(&gold, 8192, 4096));
 
     // Write to the clone through iSCSI: the clone file changes, the gold does not.
@@ -210,8 +248,15 @@ fn lio_direct_reflink_clone_second_lun() {
     lio.remove_backstore(&clone_b.name).unwrap();
     scan_lun(host, chan, tid, 1);
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(disk_with_wwid(&clone_wwn), None, "unmapped LUN 1 came back on rescan");
-    assert_eq!(disk_with_wwid(&gold_wwn).as_deref(), gold_dev.file_name().and_then(|n| n.to_str()));
+    assert_eq!(
+        disk_with_wwid(&clone_wwn),
+        None,
+        "unmapped LUN 1 came back on rescan"
+    );
+    assert_eq!(
+        disk_with_wwid(&gold_wwn).as_deref(),
+        gold_dev.file_name().and_then(|n| n.to_str())
+    );
     delete_disk(&gold_dev);
     drop(td);
     drop(xfs);
@@ -249,26 +294,42 @@ fn appliance_rest_iscsi_present_unpresent_restart() {
     let mut app = ApplianceProc::start(
         "127.0.0.1:8470",
         &[
-            "--backend", "iscsi",
-            "--data-dir", data.to_str().unwrap(),
-            "--portal", PORTAL,
-            "--target-iqn", target_iqn,
+            "--backend",
+            "iscsi",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--portal",
+            PORTAL,
+            "--target-iqn",
+            target_iqn,
         ],
         &scratch.join("appliance.log"),
     );
-    let _td = RestTeardown { lio: lio.clone(), initiator: initiator.clone() };
+    let _td = RestTeardown {
+        lio: lio.clone(),
+        initiator: initiator.clone(),
+    };
 
     let gold = app.post(
         "/v1/gold-copies",
         serde_json::json!({"name": "pg-gold", "source": src}),
     );
     let gold_file = PathBuf::from(gold["file"].as_str().unwrap());
-    app.post("/v1/hosts", serde_json::json!({"name": "labhost", "iqns": [initiator]}));
+    app.post(
+        "/v1/hosts",
+        serde_json::json!({"name": "labhost", "iqns": [initiator]}),
+    );
     let mut luns = Vec::new();
     for name in ["c1", "c2"] {
-        let c = app.post("/v1/clones", serde_json::json!({"name": name, "gold": "pg-gold"}));
+        let c = app.post(
+            "/v1/clones",
+            serde_json::json!({"name": name, "gold": "pg-gold"}),
+        );
         assert_eq!(c["copy_mode"], "reflink", "clone {name}: {c}");
-        let p = app.post("/v1/presentations", serde_json::json!({"clone": name, "host": "labhost"}));
+        let p = app.post(
+            "/v1/presentations",
+            serde_json::json!({"clone": name, "host": "labhost"}),
+        );
         assert_eq!(p["transport"], "iscsi", "{p}");
         assert_eq!(p["target_iqn"], target_iqn, "{p}");
         let wwn = p["wwn"].as_str().unwrap().to_string();
@@ -281,10 +342,17 @@ fn appliance_rest_iscsi_present_unpresent_restart() {
     discover(PORTAL);
     set_manual_scan(target_iqn, PORTAL);
     login(target_iqn, PORTAL);
-    let (host, chan, tid) = wait_until("the iSCSI session", DISK_WAIT, || session_scsi_address(target_iqn));
+    let (host, chan, tid) = wait_until("the iSCSI session", DISK_WAIT, || {
+        session_scsi_address(target_iqn)
+    });
     scan_lun(host, chan, tid, luns[0].1);
     let d1 = wait_disk(&luns[0].2, DISK_WAIT);
-    assert_eq!(disk_with_wwid(&luns[1].2), None, "targeted scan of LUN {} brought in more", luns[0].1);
+    assert_eq!(
+        disk_with_wwid(&luns[1].2),
+        None,
+        "targeted scan of LUN {} brought in more",
+        luns[0].1
+    );
     scan_lun(host, chan, tid, luns[1].1);
     let d2 = wait_disk(&luns[1].2, DISK_WAIT);
     assert_eq!(read_at(&d1, 4096, 4096), read_at(&gold_file, 4096, 4096));
@@ -294,18 +362,41 @@ fn appliance_rest_iscsi_present_unpresent_restart() {
     let mut block = vec![0u8; 4096];
     block[..9].copy_from_slice(b"C2-WRITES");
     write_dev_at(&d2, 2 << 20, &block);
-    assert_eq!(read_at(&luns[1].3, 2 << 20, 4096), block, "write did not reach clone c2's file");
-    assert_eq!(read_at(&gold_file, 2 << 20, 4096), gold_before, "gold changed");
-    assert_eq!(read_at(&d1, 2 << 20, 4096), gold_before, "sibling clone c1 changed");
+    assert_eq!(
+        read_at(&luns[1].3, 2 << 20, 4096),
+        block,
+        "write did not reach clone c2's file"
+    );
+    assert_eq!(
+        read_at(&gold_file, 2 << 20, 4096),
+        gold_before,
+        "gold changed"
+    );
+    assert_eq!(
+        read_at(&d1, 2 << 20, 4096),
+        gold_before,
+        "sibling clone c1 changed"
+    );
 
     // Unpresent c2: the host deletes its disk, the appliance unmaps the LUN.
     delete_disk(&d2);
     let st = app.delete("/v1/presentations/c2");
-    assert!(st == 204 || st == 200, "DELETE /v1/presentations/c2 -> {st}");
-    assert!(!lio.lun_dir(luns[1].1).exists(), "LUN {} still in configfs", luns[1].1);
+    assert!(
+        st == 204 || st == 200,
+        "DELETE /v1/presentations/c2 -> {st}"
+    );
+    assert!(
+        !lio.lun_dir(luns[1].1).exists(),
+        "LUN {} still in configfs",
+        luns[1].1
+    );
     scan_lun(host, chan, tid, luns[1].1);
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(disk_with_wwid(&luns[1].2), None, "unpresented LUN reappeared");
+    assert_eq!(
+        disk_with_wwid(&luns[1].2),
+        None,
+        "unpresented LUN reappeared"
+    );
 
     // Restart after LIO lost its configuration (as after a reboot).
     delete_disk(&d1);
@@ -316,18 +407,28 @@ fn appliance_rest_iscsi_present_unpresent_restart() {
     app.restart();
     let p = app.get("/v1/presentations/c1");
     assert_eq!(p["wwn"].as_str().unwrap(), luns[0].2);
-    wait_until("appliance to re-create LUN in configfs", Duration::from_secs(30), || {
-        lio.lun_dir(luns[0].1).is_dir().then_some(())
-    });
-    assert!(!lio.lun_dir(luns[1].1).exists(), "unpresented clone came back after restart");
+    wait_until(
+        "appliance to re-create LUN in configfs",
+        Duration::from_secs(30),
+        || lio.lun_dir(luns[0].1).is_dir().then_some(()),
+    );
+    assert!(
+        !lio.lun_dir(luns[1].1).exists(),
+        "unpresented clone came back after restart"
+    );
     login(target_iqn, PORTAL);
-    let (host, chan, tid) = wait_until("the iSCSI session", DISK_WAIT, || session_scsi_address(target_iqn));
+    let (host, chan, tid) = wait_until("the iSCSI session", DISK_WAIT, || {
+        session_scsi_address(target_iqn)
+    });
     scan_lun(host, chan, tid, luns[0].1);
     let d1 = wait_disk(&luns[0].2, DISK_WAIT);
     assert_eq!(read_at(&d1, 4096, 4096), read_at(&gold_file, 4096, 4096));
     delete_disk(&d1);
     logout(target_iqn, PORTAL);
     let st = app.delete("/v1/presentations/c1");
-    assert!(st == 204 || st == 200, "DELETE /v1/presentations/c1 -> {st}");
+    assert!(
+        st == 204 || st == 200,
+        "DELETE /v1/presentations/c1 -> {st}"
+    );
     drop(app);
 }

@@ -83,7 +83,10 @@ pub fn main(args: &[String]) -> Result<()> {
     let xtask = std::env::current_exe().context("locating the xtask binary")?;
     for p in [&xtask, &art.test_bin, &art.appliance_bin, &out] {
         if p.to_string_lossy().contains(char::is_whitespace) {
-            bail!("{}: paths with whitespace cannot be passed to the guest", p.display());
+            bail!(
+                "{}: paths with whitespace cannot be passed to the guest",
+                p.display()
+            );
         }
     }
     let plan = Plan {
@@ -107,7 +110,13 @@ pub fn main(args: &[String]) -> Result<()> {
         scenarios.join(", ")
     );
     let guest_cmd = format!("{} lab --guest {}", xtask.display(), plan_path.display());
-    let report = boot::boot(&tools, &out, &guest_cmd, &out.join("console.log"), args.timeout)?;
+    let report = boot::boot(
+        &tools,
+        &out,
+        &guest_cmd,
+        &out.join("console.log"),
+        args.timeout,
+    )?;
 
     let results: GuestResults = match std::fs::read(out.join("results.json")) {
         Ok(bytes) => serde_json::from_slice(&bytes).context("parsing results.json")?,
@@ -130,7 +139,9 @@ fn summarize(
 ) -> usize {
     let boot = report
         .boot_secs
-        .map_or("never reached the guest runner".to_string(), |s| format!("{s:.1}s"));
+        .map_or("never reached the guest runner".to_string(), |s| {
+            format!("{s:.1}s")
+        });
     eprintln!("\nlab summary ({})", out.display());
     eprintln!("  boot (vng start -> guest runner): {boot}; guest setup {:.1}s; total wall {:.1}s; vng exit {}",
         results.setup_secs,
@@ -145,7 +156,10 @@ fn summarize(
             Some(r) if r.passed => eprintln!("  PASS {:7.1}s  {name}", r.secs),
             Some(r) => {
                 failed += 1;
-                eprintln!("  FAIL {:7.1}s  {name}: {} (log: {})", r.secs, r.detail, r.log);
+                eprintln!(
+                    "  FAIL {:7.1}s  {name}: {} (log: {})",
+                    r.secs, r.detail, r.log
+                );
             }
             None => {
                 failed += 1;

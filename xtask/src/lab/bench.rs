@@ -35,22 +35,36 @@ pub fn record(
         "TCG timing is noisy: compare ratios within one boot, not absolute times across runs.\n"
     );
     let _ = writeln!(sec, "| step | seconds | result |\n|---|---:|---|");
-    let boot = report.boot_secs.map_or("-".to_string(), |s| format!("{s:.1}"));
+    let boot = report
+        .boot_secs
+        .map_or("-".to_string(), |s| format!("{s:.1}"));
     let _ = writeln!(sec, "| boot (vng start → guest runner) | {boot} | |");
-    let _ = writeln!(sec, "| guest setup (modules, configfs, udevd, iscsid) | {:.1} | {} |",
+    let _ = writeln!(
+        sec,
+        "| guest setup (modules, configfs, udevd, iscsid) | {:.1} | {} |",
         results.setup_secs,
-        results.setup_error.as_deref().map_or("ok", |_| "FAILED"));
+        results.setup_error.as_deref().map_or("ok", |_| "FAILED")
+    );
     for name in scenarios {
         match results.scenarios.iter().find(|r| &r.name == name) {
             Some(r) => {
-                let _ = writeln!(sec, "| {name} | {:.1} | {} |", r.secs, if r.passed { "pass" } else { "FAIL" });
+                let _ = writeln!(
+                    sec,
+                    "| {name} | {:.1} | {} |",
+                    r.secs,
+                    if r.passed { "pass" } else { "FAIL" }
+                );
             }
             None => {
                 let _ = writeln!(sec, "| {name} | - | did not run |");
             }
         }
     }
-    let _ = writeln!(sec, "| whole run (vng start → exit) | {:.1} | |", report.wall_secs);
+    let _ = writeln!(
+        sec,
+        "| whole run (vng start → exit) | {:.1} | |",
+        report.wall_secs
+    );
     let new = replace_section(&old, &sec);
     std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))
 }
@@ -63,8 +77,13 @@ fn replace_section(doc: &str, section: &str) -> String {
         return s;
     };
     let after = &doc[start + SECTION.len()..];
-    let end = after.find("\n## ").map_or(doc.len(), |i| start + SECTION.len() + i + 1);
-    format!("{}{}\n{}", &doc[..start], section, &doc[end..]).trim_end().to_string() + "\n"
+    let end = after
+        .find("\n## ")
+        .map_or(doc.len(), |i| start + SECTION.len() + i + 1);
+    format!("{}{}\n{}", &doc[..start], section, &doc[end..])
+        .trim_end()
+        .to_string()
+        + "\n"
 }
 
 #[cfg(test)]

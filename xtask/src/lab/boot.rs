@@ -59,7 +59,10 @@ pub struct Tools {
 pub fn preflight() -> Result<Tools> {
     let vng = Path::new(VENV).join("bin/vng");
     if !vng.exists() {
-        bail!("{} missing: run `cargo xtask lab --install` (pip: virtme-ng)", vng.display());
+        bail!(
+            "{} missing: run `cargo xtask lab --install` (pip: virtme-ng)",
+            vng.display()
+        );
     }
     for (tool, pkg) in [
         ("/usr/bin/qemu-system-x86_64", "qemu-system-x86"),
@@ -82,7 +85,7 @@ pub fn preflight() -> Result<Tools> {
                 .then(|| (ver, e.path()))
         })
         .collect();
-    kernels.sort_by(|a, b| version_key(&a.0).cmp(&version_key(&b.0)));
+    kernels.sort_by_key(|k| version_key(&k.0));
     let Some((_, kernel)) = kernels.pop() else {
         bail!("no /boot/vmlinuz-*-amd64 with /lib/modules: run `cargo xtask lab --install` (apt: linux-image-amd64)");
     };
@@ -123,9 +126,19 @@ pub fn boot(
     let mut cmd = Command::new(&tools.vng);
     cmd.arg("--run")
         .arg(&tools.kernel)
-        .args(["--disable-kvm", "--force-9p", "--memory", "2G", "--cpus", "2"])
+        .args([
+            "--disable-kvm",
+            "--force-9p",
+            "--memory",
+            "2G",
+            "--cpus",
+            "2",
+        ])
         .arg(format!("--rwdir={}", results_dir.display()))
-        .arg(format!("--append=modprobe.blacklist={}", MODULE_BLACKLIST.join(",")))
+        .arg(format!(
+            "--append=modprobe.blacklist={}",
+            MODULE_BLACKLIST.join(",")
+        ))
         .arg("--exec")
         .arg(guest_cmd)
         .env("PATH", path)
@@ -138,8 +151,14 @@ pub fn boot(
     let (tx, rx) = mpsc::channel::<(Instant, String)>();
     let mut readers = Vec::new();
     for stream in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -154,8 +173,8 @@ pub fn boot(
         }));
     }
     drop(tx);
-    let mut console = File::create(console_log)
-        .with_context(|| format!("creating {}", console_log.display()))?;
+    let mut console =
+        File::create(console_log).with_context(|| format!("creating {}", console_log.display()))?;
     let mut boot_secs = None;
     let deadline = start + timeout;
     let mut exit = None;
@@ -173,7 +192,10 @@ pub fn boot(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                exit = proc::wait_timeout(&mut child, deadline.saturating_duration_since(Instant::now()))?;
+                exit = proc::wait_timeout(
+                    &mut child,
+                    deadline.saturating_duration_since(Instant::now()),
+                )?;
                 break;
             }
         }
@@ -185,8 +207,11 @@ pub fn boot(
         if let Some(status) = child.try_wait().context("waiting for vng")? {
             exit = Some(status);
         } else {
-            writeln!(console, "lab: boot timed out after {timeout:?}; killed vng and QEMU")
-                .context("writing console log")?;
+            writeln!(
+                console,
+                "lab: boot timed out after {timeout:?}; killed vng and QEMU"
+            )
+            .context("writing console log")?;
             eprintln!("lab: boot timed out after {timeout:?}; killing vng and QEMU");
             proc::kill_group(&mut child);
         }

@@ -42,7 +42,10 @@ fn cargo_executables(ws: &Path, args: &[&str]) -> Result<Vec<(String, PathBuf)>>
             continue;
         }
         if let Some(exe) = msg["executable"].as_str() {
-            let name = msg["target"]["name"].as_str().unwrap_or_default().to_string();
+            let name = msg["target"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             exes.push((name, PathBuf::from(exe)));
         }
     }

@@ -118,13 +118,21 @@ fn setup() -> Result<String> {
     }
     let _ = writeln!(log, "modules loaded: {}", MODULES.join(" "));
     if !is_mounted("/sys/kernel/config", "configfs") {
-        proc::run("mount", &["-t", "configfs", "configfs", "/sys/kernel/config"], SHORT)?;
+        proc::run(
+            "mount",
+            &["-t", "configfs", "configfs", "/sys/kernel/config"],
+            SHORT,
+        )?;
     }
     if !Path::new("/sys/kernel/config/target").is_dir() {
         bail!("/sys/kernel/config/target missing after loading target_core_mod");
     }
     if !is_mounted("/mnt", "tmpfs") {
-        proc::run("mount", &["-t", "tmpfs", "-o", "size=1200m", "goldmount-lab", "/mnt"], SHORT)?;
+        proc::run(
+            "mount",
+            &["-t", "tmpfs", "-o", "size=1200m", "goldmount-lab", "/mnt"],
+            SHORT,
+        )?;
     }
     fs::create_dir_all(SCRATCH).context("creating scratch dir")?;
     proc::run("ip", &["link", "set", "lo", "up"], SHORT)?;
@@ -153,11 +161,17 @@ fn run_scenario(plan: &Plan, name: &str) -> Result<ScenarioResult> {
     let scratch = PathBuf::from(SCRATCH).join(name.replace("::", "__"));
     fs::create_dir_all(&scratch).context("creating scenario scratch")?;
     let mut cmd = Command::new(&plan.test_bin);
-    cmd.args(["--ignored", "--exact", name, "--test-threads=1", "--nocapture"])
-        .env("GOLDMOUNT_LAB", "1")
-        .env("GOLDMOUNT_LAB_SCRATCH", &scratch)
-        .env("RUST_BACKTRACE", "1")
-        .env("RUST_LOG", "debug");
+    cmd.args([
+        "--ignored",
+        "--exact",
+        name,
+        "--test-threads=1",
+        "--nocapture",
+    ])
+    .env("GOLDMOUNT_LAB", "1")
+    .env("GOLDMOUNT_LAB_SCRATCH", &scratch)
+    .env("RUST_BACKTRACE", "1")
+    .env("RUST_LOG", "debug");
     for (k, v) in &plan.env {
         cmd.env(k, v);
     }
@@ -166,12 +180,16 @@ fn run_scenario(plan: &Plan, name: &str) -> Result<ScenarioResult> {
     let secs = t0.elapsed().as_secs_f64();
     let text = fs::read_to_string(&log).unwrap_or_default();
     let (passed, detail) = match status {
-        None => (false, format!("timed out after {}s", plan.scenario_timeout_secs)),
+        None => (
+            false,
+            format!("timed out after {}s", plan.scenario_timeout_secs),
+        ),
         Some(s) if !s.success() => (false, format!("test process exited {s}")),
         // Guard against a filter that matched nothing: that must not pass.
-        Some(_) if !text.contains("test result: ok. 1 passed") => {
-            (false, "no test ran (name filter matched nothing?)".to_string())
-        }
+        Some(_) if !text.contains("test result: ok. 1 passed") => (
+            false,
+            "no test ran (name filter matched nothing?)".to_string(),
+        ),
         Some(_) => (true, String::new()),
     };
     if !passed {
@@ -225,12 +243,30 @@ fn append_diagnostics(log: &Path) {
 /// Prints the configfs tree: directories, symlinks with their targets and the
 /// few attributes that say what is configured.
 fn walk_configfs(dir: &Path, depth: usize, out: &mut String) {
-    const SKIP: &[&str] = &["statistics", "alua", "pr", "attrib", "auth", "param", "fabric_statistics", "discovery_auth"];
-    const SHOW: &[&str] = &["enable", "control", "alias", "vpd_unit_serial", "info", "write_protect"];
+    const SKIP: &[&str] = &[
+        "statistics",
+        "alua",
+        "pr",
+        "attrib",
+        "auth",
+        "param",
+        "fabric_statistics",
+        "discovery_auth",
+    ];
+    const SHOW: &[&str] = &[
+        "enable",
+        "control",
+        "alias",
+        "vpd_unit_serial",
+        "info",
+        "write_protect",
+    ];
     if depth > 8 {
         return;
     }
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
