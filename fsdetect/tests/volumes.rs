@@ -263,6 +263,8 @@ fn iso_values_and_damage() {
     assert_eq!(tag(&s, "APPLICATION_ID"), "Gold App");
     assert_eq!(tag(&s, "VOLUME_SET_ID"), "Gold Set");
     assert_eq!(tag(&s, "BLOCK_SIZE"), "2048");
+    let s = sig(&iso_long_label().path);
+    assert_eq!(tag(&s, "LABEL"), ISO_LONG_LABEL);
     let s = sig(&iso_plain().path);
     assert_eq!(tag(&s, "LABEL"), "PLAIN_ISO");
     assert!(s.get_str("VERSION").is_none());

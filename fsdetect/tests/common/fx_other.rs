@@ -26,6 +26,8 @@ pub const LUKS2_LABEL: &str = "GoldCrypt";
 pub const LUKS2_SUBSYSTEM: &str = "goldsub";
 /// ISO volume id (PVD, 32 chars max) and the Joliet spelling.
 pub const ISO_LABEL: &str = "Gold ISO Volume";
+/// A label longer than Joliet's 16 UTF-16 characters.
+pub const ISO_LONG_LABEL: &str = "Gold Copy Volume Long Name 1";
 /// ZFS image size: not a multiple of 256 KiB, so the end labels are aligned down.
 pub const ZFS_SIZE: u64 = 70 * 1024 * 1024 + 100 * 1024;
 
@@ -267,6 +269,35 @@ pub fn iso_joliet() -> &'static Fixture {
     })
 }
 
+/// Joliet with a label longer than Joliet's 16 characters: blkid rebuilds
+/// the full label from the PVD's copy (merge_utf16be_ascii).
+pub fn iso_long_label() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let p = fixture_path("iso-long");
+        let d = content_dir();
+        run(
+            "xorriso",
+            &[
+                "-as",
+                "mkisofs",
+                "-quiet",
+                "-J",
+                "-joliet-long",
+                "-V",
+                ISO_LONG_LABEL,
+                "-p",
+                "prep",
+                "--modification-date=2023030303030303",
+                "-o",
+                p.to_str().unwrap(),
+                d.to_str().unwrap(),
+            ],
+        );
+        fx("iso-long", p)
+    })
+}
+
 /// A plain iso9660 image (no Joliet): the PVD's ASCII identifiers only.
 pub fn iso_plain() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -301,7 +332,8 @@ pub fn iso_hybrid() -> &'static Fixture {
         let p = fixture_path("iso-hybrid");
         let d = content_dir();
         let extra = super::scratch().join("efi-part.img");
-        sparse_file(&extra, 1 << 20);
+        // 2 MiB keeps the image above blkid's 1440 KiB "floppy" size.
+        sparse_file(&extra, 2 << 20);
         run(
             "xorriso",
             &[
@@ -361,6 +393,7 @@ pub fn fixtures() -> Vec<Fixture> {
             zfs(),
             iso_joliet(),
             iso_plain(),
+            iso_long_label(),
             iso_hybrid(),
             squashfs(),
         ]
