@@ -85,6 +85,15 @@ pub fn router(app: Shared) -> Router {
             "/v1/presentations/{clone}",
             get(get_presentation).delete(unpresent),
         )
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(ErrorBody {
+                    error: "method not allowed on this path; see GET /openapi.yaml".to_string(),
+                    code: crate::error::ErrorCode::BadRequest,
+                }),
+            )
+        })
         .fallback(|| async {
             ApiError(Error::NotFound {
                 what: "route",

@@ -139,6 +139,7 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     backend: String,
+    extra: Vec<String>,
     child: Option<Child>,
     pub log: PathBuf,
 }
@@ -153,10 +154,16 @@ fn free_port() -> u16 {
 
 impl Server {
     pub fn start(data_dir: &Path, backend: &str) -> Self {
+        Self::start_with(data_dir, backend, &[])
+    }
+
+    /// Like [`Server::start`] with extra `serve` arguments.
+    pub fn start_with(data_dir: &Path, backend: &str, extra: &[&str]) -> Self {
         let mut s = Server {
             url: String::new(),
             data_dir: data_dir.to_path_buf(),
             backend: backend.to_string(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             child: None,
             log: data_dir.with_extension("log"),
         };
@@ -182,6 +189,7 @@ impl Server {
                 "--backend",
                 &self.backend,
             ])
+            .args(&self.extra)
             .env("RUST_LOG", "debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
