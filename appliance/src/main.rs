@@ -26,7 +26,8 @@ use std::sync::Arc;
     version,
     about = "Reference copy-data appliance: gold copies, reflink clones, LIO iSCSI or loop \
              presentation, REST API",
-    after_help = "Demo:\n  goldmount-appliance serve --listen 127.0.0.1:8470 --data-dir /srv/gm &\n  \
+    after_help = "gold/clone/host commands open --data-dir directly unless --server URL is given \
+                  (the server locks the state file while it runs).\n\nDemo:\n  goldmount-appliance serve --listen 127.0.0.1:8470 --data-dir /srv/gm &\n  \
                   goldmount-appliance gold import pg-gold ./pg.img --server http://127.0.0.1:8470\n  \
                   goldmount-appliance host register h1 --iqn iqn.2026-11.test:h1 --server http://127.0.0.1:8470\n  \
                   goldmount-appliance clone create pg1 --gold pg-gold --server http://127.0.0.1:8470\n  \
@@ -259,9 +260,11 @@ fn main() -> Result<()> {
                 point_in_time,
                 target,
             } => {
+                // The server resolves paths on its side: send an absolute one.
+                let source = std::fs::canonicalize(&path).unwrap_or(path);
                 let req = ImportGold {
                     name,
-                    source: path,
+                    source,
                     point_in_time,
                 };
                 let conn = target.connect()?;
