@@ -146,8 +146,8 @@ fn ambivalent_exits_8() {
     let e = ext4_image(dir.path());
     // A stale xfs superblock under a new ext4: which one is real is unknown.
     let sb = std::fs::read(&x).unwrap()[..512].to_vec();
-    let mut f = std::fs::OpenOptions::new().write(true).open(&e).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&mut f, &sb, 0).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&e).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &sb, 0).unwrap();
     let out = goldmount()
         .args(["probe", "--format", "udev"])
         .arg(&e)

@@ -1,3 +1,6 @@
 //! One module per subcommand.
 
+pub mod list;
+pub mod mount;
 pub mod probe;
+pub mod unmount;

@@ -1,0 +1,100 @@
+//! `goldmount mount`: bring everything on a LUN up under one volume path.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use connector::config::Config;
+use connector::manifest::Manifest;
+use connector::volume::{self, Ctx, MountRequest};
+
+/// Arguments of `goldmount mount`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["device", "wwid"])))]
+pub struct MountArgs {
+    /// The LUN's block device (or an image file, attached through a loop device).
+    #[arg(long, value_name = "DEV")]
+    device: Option<PathBuf>,
+    /// Wait for the device with this WWID (naa.…), or — for the appliance's
+    /// loop backend — this backing file path.
+    #[arg(long, value_name = "WWID")]
+    wwid: Option<String>,
+    /// How long to wait for `--wwid` to appear, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    timeout: u64,
+    /// Volume name: the tree appears at <volumes_root>/<NAME>.
+    #[arg(long, value_name = "NAME")]
+    volume: String,
+    /// Mount read-only, without replaying journals (nothing is written).
+    #[arg(long)]
+    read_only: bool,
+    /// Give each XFS of the clone a new UUID (xfs_admin -U generate) after a
+    /// log-replaying mount. Changes the clone's data: opt-in.
+    #[arg(long, conflicts_with = "read_only")]
+    regen_uuid: bool,
+    /// Print the manifest as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints a manifest for people.
+pub fn print_manifest(m: &Manifest) {
+    println!(
+        "volume {} at {} ({:?} layout{})",
+        m.volume,
+        m.path.display(),
+        m.layout,
+        if m.read_only { ", read-only" } else { "" }
+    );
+    for mi in &m.mounts {
+        println!(
+            "  {:<40} {:<6} {} {}{}",
+            mi.mount_path.display(),
+            mi.fs_type,
+            mi.source.display(),
+            mi.original_mountpoint
+                .as_deref()
+                .map(|o| format!("(was {o}) "))
+                .unwrap_or_default(),
+            mi.options
+        );
+    }
+    for s in &m.skipped {
+        println!("  skipped {} ({}): {}", s.source, s.what, s.reason);
+    }
+    for u in &m.unresolved {
+        println!(
+            "  fstab entry {} {} not resolved: {}",
+            u.spec, u.mountpoint, u.reason
+        );
+    }
+    for n in &m.notes {
+        println!("  note: {n}");
+    }
+}
+
+/// Runs `goldmount mount`.
+pub fn run(cfg: Config, args: &MountArgs) -> Result<()> {
+    let device = match (&args.device, &args.wwid) {
+        (Some(d), _) => d.clone(),
+        (None, Some(w)) => connector::wwid::wait_for(w, Duration::from_secs(args.timeout))?,
+        (None, None) => anyhow::bail!("give --device or --wwid"),
+    };
+    let ctx = Ctx::open(cfg)?;
+    let m = volume::mount(
+        &ctx,
+        &MountRequest {
+            volume: args.volume.clone(),
+            device,
+            read_only: args.read_only,
+            regen_xfs_uuid: args.regen_uuid,
+        },
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&m)?);
+    } else {
+        print_manifest(&m);
+    }
+    Ok(())
+}

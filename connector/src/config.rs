@@ -1,0 +1,72 @@
+//! Where goldmount keeps things. Defaults follow DESIGN.md; a TOML file
+//! (`/etc/goldmount/config.toml`) and environment variables override them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// Default config file.
+pub const DEFAULT_CONFIG: &str = "/etc/goldmount/config.toml";
+
+/// Paths goldmount uses.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Parent of every volume path (`<volumes_root>/<volume>/`).
+    pub volumes_root: PathBuf,
+    /// The state database.
+    pub state_path: PathBuf,
+    /// Runtime directory: per-volume locks and temporary probe mounts.
+    pub run_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            volumes_root: PathBuf::from("/var/lib/goldmount/volumes"),
+            state_path: PathBuf::from("/var/lib/goldmount/state.redb"),
+            run_dir: PathBuf::from("/run/goldmount"),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or the default file if it exists), then applies
+    /// `GOLDMOUNT_VOLUMES_ROOT`, `GOLDMOUNT_STATE` and `GOLDMOUNT_RUN_DIR`.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut cfg = match path {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new(DEFAULT_CONFIG).exists() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG))?
+            }
+            None => Self::default(),
+        };
+        if let Some(v) = std::env::var_os("GOLDMOUNT_VOLUMES_ROOT") {
+            cfg.volumes_root = v.into();
+        }
+        if let Some(v) = std::env::var_os("GOLDMOUNT_STATE") {
+            cfg.state_path = v.into();
+        }
+        if let Some(v) = std::env::var_os("GOLDMOUNT_RUN_DIR") {
+            cfg.run_dir = v.into();
+        }
+        Ok(cfg)
+    }
+
+    fn from_file(p: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("reading config {}", p.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
+    }
+
+    /// Lock files live here.
+    pub fn lock_dir(&self) -> PathBuf {
+        self.run_dir.join("locks")
+    }
+
+    /// Temporary read-only mounts used to look for `/etc/fstab`.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.run_dir.join("staging")
+    }
+}

@@ -1,0 +1,211 @@
+//! Where each filesystem goes under the volume path: the original host's tree
+//! from the clone's own fstab, or one readable directory per filesystem.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::discover::Candidate;
+use crate::fstab::{Entry, Spec};
+use crate::manifest::UnresolvedEntry;
+
+/// One planned mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// Index into the candidate list.
+    pub cand: usize,
+    /// Mount point.
+    pub target: PathBuf,
+    /// Mountpoint on the original host, when known from fstab.
+    pub original: Option<String>,
+}
+
+/// Keeps names readable and safe as a single path component.
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('.').to_string();
+    if s.is_empty() {
+        "fs".to_string()
+    } else {
+        s
+    }
+}
+
+/// A stable, readable name for a filesystem: its label, else `p<N>`, else `disk`.
+pub fn flat_name(c: &Candidate) -> String {
+    if let Some(l) = c.signature.label() {
+        return sanitize(&l);
+    }
+    match c.partition {
+        Some(n) => format!("p{n}"),
+        None => "disk".to_string(),
+    }
+}
+
+/// Each filesystem at `<root>/<name>`, names made unique with `-2`, `-3`…
+pub fn flat(cands: &[Candidate], root: &Path) -> Vec<Planned> {
+    let mut used = HashSet::new();
+    let mut out = Vec::new();
+    for (i, c) in cands.iter().enumerate() {
+        let base = flat_name(c);
+        let mut name = base.clone();
+        let mut n = 2;
+        while !used.insert(name.clone()) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        out.push(Planned {
+            cand: i,
+            target: root.join(name),
+            original: None,
+        });
+    }
+    out
+}
+
+/// Which candidate an fstab entry names, or why none does.
+pub fn resolve(e: &Entry, cands: &[Candidate]) -> Result<usize, String> {
+    let find = |f: &dyn Fn(&Candidate) -> bool| cands.iter().position(f);
+    let hit = match &e.spec {
+        Spec::Uuid(u) => find(&|c| {
+            c.signature
+                .uuid()
+                .is_some_and(|x| x.eq_ignore_ascii_case(u))
+        }),
+        Spec::Label(l) => find(&|c| c.signature.label().as_deref() == Some(l.as_str())),
+        Spec::PartUuid(u) => find(&|c| {
+            c.part_uuid
+                .as_deref()
+                .is_some_and(|x| x.eq_ignore_ascii_case(u))
+        }),
+        Spec::PartLabel(l) => find(&|c| c.part_name.as_deref() == Some(l.as_str())),
+        Spec::Lv { vg, lv } => {
+            return Err(format!(
+                "logical volume {vg}/{lv} is not among this clone's filesystems"
+            ))
+        }
+        Spec::Path(p) => {
+            return Err(format!(
+                "{p} is a device path of the original host and cannot be resolved here"
+            ))
+        }
+    };
+    hit.ok_or_else(|| format!("no filesystem of this clone matches {}", e.raw_spec))
+}
+
+/// The original tree from `entries` (the root candidate's fstab). Returns the
+/// plan (parents before children) and the entries that did not resolve.
+/// `None` when the fstab has no resolvable `/` entry naming `root_cand`.
+pub fn from_fstab(
+    entries: &[Entry],
+    cands: &[Candidate],
+    root_cand: usize,
+    volume_path: &Path,
+) -> Option<(Vec<Planned>, Vec<UnresolvedEntry>)> {
+    let root_entry = entries.iter().find(|e| e.mountpoint == "/")?;
+    if resolve(root_entry, cands).ok()? != root_cand {
+        return None;
+    }
+    let mut planned = Vec::new();
+    let mut unresolved = Vec::new();
+    let mut used = HashSet::new();
+    for e in entries {
+        match resolve(e, cands) {
+            Ok(i) if used.insert(i) => {
+                let rel = e.mountpoint.trim_start_matches('/');
+                let target = if rel.is_empty() {
+                    volume_path.to_path_buf()
+                } else {
+                    volume_path.join(rel)
+                };
+                planned.push(Planned {
+                    cand: i,
+                    target,
+                    original: Some(e.mountpoint.clone()),
+                });
+            }
+            Ok(_) => unresolved.push(UnresolvedEntry {
+                spec: e.raw_spec.clone(),
+                mountpoint: e.mountpoint.clone(),
+                reason: "names a filesystem already mounted elsewhere in this tree".into(),
+            }),
+            Err(reason) => unresolved.push(UnresolvedEntry {
+                spec: e.raw_spec.clone(),
+                mountpoint: e.mountpoint.clone(),
+                reason,
+            }),
+        }
+    }
+    planned.sort_by_key(|p| p.target.components().count());
+    Some((planned, unresolved))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use fsdetect::{Signature, Usage};
+
+    fn cand(n: u32, t: &str, label: Option<&str>, uuid: &str) -> Candidate {
+        let mut s = Signature::new(t, Usage::Filesystem, 0);
+        if let Some(l) = label {
+            s.set("LABEL", l);
+        }
+        s.set("UUID", uuid);
+        Candidate {
+            partition: Some(n),
+            offset: 0,
+            size: 0,
+            part_uuid: Some(format!("pu-{n}")),
+            part_name: None,
+            signature: s,
+        }
+    }
+
+    #[test]
+    fn flat_names_are_unique_and_readable() {
+        let c = vec![
+            cand(1, "ext4", Some("data"), "a"),
+            cand(2, "ext4", Some("data"), "b"),
+            cand(3, "xfs", None, "c"),
+        ];
+        let p = flat(&c, Path::new("/v"));
+        let t: Vec<_> = p
+            .iter()
+            .map(|p| p.target.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(t, vec!["/v/data", "/v/data-2", "/v/p3"]);
+    }
+
+    #[test]
+    fn fstab_tree_is_parent_first() {
+        let c = vec![
+            cand(1, "ext4", Some("boot"), "u1"),
+            cand(2, "xfs", None, "u2"),
+            cand(3, "ext4", Some("home"), "u3"),
+        ];
+        let entries = crate::fstab::parse(
+            "LABEL=home /home ext4 defaults\nUUID=u2 / xfs defaults\nUUID=U1 /boot ext4 defaults\n/dev/sdz1 /opt ext4 defaults\n",
+        );
+        let (plan, unresolved) = from_fstab(&entries, &c, 1, Path::new("/v")).unwrap();
+        let t: Vec<_> = plan
+            .iter()
+            .map(|p| (p.cand, p.target.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(t[0], (1, "/v".to_string()));
+        assert!(t.contains(&(0, "/v/boot".to_string())));
+        assert!(t.contains(&(2, "/v/home".to_string())));
+        assert_eq!(unresolved.len(), 1);
+        assert!(unresolved[0].reason.contains("/dev/sdz1"));
+        // A root entry that names another filesystem is not this root.
+        assert!(from_fstab(&entries, &c, 0, Path::new("/v")).is_none());
+    }
+}

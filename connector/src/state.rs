@@ -1,0 +1,261 @@
+//! The state store: every volume and every step taken for it, written before
+//! the step is taken, so a crash mid-way can be rolled back on restart.
+//!
+//! Backed by redb (`/var/lib/goldmount/state.redb` by default). Each access
+//! opens the database for one short transaction, so several `goldmount`
+//! processes (concurrent mounts of different volumes) share it without a
+//! lock being held across slow steps.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+
+const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
+
+/// State store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database could not be opened, read or written.
+    #[error("state store {path}: {msg}")]
+    Db {
+        /// Database file.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A record could not be (de)serialised — a newer/older format or corruption.
+    #[error("state store {path}: record {key:?} is unreadable: {msg}")]
+    Record {
+        /// Database file.
+        path: PathBuf,
+        /// Volume name.
+        key: String,
+        /// Decoder message.
+        msg: String,
+    },
+}
+
+/// Where a volume is in its life.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Steps are being taken; if no process holds the volume lock, it crashed.
+    Mounting,
+    /// Everything is up.
+    Mounted,
+    /// Teardown in progress (resumed on restart).
+    Unmounting,
+}
+
+/// One action goldmount takes on the host, recorded so it can be undone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// A directory goldmount created (removed on teardown if empty).
+    MakeDir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A loop device over a byte range of a device or image (a partition the
+    /// kernel did not map, or an image given as `--device`).
+    AttachLoop {
+        /// What it reads from.
+        backing: PathBuf,
+        /// Byte offset into the backing.
+        offset: u64,
+        /// Byte length (0 = to the end).
+        size: u64,
+        /// Read-only loop.
+        read_only: bool,
+        /// The loop device, once known.
+        device: Option<PathBuf>,
+    },
+    /// A mount.
+    Mount {
+        /// Device mounted.
+        source: PathBuf,
+        /// Mount point.
+        target: PathBuf,
+        /// Filesystem type.
+        fstype: String,
+        /// Options passed with `-o`.
+        options: String,
+    },
+}
+
+/// An action and whether it completed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Step {
+    /// What was (or was about to be) done.
+    pub action: Action,
+    /// False between "recorded" and "completed": after a crash such a step may
+    /// or may not have taken effect, so undo checks reality.
+    pub done: bool,
+}
+
+/// Everything known about one volume.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeRecord {
+    /// Volume name.
+    pub name: String,
+    /// The device (or image) it was mounted from.
+    pub device: PathBuf,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// Life-cycle phase.
+    pub phase: Phase,
+    /// Steps in the order they were taken.
+    pub steps: Vec<Step>,
+    /// The manifest, once mounted.
+    pub manifest: Option<Manifest>,
+}
+
+/// Handle on the state database.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    path: PathBuf,
+}
+
+impl StateStore {
+    /// Uses the database at `path`, creating it (and its directory) if needed.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StateError::Db {
+                path: path.to_path_buf(),
+                msg: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let s = Self {
+            path: path.to_path_buf(),
+        };
+        s.with_db(|db| {
+            let tx = db.begin_write().map_err(|e| s.err(e))?;
+            tx.open_table(VOLUMES).map_err(|e| s.err(e))?;
+            tx.commit().map_err(|e| s.err(e))
+        })?;
+        Ok(s)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StateError {
+        StateError::Db {
+            path: self.path.clone(),
+            msg: e.to_string(),
+        }
+    }
+
+    /// Opens the database for one operation, retrying while another goldmount
+    /// process has it open (each holds it only for a transaction).
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let mut delay = Duration::from_millis(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match Database::create(&self.path) {
+                Ok(db) => return f(&db),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(100));
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+    }
+
+    /// Reads one volume.
+    pub fn get(&self, name: &str) -> Result<Option<VolumeRecord>, StateError> {
+        self.with_db(|db| {
+            let tx = db.begin_read().map_err(|e| self.err(e))?;
+            let t = tx.open_table(VOLUMES).map_err(|e| self.err(e))?;
+            match t.get(name).map_err(|e| self.err(e))? {
+                Some(v) => self.decode(name, v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn decode(&self, key: &str, bytes: &[u8]) -> Result<VolumeRecord, StateError> {
+        serde_json::from_slice(bytes).map_err(|e| StateError::Record {
+            path: self.path.clone(),
+            key: key.to_string(),
+            msg: e.to_string(),
+        })
+    }
+
+    /// Writes (creates or replaces) one volume, durably.
+    pub fn put(&self, rec: &VolumeRecord) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(rec).map_err(|e| self.err(e))?;
+        self.with_db(|db| {
+            let tx = db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut t = tx.open_table(VOLUMES).map_err(|e| self.err(e))?;
+                t.insert(rec.name.as_str(), bytes.as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            tx.commit().map_err(|e| self.err(e))
+        })
+    }
+
+    /// Forgets a volume.
+    pub fn delete(&self, name: &str) -> Result<(), StateError> {
+        self.with_db(|db| {
+            let tx = db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut t = tx.open_table(VOLUMES).map_err(|e| self.err(e))?;
+                t.remove(name).map_err(|e| self.err(e))?;
+            }
+            tx.commit().map_err(|e| self.err(e))
+        })
+    }
+
+    /// Every volume, by name.
+    pub fn list(&self) -> Result<Vec<VolumeRecord>, StateError> {
+        self.with_db(|db| {
+            let tx = db.begin_read().map_err(|e| self.err(e))?;
+            let t = tx.open_table(VOLUMES).map_err(|e| self.err(e))?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                out.push(self.decode(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn records_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s/state.redb");
+        let s = StateStore::open(&p).unwrap();
+        let rec = VolumeRecord {
+            name: "v1".into(),
+            device: "/dev/loop9".into(),
+            read_only: false,
+            phase: Phase::Mounting,
+            steps: vec![Step {
+                action: Action::MakeDir { path: "/x".into() },
+                done: false,
+            }],
+            manifest: None,
+        };
+        s.put(&rec).unwrap();
+        let s2 = StateStore::open(&p).unwrap();
+        assert_eq!(s2.get("v1").unwrap().unwrap(), rec);
+        assert_eq!(s2.list().unwrap().len(), 1);
+        s2.delete("v1").unwrap();
+        assert!(s.get("v1").unwrap().is_none());
+    }
+}

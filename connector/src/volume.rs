@@ -1,0 +1,609 @@
+//! The mount → unmount life of a volume, every step journaled in the state
+//! store before it is taken so that a crash is rolled back on the next run.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::config::Config;
+use crate::discover::{self, Candidate};
+use crate::fstab;
+use crate::layout::{self, Planned};
+use crate::lock::VolumeLock;
+use crate::manifest::{Layout, Manifest, MountInfo, Skipped, UnresolvedEntry};
+use crate::mounter::{self, UmountError};
+use crate::partmap;
+use crate::state::{Action, Phase, StateStore, Step, VolumeRecord};
+use crate::tools::{self, DEFAULT_TIMEOUT};
+
+/// What the caller asked for.
+#[derive(Debug, Clone)]
+pub struct MountRequest {
+    /// Volume name (`[A-Za-z0-9_.-]{1,64}`).
+    pub volume: String,
+    /// The LUN's device node, or an image file (attached read/write or
+    /// read-only through a loop device).
+    pub device: PathBuf,
+    /// Mount everything read-only, without journal/log replay.
+    pub read_only: bool,
+    /// Opt-in: give each XFS of the clone a new UUID (`xfs_admin -U generate`)
+    /// after a log-replaying mount, so it no longer collides with its gold copy.
+    pub regen_xfs_uuid: bool,
+}
+
+/// What `unmount` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnmountReport {
+    /// Volume name.
+    pub volume: String,
+    /// Steps undone, in order.
+    pub undone: Vec<String>,
+    /// True when the volume was not known (nothing to do).
+    pub not_mounted: bool,
+    /// Mounts detached lazily because `--force` was given and they were busy.
+    pub forced: Vec<String>,
+}
+
+/// Volume names are path components and API identifiers.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name != "."
+        && name != "..";
+    if !ok {
+        bail!("invalid volume name {name:?}: expected 1-64 characters from [A-Za-z0-9_.-]");
+    }
+    Ok(())
+}
+
+/// The state of one volume while it is being changed, saved after every step.
+struct Journal<'a> {
+    store: &'a StateStore,
+    rec: VolumeRecord,
+}
+
+impl Journal<'_> {
+    fn save(&self) -> Result<()> {
+        self.store
+            .put(&self.rec)
+            .context("recording a step in the state store")
+    }
+
+    /// Records `action` as about to happen, runs `f`, records completion
+    /// (with the action as `f` returns it, e.g. the loop device now known).
+    fn step<T>(&mut self, action: Action, f: impl FnOnce() -> Result<(Action, T)>) -> Result<T> {
+        self.rec.steps.push(Step {
+            action,
+            done: false,
+        });
+        self.save()?;
+        let (done_action, v) = f()?;
+        if let Some(last) = self.rec.steps.last_mut() {
+            last.action = done_action;
+            last.done = true;
+        }
+        self.save()?;
+        Ok(v)
+    }
+}
+
+/// Shared handles for one command.
+pub struct Ctx {
+    /// Paths.
+    pub cfg: Config,
+    /// The state database.
+    pub store: StateStore,
+}
+
+impl Ctx {
+    /// Opens the state store named by the config.
+    pub fn open(cfg: Config) -> Result<Self> {
+        let store = StateStore::open(&cfg.state_path)?;
+        Ok(Self { cfg, store })
+    }
+
+    fn volume_path(&self, volume: &str) -> PathBuf {
+        self.cfg.volumes_root.join(volume)
+    }
+
+    fn lock(&self, volume: &str) -> Result<VolumeLock> {
+        VolumeLock::try_acquire(&self.cfg.lock_dir(), volume)?
+            .ok_or_else(|| anyhow!("volume {volume} is being changed by another goldmount process; try again when it finishes"))
+    }
+
+    /// Rolls back volumes left half-done by a crashed goldmount (their lock is
+    /// free but their phase is not `mounted`). Returns what was recovered.
+    pub fn recover(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for rec in self.store.list()? {
+            if rec.phase == Phase::Mounted {
+                continue;
+            }
+            let Some(_lock) = VolumeLock::try_acquire(&self.cfg.lock_dir(), &rec.name)? else {
+                continue;
+            };
+            tracing::warn!(volume = %rec.name, phase = ?rec.phase, "rolling back an interrupted operation");
+            let name = rec.name.clone();
+            let mut j = Journal {
+                store: &self.store,
+                rec,
+            };
+            undo_all(&mut j, true, &mut Vec::new(), &mut Vec::new())?;
+            self.store.delete(&name)?;
+            out.push(name);
+        }
+        Ok(out)
+    }
+}
+
+/// Mounts everything on `req.device` under the volume path and returns the
+/// manifest. Idempotent: the same request again returns the same manifest.
+pub fn mount(ctx: &Ctx, req: &MountRequest) -> Result<Manifest> {
+    validate_name(&req.volume)?;
+    let device = std::fs::canonicalize(&req.device)
+        .with_context(|| format!("device {} not found", req.device.display()))?;
+    ctx.recover()?;
+    let _lock = ctx.lock(&req.volume)?;
+    if let Some(rec) = ctx.store.get(&req.volume)? {
+        if rec.device == device && rec.read_only == req.read_only {
+            if let Some(m) = rec.manifest {
+                return Ok(m);
+            }
+        }
+        bail!(
+            "volume {} is already mounted from {}; unmount it first (goldmount unmount --volume {})",
+            req.volume,
+            rec.device.display(),
+            req.volume
+        );
+    }
+    for other in ctx.store.list()? {
+        if other.device == device {
+            bail!(
+                "{} is already mounted as volume {}",
+                device.display(),
+                other.name
+            );
+        }
+    }
+    let mut j = Journal {
+        store: &ctx.store,
+        rec: VolumeRecord {
+            name: req.volume.clone(),
+            device: device.clone(),
+            read_only: req.read_only,
+            phase: Phase::Mounting,
+            steps: Vec::new(),
+            manifest: None,
+        },
+    };
+    j.save()?;
+    match mount_steps(ctx, &mut j, req, &device) {
+        Ok(m) => {
+            j.rec.phase = Phase::Mounted;
+            j.rec.manifest = Some(m.clone());
+            j.save()?;
+            Ok(m)
+        }
+        Err(e) => {
+            let mut undone = Vec::new();
+            let rollback = undo_all(&mut j, true, &mut undone, &mut Vec::new());
+            let _ = ctx.store.delete(&req.volume);
+            match rollback {
+                Ok(()) => Err(e.context(format!("mounting volume {} failed; everything was rolled back", req.volume))),
+                Err(re) => Err(e.context(format!(
+                    "mounting volume {} failed and the rollback also failed ({re:#}); check mounts under {}",
+                    req.volume,
+                    ctx.volume_path(&req.volume).display()
+                ))),
+            }
+        }
+    }
+}
+
+fn attach_loop(
+    j: &mut Journal<'_>,
+    backing: &Path,
+    offset: u64,
+    size: u64,
+    read_only: bool,
+) -> Result<PathBuf> {
+    let action = Action::AttachLoop {
+        backing: backing.to_path_buf(),
+        offset,
+        size,
+        read_only,
+        device: None,
+    };
+    j.step(action, || {
+        let (o, s) = (offset.to_string(), size.to_string());
+        let b = backing.to_string_lossy();
+        let mut args = vec!["--find", "--show", "--offset", &o];
+        if size > 0 {
+            args.extend(["--sizelimit", &s]);
+        }
+        if read_only {
+            args.push("--read-only");
+        }
+        args.push(&b);
+        let out = tools::run("losetup", &args, DEFAULT_TIMEOUT)?;
+        let dev = PathBuf::from(out.stdout.trim());
+        Ok((
+            Action::AttachLoop {
+                backing: backing.to_path_buf(),
+                offset,
+                size,
+                read_only,
+                device: Some(dev.clone()),
+            },
+            dev,
+        ))
+    })
+}
+
+fn make_dirs(j: &mut Journal<'_>, dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut d = dir.to_path_buf();
+    while !d.exists() {
+        missing.push(d.clone());
+        if !d.pop() {
+            break;
+        }
+    }
+    for m in missing.into_iter().rev() {
+        j.step(Action::MakeDir { path: m.clone() }, || {
+            std::fs::create_dir(&m).with_context(|| format!("creating {}", m.display()))?;
+            Ok((Action::MakeDir { path: m.clone() }, ()))
+        })?;
+    }
+    Ok(())
+}
+
+fn do_mount(
+    j: &mut Journal<'_>,
+    source: &Path,
+    target: &Path,
+    mtype: &str,
+    options: &str,
+) -> Result<()> {
+    let action = Action::Mount {
+        source: source.to_path_buf(),
+        target: target.to_path_buf(),
+        fstype: mtype.to_string(),
+        options: options.to_string(),
+    };
+    j.step(action.clone(), || {
+        mounter::mount(source, target, mtype, options).with_context(|| {
+            format!(
+                "mounting {} ({mtype}) on {}",
+                source.display(),
+                target.display()
+            )
+        })?;
+        Ok((action, ()))
+    })
+}
+
+/// Looks for `/etc/fstab` on a candidate through a temporary read-only mount
+/// that does not replay journals (nothing is written to the clone).
+fn read_fstab(
+    j: &mut Journal<'_>,
+    ctx: &Ctx,
+    volume: &str,
+    node: &Path,
+    c: &Candidate,
+    i: usize,
+) -> Result<Option<String>> {
+    let t = c.signature.fs_type.as_str();
+    if !matches!(t, "ext2" | "ext3" | "ext4" | "xfs" | "btrfs") {
+        return Ok(None);
+    }
+    let dir = ctx.cfg.staging_dir().join(format!("{volume}-{i}"));
+    let mark = j.rec.steps.len();
+    make_dirs(j, &dir)?;
+    let mut opts = mounter::options_for(t, true, false);
+    if t == "xfs" {
+        opts.push_str(",nouuid");
+    }
+    let text = match do_mount(j, node, &dir, &mounter::mount_type(t), &opts) {
+        Ok(()) => std::fs::read_to_string(dir.join("etc/fstab")).ok(),
+        Err(e) => {
+            tracing::info!("cannot look for /etc/fstab on {}: {e:#}", c.describe());
+            None
+        }
+    };
+    // Undo the staging mount and its directories right away.
+    while j.rec.steps.len() > mark {
+        undo_last(j, false, &mut Vec::new(), &mut Vec::new())?;
+    }
+    Ok(text)
+}
+
+fn mount_steps(
+    ctx: &Ctx,
+    j: &mut Journal<'_>,
+    req: &MountRequest,
+    device: &Path,
+) -> Result<Manifest> {
+    let mut notes = Vec::new();
+    let disk = if std::fs::metadata(device)?.file_type().is_file() {
+        notes.push(format!(
+            "{} is an image file: attached through a loop device",
+            device.display()
+        ));
+        attach_loop(j, device, 0, 0, req.read_only)?
+    } else {
+        device.to_path_buf()
+    };
+    let src =
+        fsdetect::FileSource::open(&disk).with_context(|| format!("opening {}", disk.display()))?;
+    let report =
+        fsdetect::probe_disk(&src).with_context(|| format!("probing {}", disk.display()))?;
+    drop(src);
+    let (cands, mut skipped): (Vec<Candidate>, Vec<Skipped>) = discover::candidates(&report);
+    if cands.is_empty() {
+        let why: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.source, s.reason))
+            .collect();
+        bail!(
+            "nothing mountable on {}{}",
+            disk.display(),
+            if why.is_empty() {
+                " (no filesystem found)".to_string()
+            } else {
+                format!(": {}", why.join("; "))
+            }
+        );
+    }
+    // A device node per candidate.
+    let mut nodes = Vec::new();
+    let mut via_loop = Vec::new();
+    for c in &cands {
+        match c.partition {
+            None => {
+                nodes.push(disk.clone());
+                via_loop.push(false);
+            }
+            Some(n) => match partmap::kernel_partition_node(&disk, n, c.offset) {
+                Some(node) => {
+                    nodes.push(node);
+                    via_loop.push(false);
+                }
+                None => {
+                    nodes.push(attach_loop(j, &disk, c.offset, c.size, req.read_only)?);
+                    via_loop.push(true);
+                }
+            },
+        }
+    }
+    if via_loop.iter().any(|v| *v) {
+        notes.push("the kernel created no partition nodes: partitions were mapped with offset loop devices".into());
+    }
+    // The original tree, if one filesystem holds an fstab whose "/" is itself.
+    let vpath = ctx.volume_path(&req.volume);
+    let mut plan: Option<(Vec<Planned>, Vec<UnresolvedEntry>)> = None;
+    for (i, c) in cands.iter().enumerate() {
+        if let Some(text) = read_fstab(j, ctx, &req.volume, &nodes[i], c, i)? {
+            let entries = fstab::parse(&text);
+            if let Some(p) = layout::from_fstab(&entries, &cands, i, &vpath) {
+                plan = Some(p);
+                break;
+            }
+        }
+    }
+    let (layout_kind, planned, unresolved) = match plan {
+        Some((p, u)) => (Layout::Fstab, p, u),
+        None => (Layout::Flat, layout::flat(&cands, &vpath), Vec::new()),
+    };
+    if layout_kind == Layout::Fstab {
+        let used: HashSet<usize> = planned.iter().map(|p| p.cand).collect();
+        for (i, c) in cands.iter().enumerate() {
+            if !used.contains(&i) {
+                skipped.push(Skipped {
+                    source: c.describe(),
+                    what: c.signature.fs_type.clone(),
+                    reason: "not named by the clone's /etc/fstab; mount the volume without its fstab tree to reach it".into(),
+                });
+            }
+        }
+    }
+    make_dirs(j, &vpath)?;
+    let mut mounted_uuids = mounter::mounted_uuids();
+    let mut mounts = Vec::new();
+    for p in &planned {
+        let c = &cands[p.cand];
+        let node = &nodes[p.cand];
+        let t = c.signature.fs_type.as_str();
+        if !p.target.exists() {
+            if req.read_only && p.target != vpath {
+                skipped.push(Skipped {
+                    source: c.describe(),
+                    what: t.to_string(),
+                    reason: format!(
+                        "mount point {} does not exist in the read-only root",
+                        p.target.display()
+                    ),
+                });
+                continue;
+            }
+            make_dirs(j, &p.target)?;
+        }
+        let uuid = c.signature.uuid();
+        let dup = uuid.as_ref().is_some_and(|u| mounted_uuids.contains(u));
+        let mtype = mounter::mount_type(t);
+        let mut options = mounter::options_for(t, req.read_only, dup);
+        let first = do_mount(j, node, &p.target, &mtype, &options);
+        if let Err(e) = first {
+            // Another clone of the same gold may have mounted its XFS meanwhile.
+            if t == "xfs" && !dup {
+                j.rec.steps.pop();
+                j.save()?;
+                options = mounter::options_for(t, req.read_only, true);
+                do_mount(j, node, &p.target, &mtype, &options)
+                    .map_err(|e2| e2.context(format!("{e:#}")))?;
+            } else {
+                return Err(e);
+            }
+        }
+        if t == "xfs" && req.regen_xfs_uuid && !req.read_only {
+            // The mount replayed the log; now give the clone its own UUID.
+            undo_last(j, false, &mut Vec::new(), &mut Vec::new())?;
+            let n = node.to_string_lossy();
+            tools::run("xfs_admin", &["-U", "generate", &n], DEFAULT_TIMEOUT)
+                .with_context(|| format!("regenerating the XFS UUID of {}", c.describe()))?;
+            options = mounter::options_for(t, false, false);
+            do_mount(j, node, &p.target, &mtype, &options)?;
+            notes.push(format!(
+                "{}: XFS UUID regenerated (--regen-uuid)",
+                c.describe()
+            ));
+        }
+        if let Some(u) = &uuid {
+            mounted_uuids.insert(u.clone());
+        }
+        mounts.push(MountInfo {
+            source: node.clone(),
+            fs_type: t.to_string(),
+            uuid: if req.regen_xfs_uuid && t == "xfs" {
+                None
+            } else {
+                uuid
+            },
+            label: c.signature.label(),
+            partition: c.partition,
+            original_mountpoint: p.original.clone(),
+            mount_path: p.target.clone(),
+            options,
+            via_offset_loop: via_loop[p.cand],
+        });
+    }
+    Ok(Manifest {
+        volume: req.volume.clone(),
+        device: device.to_path_buf(),
+        path: vpath,
+        read_only: req.read_only,
+        layout: layout_kind,
+        mounts,
+        skipped,
+        unresolved,
+        notes,
+    })
+}
+
+/// Undoes the newest step and drops it from the record.
+fn undo_last(
+    j: &mut Journal<'_>,
+    lazy: bool,
+    undone: &mut Vec<String>,
+    forced: &mut Vec<String>,
+) -> Result<()> {
+    let Some(step) = j.rec.steps.last().cloned() else {
+        return Ok(());
+    };
+    match &step.action {
+        Action::Mount { target, .. } => {
+            if mounter::is_mounted(target) {
+                match mounter::umount(target, false) {
+                    Ok(()) => undone.push(format!("unmounted {}", target.display())),
+                    Err(UmountError::Busy { .. }) if lazy => {
+                        mounter::umount(target, true)?;
+                        forced.push(target.display().to_string());
+                        undone.push(format!("lazily detached busy {}", target.display()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Action::MakeDir { path } => match std::fs::remove_dir(path) {
+            Ok(()) => undone.push(format!("removed {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("leaving {}: {e}", path.display()),
+        },
+        Action::AttachLoop {
+            backing,
+            offset,
+            size,
+            device,
+            ..
+        } => {
+            let dev = device
+                .clone()
+                .or_else(|| partmap::find_loop(backing, *offset, *size));
+            if let Some(dev) = dev {
+                if dev.exists() {
+                    let d = dev.to_string_lossy();
+                    tools::run("losetup", &["-d", &d], DEFAULT_TIMEOUT)?;
+                    undone.push(format!("detached {d}"));
+                }
+            }
+        }
+    }
+    j.rec.steps.pop();
+    j.save()
+}
+
+fn undo_all(
+    j: &mut Journal<'_>,
+    lazy: bool,
+    undone: &mut Vec<String>,
+    forced: &mut Vec<String>,
+) -> Result<()> {
+    while !j.rec.steps.is_empty() {
+        undo_last(j, lazy, undone, forced)?;
+    }
+    Ok(())
+}
+
+/// Unmounts a volume and undoes every step, newest first. Refuses (changing
+/// nothing) while something uses it, naming the holders, unless `force`.
+pub fn unmount(ctx: &Ctx, volume: &str, force: bool) -> Result<UnmountReport> {
+    validate_name(volume)?;
+    ctx.recover()?;
+    let _lock = ctx.lock(volume)?;
+    let Some(rec) = ctx.store.get(volume)? else {
+        return Ok(UnmountReport {
+            volume: volume.to_string(),
+            undone: Vec::new(),
+            not_mounted: true,
+            forced: Vec::new(),
+        });
+    };
+    if !force {
+        let mut busy = Vec::new();
+        for s in &rec.steps {
+            if let Action::Mount { target, .. } = &s.action {
+                let h = mounter::holders(target);
+                if !h.is_empty() {
+                    busy.push(format!("{}: {}", target.display(), h.join("; ")));
+                }
+            }
+        }
+        if !busy.is_empty() {
+            bail!(
+                "volume {volume} is in use, nothing was changed: {} (use --force to detach lazily)",
+                busy.join(" | ")
+            );
+        }
+    }
+    let mut j = Journal {
+        store: &ctx.store,
+        rec,
+    };
+    j.rec.phase = Phase::Unmounting;
+    j.save()?;
+    let mut undone = Vec::new();
+    let mut forced = Vec::new();
+    undo_all(&mut j, force, &mut undone, &mut forced)?;
+    ctx.store.delete(volume)?;
+    Ok(UnmountReport {
+        volume: volume.to_string(),
+        undone,
+        not_mounted: false,
+        forced,
+    })
+}
