@@ -7,8 +7,7 @@
 //!   usable range and entry array (size and CRC32) are all right; otherwise
 //!   the one at the last LBA, and the table says so;
 //! - with a protective MBR but no valid header at all the disk is "PMBR"
-//!   (no partitions), as blkid prints it;
-//! - disks of 1440 KiB or less are floppies: no GPT is looked for.
+//!   (no partitions), as blkid prints it.
 
 use crate::bytes::{guid_string, le32, le64, slice, utf16_to_utf8};
 use crate::checksum::crc32;
@@ -23,8 +22,6 @@ const SIGNATURE: &[u8; 8] = b"EFI PART";
 const HEADER_MIN: u32 = 92;
 /// The only entry size libblkid accepts.
 const ENTRY_SIZE: u32 = 128;
-/// libblkid's minimum device size for GPT (`minsz`): floppies are skipped.
-const MIN_DISK: u64 = 1440 * 1024 + 1;
 /// Largest entry array we read (libblkid allows up to 4 GiB; 256 Ki entries
 /// is 2000 times what any tool writes, and the bytes must fit in memory).
 const MAX_ENTRY_ARRAY: u64 = 32 * 1024 * 1024;
@@ -69,6 +66,11 @@ pub fn probe(w: &Window<'_>) -> Result<Option<PartitionTable>> {
         },
     };
     let Some(header) = header else {
+        // The PMBR prober finds its 0x55AA magic by reading the whole first
+        // KiB, like every libblkid magic.
+        if w.len() < 1024 {
+            return Ok(None);
+        }
         return Ok(Some(PartitionTable {
             kind: TableKind::Pmbr,
             uuid: None,
@@ -77,11 +79,6 @@ pub fn probe(w: &Window<'_>) -> Result<Option<PartitionTable>> {
             warnings,
         }));
     };
-    if w.len() < MIN_DISK {
-        // blkid skips GPT on floppies, and its PMBR prober steps aside
-        // because a valid header exists: no table at all.
-        return Ok(None);
-    }
     let mut table = PartitionTable {
         kind: TableKind::Gpt,
         uuid: guid_string(&header.disk_guid),

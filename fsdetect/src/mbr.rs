@@ -67,9 +67,12 @@ pub fn is_extended(sys_ind: u8) -> bool {
 /// Reads the MBR table of a region, or `Ok(None)` when the region does not
 /// hold one (including a protective MBR, which [`crate::gpt`] handles).
 pub fn probe(w: &Window<'_>) -> Result<Option<PartitionTable>> {
-    let Some(mbr) = w.read_if_present(0, 512)? else {
+    // libblkid matches magics by reading the whole KiB that holds them: a
+    // region shorter than 1 KiB never has a "dos" table.
+    let Some(mut mbr) = w.read_if_present(0, 1024)? else {
         return Ok(None);
     };
+    mbr.truncate(512);
     if !has_boot_signature(&mbr) {
         return Ok(None);
     }
