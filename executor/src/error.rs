@@ -1,0 +1,112 @@
+//! The one error type of the executor library, with enough detail that an
+//! operator can act on it (what was expected, what was found, where).
+
+use std::path::PathBuf;
+
+/// Errors of the executor library. The binary maps each kind to an exit code
+/// (see [`Error::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A sysfs/procfs/device file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file that failed.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The request itself is wrong (bad value, missing target, wildcard
+    /// without `--wildcard`).
+    #[error("{0}")]
+    Invalid(String),
+    /// The named device, host, session or port does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An external command failed; its stderr is included.
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line (program and arguments).
+        cmd: String,
+        /// How it ended.
+        status: String,
+        /// What it printed on stderr, trimmed.
+        stderr: String,
+    },
+    /// An external command did not finish in time and was killed.
+    #[error("`{cmd}` did not finish within {secs}s and was killed")]
+    CommandTimeout {
+        /// The command line.
+        cmd: String,
+        /// The timeout in seconds.
+        secs: u64,
+    },
+    /// The device did not show up in time.
+    #[error("no device with {expected} appeared within {secs:.1}s ({last})")]
+    WaitTimeout {
+        /// The identity waited for.
+        expected: String,
+        /// How long we waited.
+        secs: f64,
+        /// What the last look found, e.g. "path sdc up, no multipath map yet".
+        last: String,
+    },
+    /// The device at the expected place carries another identity, even after
+    /// deleting it and scanning that LUN again (a LUN number reused for a
+    /// different clone that the host still caches, or a wrong presentation).
+    #[error("identity mismatch on {device} ({hctl}): expected {expected}, found {found}")]
+    Mismatch {
+        /// Kernel name of the device, e.g. sdc.
+        device: String,
+        /// Its H:C:T:L.
+        hctl: String,
+        /// The identity asked for.
+        expected: String,
+        /// The identity read from the device.
+        found: String,
+    },
+    /// Refused: the device is mounted or held (unless forced).
+    #[error("{device} is in use: {holders}; unmount/deactivate it first or pass --force")]
+    InUse {
+        /// The device asked for.
+        device: String,
+        /// Who holds it: mountpoints and holder devices.
+        holders: String,
+    },
+    /// A multipath map could not be flushed because it is still open.
+    #[error("multipath map {map} is still in use after {tries} tries (not forced): {detail}")]
+    MapBusy {
+        /// The dm name of the map.
+        map: String,
+        /// How many flush attempts were made.
+        tries: u32,
+        /// The last failure.
+        detail: String,
+    },
+    /// An FC sysfs operation failed.
+    #[error(transparent)]
+    Fc(#[from] fc::FcError),
+}
+
+impl Error {
+    /// The process exit code the binary uses for this error (documented in
+    /// `goldmount-executor --help`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Invalid(_) | Error::Fc(fc::FcError::BadWwn(_)) => 2,
+            Error::NotFound(_)
+            | Error::Fc(fc::FcError::NoSuchTarget { .. })
+            | Error::Fc(fc::FcError::NoSuchHost(_)) => 3,
+            Error::WaitTimeout { .. } => 4,
+            Error::Mismatch { .. } => 5,
+            Error::InUse { .. } | Error::MapBusy { .. } => 6,
+            Error::Io { .. }
+            | Error::Command { .. }
+            | Error::CommandTimeout { .. }
+            | Error::Fc(fc::FcError::Io { .. }) => 1,
+        }
+    }
+}
+
+/// Shorthand for the library's results.
+pub type Result<T> = std::result::Result<T, Error>;

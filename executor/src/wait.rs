@@ -1,0 +1,450 @@
+//! `wait-for-device`: waits for the disk the appliance announced (by WWID,
+//! optionally serial and place), verifies its identity as read from the
+//! device, repairs a stale device left on a reused LUN number once, and
+//! returns the node to use (the multipath map when multipathd owns it).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::hctl::Hctl;
+use crate::inventory::{holders, DmInfo};
+use crate::rescan::{self, ScanTarget};
+use crate::sysfs::Root;
+use crate::uevent::Listener;
+use crate::vpd;
+
+/// Whether to return a multipath map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MultipathPolicy {
+    /// Wait for the map when multipathd runs and owns the WWID (listed in
+    /// /etc/multipath/wwids, or more than one path is up); else the path.
+    #[default]
+    Auto,
+    /// The map must appear (fail on timeout otherwise).
+    Require,
+    /// Always return the SCSI path, even when a map holds it.
+    Never,
+}
+
+/// What to wait for.
+#[derive(Debug, Clone)]
+pub struct WaitSpec {
+    /// WWID in any common spelling (naa.…, 36…, 0x…, wwn-0x…, eui.…).
+    pub wwid: String,
+    /// VPD 0x80 unit serial to check as well.
+    pub serial: Option<String>,
+    /// Where the LUN is expected (H:C:T:L, iSCSI session + LUN, FC rport +
+    /// LUN). With it, a device at that place with another identity is
+    /// detected as stale and repaired.
+    pub location: Option<ScanTarget>,
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Map or path.
+    pub multipath: MultipathPolicy,
+}
+
+/// A SCSI path of the found device.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathInfo {
+    /// Kernel name (sdc).
+    pub name: String,
+    /// SCSI address.
+    pub hctl: Hctl,
+}
+
+/// The verified device.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    /// The node to use: /dev/mapper/<map> or /dev/sdX.
+    pub node: String,
+    /// Kernel name of that node (dm-3 or sdc).
+    pub device: String,
+    /// The SCSI paths carrying the LUN.
+    pub paths: Vec<PathInfo>,
+    /// The multipath map, when one holds the paths.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multipath: Option<DmInfo>,
+    /// WWID read from the device (kernel spelling).
+    pub wwid: String,
+    /// Serial read from the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Stale devices deleted and rescanned on the way.
+    pub repaired: Vec<String>,
+    /// Whether kernel uevents woke us (false: sysfs polling).
+    pub event_driven: bool,
+    /// Time taken.
+    pub elapsed_ms: u64,
+}
+
+/// An identity as read from a device's VPD pages.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// Page 0x83 designators.
+    pub designators: Vec<vpd::Designator>,
+    /// `device/wwid`.
+    pub kernel_wwid: Option<String>,
+    /// Page 0x80 serial.
+    pub serial: Option<String>,
+}
+
+impl Identity {
+    /// Reads the identity of SCSI disk `name` from sysfs (the VPD pages the
+    /// kernel read from the device at scan or last rescan).
+    pub fn read(root: &Root, name: &str) -> Self {
+        let d = format!("/sys/block/{name}/device");
+        Identity {
+            designators: root
+                .bytes(format!("{d}/vpd_pg83"))
+                .and_then(|p| vpd::parse_pg83(&p).ok())
+                .unwrap_or_default(),
+            kernel_wwid: root.attr_nonempty(format!("{d}/wwid")),
+            serial: root
+                .bytes(format!("{d}/vpd_pg80"))
+                .and_then(|p| vpd::parse_pg80(&p).ok())
+                .filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// The primary WWID (kernel spelling), falling back to `device/wwid`.
+    pub fn wwid(&self) -> String {
+        vpd::primary(&self.designators)
+            .and_then(|d| d.wwid())
+            .or_else(|| self.kernel_wwid.clone())
+            .unwrap_or_else(|| "(none)".into())
+    }
+
+    /// "wwid X serial Y" for messages.
+    pub fn describe(&self) -> String {
+        match &self.serial {
+            Some(s) => format!("wwid {} serial {s}", self.wwid()),
+            None => format!("wwid {} (no serial)", self.wwid()),
+        }
+    }
+
+    fn wwid_matches(&self, wanted: &str) -> bool {
+        vpd::matches(wanted, &self.designators, self.kernel_wwid.as_deref())
+    }
+
+    fn matches(&self, spec: &WaitSpec) -> bool {
+        self.wwid_matches(&spec.wwid)
+            && spec
+                .serial
+                .as_ref()
+                .is_none_or(|s| self.serial.as_deref() == Some(s.trim()))
+    }
+}
+
+fn describe_spec(spec: &WaitSpec) -> String {
+    match &spec.serial {
+        Some(s) => format!("wwid {} serial {s}", spec.wwid),
+        None => format!("wwid {}", spec.wwid),
+    }
+}
+
+/// Asks the kernel to re-read the device's VPD pages (`device/rescan`): the
+/// sysfs copies are from scan time, and a LUN number reused for another
+/// clone keeps the old ones until then.
+pub fn refresh(root: &Root, name: &str) {
+    if let Err(e) = root.write(format!("/sys/block/{name}/device/rescan"), "1") {
+        tracing::warn!(device = name, error = %e, "VPD refresh (device/rescan) failed");
+    }
+}
+
+/// SCSI disks: (name, H:C:T:L), sorted by name.
+pub fn scsi_disks(root: &Root) -> Vec<(String, Hctl)> {
+    root.list("/sys/block")
+        .into_iter()
+        .filter_map(|n| {
+            let h = root
+                .link_name(format!("/sys/block/{n}/device"))?
+                .parse()
+                .ok()?;
+            Some((n, h))
+        })
+        .collect()
+}
+
+/// Where the LUN may sit, as a predicate on addresses.
+struct Place {
+    slots: Vec<(u32, Option<(u32, u32)>, u64)>,
+}
+
+impl Place {
+    fn resolve(root: &Root, loc: &ScanTarget) -> Result<Self> {
+        let plan = rescan::plan(root, loc)?;
+        let lun =
+            match loc {
+                ScanTarget::Hctl(h) => h.lun,
+                ScanTarget::IscsiSession { lun, .. } | ScanTarget::FcTarget { lun, .. } => *lun,
+                ScanTarget::Wildcard { .. } => return Err(Error::Invalid(
+                    "a wildcard is not a place to wait at; give H:C:T:L, a session or an FC target"
+                        .into(),
+                )),
+            };
+        let slots = plan
+            .iter()
+            .map(|w| {
+                let f: Vec<&str> = w.line.split(' ').collect();
+                let ct = match (
+                    f.first().and_then(|c| c.parse().ok()),
+                    f.get(1).and_then(|t| t.parse().ok()),
+                ) {
+                    (Some(c), Some(t)) => Some((c, t)),
+                    _ => None,
+                };
+                (w.host, ct, lun)
+            })
+            .collect();
+        Ok(Place { slots })
+    }
+
+    fn contains(&self, h: &Hctl) -> bool {
+        self.slots.iter().any(|(host, ct, lun)| {
+            *host == h.host
+                && *lun == h.lun
+                && ct.is_none_or(|(c, t)| c == h.channel && t == h.target)
+        })
+    }
+}
+
+/// The state kept across looks.
+struct Waiter<'a> {
+    root: &'a Root,
+    spec: &'a WaitSpec,
+    place: Option<Place>,
+    verified: HashSet<String>,
+    repaired_at: HashSet<Hctl>,
+    repaired: Vec<String>,
+    last: String,
+}
+
+enum Look {
+    Found(Found),
+    Pending(String),
+}
+
+impl Waiter<'_> {
+    fn look(&mut self) -> Result<Look> {
+        let root = self.root;
+        let mut good: Vec<(String, Hctl, Identity)> = Vec::new();
+        for (name, hctl) in scsi_disks(root) {
+            let at_place = self.place.as_ref().is_some_and(|p| p.contains(&hctl));
+            let cached = Identity::read(root, &name);
+            if !at_place && !cached.wwid_matches(&self.spec.wwid) {
+                continue; // not ours: never touch other LUNs
+            }
+            let key = format!("{name}@{hctl}");
+            let id = if self.verified.contains(&key) {
+                cached
+            } else {
+                refresh(root, &name);
+                self.verified.insert(key.clone());
+                Identity::read(root, &name)
+            };
+            if id.matches(self.spec) {
+                good.push((name, hctl, id));
+                continue;
+            }
+            // Wrong identity where ours should be, or the right WWID with a
+            // wrong serial: a stale device. Delete it and scan that LUN
+            // again, once; then it is a real mismatch.
+            if self.repaired_at.contains(&hctl) {
+                return Err(Error::Mismatch {
+                    device: name,
+                    hctl: hctl.to_string(),
+                    expected: describe_spec(self.spec),
+                    found: id.describe(),
+                });
+            }
+            tracing::warn!(device = %name, %hctl, found = %id.describe(), "stale device: deleting and rescanning");
+            root.write(format!("/sys/block/{name}/device/delete"), "1")?;
+            self.verified.remove(&key);
+            wait_gone(root, &name, Duration::from_secs(10));
+            rescan::scan(root, &ScanTarget::Hctl(hctl))?;
+            self.repaired_at.insert(hctl);
+            let note = format!(
+                "deleted stale {name} ({hctl}, {}) and rescanned it",
+                id.describe()
+            );
+            self.repaired.push(note.clone());
+            return Ok(Look::Pending(note));
+        }
+        if good.is_empty() {
+            return Ok(Look::Pending(match self.repaired.last() {
+                Some(r) => format!("{r}; nothing with the expected identity came back"),
+                None => "no SCSI disk with that identity yet".into(),
+            }));
+        }
+        let paths: Vec<PathInfo> = good
+            .iter()
+            .map(|(n, h, _)| PathInfo {
+                name: n.clone(),
+                hctl: *h,
+            })
+            .collect();
+        let (first, _, id) = &good[0];
+        let map = if self.spec.multipath == MultipathPolicy::Never {
+            None
+        } else {
+            good.iter().find_map(|(n, _, _)| {
+                holders(root, &format!("/sys/block/{n}/holders"))
+                    .into_iter()
+                    .find(|h| h.is_multipath())
+            })
+        };
+        let names = paths
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let (device, node, dm) = match map {
+            Some(h) => {
+                let name = h.dm_name.clone().unwrap_or_default();
+                let node = if name.is_empty() {
+                    format!("/dev/{}", h.name)
+                } else {
+                    format!("/dev/mapper/{name}")
+                };
+                (
+                    h.name.clone(),
+                    node,
+                    Some(DmInfo {
+                        name,
+                        uuid: h.dm_uuid.clone().unwrap_or_default(),
+                    }),
+                )
+            }
+            None => {
+                let want_map = match self.spec.multipath {
+                    MultipathPolicy::Require => true,
+                    MultipathPolicy::Never => false,
+                    MultipathPolicy::Auto => {
+                        multipathd_running(root) && (paths.len() > 1 || in_wwids_file(root, id))
+                    }
+                };
+                if want_map {
+                    return Ok(Look::Pending(format!(
+                        "path(s) {names} up, waiting for the multipath map"
+                    )));
+                }
+                (first.clone(), format!("/dev/{first}"), None)
+            }
+        };
+        if root.is_host() {
+            if !root.exists(&node) {
+                return Ok(Look::Pending(format!("{device} up, {node} not there yet")));
+            }
+            if root.exists("/run/udev/control") {
+                let dev = root
+                    .attr(format!("/sys/block/{device}/dev"))
+                    .unwrap_or_default();
+                if !root.exists(format!("/run/udev/data/b{dev}")) {
+                    return Ok(Look::Pending(format!(
+                        "{node} up, udev not done with it yet"
+                    )));
+                }
+            }
+        }
+        Ok(Look::Found(Found {
+            node,
+            device,
+            paths,
+            multipath: dm,
+            wwid: id.wwid(),
+            serial: id.serial.clone(),
+            repaired: self.repaired.clone(),
+            event_driven: false,
+            elapsed_ms: 0,
+        }))
+    }
+}
+
+fn wait_gone(root: &Root, name: &str, max: Duration) {
+    let t0 = Instant::now();
+    while root.exists(format!("/sys/block/{name}")) && t0.elapsed() < max {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True when multipathd runs (pid file, else a process named multipathd).
+pub fn multipathd_running(root: &Root) -> bool {
+    if let Some(pid) = root.attr_nonempty("/run/multipathd.pid") {
+        if root.exists(format!("/proc/{pid}")) {
+            return true;
+        }
+    }
+    root.list("/proc")
+        .iter()
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .any(|p| root.attr(format!("/proc/{p}/comm")).as_deref() == Some("multipathd"))
+}
+
+fn in_wwids_file(root: &Root, id: &Identity) -> bool {
+    let Some(text) = root.attr("/etc/multipath/wwids") else {
+        return false;
+    };
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix('/')?.strip_suffix('/'))
+        .any(|w| id.wwid_matches(w))
+}
+
+/// Waits for the device described by `spec`.
+pub fn wait(root: &Root, spec: &WaitSpec) -> Result<Found> {
+    let t0 = Instant::now();
+    let deadline = t0 + spec.timeout;
+    let place = spec
+        .location
+        .as_ref()
+        .map(|l| Place::resolve(root, l))
+        .transpose()?;
+    let listener = if root.is_host() {
+        Listener::open()
+            .map_err(|e| tracing::info!(error = %e, "no uevent socket, polling sysfs"))
+            .ok()
+    } else {
+        None
+    };
+    let mut w = Waiter {
+        root,
+        spec,
+        place,
+        verified: HashSet::new(),
+        repaired_at: HashSet::new(),
+        repaired: Vec::new(),
+        last: String::new(),
+    };
+    loop {
+        match w.look()? {
+            Look::Found(mut f) => {
+                f.event_driven = listener.is_some();
+                f.elapsed_ms = t0.elapsed().as_millis() as u64;
+                return Ok(f);
+            }
+            Look::Pending(note) => {
+                tracing::debug!(%note, "waiting");
+                w.last = note;
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::WaitTimeout {
+                expected: describe_spec(spec),
+                secs: spec.timeout.as_secs_f64(),
+                last: w.last,
+            });
+        }
+        let left = deadline - now;
+        match &listener {
+            // Events wake us at once; the periodic look is a safety net for
+            // events lost to a full socket buffer.
+            Some(l) => {
+                l.wait(left.min(Duration::from_millis(500)));
+            }
+            None => std::thread::sleep(left.min(Duration::from_millis(100))),
+        }
+    }
+}
