@@ -72,16 +72,20 @@ pub fn main(args: &[String]) -> Result<()> {
     let ws = workspace_root();
     let out = ws.join("target/lab");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    clean_results(&out)?;
 
     eprintln!("lab: building the scenarios and the appliance on the host");
     let art = build::build(&ws)?;
-    let scenarios = list_scenarios(&art.test_bin, &args.filters)?;
+    let mut scenarios = Vec::new();
+    for (target, bin) in &art.test_bins {
+        scenarios.extend(list_scenarios(target, bin, &args.filters)?);
+    }
     if scenarios.is_empty() {
         bail!("no lab scenario matches {:?}", args.filters);
     }
+    clean_results(&out)?;
     let xtask = std::env::current_exe().context("locating the xtask binary")?;
-    for p in [&xtask, &art.test_bin, &art.appliance_bin, &out] {
+    let bins = art.test_bins.iter().map(|(_, b)| b);
+    for p in [&xtask, &art.appliance_bin, &out].into_iter().chain(bins) {
         if p.to_string_lossy().contains(char::is_whitespace) {
             bail!(
                 "{}: paths with whitespace cannot be passed to the guest",
@@ -90,7 +94,7 @@ pub fn main(args: &[String]) -> Result<()> {
         }
     }
     let plan = Plan {
-        test_bin: art.test_bin.clone(),
+        test_bins: art.test_bins.clone(),
         env: vec![(
             "GOLDMOUNT_APPLIANCE_BIN".to_string(),
             art.appliance_bin.to_string_lossy().into_owned(),
@@ -170,15 +174,16 @@ fn summarize(
     failed
 }
 
-/// Lists the ignored (lab-only) tests of the lab binary, filtered by substring.
-fn list_scenarios(test_bin: &Path, filters: &[String]) -> Result<Vec<String>> {
+/// Lists the ignored (lab-only) tests of one lab binary as `target::test`,
+/// filtered by substring.
+fn list_scenarios(target: &str, test_bin: &Path, filters: &[String]) -> Result<Vec<String>> {
     let bin = test_bin.to_string_lossy();
     let listing = proc::run(&bin, &["--list", "--ignored"], Duration::from_secs(60))?;
     Ok(listing
         .lines()
         .filter_map(|l| l.strip_suffix(": test"))
+        .map(|n| format!("{target}::{n}"))
         .filter(|n| filters.is_empty() || filters.iter().any(|f| n.contains(f.as_str())))
-        .map(str::to_string)
         .collect())
 }
 
