@@ -7,13 +7,14 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-/// The test target (tests/tests/<name>.rs) that holds the lab scenarios.
-pub const LAB_TEST_TARGET: &str = "lab";
+/// Test targets named `lab*` (tests/tests/lab*.rs) hold the lab scenarios.
+pub const LAB_TEST_PREFIX: &str = "lab";
 
 /// Host-built artifacts the guest needs.
 pub struct Artifacts {
-    /// The `lab` integration-test executable of `goldmount-tests`.
-    pub test_bin: PathBuf,
+    /// The `lab*` integration-test executables of `goldmount-tests`, by
+    /// target name, sorted.
+    pub test_bins: Vec<(String, PathBuf)>,
     /// `goldmount-appliance`.
     pub appliance_bin: PathBuf,
 }
@@ -56,7 +57,7 @@ fn cargo_executables(ws: &Path, args: &[&str]) -> Result<Vec<(String, PathBuf)>>
     Ok(exes)
 }
 
-/// Builds the appliance and the lab test binary (debug profile).
+/// Builds the appliance and the lab test binaries (debug profile).
 pub fn build(ws: &Path) -> Result<Artifacts> {
     let exes = cargo_executables(
         ws,
@@ -74,17 +75,20 @@ pub fn build(ws: &Path) -> Result<Artifacts> {
             "-p",
             "goldmount-tests",
             "--test",
-            LAB_TEST_TARGET,
+            &format!("{LAB_TEST_PREFIX}*"),
             "--no-run",
         ],
     )?;
-    let test_bin = exes
+    let mut test_bins: Vec<(String, PathBuf)> = exes
         .into_iter()
-        .find(|(n, _)| n == LAB_TEST_TARGET)
-        .map(|(_, p)| p)
-        .context("cargo did not report the lab test executable")?;
+        .filter(|(n, _)| n.starts_with(LAB_TEST_PREFIX))
+        .collect();
+    test_bins.sort();
+    if test_bins.is_empty() {
+        bail!("cargo did not report any {LAB_TEST_PREFIX}* test executable");
+    }
     Ok(Artifacts {
-        test_bin,
+        test_bins,
         appliance_bin,
     })
 }

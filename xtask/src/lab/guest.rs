@@ -160,11 +160,20 @@ fn run_scenario(plan: &Plan, name: &str) -> Result<ScenarioResult> {
     let _ = fs::remove_file(&log);
     let scratch = PathBuf::from(SCRATCH).join(name.replace("::", "__"));
     fs::create_dir_all(&scratch).context("creating scenario scratch")?;
-    let mut cmd = Command::new(&plan.test_bin);
+    let (target, test) = name
+        .split_once("::")
+        .with_context(|| format!("scenario {name:?} is not <target>::<test>"))?;
+    let bin = plan
+        .test_bins
+        .iter()
+        .find(|(t, _)| t == target)
+        .map(|(_, b)| b)
+        .with_context(|| format!("no test binary for target {target} (scenario {name})"))?;
+    let mut cmd = Command::new(bin);
     cmd.args([
         "--ignored",
         "--exact",
-        name,
+        test,
         "--test-threads=1",
         "--nocapture",
     ])

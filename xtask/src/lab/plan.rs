@@ -12,11 +12,13 @@ pub const MARKER: &str = "GOLDMOUNT-LAB";
 /// What the guest must run.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Plan {
-    /// Scenario test binary (built on the host, run in the guest as is).
-    pub test_bin: PathBuf,
+    /// Scenario test binaries (built on the host, run in the guest as is),
+    /// by test-target name (`lab`, `lab_iscsi`, …).
+    pub test_bins: Vec<(String, PathBuf)>,
     /// Extra binaries the scenarios need, passed as environment variables.
     pub env: Vec<(String, String)>,
-    /// Exact test names, run one process each, in this order.
+    /// Scenarios as `<test target>::<exact test name>`, run one process
+    /// each, in this order.
     pub scenarios: Vec<String>,
     /// Seconds each scenario may take before it is killed.
     pub scenario_timeout_secs: u64,
