@@ -420,7 +420,7 @@ fn mount_steps(
         let node = &nodes[p.cand];
         let t = c.signature.fs_type.as_str();
         if !p.target.exists() {
-            if req.read_only && p.target != vpath {
+            if req.read_only && layout_kind == Layout::Fstab && p.target != vpath {
                 skipped.push(Skipped {
                     source: c.describe(),
                     what: t.to_string(),
@@ -481,6 +481,17 @@ fn mount_steps(
             options,
             via_offset_loop: via_loop[p.cand],
         });
+    }
+    if mounts.is_empty() {
+        let why: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.source, s.reason))
+            .collect();
+        bail!(
+            "nothing could be mounted from {}: {}",
+            disk.display(),
+            why.join("; ")
+        );
     }
     Ok(Manifest {
         volume: req.volume.clone(),

@@ -1,0 +1,507 @@
+//! `goldmount mount/unmount/list` on this machine's kernel: loop devices, no
+//! device-mapper and no kernel partition parsing, so partitions go through
+//! offset loop devices. Real mkfs-made disks; real mounts; real teardown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MIB: u64 = 1024 * 1024;
+const ROOT_UUID: &str = "7d1c9f2e-5b4a-4e3d-8c2b-1a0f9e8d7c6b";
+const BOOT_UUID: &str = "3f0e6a56-2a8d-4c55-9a0b-5d3c1e2f4a10";
+
+fn tool(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is needed for this test ({e})"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Isolated goldmount paths for one test.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("volumes")
+    }
+    fn gm(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_goldmount"))
+            .args(args)
+            .env("GOLDMOUNT_VOLUMES_ROOT", self.root())
+            .env("GOLDMOUNT_STATE", self.dir.path().join("state.redb"))
+            .env("GOLDMOUNT_RUN_DIR", self.dir.path().join("run"))
+            .output()
+            .unwrap()
+    }
+    fn gm_ok(&self, args: &[&str]) -> String {
+        let o = self.gm(args);
+        assert!(
+            o.status.success(),
+            "goldmount {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    fn mount_json(&self, img: &Path, volume: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
+            "mount",
+            "--device",
+            img.to_str().unwrap(),
+            "--volume",
+            volume,
+            "--json",
+        ];
+        args.extend(extra);
+        serde_json::from_str(&self.gm_ok(&args)).unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Best-effort cleanup if a test failed half-way: unmount anything under our dir.
+        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<String> = mi
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|t| t.starts_with(self.dir.path().to_str().unwrap()))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = Command::new("umount").args(["-l", &t]).status();
+        }
+    }
+}
+
+fn write_into(disk: &Path, offset: u64, fs_img: &Path) {
+    let data = fs::read(fs_img).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(disk).unwrap();
+    for (i, chunk) in data.chunks(MIB as usize).enumerate() {
+        if chunk.iter().any(|&b| b != 0) {
+            f.write_all_at(chunk, offset + (i as u64) * MIB).unwrap();
+        }
+    }
+}
+
+/// A gold disk: GPT, p1 ext4 "boot", p2 xfs root with /etc/fstab naming the
+/// others (UUID=, LABEL=, PARTUUID= styles), p3 ext4 "data".
+fn gold_disk(dir: &Path) -> PathBuf {
+    let disk = dir.join("gold.img");
+    fs::File::create(&disk).unwrap().set_len(500 * MIB).unwrap();
+    tool(
+        "sgdisk",
+        &[
+            "-n1:2048:+64M",
+            "-t1:8300",
+            "-c1:boot",
+            "-u1:11111111-2222-4333-8444-555555555501",
+            "-n2:0:+320M",
+            "-t2:8300",
+            "-c2:root",
+            "-n3:0:+64M",
+            "-t3:8300",
+            "-c3:data",
+            disk.to_str().unwrap(),
+        ],
+    );
+    let mnt = dir.join("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    // p1: /boot
+    let boot = dir.join("boot.fs");
+    fs::File::create(&boot).unwrap().set_len(64 * MIB).unwrap();
+    tool(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            "boot",
+            "-U",
+            BOOT_UUID,
+            boot.to_str().unwrap(),
+        ],
+    );
+    tool("mount", &[boot.to_str().unwrap(), mnt.to_str().unwrap()]);
+    fs::write(mnt.join("vmlinuz"), b"kernel image of the gold host\n").unwrap();
+    tool("umount", &[mnt.to_str().unwrap()]);
+    write_into(&disk, MIB, &boot);
+    // p2: root xfs with an fstab
+    let root = dir.join("root.fs");
+    fs::File::create(&root).unwrap().set_len(320 * MIB).unwrap();
+    tool(
+        "mkfs.xfs",
+        &[
+            "-q",
+            "-f",
+            "-L",
+            "root",
+            "-m",
+            &format!("uuid={ROOT_UUID}"),
+            root.to_str().unwrap(),
+        ],
+    );
+    tool("mount", &[root.to_str().unwrap(), mnt.to_str().unwrap()]);
+    for d in ["etc", "boot", "srv/data", "home"] {
+        fs::create_dir_all(mnt.join(d)).unwrap();
+    }
+    fs::write(
+        mnt.join("etc/fstab"),
+        format!(
+            "# gold host fstab\nUUID={ROOT_UUID} / xfs defaults 0 0\n\
+             PARTUUID=11111111-2222-4333-8444-555555555501 /boot ext4 defaults 0 2\n\
+             LABEL=data /srv/data ext4 defaults 0 2\n\
+             UUID=0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e none swap sw 0 0\n\
+             server:/home /home nfs defaults 0 0\n\
+             /dev/sdq1 /opt ext4 defaults 0 0\n"
+        ),
+    )
+    .unwrap();
+    fs::write(mnt.join("etc/hostname"), b"gold-host\n").unwrap();
+    tool("umount", &[mnt.to_str().unwrap()]);
+    write_into(&disk, 65 * MIB, &root);
+    // p3: data
+    let data = dir.join("data.fs");
+    fs::File::create(&data).unwrap().set_len(64 * MIB).unwrap();
+    tool(
+        "mkfs.ext4",
+        &["-q", "-F", "-L", "data", data.to_str().unwrap()],
+    );
+    tool("mount", &[data.to_str().unwrap(), mnt.to_str().unwrap()]);
+    fs::write(mnt.join("records.csv"), b"id,name\n1,gold\n").unwrap();
+    tool("umount", &[mnt.to_str().unwrap()]);
+    write_into(&disk, 385 * MIB, &data);
+    for f in [boot, root, data] {
+        fs::remove_file(f).unwrap();
+    }
+    disk
+}
+
+fn loops_backed_by(path: &Path) -> usize {
+    tool("losetup", &["-a"])
+        .lines()
+        .filter(|l| l.contains(path.to_str().unwrap()))
+        .count()
+}
+
+fn mounts_under(dir: &Path) -> usize {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|t| t.starts_with(dir.to_str().unwrap()))
+        })
+        .count()
+}
+
+#[test]
+fn fstab_tree_of_a_gold_and_two_clones_then_clean_teardown() {
+    let env = Env::new();
+    let gold = gold_disk(env.dir.path());
+    let clones: Vec<PathBuf> = (1..=2)
+        .map(|i| {
+            let c = env.dir.path().join(format!("clone{i}.img"));
+            tool(
+                "cp",
+                &[
+                    "--sparse=always",
+                    gold.to_str().unwrap(),
+                    c.to_str().unwrap(),
+                ],
+            );
+            c
+        })
+        .collect();
+
+    let m = env.mount_json(&gold, "gold", &[]);
+    assert_eq!(m["layout"], "fstab");
+    let vol = env.root().join("gold");
+    assert_eq!(
+        fs::read_to_string(vol.join("etc/hostname")).unwrap(),
+        "gold-host\n"
+    );
+    assert_eq!(
+        fs::read_to_string(vol.join("boot/vmlinuz")).unwrap(),
+        "kernel image of the gold host\n"
+    );
+    assert_eq!(
+        fs::read_to_string(vol.join("srv/data/records.csv")).unwrap(),
+        "id,name\n1,gold\n"
+    );
+    let mounts = m["mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 3);
+    assert_eq!(mounts[0]["original_mountpoint"], "/");
+    assert!(mounts.iter().all(|x| x["via_offset_loop"] == true), "{m}");
+    let unresolved = m["unresolved"].as_array().unwrap();
+    assert_eq!(unresolved.len(), 1, "{m}");
+    assert!(unresolved[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("/dev/sdq1"));
+    assert!(m["notes"].to_string().contains("offset loop devices"));
+
+    // Two clones next to their gold: same XFS UUID, so they need nouuid.
+    for (i, c) in clones.iter().enumerate() {
+        let m = env.mount_json(c, &format!("clone{}", i + 1), &[]);
+        let root = &m["mounts"][0];
+        assert_eq!(root["fs_type"], "xfs");
+        assert!(root["options"].as_str().unwrap().contains("nouuid"), "{m}");
+    }
+    // A write in one clone reaches neither the gold nor the other clone.
+    fs::write(
+        env.root().join("clone1/srv/data/records.csv"),
+        b"changed in clone1\n",
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read_to_string(env.root().join("gold/srv/data/records.csv")).unwrap(),
+        "id,name\n1,gold\n"
+    );
+    assert_eq!(
+        fs::read_to_string(env.root().join("clone2/srv/data/records.csv")).unwrap(),
+        "id,name\n1,gold\n"
+    );
+
+    // Idempotent: the same request returns the same manifest.
+    let again = env.mount_json(&gold, "gold", &[]);
+    assert_eq!(again, env.mount_json(&gold, "gold", &[]));
+    // A different device under the same name is refused.
+    let o = env.gm(&[
+        "mount",
+        "--device",
+        clones[0].to_str().unwrap(),
+        "--volume",
+        "gold",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already mounted"));
+
+    let list = env.gm_ok(&["list", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&list)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    for v in ["gold", "clone1", "clone2"] {
+        env.gm_ok(&["unmount", "--volume", v]);
+    }
+    assert_eq!(mounts_under(env.dir.path()), 0);
+    for img in std::iter::once(&gold).chain(clones.iter()) {
+        assert_eq!(
+            loops_backed_by(img),
+            0,
+            "loop devices left for {}",
+            img.display()
+        );
+    }
+    assert!(!env.root().join("gold").exists());
+    assert!(env.gm_ok(&["list"]).contains("no volumes"));
+    // Unmounting again is a no-op, not an error.
+    assert!(env
+        .gm_ok(&["unmount", "--volume", "gold"])
+        .contains("not mounted"));
+}
+
+#[test]
+fn busy_volume_is_refused_with_the_holder_and_force_detaches() {
+    let env = Env::new();
+    let img = env.dir.path().join("flat.img");
+    fs::File::create(&img).unwrap().set_len(64 * MIB).unwrap();
+    tool(
+        "mkfs.ext4",
+        &["-q", "-F", "-L", "scratch", img.to_str().unwrap()],
+    );
+    let m = env.mount_json(&img, "flat", &[]);
+    assert_eq!(m["layout"], "flat");
+    let target = env.root().join("flat/scratch");
+    assert_eq!(m["mounts"][0]["mount_path"], target.to_str().unwrap());
+    let mut holder = Command::new("sleep")
+        .arg("60")
+        .current_dir(&target)
+        .spawn()
+        .unwrap();
+    let o = env.gm(&["unmount", "--volume", "flat"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {}", holder.id())) && err.contains("sleep"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"));
+    assert_eq!(mounts_under(&env.root()), 1, "refusal must change nothing");
+    let out = env.gm_ok(&["unmount", "--volume", "flat", "--force"]);
+    assert!(out.contains("FORCED"), "{out}");
+    assert_eq!(mounts_under(&env.root()), 0);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(loops_backed_by(&img), 0);
+}
+
+#[test]
+fn read_only_mount_writes_nothing() {
+    let env = Env::new();
+    let img = env.dir.path().join("ro.img");
+    fs::File::create(&img).unwrap().set_len(64 * MIB).unwrap();
+    tool(
+        "mkfs.ext4",
+        &["-q", "-F", "-L", "ro", img.to_str().unwrap()],
+    );
+    let before = fs::read(&img).unwrap();
+    let m = env.mount_json(&img, "ro", &["--read-only"]);
+    assert!(m["mounts"][0]["options"]
+        .as_str()
+        .unwrap()
+        .contains("ro,noload"));
+    assert!(fs::write(env.root().join("ro/ro/x"), b"x").is_err());
+    env.gm_ok(&["unmount", "--volume", "ro"]);
+    assert!(
+        fs::read(&img).unwrap() == before,
+        "a read-only mount changed the image"
+    );
+}
+
+#[test]
+fn ambivalent_and_unmountable_partitions_are_skipped_with_reasons() {
+    let env = Env::new();
+    let disk = env.dir.path().join("mixed.img");
+    fs::File::create(&disk).unwrap().set_len(500 * MIB).unwrap();
+    tool(
+        "sgdisk",
+        &[
+            "-n1:2048:+64M",
+            "-n2:0:+320M",
+            "-n3:0:+32M",
+            disk.to_str().unwrap(),
+        ],
+    );
+    // p1: ext4 with a stale xfs superblock at its start -> ambivalent.
+    let x = env.dir.path().join("x.fs");
+    fs::File::create(&x).unwrap().set_len(320 * MIB).unwrap();
+    tool("mkfs.xfs", &["-q", "-f", x.to_str().unwrap()]);
+    let e = env.dir.path().join("e.fs");
+    fs::File::create(&e).unwrap().set_len(64 * MIB).unwrap();
+    tool("mkfs.ext4", &["-q", "-F", e.to_str().unwrap()]);
+    let sb = fs::read(&x).unwrap()[..512].to_vec();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&e)
+        .unwrap()
+        .write_all_at(&sb, 0)
+        .unwrap();
+    write_into(&disk, MIB, &e);
+    // p2: a good xfs; p3: swap.
+    write_into(&disk, 65 * MIB, &x);
+    let s = env.dir.path().join("s.fs");
+    fs::File::create(&s).unwrap().set_len(32 * MIB).unwrap();
+    tool("mkswap", &["-q", s.to_str().unwrap()]);
+    write_into(&disk, 385 * MIB, &s);
+
+    let m = env.mount_json(&disk, "mixed", &[]);
+    assert_eq!(m["mounts"].as_array().unwrap().len(), 1, "{m}");
+    assert_eq!(m["mounts"][0]["partition"], 2);
+    let skipped = m["skipped"].to_string();
+    assert!(
+        skipped.contains("ambivalent") && skipped.contains("partition 1"),
+        "{skipped}"
+    );
+    assert!(skipped.contains("swap"), "{skipped}");
+    env.gm_ok(&["unmount", "--volume", "mixed"]);
+    assert_eq!(loops_backed_by(&disk), 0);
+}
+
+#[test]
+fn nothing_mountable_is_an_error_and_leaves_nothing_behind() {
+    let env = Env::new();
+    let img = env.dir.path().join("empty.img");
+    fs::File::create(&img).unwrap().set_len(16 * MIB).unwrap();
+    let o = env.gm(&[
+        "mount",
+        "--device",
+        img.to_str().unwrap(),
+        "--volume",
+        "empty",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nothing mountable"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(loops_backed_by(&img), 0);
+    assert!(env.gm_ok(&["list"]).contains("no volumes"));
+    let o = env.gm(&["mount", "--device", "/nonexistent", "--volume", "x"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent not found"));
+    let o = env.gm(&[
+        "mount",
+        "--device",
+        img.to_str().unwrap(),
+        "--volume",
+        "../evil",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid volume name"));
+}
+
+#[test]
+fn an_interrupted_mount_is_rolled_back_on_the_next_run() {
+    use connector::state::{Action, Phase, StateStore, Step, VolumeRecord};
+    let env = Env::new();
+    let img = env.dir.path().join("crash.img");
+    fs::File::create(&img).unwrap().set_len(16 * MIB).unwrap();
+    // Simulate a crash right after `losetup` ran but before its result was recorded.
+    let dev = tool(
+        "losetup",
+        &[
+            "--find",
+            "--show",
+            "--offset",
+            "1048576",
+            "--sizelimit",
+            "4194304",
+            img.to_str().unwrap(),
+        ],
+    );
+    let store = StateStore::open(&env.dir.path().join("state.redb")).unwrap();
+    store
+        .put(&VolumeRecord {
+            name: "crashed".into(),
+            device: img.clone(),
+            read_only: false,
+            phase: Phase::Mounting,
+            steps: vec![Step {
+                action: Action::AttachLoop {
+                    backing: img.clone(),
+                    offset: 1048576,
+                    size: 4194304,
+                    read_only: false,
+                    device: None,
+                },
+                done: false,
+            }],
+            manifest: None,
+        })
+        .unwrap();
+    assert_eq!(loops_backed_by(&img), 1, "{dev}");
+    // Any mount/unmount first rolls back interrupted volumes whose lock is free.
+    env.gm_ok(&["unmount", "--volume", "other"]);
+    assert_eq!(loops_backed_by(&img), 0);
+    assert!(store.get("crashed").unwrap().is_none());
+}
