@@ -1,10 +1,10 @@
 //! Counted, coalescing reads over a [`BlockSource`].
 //!
 //! blkid asks the kernel for each superblock separately (43–52 reads for an
-//! ext4/xfs/btrfs image). Almost every signature lives in the first half
-//! megabyte of a region or in its last ~768 KiB, so the first request that
-//! touches either end of a region fetches that whole end in one call and every
-//! later prober is served from memory. Every call that reaches the source is
+//! ext4/xfs/btrfs image). Every signature lives in the first 4 MiB of a region
+//! (the farthest is the last LUKS2 secondary header, at 4 MiB) or in its last
+//! ~768 KiB, so the first request that touches either end of a region fetches
+//! that whole end in one call and every later prober is served from memory. Every call that reaches the source is
 //! counted, so callers and benchmarks can report exact I/O.
 
 use std::cell::{Cell, RefCell};
@@ -14,8 +14,9 @@ use crate::error::{ProbeError, Result};
 use crate::source::BlockSource;
 
 /// Bytes fetched at once from the start of a region: MBR/GPT, ext*, xfs,
-/// btrfs (64 KiB), iso9660 descriptors (32 KiB+), ZFS labels L0 and L1.
-pub const HEAD_SPAN: u64 = 512 * 1024;
+/// btrfs (64 KiB), iso9660 descriptors (32 KiB+), ZFS labels L0 and L1, and
+/// the LUKS2 secondary headers blkid looks for at 16 KiB … 4 MiB.
+pub const HEAD_SPAN: u64 = 4 * 1024 * 1024 + 4096;
 /// Bytes fetched at once from the end of a region: the backup GPT, md 0.90
 /// and 1.0 superblocks, ZFS labels L2 and L3 (with their 256 KiB alignment slack).
 pub const TAIL_SPAN: u64 = 768 * 1024;
@@ -267,11 +268,11 @@ mod tests {
 
     #[test]
     fn head_and_tail_are_each_one_fetch() {
-        let data: Vec<u8> = (0..4u32 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..8u32 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
         let src = MemSource::new(data.clone());
         let r = Reader::new(&src);
         let w = r.whole();
-        for off in [0u64, 512, 1024, 65536, 300_000] {
+        for off in [0u64, 512, 1024, 65536, 300_000, 4 * 1024 * 1024] {
             assert_eq!(
                 w.read(off, 512).unwrap(),
                 data[off as usize..off as usize + 512]
@@ -288,7 +289,7 @@ mod tests {
         assert_eq!(r.stats().read_calls, 2);
         assert_eq!(r.stats().bytes_read, HEAD_SPAN + TAIL_SPAN);
         // A middle read is its own, aligned fetch.
-        assert_eq!(w.read(2_000_000, 100).unwrap(), data[2_000_000..2_000_100]);
+        assert_eq!(w.read(5_000_000, 100).unwrap(), data[5_000_000..5_000_100]);
         assert_eq!(r.stats().read_calls, 3);
     }
 
