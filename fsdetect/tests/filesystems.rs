@@ -299,6 +299,34 @@ fn truncated_images_give_blkid_answers_without_panic() {
     }
 }
 
+#[test]
+fn fat_root_directory_label_quirks_match_blkid() {
+    // The FAT16 root directory follows the reserved sectors and the FATs.
+    let fx = fx_fs::fixture("fat16");
+    let boot = std::fs::read(&fx.path).unwrap();
+    let reserved = u64::from(u16::from_le_bytes([boot[14], boot[15]]));
+    let fat_len = u64::from(u16::from_le_bytes([boot[22], boot[23]]));
+    let root = (reserved + u64::from(boot[16]) * fat_len) * 512;
+    assert_eq!(&boot[root as usize..root as usize + 11], b"FAT16      ");
+    // 0x05 stands for a leading 0xE5; "NO NAME" in the directory is a label.
+    for (i, bytes) in [&b"\x05AT16"[..], &b"NO NAME    "[..]].iter().enumerate() {
+        let img = copy_of(&fx, &format!("fat16-rootlabel-{i}"));
+        patch(&img, root, bytes);
+        let (out, rc) = same_as_blkid(&img);
+        assert_eq!(rc, 0);
+        assert!(out.contains("ID_FS_LABEL_ENC="), "{out}");
+    }
+    // The extended boot signature decides whether the boot-sector label and
+    // serial count (0x26 on FAT12/16, 0x42 on FAT32).
+    for (name, at) in [("fat16", 0x26u64), ("fat32", 0x42)] {
+        for sig in [0x28u8, 0x00, 0x29] {
+            let img = copy_of(&fx_fs::fixture(name), &format!("{name}-extsig-{sig:02x}"));
+            patch(&img, at, &[sig]);
+            same_as_blkid(&img);
+        }
+    }
+}
+
 /// A region shorter than 1 KiB holds nothing for blkid 2.38.1, not even a
 /// DOS table; `mbr::probe` still finds one on a lone NTFS boot sector.
 /// Reported to the owner of `mbr.rs`.
@@ -327,7 +355,11 @@ fn mutated_superblocks_match_blkid() {
     // Differential fuzzing against blkid itself: random bytes flipped in and
     // around each superblock, on a 2 MiB head of each fixture.
     let mut rng = Rng(0x5eed_f5a1);
-    let rounds = 40;
+    // FSDETECT_MUTATION_ROUNDS raises the count for a longer local run.
+    let rounds: u32 = std::env::var("FSDETECT_MUTATION_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     for fx in fx_fs::fixtures() {
         let data = std::fs::read(&fx.path).unwrap();
         let head = &data[..data.len().min(2 << 20)];

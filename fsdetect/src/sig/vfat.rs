@@ -273,14 +273,22 @@ pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
         } else {
             None
         };
-        (label, slice(bs, 43, 11), slice(bs, 39, 4), version)
+        // The extended boot signature says what the BPB carries: 0x29 a
+        // serial and a label, 0x28 only a serial (checked on this machine).
+        let ext_sig = bs.get(0x26).copied();
+        let boot_label = slice(bs, 43, 11).filter(|_| ext_sig == Some(0x29));
+        let serial = slice(bs, 39, 4).filter(|_| matches!(ext_sig, Some(0x28 | 0x29)));
+        (label, boot_label, serial, version)
     } else if bpb.fat32_length != 0 {
         let label = fat32_root_label(w, &bpb, fat_size)?;
         match fsinfo_ok(w, &bpb)? {
             Some(true) => {}
             _ => return Ok(None),
         }
-        (label, slice(bs, 71, 11), slice(bs, 67, 4), Some("FAT32"))
+        // FAT32: the serial is always taken, the boot label only with the
+        // 0x29 extended boot signature (checked on this machine).
+        let boot_label = slice(bs, 71, 11).filter(|_| bs.get(0x42) == Some(&0x29));
+        (label, boot_label, slice(bs, 67, 4), Some("FAT32"))
     } else {
         (None, None, None, None)
     };
@@ -289,6 +297,14 @@ pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
             sig.set("LABEL_FATBOOT", l);
         }
     }
+    // A directory entry stores a leading 0xE5 as 0x05 (0xE5 marks deleted
+    // entries); blkid 2.38.1 restores it (checked on this machine).
+    let vol_label = vol_label.map(|mut l| {
+        if l.first() == Some(&0x05) {
+            l[0] = 0xe5;
+        }
+        l
+    });
     if let Some(l) = vol_label.as_deref().and_then(crate::bytes::label_bytes) {
         sig.set("LABEL", l);
     }
