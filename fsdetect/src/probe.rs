@@ -129,7 +129,16 @@ fn probe_window(reader: &Reader<'_>, w: Window<'_>) -> Result<DiskReport> {
         .as_ref()
         .map(|t| t.partitions.iter().map(|p| (p.start, p.size)).collect())
         .unwrap_or_default();
-    let content = probe_signatures(&w.with_partitions(&ranges))?;
+    let mut content = probe_signatures(&w.with_partitions(&ranges))?;
+    // blkid_probe_use_wiper: a dos table (its entries at 446..510) inside the
+    // area the matched signature's tool wipes was written after it; blkid then
+    // drops the signature and reports the table alone (pvcreate, then fdisk).
+    if let (Some(t), Content::Found { signature }) = (&table, &content) {
+        let wipes = crate::sig::idinfo(&signature.fs_type).map(|i| i.wipes).unwrap_or(0);
+        if t.kind == crate::table::TableKind::Dos && wipes >= 510 {
+            content = Content::Empty;
+        }
+    }
     // A RAID member may show its array's partition table (RAID1 with a 0.90 or
     // 1.0 superblock at the end): blkid ignores the table then, and so do we.
     if let Content::Found { signature } = &content {

@@ -36,6 +36,10 @@ pub struct IdInfo {
     pub tolerant: bool,
     /// The prober.
     pub probe: ProbeFn,
+    /// Bytes at the start of the device that the tool which writes this
+    /// signature wipes (blkid_probe_set_wiper): pvcreate wipes 8 KiB. A dos
+    /// partition table found inside that area was written later and wins.
+    pub wipes: u64,
 }
 
 /// Every prober, in libblkid's order: RAID first, then other containers
@@ -46,96 +50,112 @@ pub static IDINFOS: &[IdInfo] = &[
         usage: Usage::Raid,
         tolerant: false,
         probe: md::probe,
+        wipes: 0,
     },
     IdInfo {
         name: "LVM2_member",
         usage: Usage::Raid,
         tolerant: false,
         probe: lvm2::probe,
+        wipes: 8192,
     },
     IdInfo {
         name: "crypto_LUKS",
         usage: Usage::Crypto,
         tolerant: false,
         probe: luks::probe,
+        wipes: 0,
     },
     IdInfo {
         name: "vfat",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: vfat::probe,
+        wipes: 0,
     },
     IdInfo {
         name: "swap",
         usage: Usage::Other,
         tolerant: false,
         probe: swap::probe,
+        wipes: 0,
     },
     IdInfo {
         name: "xfs",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: xfs::probe,
+        wipes: 0,
     },
     IdInfo {
         name: "ext4dev",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: ext::probe_ext4dev,
+        wipes: 0,
     },
     IdInfo {
         name: "ext4",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: ext::probe_ext4,
+        wipes: 0,
     },
     IdInfo {
         name: "ext3",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: ext::probe_ext3,
+        wipes: 0,
     },
     IdInfo {
         name: "ext2",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: ext::probe_ext2,
+        wipes: 0,
     },
     IdInfo {
         name: "jbd",
         usage: Usage::Other,
         tolerant: false,
         probe: ext::probe_jbd,
+        wipes: 0,
     },
     IdInfo {
         name: "iso9660",
         usage: Usage::Filesystem,
         tolerant: true,
         probe: iso9660::probe,
+        wipes: 0,
     },
     IdInfo {
         name: "zfs_member",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: zfs::probe,
+        wipes: 0,
     },
     IdInfo {
         name: "ntfs",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: ntfs::probe,
+        wipes: 0,
     },
     IdInfo {
         name: "squashfs",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: squashfs::probe,
+        wipes: 0,
     },
     IdInfo {
         name: "btrfs",
         usage: Usage::Filesystem,
         tolerant: false,
         probe: btrfs::probe,
+        wipes: 0,
     },
 ];
 

@@ -31,7 +31,7 @@ pub struct Fixture {
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let base = std::env::var_os("CARGO_TARGET_TMPDIR")
+        let base = option_env!("CARGO_TARGET_TMPDIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir)
             .join(format!("fsdetect-fixtures-{}", std::process::id()));
@@ -64,10 +64,12 @@ fn package_of(tool: &str) -> &'static str {
 /// Runs a tool with an argument vector; panics with its stderr (or with the
 /// package to install) on failure. Tests must fail loudly, never skip.
 pub fn run(tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool} ({e}): apt-get install {}", package_of(tool)));
+    let out = Command::new(tool).args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {tool} ({e}): apt-get install {}",
+            package_of(tool)
+        )
+    });
     assert!(
         out.status.success(),
         "{tool} {args:?} failed with {}: {}",
@@ -100,9 +102,18 @@ impl LoopDevice {
     pub fn attach(image: &Path, sector_size: u32) -> Self {
         let dev = run(
             "losetup",
-            &["--find", "--show", "--read-only", "--sector-size", &sector_size.to_string(), image.to_str().unwrap()],
+            &[
+                "--find",
+                "--show",
+                "--read-only",
+                "--sector-size",
+                &sector_size.to_string(),
+                image.to_str().unwrap(),
+            ],
         );
-        Self { dev: PathBuf::from(dev.trim()) }
+        Self {
+            dev: PathBuf::from(dev.trim()),
+        }
     }
 }
 
@@ -119,14 +130,24 @@ pub fn blkid_udev(path: &Path, region: Option<(u64, u64)>) -> (String, i32) {
     if let Some((off, size)) = region {
         cmd.args(["-O", &off.to_string(), "-S", &size.to_string()]);
     }
-    let out = cmd.arg(path).output().expect("blkid (apt-get install util-linux)");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code().unwrap_or(-1))
+    let out = cmd
+        .arg(path)
+        .output()
+        .expect("blkid (apt-get install util-linux)");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
 }
 
 /// The same through fsdetect: formatted text and blkid-style exit code.
 pub fn fsdetect_udev(path: &Path, sector_size: u32, region: Option<(u64, u64)>) -> (String, i32) {
     let src = fsdetect::FileSource::open(path).unwrap();
-    let src = if src.is_block_device() { src } else { src.with_sector_size(sector_size) };
+    let src = if src.is_block_device() {
+        src
+    } else {
+        src.with_sector_size(sector_size)
+    };
     let report = match region {
         Some((off, size)) => fsdetect::probe_region(&src, off, size).unwrap(),
         None => fsdetect::probe_disk(&src).unwrap(),
