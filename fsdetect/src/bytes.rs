@@ -81,7 +81,11 @@ pub fn guid_string(g: &[u8]) -> Option<String> {
 pub fn label_bytes(raw: &[u8]) -> Option<Vec<u8>> {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     let mut v = raw[..end].to_vec();
-    while v.last().is_some_and(|c| c.is_ascii_whitespace()) {
+    // C isspace(): the ASCII whitespace set plus vertical tab.
+    while v
+        .last()
+        .is_some_and(|c| c.is_ascii_whitespace() || *c == 0x0b)
+    {
         v.pop();
     }
     if v.is_empty() {

@@ -76,6 +76,10 @@ pub struct DiskReport {
 /// RAID and crypto members end the search; more than one match where at least
 /// one is not tolerant is ambivalent; on tiny devices the first match wins.
 pub fn probe_signatures(w: &Window<'_>) -> Result<Content> {
+    // libblkid does not run the superblock chain on devices of 1 KiB or less.
+    if w.len() <= 1024 {
+        return Ok(Content::Empty);
+    }
     let tiny = w.len() <= TINY_DEVICE;
     let mut found: Vec<Signature> = Vec::new();
     let mut intolerant = 0usize;
@@ -134,7 +138,9 @@ fn probe_window(reader: &Reader<'_>, w: Window<'_>) -> Result<DiskReport> {
     // area the matched signature's tool wipes was written after it; blkid then
     // drops the signature and reports the table alone (pvcreate, then fdisk).
     if let (Some(t), Content::Found { signature }) = (&table, &content) {
-        let wipes = crate::sig::idinfo(&signature.fs_type).map(|i| i.wipes).unwrap_or(0);
+        let wipes = crate::sig::idinfo(&signature.fs_type)
+            .map(|i| i.wipes)
+            .unwrap_or(0);
         if t.kind == crate::table::TableKind::Dos && wipes >= 510 {
             content = Content::Empty;
         }

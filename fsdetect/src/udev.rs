@@ -7,9 +7,6 @@ fn is_whitelisted(c: u8, extra: &[u8]) -> bool {
     c.is_ascii_alphanumeric() || b"#+-.:=@_".contains(&c) || extra.contains(&c)
 }
 
-/// Characters blkid_safe_string keeps besides the whitelist.
-const UDEV_ALLOWED_CHARS_INPUT: &[u8] = b"/ $%?,";
-
 /// C isspace() in the "C" locale.
 fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
@@ -59,8 +56,8 @@ pub fn encode_string(v: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// blkid_safe_string: trim whitespace, collapse inner runs to '_', replace
-/// anything not udev-safe with '_'.
+/// blkid_safe_string as 2.38.1 behaves: trim whitespace, collapse inner runs
+/// to '_', replace bytes that are not valid UTF-8 with '_'.
 pub fn safe_string(v: &[u8]) -> String {
     let v = c_str(v);
     let mut end = v.len();
@@ -84,14 +81,12 @@ pub fn safe_string(v: &[u8]) -> String {
             i += 1;
         }
     }
+    // blkid 2.38.1 keeps every ASCII byte (punctuation and controls too) and
+    // valid UTF-8; only bytes that are not valid UTF-8 become '_'.
     let mut i = 0;
     while i < s.len() {
-        if is_whitelisted(s[i], UDEV_ALLOWED_CHARS_INPUT) {
+        if s[i] < 0x80 {
             i += 1;
-            continue;
-        }
-        if s[i] == b'\\' && s.get(i + 1) == Some(&b'x') {
-            i += 2;
             continue;
         }
         let n = utf8_len(&s[i..]);
@@ -99,7 +94,7 @@ pub fn safe_string(v: &[u8]) -> String {
             i += n;
             continue;
         }
-        s[i] = if is_space(s[i]) { b' ' } else { b'_' };
+        s[i] = b'_';
         i += 1;
     }
     String::from_utf8_lossy(&s).into_owned()
@@ -200,7 +195,9 @@ mod tests {
         assert_eq!(encode_string(b"a/b\\c"), "a\\x2fb\\x5cc");
         assert_eq!(safe_string("grüße".as_bytes()), "grüße");
         assert_eq!(encode_string("grüße".as_bytes()), "grüße");
-        assert_eq!(safe_string(b"a*b"), "a_b");
+        assert_eq!(safe_string(b"a*b"), "a*b");
+        assert_eq!(safe_string(b"a\xffb"), "a_b");
+        assert_eq!(safe_string(b"x\x05y"), "x\x05y");
         assert_eq!(encode_string(b"ab\0cd"), "ab");
     }
 }

@@ -331,7 +331,6 @@ fn fat_root_directory_label_quirks_match_blkid() {
 /// DOS table; `mbr::probe` still finds one on a lone NTFS boot sector.
 /// Reported to the owner of `mbr.rs`.
 #[test]
-#[ignore = "mbr::probe reports a dos table on a 512-byte NTFS boot sector; blkid finds nothing below 1 KiB"]
 fn ntfs_boot_sector_alone_matches_blkid() {
     let data = std::fs::read(&fx_fs::fixture("ntfs").path).unwrap();
     let img = fixture_path("ntfs-cut-512");
@@ -412,10 +411,8 @@ fn label_range(name: &str) -> (u64, u64) {
 }
 
 /// blkid 2.38.1 keeps ASCII punctuation and control characters in
-/// `ID_FS_LABEL` (only whitespace and invalid UTF-8 become `_`); the shared
-/// udev formatter still replaces them. Reported to the owner of `udev.rs`.
+/// `ID_FS_LABEL` (only whitespace and invalid UTF-8 become `_`).
 #[test]
-#[ignore = "udev::safe_string differs from blkid 2.38.1 for '*', '\"', controls (udev.rs, not a prober)"]
 fn label_punctuation_and_controls_match_blkid() {
     for (i, label) in ["a*b", "x\u{5}y", "q\"q", "t\u{7f}u"].iter().enumerate() {
         let img = copy_of(&fx_fs::fixture("ext2"), &format!("ext2-punct-{i}"));
