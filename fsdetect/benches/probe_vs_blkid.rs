@@ -105,6 +105,7 @@ fn main() {
         .collect();
     time_rounds(&targets, &prober, &answers, rounds);
     drop(loops);
+    let _ = std::fs::remove_dir_all(common::scratch());
 }
 
 fn require_tool(tool: &str, package: &str) {
@@ -168,9 +169,10 @@ struct Prober {
 }
 
 impl Prober {
-    /// `$GOLDMOUNT_BIN probe --format udev`, else `goldmount` next to this
-    /// bench if it has a working `probe` command, else the `probe` example
-    /// (built on demand).
+    /// `$GOLDMOUNT_BIN probe --format udev`, else `goldmount` built now from
+    /// this checkout (release, next to this bench), else the `probe` example.
+    /// Building here keeps the timed binary in step with the fsdetect the
+    /// per-image numbers come from.
     fn find() -> Self {
         let goldmount_args = vec!["probe".into(), "--format".into(), "udev".into()];
         if let Some(bin) = std::env::var_os("GOLDMOUNT_BIN") {
@@ -188,11 +190,13 @@ impl Prober {
             .unwrap()
             .to_path_buf();
         let goldmount = release.join("goldmount");
-        let works = Command::new(&goldmount)
-            .args(["probe", "--help"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
+        let built = cargo_build(&["-p", "connector", "--bin", "goldmount"]);
+        let works = built
+            && Command::new(&goldmount)
+                .args(["probe", "--help"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
         if works {
             return Self {
                 program: goldmount,
@@ -200,15 +204,9 @@ impl Prober {
                 style: Style::Goldmount,
             };
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "--release", "-p", "fsdetect", "--example", "probe"])
-            .output()
-            .expect("run cargo to build the probe example");
         assert!(
-            out.status.success(),
-            "building the probe example failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            cargo_build(&["-p", "fsdetect", "--example", "probe"]),
+            "building the probe example failed"
         );
         Self {
             program: release.join("examples/probe"),
@@ -226,6 +224,25 @@ impl Prober {
         c.args(&self.args);
         c
     }
+}
+
+/// `cargo build --release ARGS` with the cargo that runs this bench; false
+/// (with its stderr shown) when the build fails.
+fn cargo_build(args: &[&str]) -> bool {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--release"])
+        .args(args)
+        .output()
+        .expect("run cargo");
+    if !out.status.success() {
+        eprintln!(
+            "cargo build --release {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out.status.success()
 }
 
 /// Runs `cmd` under strace and counts read/pread64 calls on descriptors that
@@ -319,7 +336,7 @@ fn measure(t: &Target, prober: &Prober) -> Row {
             blkid_cmd(&t.path, Some((p.partition.start, p.partition.size))),
             &t.path,
         );
-        let acc = parts.get_or_insert_with(|| blkid);
+        let acc = parts.get_or_insert(blkid);
         acc.reads += pt.reads;
         acc.bytes += pt.bytes;
     }
@@ -410,6 +427,19 @@ fn print_table(rows: &[Row]) {
             over.join(", ")
         );
     }
+    let like: Vec<String> = rows
+        .iter()
+        .filter(|r| r.fsd.read_calls * 5 > r.blkid_parts.unwrap_or(r.blkid).reads)
+        .map(|r| r.name.clone())
+        .collect();
+    println!(
+        "same target, like for like (blkid also run on each partition with -O/-S, as goldmount probes them): {}",
+        if like.is_empty() {
+            "met on every image".to_string()
+        } else {
+            format!("MISSED on {}: {}", like.len(), like.join(", "))
+        }
+    );
     let mismatch: Vec<&str> = rows
         .iter()
         .filter(|r| !r.same)
@@ -452,6 +482,29 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
+/// Compares one whole-set run with the expected answers; on a difference,
+/// says where (first differing line) so it can be looked into.
+fn same_run(tool: &str, out: &[u8], rc: i32, want: &[u8], want_rc: i32) -> bool {
+    if out == want && rc == want_rc {
+        return true;
+    }
+    let (o, w) = (String::from_utf8_lossy(out), String::from_utf8_lossy(want));
+    let first = o
+        .lines()
+        .zip(w.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or(o.lines().count().min(w.lines().count()));
+    println!(
+        "{tool} whole-set run differs: exit {rc} (expected {want_rc}); {} lines (expected {}); first difference at line {}: {:?} vs expected {:?}",
+        o.lines().count(),
+        w.lines().count(),
+        first + 1,
+        o.lines().nth(first),
+        w.lines().nth(first)
+    );
+    false
+}
+
 /// Times `rounds` rounds of each tool probing every target, and checks every
 /// run printed what blkid printed for each image alone (`answers`), combined
 /// the way each tool combines several paths.
@@ -473,9 +526,9 @@ fn time_rounds(targets: &[Target], prober: &Prober, answers: &[(String, i32)], r
     // Warm-up runs (page cache), checked like the timed ones.
     let mut differing_rounds = 0;
     let (out, rc, _) = run_once(&blkid, &paths);
-    differing_rounds += usize::from(out != want_b || rc != want_b_rc);
+    differing_rounds += usize::from(!same_run("blkid", &out, rc, &want_b, want_b_rc));
     let (out, rc, _) = run_once(&fsd, &paths);
-    differing_rounds += usize::from(out != want_f || rc != want_f_rc);
+    differing_rounds += usize::from(!same_run("fsdetect", &out, rc, &want_f, want_f_rc));
     let mut tb = Vec::with_capacity(rounds);
     let mut tf = Vec::with_capacity(rounds);
     for round in 0..rounds.max(1) {

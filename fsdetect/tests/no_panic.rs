@@ -1,10 +1,10 @@
 //! Whatever the bytes, probing never panics and never reads outside the
 //! probed region: random images (with magic numbers planted where each format
 //! looks for them) go through `probe_disk`, `probe_region`, every prober of
-//! `sig::IDINFOS` and `table::read_table`, with 512- and 4096-byte sectors,
-//! on a source that panics on any read outside the allowed range. Inputs that
-//! once crashed a fuzzer live in `tests/fuzz-regressions/` and are replayed
-//! the same way.
+//! `sig::IDINFOS`, `table::read_table` and the ZFS nvlist / LVM label parsers,
+//! with 512- and 4096-byte sectors, on a source that panics on any read
+//! outside the allowed range. Inputs that once crashed a fuzzer live in
+//! `tests/fuzz-regressions/` and are replayed the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::Cell;
@@ -225,6 +225,8 @@ fn build(size: u64, fill: Fill, patches: &[Patch]) -> Vec<u8> {
 /// Everything a fuzz target does with one input, on a checked source.
 fn exercise(data: &[u8]) {
     let size = data.len() as u64;
+    let _ = sig::zfs::parse_nvlist(data);
+    let _ = sig::lvm2::parse_label(data);
     for sector in [512u32, 4096] {
         let src = Checked::new(data.to_vec(), sector, 0, size);
         let _ = probe_disk(&src);
