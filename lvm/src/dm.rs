@@ -1,0 +1,286 @@
+//! Device-mapper inventory from sysfs (`/sys/block/dm-N/{dm,slaves,holders}`),
+//! who holds a device (mounts, holder devices, open count), and the undoing of
+//! an accidental activation of a clone: dm devices built only on clone devices
+//! are removed with `dmsetup remove`, after checking nothing uses them; a dm
+//! device that also uses a non-clone device is never touched.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{LvmError, Result};
+use crate::tool::{strs, Lvm};
+
+/// One device-mapper device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmDevice {
+    /// Kernel name (`dm-3`).
+    pub kname: String,
+    /// dm name (`vg_gold-root`).
+    pub name: String,
+    /// dm uuid (`LVM-<vg uuid><lv uuid>` for LVM).
+    pub uuid: String,
+    /// `major:minor`.
+    pub dev: String,
+    /// `major:minor` of the devices it is built on.
+    pub slaves: Vec<String>,
+    /// Kernel names of the devices built on it.
+    pub holders: Vec<String>,
+}
+
+impl DmDevice {
+    /// The VG UUID (32 characters, no dashes) of an LVM dm device.
+    pub fn lvm_vg_uuid(&self) -> Option<&str> {
+        self.uuid.strip_prefix("LVM-").and_then(|u| u.get(..32))
+    }
+
+    /// The VG name encoded in an LVM dm name (`vg--x-lv` → `vg-x`).
+    pub fn lvm_vg_name(&self) -> Option<String> {
+        self.lvm_vg_uuid()?;
+        split_dm_name(&self.name).map(|(vg, _)| vg)
+    }
+}
+
+/// Splits an LVM dm name at its single dash (doubled dashes are literal).
+pub fn split_dm_name(name: &str) -> Option<(String, String)> {
+    let b = name.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'-' {
+            if b.get(i + 1) == Some(&b'-') {
+                i += 2;
+                continue;
+            }
+            let vg = name[..i].replace("--", "-");
+            let lv = name[i + 1..].replace("--", "-");
+            return Some((vg, lv));
+        }
+        i += 1;
+    }
+    None
+}
+
+fn read_trim(p: &Path) -> Result<String> {
+    fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| LvmError::io(p, e))
+}
+
+fn dir_names(p: &Path) -> Vec<String> {
+    fs::read_dir(p)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Lists the dm devices under `sys_block` (normally `/sys/block`).
+pub fn list_dm(sys_block: &Path) -> Result<Vec<DmDevice>> {
+    let mut out = Vec::new();
+    for kname in dir_names(sys_block) {
+        if !kname.starts_with("dm-") {
+            continue;
+        }
+        let base = sys_block.join(&kname);
+        let slaves = dir_names(&base.join("slaves"))
+            .into_iter()
+            .filter_map(|s| read_trim(&base.join("slaves").join(s).join("dev")).ok())
+            .collect();
+        out.push(DmDevice {
+            name: read_trim(&base.join("dm/name"))?,
+            uuid: read_trim(&base.join("dm/uuid")).unwrap_or_default(),
+            dev: read_trim(&base.join("dev"))?,
+            slaves,
+            holders: dir_names(&base.join("holders")),
+            kname,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// `major:minor` of a block device node.
+pub fn dev_of(path: &Path) -> Result<String> {
+    let m = fs::metadata(path).map_err(|e| LvmError::io(path, e))?;
+    if !m.file_type().is_block_device() {
+        return Err(LvmError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a block device"),
+        ));
+    }
+    let rdev = m.rdev();
+    // glibc's gnu_dev_major/minor encoding.
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    Ok(format!("{major}:{minor}"))
+}
+
+/// Mount points of the device `major:minor` (from /proc/self/mountinfo).
+pub fn mounts_of(dev: &str) -> Vec<String> {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(2) == Some(&dev)).then(|| f.get(4).map(|s| s.to_string()))?
+        })
+        .collect()
+}
+
+/// Why a dm device cannot be removed/deactivated now, if something uses it:
+/// a mount, a holder device outside `leaving`, or a non-zero open count.
+pub fn holder_of(lvm: &Lvm, d: &DmDevice, leaving: &BTreeSet<String>) -> Result<Option<String>> {
+    let mounts = mounts_of(&d.dev);
+    if !mounts.is_empty() {
+        return Ok(Some(format!("mount(s) {}", mounts.join(", "))));
+    }
+    let others: Vec<&String> = d.holders.iter().filter(|h| !leaving.contains(*h)).collect();
+    if !others.is_empty() {
+        let list: Vec<String> = others.iter().map(|s| s.to_string()).collect();
+        return Ok(Some(format!("holder device(s) {}", list.join(", "))));
+    }
+    let out = lvm.other(
+        "dmsetup",
+        "dmsetup",
+        &strs(&["info", "--columns", "--noheadings", "-o", "open", &d.name]),
+    )?;
+    let open: u64 = out.stdout.trim().parse().unwrap_or(0);
+    if open > 0 {
+        return Ok(Some(format!("{open} open file handle(s) (a process has it open)")));
+    }
+    Ok(None)
+}
+
+/// The dm devices built only on `clone_devs` (`major:minor`), directly or on
+/// other such dm devices. A dm device that mixes clone and other devices is
+/// an error: it is neither removed nor ignored.
+pub fn clone_dm_devices(all: &[DmDevice], clone_devs: &BTreeSet<String>) -> Result<Vec<DmDevice>> {
+    let mut ours: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let mut grew = false;
+        for d in all {
+            if ours.contains(&d.dev) || d.slaves.is_empty() {
+                continue;
+            }
+            let on_ours = |s: &String| clone_devs.contains(s) || ours.contains(s);
+            let n = d.slaves.iter().filter(|s| on_ours(s)).count();
+            if n == d.slaves.len() {
+                ours.insert(d.dev.clone());
+                grew = true;
+            } else if n > 0 && d.slaves.iter().any(|s| clone_devs.contains(s)) {
+                return Err(LvmError::MixedDm {
+                    name: d.name.clone(),
+                    slaves: d.slaves.join(", "),
+                });
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    Ok(all.iter().filter(|d| ours.contains(&d.dev)).cloned().collect())
+}
+
+/// Removes `devs` (all must be unused except by each other), top-most first.
+pub fn remove_dm(lvm: &Lvm, devs: &[DmDevice]) -> Result<Vec<String>> {
+    let leaving: BTreeSet<String> = devs.iter().map(|d| d.kname.clone()).collect();
+    for d in devs {
+        if let Some(holder) = holder_of(lvm, d, &leaving)? {
+            // A holder inside the set is fine; only outside users block.
+            if !holder.starts_with("holder device") || d.holders.iter().any(|h| !leaving.contains(h)) {
+                return Err(LvmError::Busy {
+                    device: format!("/dev/mapper/{}", d.name),
+                    holder,
+                });
+            }
+        }
+    }
+    let mut left: Vec<&DmDevice> = devs.iter().collect();
+    let mut removed = Vec::new();
+    while !left.is_empty() {
+        let gone: BTreeSet<String> = leaving
+            .iter()
+            .filter(|k| !left.iter().any(|d| &d.kname == *k))
+            .cloned()
+            .collect();
+        // Remove those whose holders (within the set) are already gone.
+        let (now, later): (Vec<&DmDevice>, Vec<&DmDevice>) = left
+            .into_iter()
+            .partition(|d| d.holders.iter().all(|h| gone.contains(h) || !leaving.contains(h)));
+        if now.is_empty() {
+            return Err(LvmError::Busy {
+                device: later.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(", "),
+                holder: "each other (holder cycle)".into(),
+            });
+        }
+        for d in now {
+            lvm.other("dmsetup", "dmsetup", &strs(&["remove", &d.name]))?;
+            tracing::info!(dm = %d.name, "removed accidental activation of a clone");
+            removed.push(d.name.clone());
+        }
+        left = later;
+    }
+    Ok(removed)
+}
+
+/// Detects and undoes an accidental activation of the clone on `devices`
+/// (e.g. udev autoactivation under the gold VG's name). Returns the dm names
+/// removed; errors if any of them is in use, naming the holder.
+pub fn undo_accidental_activation(lvm: &Lvm, devices: &[PathBuf]) -> Result<Vec<String>> {
+    let clone_devs = devices
+        .iter()
+        .map(|d| dev_of(d))
+        .collect::<Result<BTreeSet<_>>>()?;
+    let all = list_dm(Path::new("/sys/block"))?;
+    let ours = clone_dm_devices(&all, &clone_devs)?;
+    if ours.is_empty() {
+        return Ok(Vec::new());
+    }
+    tracing::warn!(
+        devices = ?ours.iter().map(|d| &d.name).collect::<Vec<_>>(),
+        "clone devices were activated before import; removing those dm devices"
+    );
+    remove_dm(lvm, &ours)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn dm(k: &str, dev: &str, slaves: &[&str], holders: &[&str]) -> DmDevice {
+        DmDevice {
+            kname: k.into(),
+            name: format!("n{k}"),
+            uuid: String::new(),
+            dev: dev.into(),
+            slaves: slaves.iter().map(|s| s.to_string()).collect(),
+            holders: holders.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn dm_names_split_like_lvm() {
+        assert_eq!(split_dm_name("vg_gold-root"), Some(("vg_gold".into(), "root".into())));
+        assert_eq!(split_dm_name("a--b-c--d"), Some(("a-b".into(), "c-d".into())));
+        assert_eq!(split_dm_name("nodash"), None);
+    }
+
+    #[test]
+    fn only_clone_built_dm_devices_are_selected_mixed_is_refused() {
+        let clone: BTreeSet<String> = ["8:16".to_string(), "8:32".to_string()].into();
+        let all = vec![
+            dm("dm-0", "254:0", &["8:0"], &[]),          // host
+            dm("dm-1", "254:1", &["8:16"], &["dm-2"]),   // clone
+            dm("dm-2", "254:2", &["254:1", "8:32"], &[]), // on clone + clone dm
+        ];
+        let ours = clone_dm_devices(&all, &clone).unwrap();
+        assert_eq!(ours.iter().map(|d| d.kname.as_str()).collect::<Vec<_>>(), ["dm-1", "dm-2"]);
+        let mixed = vec![dm("dm-3", "254:3", &["8:0", "8:16"], &[])];
+        assert!(matches!(clone_dm_devices(&mixed, &clone), Err(LvmError::MixedDm { .. })));
+    }
+}

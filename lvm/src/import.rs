@@ -1,0 +1,346 @@
+//! Clone-safe import of a VG from a clone's PVs, and its teardown.
+//!
+//! Order: read the clone's metadata ourselves (plan; missing PVs → error,
+//! nothing touched) → undo any accidental activation of the clone → decide
+//! whether the VG name or a PV/VG UUID collides with what the host sees (host
+//! PVs/VGs, active dm devices, names the caller reserves) → if so,
+//! `vgimportclone --basevgname <unique>` on exactly the clone's PVs → activate
+//! exactly that VG with `--devices` → report the LVs and their device nodes.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::dm;
+use crate::error::{LvmError, Result};
+use crate::plan::{plan_devices, VgPlan};
+use crate::tool::Lvm;
+
+/// When to rename the clone's VG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rename {
+    /// Only when its name or a UUID collides with something the host sees.
+    #[default]
+    OnCollision,
+    /// Always (new UUIDs even when nothing collides now).
+    Always,
+}
+
+/// Options of [`Lvm::import_clone_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Volume name; the default new VG name is `<vg>_<volume>`.
+    pub volume: String,
+    /// Explicit new VG name (overrides `<vg>_<volume>`).
+    pub new_name: Option<String>,
+    /// When to rename.
+    pub rename: Rename,
+    /// VG names other clones hold or are about to take (from the caller's
+    /// state), treated as taken.
+    pub reserved_names: Vec<String>,
+    /// Activate after import (false: only rename, e.g. to inspect first).
+    pub skip_activation: bool,
+}
+
+/// An LV of an imported VG.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ImportedLv {
+    /// LV name.
+    pub name: String,
+    /// LV UUID.
+    pub uuid: String,
+    /// `/dev/mapper/<vg>-<lv>` (dashes doubled).
+    pub dm_path: PathBuf,
+    /// `/dev/<vg>/<lv>`.
+    pub path: PathBuf,
+    /// Whether it is active now.
+    pub active: bool,
+    /// Why goldmount's planner does not understand it (thin, raid…), if so.
+    pub unsupported: Option<String>,
+}
+
+/// The result of importing a clone's VG.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportedVg {
+    /// The VG name in the gold copy (to resolve fstab lines such as
+    /// `/dev/mapper/vg_gold-root` or `/dev/vg_gold/root`).
+    pub original_name: String,
+    /// The VG UUID before import.
+    pub original_uuid: String,
+    /// The name the VG has now.
+    pub name: String,
+    /// Its UUID now.
+    pub uuid: String,
+    /// Whether vgimportclone ran.
+    pub renamed: bool,
+    /// Why it was (or was not) renamed.
+    pub collision: Option<String>,
+    /// The clone's PV devices.
+    pub devices: Vec<PathBuf>,
+    /// Visible LVs.
+    pub lvs: Vec<ImportedLv>,
+    /// dm devices of an accidental activation that were removed first.
+    pub undone_activation: Vec<String>,
+}
+
+/// Checks a VG name the way lvm2 does (validate_name).
+pub fn validate_vg_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() < 128
+        && name != "."
+        && name != ".."
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(LvmError::BadName(name.to_string()))
+    }
+}
+
+/// `/dev/mapper/<vg>-<lv>` with lvm's dash doubling.
+pub fn dm_path(vg: &str, lv: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "/dev/mapper/{}-{}",
+        vg.replace('-', "--"),
+        lv.replace('-', "--")
+    ))
+}
+
+/// What the host sees, for collision and free-name checks.
+#[derive(Debug, Default)]
+struct HostView {
+    vg_names: BTreeSet<String>,
+    /// Dashed or undashed, compared without dashes.
+    vg_uuids: BTreeSet<String>,
+    pv_uuids: BTreeSet<String>,
+    /// Host PV rows that are the clone's own devices (host LVM sees the clone:
+    /// the guard is off); then duplicates may hide the gold copy, so rename.
+    sees_clone: Vec<String>,
+}
+
+fn undash(s: &str) -> String {
+    s.replace('-', "")
+}
+
+impl Lvm {
+    fn host_view(&self, clone_devs: &BTreeSet<String>) -> Result<HostView> {
+        let mut v = HostView::default();
+        for row in self.host_pvs()? {
+            if dm::dev_of(Path::new(&row.pv_name)).is_ok_and(|d| clone_devs.contains(&d)) {
+                v.sees_clone.push(row.pv_name.clone());
+                continue;
+            }
+            v.pv_uuids.insert(undash(&row.pv_uuid));
+            if !row.vg_name.is_empty() {
+                v.vg_names.insert(row.vg_name);
+                v.vg_uuids.insert(undash(&row.vg_uuid));
+            }
+        }
+        for d in dm::list_dm(Path::new("/sys/block"))? {
+            if let (Some(u), Some(n)) = (d.lvm_vg_uuid(), d.lvm_vg_name()) {
+                v.vg_uuids.insert(u.to_string());
+                v.vg_names.insert(n);
+            }
+        }
+        Ok(v)
+    }
+
+    /// Imports the one VG on `pvs` (see [`ImportOptions`]).
+    pub fn import_clone_with(&self, pvs: &[PathBuf], opts: &ImportOptions) -> Result<ImportedVg> {
+        let plan = one_vg(pvs)?;
+        plan.require_complete()?;
+        let original = plan.metadata.clone();
+        let target = match &opts.new_name {
+            Some(n) => n.clone(),
+            None => format!("{}_{}", original.name, opts.volume),
+        };
+        validate_vg_name(&target)?;
+
+        let undone = dm::undo_accidental_activation(self, pvs)?;
+        let clone_devs = pvs
+            .iter()
+            .map(|d| dm::dev_of(d))
+            .collect::<Result<BTreeSet<_>>>()?;
+        let host = self.host_view(&clone_devs)?;
+
+        let already = original.name == target;
+        let collision = if already {
+            None
+        } else if !host.sees_clone.is_empty() {
+            Some(format!(
+                "the host's LVM sees the clone device(s) {} (autoactivation guard off?)",
+                host.sees_clone.join(", ")
+            ))
+        } else if host.vg_names.contains(&original.name) {
+            Some(format!("VG name {} is in use", original.name))
+        } else if host.vg_uuids.contains(&undash(&original.id)) {
+            Some(format!("VG UUID {} is in use", original.id))
+        } else if let Some(p) = original.pvs.iter().find(|p| host.pv_uuids.contains(&undash(&p.id))) {
+            Some(format!("PV UUID {} is in use", p.id))
+        } else if opts.reserved_names.contains(&original.name) {
+            Some(format!("VG name {} is reserved by another clone", original.name))
+        } else {
+            None
+        };
+        let rename = !already && (collision.is_some() || opts.rename == Rename::Always);
+
+        let name = if rename {
+            let by = if host.vg_names.contains(&target) {
+                Some("a VG the host sees or an active dm device".to_string())
+            } else if opts.reserved_names.contains(&target) {
+                Some("reserved by another clone".to_string())
+            } else if Path::new("/dev").join(&target).exists() {
+                Some(format!("/dev/{target} exists"))
+            } else {
+                None
+            };
+            if let Some(by) = by {
+                return Err(LvmError::NameTaken { name: target, by });
+            }
+            tracing::info!(vg = %original.name, new = %target, why = ?collision, "vgimportclone");
+            self.vgimportclone(pvs, &target)?;
+            target
+        } else {
+            original.name.clone()
+        };
+        // Re-read from disk: what vgimportclone really wrote.
+        let after = one_vg(pvs)?;
+        if after.metadata.name != name {
+            return Err(LvmError::Invalid(format!(
+                "after import the clone's VG is named {}, expected {name}",
+                after.metadata.name
+            )));
+        }
+        if !opts.skip_activation {
+            self.vgchange_activate(pvs, &name, true)?;
+        }
+        let lvs = self.imported_lvs(pvs, &after)?;
+        Ok(ImportedVg {
+            original_name: original.name,
+            original_uuid: original.id,
+            name,
+            uuid: after.metadata.id.clone(),
+            renamed: rename,
+            collision,
+            devices: pvs.to_vec(),
+            lvs,
+            undone_activation: undone,
+        })
+    }
+
+    fn imported_lvs(&self, pvs: &[PathBuf], plan: &VgPlan) -> Result<Vec<ImportedLv>> {
+        let vg = &plan.metadata.name;
+        let rows = self.clone_lvs(pvs, vg)?;
+        Ok(plan
+            .metadata
+            .visible_lvs()
+            .map(|l| {
+                let row = rows.iter().find(|r| r.lv_uuid.replace('-', "") == undash(&l.id));
+                ImportedLv {
+                    name: l.name.clone(),
+                    uuid: l.id.clone(),
+                    dm_path: dm_path(vg, &l.name),
+                    path: PathBuf::from(format!("/dev/{vg}/{}", l.name)),
+                    active: row.is_some_and(|r| r.lv_active == "active"),
+                    unsupported: l.unsupported.clone(),
+                }
+            })
+            .collect())
+    }
+
+    /// Imports the one VG on `pvs` under `<vg>_<volume>` when it collides.
+    pub fn import_clone(&self, pvs: &[PathBuf], volume: &str) -> Result<ImportedVg> {
+        self.import_clone_with(
+            pvs,
+            &ImportOptions {
+                volume: volume.to_string(),
+                ..ImportOptions::default()
+            },
+        )
+    }
+
+    /// Deactivates `vg` on exactly `pvs` for teardown. Refuses, naming the
+    /// holder (mount point, holder device or open count), while an LV is in use.
+    pub fn deactivate(&self, vg: &str, pvs: &[PathBuf]) -> Result<()> {
+        let plan = one_vg(pvs)?;
+        if plan.metadata.name != vg {
+            return Err(LvmError::Invalid(format!(
+                "the devices hold VG {}, not {vg}",
+                plan.metadata.name
+            )));
+        }
+        let prefix = format!("LVM-{}", undash(&plan.metadata.id));
+        let ours: Vec<dm::DmDevice> = dm::list_dm(Path::new("/sys/block"))?
+            .into_iter()
+            .filter(|d| d.uuid.starts_with(&prefix))
+            .collect();
+        let leaving: BTreeSet<String> = ours.iter().map(|d| d.kname.clone()).collect();
+        for d in &ours {
+            if let Some(holder) = dm::holder_of(self, d, &leaving)? {
+                return Err(LvmError::Busy {
+                    device: format!("/dev/mapper/{}", d.name),
+                    holder,
+                });
+            }
+        }
+        self.vgchange_activate(pvs, vg, false)?;
+        Ok(())
+    }
+}
+
+/// Plans `pvs` and requires exactly one VG covering every device.
+fn one_vg(pvs: &[PathBuf]) -> Result<VgPlan> {
+    let mut plan = plan_devices(pvs)?;
+    if plan.vgs.len() != 1 || !plan.unassigned.is_empty() {
+        let mut parts: Vec<String> = plan
+            .vgs
+            .iter()
+            .map(|v| format!("VG {} on {:?}", v.metadata.name, v.device_paths()))
+            .collect();
+        if plan.vgs.is_empty() && plan.unassigned.is_empty() {
+            parts.push("no PVs".into());
+        }
+        parts.extend(
+            plan.unassigned
+                .iter()
+                .map(|p| format!("PV {} on {} without VG metadata", p.pv_uuid, p.device.display())),
+        );
+        if plan.vgs.is_empty() {
+            return Err(LvmError::NoMetadata(parts.join("; ")));
+        }
+        return Err(LvmError::NotOneVg {
+            found: plan.vgs.len(),
+            detail: parts.join("; "),
+        });
+    }
+    plan.vgs.pop().ok_or_else(|| LvmError::NoMetadata("no VG".into()))
+}
+
+/// [`Lvm::import_clone`] with the default lvm2 setup.
+pub fn import_clone(pvs: &[PathBuf], volume: &str) -> Result<ImportedVg> {
+    Lvm::default().import_clone(pvs, volume)
+}
+
+/// [`Lvm::deactivate`] with the default lvm2 setup.
+pub fn deactivate(vg: &str, pvs: &[PathBuf]) -> Result<()> {
+    Lvm::default().deactivate(vg, pvs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_lvm_rules() {
+        assert!(validate_vg_name("vg_gold_pg1").is_ok());
+        assert!(validate_vg_name("a.b+c-d").is_ok());
+        for bad in ["", ".", "..", "-x", "a b", "a/b", &"x".repeat(128)] {
+            assert!(validate_vg_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(dm_path("vg-a", "r-b"), PathBuf::from("/dev/mapper/vg--a-r--b"));
+    }
+}
