@@ -216,13 +216,7 @@ impl Lvm {
             .map(|d| dm::dev_of(d))
             .collect::<Result<BTreeSet<_>>>()?;
         // Every PV the host sees without a devices file, minus the clones.
-        let rows: Vec<crate::tool::PvRow> = {
-            let out = self.command(
-                "pvs",
-                &strs(&["--devicesfile", "", "--reportformat", "json", "-o", "pv_name,pv_uuid,vg_name,vg_uuid"]),
-            )?;
-            crate::tool::parse_report("pvs --devicesfile \"\"", &out.stdout)?
-        };
+        let rows = self.all_pvs(&["--devicesfile", ""])?;
         let host: Vec<_> = rows
             .into_iter()
             .filter(|r| !dm::dev_of(Path::new(&r.pv_name)).is_ok_and(|d| excluded.contains(&d)))

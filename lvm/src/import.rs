@@ -140,7 +140,14 @@ impl Lvm {
                 v.vg_uuids.insert(undash(&row.vg_uuid));
             }
         }
-        for d in dm::list_dm(Path::new("/sys/block"))? {
+        let all = dm::list_dm(Path::new("/sys/block"))?;
+        // dm devices on the clone itself (a previous run's activation) are
+        // not "the host's".
+        let own: BTreeSet<String> = dm::clone_dm_devices(&all, clone_devs)?
+            .into_iter()
+            .map(|d| d.dev)
+            .collect();
+        for d in all.iter().filter(|d| !own.contains(&d.dev)) {
             if let (Some(u), Some(n)) = (d.lvm_vg_uuid(), d.lvm_vg_name()) {
                 v.vg_uuids.insert(u.to_string());
                 v.vg_names.insert(n);
@@ -154,20 +161,32 @@ impl Lvm {
         let plan = one_vg(pvs)?;
         plan.require_complete()?;
         let original = plan.metadata.clone();
+        // `<vg>_<volume>`; a VG already carrying that suffix was imported by
+        // an earlier run for this volume (idempotent re-import).
+        let suffix = format!("_{}", opts.volume);
         let target = match &opts.new_name {
             Some(n) => n.clone(),
-            None => format!("{}_{}", original.name, opts.volume),
+            None if !opts.volume.is_empty() && original.name.ends_with(&suffix) => {
+                original.name.clone()
+            }
+            None => format!("{}{suffix}", original.name),
         };
         validate_vg_name(&target)?;
+        let already = original.name == target;
 
-        let undone = dm::undo_accidental_activation(self, pvs)?;
+        // An earlier run's activation of this very import is ours; anything
+        // else active on the clone is an accidental activation.
+        let undone = if already {
+            Vec::new()
+        } else {
+            dm::undo_accidental_activation(self, pvs)?
+        };
         let clone_devs = pvs
             .iter()
             .map(|d| dm::dev_of(d))
             .collect::<Result<BTreeSet<_>>>()?;
         let host = self.host_view(&clone_devs)?;
 
-        let already = original.name == target;
         let collision = if already {
             None
         } else if !host.sees_clone.is_empty() {

@@ -51,6 +51,10 @@ pub struct PvRow {
     /// VG UUID (empty for orphans).
     #[serde(default)]
     pub vg_uuid: String,
+    /// `duplicate` when lvm2 saw this PV UUID on another device too and is
+    /// not using this one.
+    #[serde(default)]
+    pub pv_duplicate: String,
 }
 
 /// An LV row of `lvs`.
@@ -141,10 +145,19 @@ impl Lvm {
         parse_report(&run::display(sub, &full), &out.stdout)
     }
 
-    /// Every PV the host's own LVM view shows (honours its devices file or
-    /// filters). Read-only; used to detect name/UUID collisions.
+    /// Every PV device the host's own LVM view shows (honours its devices
+    /// file or filters), duplicates included (`-a`). Read-only; used to
+    /// detect name/UUID collisions.
     pub fn host_pvs(&self) -> Result<Vec<PvRow>> {
-        self.report("pvs", &strs(&["-o", "pv_name,pv_uuid,vg_name,vg_uuid"]))
+        self.all_pvs(&[])
+    }
+
+    /// `pvs -a` with extra leading arguments, keeping only rows that are PVs.
+    pub fn all_pvs(&self, extra: &[&str]) -> Result<Vec<PvRow>> {
+        let mut args = strs(extra);
+        args.extend(strs(&["-a", "-o", "pv_name,pv_uuid,vg_name,vg_uuid,duplicate"]));
+        let rows: Vec<PvRow> = self.report("pvs", &args)?;
+        Ok(rows.into_iter().filter(|r| !r.pv_uuid.is_empty()).collect())
     }
 
     /// The PVs on exactly `devices`.
