@@ -12,6 +12,7 @@ pub mod hctl;
 pub mod identity;
 pub mod inventory;
 pub mod iscsi_sysfs;
+pub mod log;
 pub mod mounts;
 pub mod remove;
 pub mod rescan;

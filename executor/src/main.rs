@@ -595,11 +595,7 @@ fn init_logging(verbose: u8) {
     } else {
         tracing::Level::INFO
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    executor::log::StderrLogger::install(level);
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {

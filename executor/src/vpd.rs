@@ -264,5 +264,5 @@ pub fn matches(wanted: &str, designators: &[Designator], kernel_wwid: Option<&st
     designators
         .iter()
         .filter(|d| d.association() == Association::LogicalUnit)
-        .any(|d| d.aliases().iter().any(|a| *a == w))
+        .any(|d| d.aliases().contains(&w))
 }

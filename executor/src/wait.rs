@@ -168,9 +168,12 @@ pub fn scsi_disks(root: &Root) -> Vec<(String, Hctl)> {
         .collect()
 }
 
+/// One place a LUN may sit: host, (channel, target) when known, LUN.
+type Slot = (u32, Option<(u32, u32)>, u64);
+
 /// Where the LUN may sit, as a predicate on addresses.
 struct Place {
-    slots: Vec<(u32, Option<(u32, u32)>, u64)>,
+    slots: Vec<Slot>,
 }
 
 impl Place {
@@ -238,20 +241,28 @@ impl Waiter<'_> {
                 continue; // not ours: never touch other LUNs
             }
             let key = format!("{name}@{hctl}");
-            let id = if self.verified.contains(&key) {
-                cached
+            let (id, changed) = if self.verified.contains(&key) {
+                (cached.clone(), false)
             } else {
                 refresh(root, &name);
                 self.verified.insert(key.clone());
-                Identity::read(root, &name)
+                let fresh = Identity::read(root, &name);
+                let changed = fresh.describe() != cached.describe();
+                (fresh, changed)
             };
-            if id.matches(self.spec) {
+            let ok = id.matches(self.spec);
+            if ok && (!changed || self.repaired_at.contains(&hctl)) {
                 good.push((name, hctl, id));
                 continue;
             }
-            // Wrong identity where ours should be, or the right WWID with a
-            // wrong serial: a stale device. Delete it and scan that LUN
-            // again, once; then it is a real mismatch.
+            // Wrong identity where ours should be, the right WWID with a
+            // wrong serial, or an identity that changed under an existing
+            // device (LUN number reused: its page cache may still hold the
+            // old clone's blocks): a stale device. Delete it and scan that
+            // LUN again, once; after that a mismatch is real.
+            if changed {
+                tracing::warn!(device = %name, %hctl, was = %cached.describe(), now = %id.describe(), "identity changed under an existing device");
+            }
             if self.repaired_at.contains(&hctl) {
                 return Err(Error::Mismatch {
                     device: name,
@@ -263,7 +274,9 @@ impl Waiter<'_> {
             tracing::warn!(device = %name, %hctl, found = %id.describe(), "stale device: deleting and rescanning");
             root.write(format!("/sys/block/{name}/device/delete"), "1")?;
             self.verified.remove(&key);
-            wait_gone(root, &name, Duration::from_secs(10));
+            if root.is_host() {
+                wait_gone(root, &name, Duration::from_secs(10));
+            }
             rescan::scan(root, &ScanTarget::Hctl(hctl))?;
             self.repaired_at.insert(hctl);
             let note = format!(
