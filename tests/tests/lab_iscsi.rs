@@ -321,7 +321,7 @@ fn targeted_scan_only_presented_lun_lib_agrees_logout_guarded() {
 #[ignore = "needs the lab kernel"]
 fn chap_session_login() {
     let scratch = require_lab();
-    let xfs = ReflinkXfs::create(&scratch, 256);
+    let xfs = ReflinkXfs::create(&scratch, 512);
     let target = "iqn.2026-11.io.goldmount.lab:iscsi-chap";
     let (app, _td) = appliance(&scratch, &xfs, target, &[P1], "127.0.0.1:8472");
     gold(&app, &xfs, "g");
@@ -435,7 +435,7 @@ fn dm_with_uuid(uuid: &str) -> Option<String> {
 #[ignore = "needs the lab kernel"]
 fn multipath_two_portals_attach_and_remove() {
     let scratch = require_lab();
-    let xfs = ReflinkXfs::create(&scratch, 256);
+    let xfs = ReflinkXfs::create(&scratch, 512);
     let _mpd = Multipathd::start();
     let target = "iqn.2026-11.io.goldmount.lab:iscsi-mp";
     let (app, _td) = appliance(&scratch, &xfs, target, &[P1, P2], "127.0.0.1:8474");
