@@ -1,7 +1,8 @@
 #!/bin/bash
 # Seeds fsdetect's fuzz corpora with real on-disk structures: makes small
 # images with the real tools, keeps their first and last 256 KiB (where the
-# signatures live) and copies every piece into fuzz/corpus/<target>/ for every
+# signatures live; 1 MiB for btrfs, whose prober needs a region of at least
+# 1 MiB) and copies every piece into fuzz/corpus/<target>/ for every
 # target, so the fuzzers start from valid superblocks instead of noise.
 # Needs root (loop device for LVM) and the mkfs tools; a missing tool is
 # reported with its package and skipped.  Usage: fuzz/seed-corpus.sh
@@ -14,11 +15,11 @@ mkdir -p "$seeds"
 
 need() { command -v "$1" >/dev/null || { echo "skip: $1 missing (apt-get install -y $2)" >&2; return 1; }; }
 img() { rm -f "$work/$1.img"; truncate -s "$2" "$work/$1.img"; echo "$work/$1.img"; }
-cut() { # name image: head and tail 256 KiB (small images whole)
+cut() { # name image [head KiB]: head (256 KiB default) and tail 256 KiB; small images whole
     local size
     size=$(stat -c %s "$2")
     if [ "$size" -le 524288 ]; then cp "$2" "$seeds/$1-whole"; return; fi
-    dd if="$2" of="$seeds/$1-head" bs=64K count=4 status=none
+    dd if="$2" of="$seeds/$1-head" bs=1K count="${3:-256}" status=none
     dd if="$2" of="$seeds/$1-tail" bs=64K skip=$(( size / 65536 - 4 )) count=4 status=none
 }
 uuid=3b8c1c4e-5a43-4c5e-9b1f-0d2c7e6a9f10
@@ -33,7 +34,7 @@ if need mkfs.xfs xfsprogs; then
     i=$(img xfs 300M); mkfs.xfs -q -f -L seed -m uuid=$uuid "$i" && cut xfs "$i"
 fi
 if need mkfs.btrfs btrfs-progs; then
-    i=$(img btrfs 128M); mkfs.btrfs -q -f -L seed -U $uuid "$i" >/dev/null 2>&1 && cut btrfs "$i"
+    i=$(img btrfs 128M); mkfs.btrfs -q -f -L seed -U $uuid "$i" >/dev/null 2>&1 && cut btrfs "$i" 1024 # blkid: btrfs needs >= 1 MiB
 fi
 if need mkfs.vfat dosfstools; then
     i=$(img fat16 16M); mkfs.vfat -F 16 -n SEED -i 1234abcd "$i" >/dev/null && cut fat16 "$i"

@@ -285,6 +285,119 @@ proptest! {
     }
 }
 
+/// A large device that is zeros except for its first and last `EDGE` bytes:
+/// lets probers with a minimum device size (ZFS: 64 MiB, which libFuzzer
+/// inputs never reach) see planted structures at both ends, cheaply. Panics
+/// on any read past its size.
+struct Sparse {
+    size: u64,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    sector: u32,
+}
+
+/// Bytes kept at each end of a [`Sparse`] device: both ZFS label pairs.
+const EDGE: u64 = 1 << 20;
+
+impl BlockSource for Sparse {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> fsdetect::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        assert!(
+            end.is_some_and(|e| e <= self.size),
+            "read of {} bytes at {offset} past the {}-byte device",
+            buf.len(),
+            self.size
+        );
+        buf.fill(0);
+        let (start, end) = (offset, offset + buf.len() as u64);
+        // Overlap with the head [0, EDGE).
+        if start < EDGE {
+            let e = end.min(EDGE);
+            buf[..(e - start) as usize].copy_from_slice(&self.head[start as usize..e as usize]);
+        }
+        // Overlap with the tail [size - EDGE, size).
+        let tail_start = self.size - EDGE;
+        if end > tail_start {
+            let s = start.max(tail_start);
+            let dst = (s - start) as usize;
+            let n = (end - s) as usize;
+            let src = (s - tail_start) as usize;
+            buf[dst..dst + n].copy_from_slice(&self.tail[src..src + n]);
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn logical_sector_size(&self) -> u32 {
+        self.sector
+    }
+}
+
+/// Offsets inside a ZFS label (256 KiB) where the prober looks: the nvlist
+/// (16 KiB in) and the uberblock ring (128 KiB in), a few slots of it.
+const ZFS_IN_LABEL: &[u64] = &[
+    0,
+    16 * 1024,
+    16 * 1024 + 4,
+    128 * 1024,
+    129 * 1024,
+    130 * 1024,
+    160 * 1024,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn large_sparse_devices_never_panic(
+        extra in prop_oneof![Just(0u64), 1u64..(4 << 20)],
+        sector in prop_oneof![Just(512u32), Just(4096u32)],
+        seed in any::<u64>(),
+        random_edges in any::<bool>(),
+        patches in proptest::collection::vec(
+            (0usize..4, 0usize..ZFS_IN_LABEL.len(), 0u16..64, payload()), 0..16),
+    ) {
+        let size = (64 << 20) + extra;
+        let fill = if random_edges { Fill::Random(seed) } else { Fill::Zero };
+        let mut head = build(EDGE, fill, &[]);
+        let mut tail = build(EDGE, fill, &[]);
+        // Labels L0/L1 at 0 and 256 KiB, L2/L3 at the 256 KiB-aligned end.
+        let aligned = size & !((256 << 10) - 1);
+        for (label, slot, delta, payload) in &patches {
+            let abs = match label {
+                0 => 0,
+                1 => 256 << 10,
+                2 => aligned - (512 << 10),
+                _ => aligned - (256 << 10),
+            } + ZFS_IN_LABEL[*slot] + u64::from(*delta);
+            let bytes: Vec<u8> = match payload {
+                Payload::Magic(m) => MAGICS[*m].to_vec(),
+                Payload::Bytes(b) => b.clone(),
+                Payload::MagicThen(m, b) => [MAGICS[*m], b.as_slice()].concat(),
+            };
+            let (buf, at) = if abs < EDGE {
+                (&mut head, abs)
+            } else {
+                (&mut tail, abs - (size - EDGE))
+            };
+            let at = at as usize;
+            if at < buf.len() {
+                let n = bytes.len().min(buf.len() - at);
+                buf[at..at + n].copy_from_slice(&bytes[..n]);
+            }
+        }
+        let src = Sparse { size, head, tail, sector };
+        let _ = probe_disk(&src);
+        let reader = Reader::new(&src);
+        for info in sig::IDINFOS {
+            let _ = (info.probe)(&reader.whole());
+        }
+    }
+}
+
 #[test]
 fn the_checking_source_catches_reads_outside_its_range() {
     let src = Checked::new(vec![0u8; 4096], 512, 1024, 2048);
@@ -324,4 +437,25 @@ fn fuzz_regressions_replay() {
         eprintln!("replaying {}", path.display());
         exercise(&data);
     }
+}
+
+#[test]
+fn the_sparse_device_serves_its_edges_and_zeros_between() {
+    let size = (64 << 20) + 4096;
+    let src = Sparse {
+        size,
+        head: vec![1u8; EDGE as usize],
+        tail: vec![2u8; EDGE as usize],
+        sector: 512,
+    };
+    let mut buf = vec![9u8; 8];
+    src.read_exact_at(EDGE - 4, &mut buf).unwrap();
+    assert_eq!(buf, [1, 1, 1, 1, 0, 0, 0, 0]);
+    src.read_exact_at(size - EDGE - 4, &mut buf).unwrap();
+    assert_eq!(buf, [0, 0, 0, 0, 2, 2, 2, 2]);
+    let past = std::panic::catch_unwind(|| {
+        let mut b = [0u8; 2];
+        let _ = src.read_exact_at(size - 1, &mut b);
+    });
+    assert!(past.is_err(), "a read past the end must panic");
 }
