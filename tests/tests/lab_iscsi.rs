@@ -162,14 +162,24 @@ fn capture_session_fixture(sid: u32, host: u32, disks: &[String], dest: &Path) {
     let mut links: Vec<(String, &[&str])> = vec![
         (
             format!("/sys/class/iscsi_session/session{sid}"),
-            &["targetname", "tpgt", "ifacename", "initiatorname", "state", "target_id"],
+            &[
+                "targetname",
+                "tpgt",
+                "ifacename",
+                "initiatorname",
+                "state",
+                "target_id",
+            ],
         ),
         (
             format!("/sys/class/iscsi_connection/connection{sid}:0"),
             &["address", "port", "persistent_address", "persistent_port"],
         ),
         (format!("/sys/class/scsi_host/host{host}"), &["proc_name"]),
-        (format!("/sys/class/iscsi_host/host{host}"), &["initiatorname"]),
+        (
+            format!("/sys/class/iscsi_host/host{host}"),
+            &["initiatorname"],
+        ),
     ];
     for d in disks {
         links.push((format!("/sys/block/{d}"), &["dev", "size"]));
@@ -221,19 +231,32 @@ fn targeted_scan_only_presented_lun_lib_agrees_logout_guarded() {
 
     let found = adm::discover(&portal(P1), None, T).unwrap();
     assert!(
-        found.iter().any(|d| d.target_iqn == target && d.portal == portal(P1)),
+        found
+            .iter()
+            .any(|d| d.target_iqn == target && d.portal == portal(P1)),
         "{found:?}"
     );
     let before = lio_disks();
     let rep = adm::login(target, &[portal(P1)], None, T).unwrap();
     assert_eq!(rep.logged_in, vec![portal(P1)]);
     let again = adm::login(target, &[portal(P1)], None, T).unwrap();
-    assert_eq!(again.already, vec![portal(P1)], "second login must be a no-op");
+    assert_eq!(
+        again.already,
+        vec![portal(P1)],
+        "second login must be a no-op"
+    );
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(lio_disks(), before, "login with node.session.scan=manual created disks");
+    assert_eq!(
+        lio_disks(),
+        before,
+        "login with node.session.scan=manual created disks"
+    );
 
     // Library vs sysfs on the same live session.
-    assert!(usr::available(), "libopeniscsiusr.so.0 must load in the guest");
+    assert!(
+        usr::available(),
+        "libopeniscsiusr.so.0 must load in the guest"
+    );
     let lib = usr::sessions().unwrap();
     let sys = Sysfs::default().sessions().unwrap();
     eprintln!("library: {lib:#?}\nsysfs: {sys:#?}");
@@ -253,19 +276,41 @@ fn targeted_scan_only_presented_lun_lib_agrees_logout_guarded() {
 
     // Targeted scan of LUN pick.lun only, through the executor.
     let sid = s.sid;
-    let loc = ScanTarget::IscsiSession { session: sid, lun: pick.lun };
+    let loc = ScanTarget::IscsiSession {
+        session: sid,
+        lun: pick.lun,
+    };
     executor::rescan::scan(&Root::host(), &loc).unwrap();
-    let f = wait::wait(&Root::host(), &spec(pick, Some(loc), MultipathPolicy::Never)).unwrap();
+    let f = wait::wait(
+        &Root::host(),
+        &spec(pick, Some(loc), MultipathPolicy::Never),
+    )
+    .unwrap();
     eprintln!("found {f:?}");
     let after: BTreeSet<(String, String)> = lio_disks().into_iter().collect();
-    let new: Vec<_> = after.difference(&before.iter().cloned().collect()).cloned().collect();
-    assert_eq!(new, vec![(f.device.clone(), pick.wwn.clone())], "exactly the scanned LUN");
+    let new: Vec<_> = after
+        .difference(&before.iter().cloned().collect())
+        .cloned()
+        .collect();
+    assert_eq!(
+        new,
+        vec![(f.device.clone(), pick.wwn.clone())],
+        "exactly the scanned LUN"
+    );
     for other in [&luns[0], &luns[2]] {
-        assert_eq!(disk_with_wwid(&other.wwn), None, "LUN {} appeared unscanned", other.lun);
+        assert_eq!(
+            disk_with_wwid(&other.wwn),
+            None,
+            "LUN {} appeared unscanned",
+            other.lun
+        );
     }
     let disks = Sysfs::default().session_disks(sid).unwrap();
     assert_eq!(disks.len(), 1);
-    assert_eq!((disks[0].name.as_str(), disks[0].lun), (f.device.as_str(), pick.lun));
+    assert_eq!(
+        (disks[0].name.as_str(), disks[0].lun),
+        (f.device.as_str(), pick.lun)
+    );
     let dev = PathBuf::from(format!("/dev/{}", f.device));
     assert_eq!(read_at(&dev, 4096, 4096), read_at(&pick.file, 4096, 4096));
     capture_session_fixture(
@@ -282,9 +327,17 @@ fn targeted_scan_only_presented_lun_lib_agrees_logout_guarded() {
     let _ = holder.wait();
     eprintln!("refused: {e}");
     match &e {
-        IscsiError::InUse { device, holder, sid: s2, .. } => {
+        IscsiError::InUse {
+            device,
+            holder,
+            sid: s2,
+            ..
+        } => {
             assert_eq!((device, *s2), (&f.device, sid));
-            assert!(holder.contains("open by pid") && holder.contains("sleep"), "{holder}");
+            assert!(
+                holder.contains("open by pid") && holder.contains("sleep"),
+                "{holder}"
+            );
         }
         other => panic!("expected InUse, got {other}"),
     }
@@ -295,7 +348,11 @@ fn targeted_scan_only_presented_lun_lib_agrees_logout_guarded() {
     let e = adm::logout_if_unused(target, &portal(P1), T).unwrap_err();
     run("umount", &[mnt.to_str().unwrap()]);
     assert!(e.to_string().contains("mounted on"), "{e}");
-    assert_eq!(session_for(target, P1), sid, "refused logout must keep the session");
+    assert_eq!(
+        session_for(target, P1),
+        sid,
+        "refused logout must keep the session"
+    );
 
     // remove-device, then the session is free and logs out.
     let r = executor::remove::remove(&Root::host(), dev.to_str().unwrap(), &Default::default())
@@ -335,7 +392,10 @@ fn chap_session_login() {
     let e = adm::login(target, &[portal(P1)], None, T).unwrap_err();
     eprintln!("without CHAP: {e}");
     let s = e.to_string();
-    assert!(s.contains(target) && s.contains(P1) && s.contains("exit 24"), "{s}");
+    assert!(
+        s.contains(target) && s.contains(P1) && s.contains("exit 24"),
+        "{s}"
+    );
     let chap = adm::Chap::new("gmuser", "gm-secret-12");
     let rep = adm::login(target, &[portal(P1)], Some(&chap), T).unwrap();
     assert_eq!(rep.logged_in, vec![portal(P1)]);
@@ -363,24 +423,49 @@ fn reused_lun_number_detected_and_repaired() {
     adm::discover(&portal(P1), None, T).unwrap();
     adm::login(target, &[portal(P1)], None, T).unwrap();
     let sid = session_for(target, P1);
-    let loc = ScanTarget::IscsiSession { session: sid, lun: a.lun };
+    let loc = ScanTarget::IscsiSession {
+        session: sid,
+        lun: a.lun,
+    };
     executor::rescan::scan(&Root::host(), &loc).unwrap();
-    let fa = wait::wait(&Root::host(), &spec(&a, Some(loc.clone()), MultipathPolicy::Never)).unwrap();
+    let fa = wait::wait(
+        &Root::host(),
+        &spec(&a, Some(loc.clone()), MultipathPolicy::Never),
+    )
+    .unwrap();
     eprintln!("A: {fa:?}");
 
     let st = app.delete("/v1/presentations/ca");
     assert!(st == 200 || st == 204, "unpresent -> {st}");
     let b = present(&app, "cb", "gb");
-    assert_eq!(b.lun, a.lun, "the appliance must reuse the LUN number for this scenario");
+    assert_eq!(
+        b.lun, a.lun,
+        "the appliance must reuse the LUN number for this scenario"
+    );
     assert_ne!(b.wwn, a.wwn);
-    assert_eq!(disk_with_wwid(&a.wwn).as_deref(), Some(fa.device.as_str()), "stale disk gone?");
+    assert_eq!(
+        disk_with_wwid(&a.wwn).as_deref(),
+        Some(fa.device.as_str()),
+        "stale disk gone?"
+    );
 
     let fb = wait::wait(&Root::host(), &spec(&b, Some(loc), MultipathPolicy::Never)).unwrap();
     eprintln!("B: {fb:?}");
-    assert!(!fb.repaired.is_empty(), "the stale device was not caught: {fb:?}");
+    assert!(
+        !fb.repaired.is_empty(),
+        "the stale device was not caught: {fb:?}"
+    );
     let dev = PathBuf::from(format!("/dev/{}", fb.device));
-    assert_eq!(read_at(&dev, 8192, 4096), read_at(&b.file, 8192, 4096), "not B's data");
-    assert_eq!(disk_with_wwid(&a.wwn), None, "a disk with A's WWID survived");
+    assert_eq!(
+        read_at(&dev, 8192, 4096),
+        read_at(&b.file, 8192, 4096),
+        "not B's data"
+    );
+    assert_eq!(
+        disk_with_wwid(&a.wwn),
+        None,
+        "a disk with A's WWID survived"
+    );
     assert_eq!(Sysfs::default().session_disks(sid).unwrap().len(), 1);
     executor::remove::remove(&Root::host(), dev.to_str().unwrap(), &Default::default()).unwrap();
     assert!(matches!(
@@ -407,7 +492,9 @@ impl Multipathd {
         fs::create_dir_all("/etc/multipath").unwrap();
         run("multipathd", &[]);
         wait_until("multipathd socket", WAIT, || {
-            try_run("multipathd", &["show", "status"], T).ok().map(|_| ())
+            try_run("multipathd", &["show", "status"], T)
+                .ok()
+                .map(|_| ())
         });
         Multipathd
     }
@@ -442,11 +529,17 @@ fn multipath_two_portals_attach_and_remove() {
     gold(&app, &xfs, "g");
     let l = present(&app, "c0", "g");
     let found = adm::discover(&portal(P1), None, T).unwrap();
-    assert!(found.iter().any(|d| d.portal == portal(P2)), "discovery lacks {P2}: {found:?}");
+    assert!(
+        found.iter().any(|d| d.portal == portal(P2)),
+        "discovery lacks {P2}: {found:?}"
+    );
     let rep = adm::login(target, &[portal(P1), portal(P2)], None, T).unwrap();
     assert_eq!(rep.logged_in, vec![portal(P1), portal(P2)]);
     for p in [P1, P2] {
-        let loc = ScanTarget::IscsiSession { session: session_for(target, p), lun: l.lun };
+        let loc = ScanTarget::IscsiSession {
+            session: session_for(target, p),
+            lun: l.lun,
+        };
         executor::rescan::scan(&Root::host(), &loc).unwrap();
     }
     let f = wait::wait(&Root::host(), &spec(&l, None, MultipathPolicy::Require)).unwrap();
@@ -456,7 +549,10 @@ fn multipath_two_portals_attach_and_remove() {
     let uuid = format!("mpath-3{hex}");
     let dm = dm_with_uuid(&uuid).unwrap_or_else(|| panic!("no dm map with uuid {uuid}"));
     assert_eq!(f.device, dm);
-    assert_eq!(read_at(Path::new(&f.node), 4096, 4096), read_at(&l.file, 4096, 4096));
+    assert_eq!(
+        read_at(Path::new(&f.node), 4096, 4096),
+        read_at(&l.file, 4096, 4096)
+    );
 
     let e = adm::logout_if_unused(target, &portal(P1), T).unwrap_err();
     assert!(e.to_string().contains(&format!("held by {dm}")), "{e}");
@@ -497,14 +593,22 @@ impl Method {
 
 fn disk_at(h: u32, c: u32, t: u32, l: u64) -> Option<String> {
     let dir = format!("/sys/class/scsi_device/{h}:{c}:{t}:{l}/device/block");
-    fs::read_dir(dir).ok()?.flatten().next().map(|e| e.file_name().to_string_lossy().into_owned())
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .next()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
 }
 
 fn count_disks_on_host(h: u32) -> usize {
     fs::read_dir("/sys/class/scsi_device")
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{h}:")))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{h}:"))
+                })
                 .count()
         })
         .unwrap_or(0)
@@ -524,7 +628,9 @@ fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, rep
         match m {
             Method::Targeted => fs::write(&scan, format!("{c} {t} {l}")).unwrap(),
             Method::Wildcard => fs::write(&scan, "- - -").unwrap(),
-            Method::IscsiadmRescan => adm::rescan_session(sid.unwrap(), Duration::from_secs(600)).unwrap(),
+            Method::IscsiadmRescan => {
+                adm::rescan_session(sid.unwrap(), Duration::from_secs(600)).unwrap()
+            }
         }
         loop {
             if let Some(d) = disk_at(h, c, t, l) {
@@ -532,7 +638,10 @@ fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, rep
                     break;
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(300), "{m:?} never brought {h}:{c}:{t}:{l}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(300),
+                "{m:?} never brought {h}:{c}:{t}:{l}"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         v.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -544,11 +653,17 @@ fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, rep
 fn scsi_debug_host() -> u32 {
     let d = fs::read_dir("/sys/bus/pseudo/drivers/scsi_debug").unwrap();
     d.flatten()
-        .find_map(|e| e.file_name().to_str()?.strip_prefix("adapter").map(|_| e.path()))
+        .find_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("adapter")
+                .map(|_| e.path())
+        })
         .and_then(|a| {
-            fs::read_dir(a).ok()?.flatten().find_map(|e| {
-                e.file_name().to_str()?.strip_prefix("host")?.parse().ok()
-            })
+            fs::read_dir(a)
+                .ok()?
+                .flatten()
+                .find_map(|e| e.file_name().to_str()?.strip_prefix("host")?.parse().ok())
         })
         .expect("scsi_debug host")
 }
@@ -578,18 +693,31 @@ fn bench_targeted_vs_wildcard_scan() {
             ],
         );
         let h = scsi_debug_host();
-        wait_until(&format!("{n} scsi_debug LUNs"), Duration::from_secs(600), || {
-            (count_disks_on_host(h) >= n).then_some(())
-        });
-        let _ = try_run("udevadm", &["settle", "-t", "300"], Duration::from_secs(320));
-        eprintln!("scsi_debug {n} LUNs up in {:.1}s", t0.elapsed().as_secs_f64());
+        wait_until(
+            &format!("{n} scsi_debug LUNs"),
+            Duration::from_secs(600),
+            || (count_disks_on_host(h) >= n).then_some(()),
+        );
+        let _ = try_run(
+            "udevadm",
+            &["settle", "-t", "300"],
+            Duration::from_secs(320),
+        );
+        eprintln!(
+            "scsi_debug {n} LUNs up in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
         let l = u64::from(luns / 2);
         for m in [Method::Targeted, Method::Wildcard] {
             let ms = time_new_lun(h, 0, 0, l, m, None, reps);
             rows.push(("scsi_debug".into(), n, m, ms));
             eprintln!("scsi_debug n={n} {m:?}: {ms:.1} ms");
         }
-        let _ = try_run("udevadm", &["settle", "-t", "120"], Duration::from_secs(130));
+        let _ = try_run(
+            "udevadm",
+            &["settle", "-t", "120"],
+            Duration::from_secs(130),
+        );
         run("modprobe", &["-r", "scsi_debug"]);
     }
 
@@ -597,7 +725,11 @@ fn bench_targeted_vs_wildcard_scan() {
     let target = "iqn.2026-11.io.goldmount.lab:iscsi-bench";
     let initiator = initiator_iqn();
     let lio = Lio::new(LioConfig::new(target, vec![P1.parse().unwrap()]));
-    let _td = Teardown { target: target.into(), portals: vec![P1], initiator: initiator.clone() };
+    let _td = Teardown {
+        target: target.into(),
+        portals: vec![P1],
+        initiator: initiator.clone(),
+    };
     lio.ensure_target().unwrap();
     lio.ensure_acl(&initiator).unwrap();
     let mut mapped = 0u32;
@@ -613,7 +745,8 @@ fn bench_targeted_vs_wildcard_scan() {
                 unit_serial: format!("0b0b0b0b-0000-4000-8000-{i:012x}"),
             };
             lio.ensure_backstore(&b).unwrap();
-            lio.map_lun(i, &b.name, std::slice::from_ref(&initiator)).unwrap();
+            lio.map_lun(i, &b.name, std::slice::from_ref(&initiator))
+                .unwrap();
         }
         mapped = n;
         if adm::find_sessions(target, &portal(P1)).unwrap().is_empty() {
@@ -627,7 +760,11 @@ fn bench_targeted_vs_wildcard_scan() {
         wait_until(&format!("{n} iSCSI LUNs"), Duration::from_secs(900), || {
             (count_disks_on_host(h) >= n as usize).then_some(())
         });
-        let _ = try_run("udevadm", &["settle", "-t", "300"], Duration::from_secs(320));
+        let _ = try_run(
+            "udevadm",
+            &["settle", "-t", "300"],
+            Duration::from_secs(320),
+        );
         eprintln!("iSCSI {n} LUNs up in {:.1}s", t0.elapsed().as_secs_f64());
         let l = u64::from(n / 2);
         for m in [Method::Targeted, Method::Wildcard, Method::IscsiadmRescan] {
@@ -637,7 +774,11 @@ fn bench_targeted_vs_wildcard_scan() {
         }
     }
     // Tear the many disks down before logout (faster, and leaves no trace).
-    let _ = try_run("iscsiadm", &["-m", "node", "-T", target, "-p", P1, "--logout"], Duration::from_secs(600));
+    let _ = try_run(
+        "iscsiadm",
+        &["-m", "node", "-T", target, "-p", P1, "--logout"],
+        Duration::from_secs(600),
+    );
 
     let mut table = String::from(
         "| bus | existing LUNs | method | new LUN's device (ms, median of 3) | × targeted |\n|---|---:|---|---:|---:|\n",
@@ -648,7 +789,11 @@ fn bench_targeted_vs_wildcard_scan() {
             .find(|(b, k, mm, _)| b == bus && k == n && matches!(mm, Method::Targeted))
             .map(|r| r.3)
             .unwrap();
-        table.push_str(&format!("| {bus} | {n} | {} | {ms:.1} | {:.1} |\n", m.name(), ms / base));
+        table.push_str(&format!(
+            "| {bus} | {n} | {} | {ms:.1} | {:.1} |\n",
+            m.name(),
+            ms / base
+        ));
     }
     println!("\nBENCH-TABLE-BEGIN\n{table}BENCH-TABLE-END");
     fs::create_dir_all(results_dir()).unwrap();
