@@ -15,3 +15,4 @@ pub mod state;
 pub mod tools;
 pub mod volume;
 pub mod wwid;
+pub mod zfs;
