@@ -190,13 +190,10 @@ pub fn remove_dm(lvm: &Lvm, devs: &[DmDevice]) -> Result<Vec<String>> {
     let leaving: BTreeSet<String> = devs.iter().map(|d| d.kname.clone()).collect();
     for d in devs {
         if let Some(holder) = holder_of(lvm, d, &leaving)? {
-            // A holder inside the set is fine; only outside users block.
-            if !holder.starts_with("holder device") || d.holders.iter().any(|h| !leaving.contains(h)) {
-                return Err(LvmError::Busy {
-                    device: format!("/dev/mapper/{}", d.name),
-                    holder,
-                });
-            }
+            return Err(LvmError::Busy {
+                device: format!("/dev/mapper/{}", d.name),
+                holder,
+            });
         }
     }
     let mut left: Vec<&DmDevice> = devs.iter().collect();
