@@ -8,9 +8,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../../tests/src/golddisk.rs"]
+mod golddisk;
+
 const MIB: u64 = 1024 * 1024;
-const ROOT_UUID: &str = "7d1c9f2e-5b4a-4e3d-8c2b-1a0f9e8d7c6b";
-const BOOT_UUID: &str = "3f0e6a56-2a8d-4c55-9a0b-5d3c1e2f4a10";
 
 fn tool(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
@@ -97,97 +98,9 @@ fn write_into(disk: &Path, offset: u64, fs_img: &Path) {
     }
 }
 
-/// A gold disk: GPT, p1 ext4 "boot", p2 xfs root with /etc/fstab naming the
-/// others (UUID=, LABEL=, PARTUUID= styles), p3 ext4 "data".
+/// The shared gold disk: GPT, /boot ext4, root xfs with an fstab, data ext4.
 fn gold_disk(dir: &Path) -> PathBuf {
-    let disk = dir.join("gold.img");
-    fs::File::create(&disk).unwrap().set_len(500 * MIB).unwrap();
-    tool(
-        "sgdisk",
-        &[
-            "-n1:2048:+64M",
-            "-t1:8300",
-            "-c1:boot",
-            "-u1:11111111-2222-4333-8444-555555555501",
-            "-n2:0:+320M",
-            "-t2:8300",
-            "-c2:root",
-            "-n3:0:+64M",
-            "-t3:8300",
-            "-c3:data",
-            disk.to_str().unwrap(),
-        ],
-    );
-    let mnt = dir.join("mnt");
-    fs::create_dir_all(&mnt).unwrap();
-    // p1: /boot
-    let boot = dir.join("boot.fs");
-    fs::File::create(&boot).unwrap().set_len(64 * MIB).unwrap();
-    tool(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-L",
-            "boot",
-            "-U",
-            BOOT_UUID,
-            boot.to_str().unwrap(),
-        ],
-    );
-    tool("mount", &[boot.to_str().unwrap(), mnt.to_str().unwrap()]);
-    fs::write(mnt.join("vmlinuz"), b"kernel image of the gold host\n").unwrap();
-    tool("umount", &[mnt.to_str().unwrap()]);
-    write_into(&disk, MIB, &boot);
-    // p2: root xfs with an fstab
-    let root = dir.join("root.fs");
-    fs::File::create(&root).unwrap().set_len(320 * MIB).unwrap();
-    tool(
-        "mkfs.xfs",
-        &[
-            "-q",
-            "-f",
-            "-L",
-            "root",
-            "-m",
-            &format!("uuid={ROOT_UUID}"),
-            root.to_str().unwrap(),
-        ],
-    );
-    tool("mount", &[root.to_str().unwrap(), mnt.to_str().unwrap()]);
-    for d in ["etc", "boot", "srv/data", "home"] {
-        fs::create_dir_all(mnt.join(d)).unwrap();
-    }
-    fs::write(
-        mnt.join("etc/fstab"),
-        format!(
-            "# gold host fstab\nUUID={ROOT_UUID} / xfs defaults 0 0\n\
-             PARTUUID=11111111-2222-4333-8444-555555555501 /boot ext4 defaults 0 2\n\
-             LABEL=data /srv/data ext4 defaults 0 2\n\
-             UUID=0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e none swap sw 0 0\n\
-             server:/home /home nfs defaults 0 0\n\
-             /dev/sdq1 /opt ext4 defaults 0 0\n"
-        ),
-    )
-    .unwrap();
-    fs::write(mnt.join("etc/hostname"), b"gold-host\n").unwrap();
-    tool("umount", &[mnt.to_str().unwrap()]);
-    write_into(&disk, 65 * MIB, &root);
-    // p3: data
-    let data = dir.join("data.fs");
-    fs::File::create(&data).unwrap().set_len(64 * MIB).unwrap();
-    tool(
-        "mkfs.ext4",
-        &["-q", "-F", "-L", "data", data.to_str().unwrap()],
-    );
-    tool("mount", &[data.to_str().unwrap(), mnt.to_str().unwrap()]);
-    fs::write(mnt.join("records.csv"), b"id,name\n1,gold\n").unwrap();
-    tool("umount", &[mnt.to_str().unwrap()]);
-    write_into(&disk, 385 * MIB, &data);
-    for f in [boot, root, data] {
-        fs::remove_file(f).unwrap();
-    }
-    disk
+    golddisk::build(dir, "gold.img").unwrap()
 }
 
 fn loops_backed_by(path: &Path) -> usize {

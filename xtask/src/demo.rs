@@ -1,76 +1,27 @@
-//! `cargo xtask demo`: the main job until attach/mount exist — build a sample
-//! GPT disk with several filesystems using the real tools, then show what
-//! `goldmount probe` finds on it, next to `blkid -p` for the same regions.
+//! `cargo xtask demo`: the main job, end to end on this machine.
+//!
+//! 1. build a gold disk with the real tools (GPT: /boot ext4, root XFS with an
+//!    /etc/fstab naming the others, data ext4);
+//! 2. start the reference appliance (loop backend) on a reflink XFS, import the
+//!    gold copy, register this host, make three thin clones and present them;
+//! 3. `goldmount probe` one clone, then `goldmount mount --wwid` all three:
+//!    each comes up as the gold host's tree, side by side;
+//! 4. write into one clone and show it reaches neither the gold nor the others;
+//! 5. tear everything down and show nothing is left.
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use crate::prereqs;
 
+#[path = "../../tests/src/golddisk.rs"]
+mod golddisk;
+
 const MIB: u64 = 1024 * 1024;
-
-/// One partition of the sample disk: GPT type code, name, size, and the mkfs
-/// command that fills it (run on a scratch file, then copied in place).
-struct PartSpec {
-    name: &'static str,
-    type_code: &'static str,
-    size_mib: u64,
-    mkfs: &'static [&'static str],
-}
-
-const PARTS: &[PartSpec] = &[
-    PartSpec {
-        name: "EFI",
-        type_code: "ef00",
-        size_mib: 64,
-        mkfs: &["mkfs.vfat", "-F", "32", "-n", "EFI", "-i", "1234ABCD"],
-    },
-    PartSpec {
-        name: "boot",
-        type_code: "8300",
-        size_mib: 128,
-        mkfs: &[
-            "mkfs.ext4",
-            "-q",
-            "-F",
-            "-L",
-            "boot",
-            "-U",
-            "3f0e6a56-2a8d-4c55-9a0b-5d3c1e2f4a10",
-        ],
-    },
-    PartSpec {
-        name: "root",
-        type_code: "8300",
-        size_mib: 320,
-        mkfs: &[
-            "mkfs.xfs",
-            "-q",
-            "-f",
-            "-L",
-            "root",
-            "-m",
-            "uuid=7d1c9f2e-5b4a-4e3d-8c2b-1a0f9e8d7c6b",
-        ],
-    },
-    PartSpec {
-        name: "swap",
-        type_code: "8200",
-        size_mib: 32,
-        mkfs: &[
-            "mkswap",
-            "-L",
-            "swap",
-            "-U",
-            "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e",
-        ],
-    },
-];
+const PORT: u16 = 18470;
 
 fn run(prog: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(prog)
@@ -86,63 +37,24 @@ fn run(prog: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Copies `src` into `disk` at `offset`, skipping all-zero blocks so the
-/// sample disk stays sparse.
-fn copy_into(src: &Path, disk: &File, offset: u64) -> Result<()> {
-    let mut f = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let mut buf = vec![0u8; MIB as usize];
-    let mut pos = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if buf[..n].iter().any(|&b| b != 0) {
-            disk.write_all_at(&buf[..n], offset + pos)?;
-        }
-        pos += n as u64;
-    }
-    Ok(())
+fn show(prog: &Path, args: &[&str]) -> Result<String> {
+    let name = prog
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    println!("$ {name} {}", args.join(" "));
+    let out = run(&prog.to_string_lossy(), args)?;
+    print!("{out}");
+    Ok(out)
 }
 
-fn build_sample_disk(dir: &Path) -> Result<(PathBuf, Vec<(u64, u64)>)> {
-    let disk_path = dir.join("sample-disk.img");
-    let total: u64 = PARTS.iter().map(|p| p.size_mib).sum::<u64>() + 4;
-    let disk = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&disk_path)?;
-    disk.set_len(total * MIB)?;
-    let mut sgdisk_args: Vec<String> =
-        vec!["-U".into(), "5e1c0a2b-3d4f-4a6b-9c8d-7e6f5a4b3c2d".into()];
-    for (i, p) in PARTS.iter().enumerate() {
-        let n = i + 1;
-        sgdisk_args.push(format!("-n{n}:0:+{}M", p.size_mib));
-        sgdisk_args.push(format!("-t{n}:{}", p.type_code));
-        sgdisk_args.push(format!("-c{n}:{}", p.name));
-    }
-    sgdisk_args.push(disk_path.to_string_lossy().into_owned());
-    let args: Vec<&str> = sgdisk_args.iter().map(String::as_str).collect();
-    run("sgdisk", &args)?;
-    let mut regions = Vec::new();
-    let mut start = MIB; // sgdisk aligns the first partition at 1 MiB
-    for p in PARTS {
-        let fs_img = dir.join(format!("{}.fs", p.name));
-        File::create(&fs_img)?.set_len(p.size_mib * MIB)?;
-        let mut args: Vec<&str> = p.mkfs[1..].to_vec();
-        let fs_str = fs_img.to_string_lossy().into_owned();
-        args.push(&fs_str);
-        run(p.mkfs[0], &args)?;
-        copy_into(&fs_img, &disk, start)?;
-        std::fs::remove_file(&fs_img)?;
-        regions.push((start, p.size_mib * MIB));
-        start += p.size_mib * MIB;
-    }
-    Ok((disk_path, regions))
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
 }
 
-fn goldmount_bin() -> Result<PathBuf> {
+fn build_binaries() -> Result<(PathBuf, PathBuf)> {
     let st = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -150,72 +62,247 @@ fn goldmount_bin() -> Result<PathBuf> {
             "-q",
             "-p",
             "connector",
-            "--bin",
-            "goldmount",
+            "-p",
+            "appliance",
         ])
         .status()
-        .context("building goldmount")?;
-    ensure!(st.success(), "building goldmount failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    Ok(target.join("release/goldmount"))
+        .context("building goldmount and goldmount-appliance")?;
+    ensure!(st.success(), "cargo build failed");
+    let t = target_dir().join("release");
+    Ok((t.join("goldmount"), t.join("goldmount-appliance")))
+}
+
+/// Everything the demo set up, undone in reverse on drop (also on failure).
+struct Cleanup {
+    appliance: Option<Child>,
+    mounts: Vec<PathBuf>,
+    loops: Vec<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.appliance.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for l in self.loops.drain(..) {
+            let _ = Command::new("losetup").arg("-d").arg(&l).status();
+        }
+        for m in self.mounts.drain(..).rev() {
+            let _ = Command::new("umount").arg(&m).status();
+        }
+    }
+}
+
+fn tree(root: &Path, depth: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(dir: &Path, base: &Path, depth: usize, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            let rel = p.strip_prefix(base).unwrap_or(&p).display().to_string();
+            if rel == "lost+found" || rel.ends_with("/lost+found") {
+                continue;
+            }
+            if p.is_dir() {
+                out.push(format!("{rel}/"));
+                if depth > 1 {
+                    walk(&p, base, depth - 1, out);
+                }
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    walk(root, root, depth, &mut out);
+    out
 }
 
 /// Entry point of `cargo xtask demo`.
 pub fn main(_args: &[String]) -> Result<()> {
     prereqs::ensure_apt(&["gdisk", "e2fsprogs", "xfsprogs", "dosfstools", "util-linux"])?;
-    let gm = goldmount_bin()?;
-    let dir = PathBuf::from("target/demo");
+    let (gm, ap) = build_binaries()?;
+    let dir = std::fs::canonicalize(".")?.join(target_dir()).join("demo");
+    let _ = Command::new("umount")
+        .arg("-R")
+        .arg(dir.join("appliance"))
+        .stderr(Stdio::null())
+        .status();
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let (disk, regions) = build_sample_disk(&dir)?;
-    println!(
-        "== sample disk: {} (GPT: EFI vfat, boot ext4, root xfs, swap)\n",
-        disk.display()
+    let mut cleanup = Cleanup {
+        appliance: None,
+        mounts: Vec::new(),
+        loops: Vec::new(),
+    };
+
+    println!("== 1. a gold disk, made by sgdisk, mkfs.ext4 and mkfs.xfs");
+    let gold = golddisk::build(&dir, "pg-gold.img").map_err(anyhow::Error::msg)?;
+    show(&gm, &["probe", &gold.to_string_lossy()])?;
+
+    println!("\n== 2. the reference appliance (loop backend) on a reflink XFS");
+    let pool = dir.join("appliance.xfs");
+    std::fs::File::create(&pool)?.set_len(2048 * MIB)?;
+    run(
+        "mkfs.xfs",
+        &["-q", "-f", "-m", "reflink=1", &pool.to_string_lossy()],
+    )?;
+    let data = dir.join("appliance");
+    std::fs::create_dir_all(&data)?;
+    run("mount", &[&pool.to_string_lossy(), &data.to_string_lossy()])?;
+    cleanup.mounts.push(data.clone());
+    let listen = format!("127.0.0.1:{PORT}");
+    let server = format!("http://{listen}");
+    let log = std::fs::File::create(dir.join("appliance.log"))?;
+    cleanup.appliance = Some(
+        Command::new(&ap)
+            .args([
+                "serve",
+                "--backend",
+                "loop",
+                "--listen",
+                &listen,
+                "--data-dir",
+                &data.to_string_lossy(),
+            ])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting goldmount-appliance")?,
     );
-    println!("$ goldmount probe {}", disk.display());
-    print!(
-        "{}",
-        String::from_utf8_lossy(&Command::new(&gm).arg("probe").arg(&disk).output()?.stdout)
-    );
-    println!("\n== per-partition, goldmount probe --format udev vs blkid -p -o udev:");
-    let mut all_same = true;
-    for (i, (off, size)) in regions.iter().enumerate() {
-        let (o, s) = (off.to_string(), size.to_string());
-        let ours = Command::new(&gm)
-            .args(["probe", "--format", "udev", "--offset", &o, "--size", &s])
-            .arg(&disk)
-            .output()?;
-        let theirs = Command::new("blkid")
-            .args(["-p", "-o", "udev", "-O", &o, "-S", &s])
-            .arg(&disk)
-            .output()?;
-        let same = ours.stdout == theirs.stdout;
-        all_same &= same;
-        println!(
-            "-- partition {} ({}): {}",
-            i + 1,
-            PARTS[i].name,
-            if same { "identical" } else { "DIFFERENT" }
-        );
-        print!("{}", String::from_utf8_lossy(&ours.stdout));
+    let t0 = Instant::now();
+    while run(
+        &ap.to_string_lossy(),
+        &["gold", "list", "--server", &server],
+    )
+    .is_err()
+    {
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "the appliance did not answer on {server} (see {})",
+                dir.join("appliance.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    println!(
-        "\n$ goldmount probe --json {} | (I/O summary)",
-        disk.display()
-    );
-    let json = Command::new(&gm)
-        .args(["probe", "--json"])
-        .arg(&disk)
-        .output()?;
-    let text = String::from_utf8_lossy(&json.stdout);
-    if let Some(pos) = text.find("\"io\"") {
+    show(
+        &ap,
+        &[
+            "gold",
+            "import",
+            "pg-gold",
+            &gold.to_string_lossy(),
+            "--server",
+            &server,
+        ],
+    )?;
+    let host = run("hostname", &[])?.trim().to_string();
+    show(
+        &ap,
+        &[
+            "host",
+            "register",
+            &host,
+            "--iqn",
+            "iqn.2026-11.dev.goldmount:demo",
+            "--server",
+            &server,
+        ],
+    )?;
+    let mut backing = Vec::new();
+    for i in 1..=3 {
+        let name = format!("pg{i}");
+        let t = Instant::now();
+        run(
+            &ap.to_string_lossy(),
+            &[
+                "clone", "create", &name, "--gold", "pg-gold", "--server", &server,
+            ],
+        )?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let p: serde_json::Value = serde_json::from_str(&run(
+            &ap.to_string_lossy(),
+            &["present", &name, "--host", &host, "--server", &server],
+        )?)?;
+        let bf = p["backing_file"]
+            .as_str()
+            .context("presentation without backing_file")?
+            .to_string();
         println!(
-            "{}",
-            text[pos..].lines().take(4).collect::<Vec<_>>().join("\n")
+            "clone {name}: thin clone in {ms:.1} ms, presented as {} (backing {bf})",
+            p["device"].as_str().unwrap_or("?")
+        );
+        if let Some(d) = p["device"].as_str() {
+            cleanup.loops.push(PathBuf::from(d));
+        }
+        backing.push((name, bf));
+    }
+
+    println!("\n== 3. goldmount mounts the three clones side by side");
+    let vroot = dir.join("volumes");
+    std::env::set_var("GOLDMOUNT_VOLUMES_ROOT", &vroot);
+    std::env::set_var("GOLDMOUNT_STATE", dir.join("state.redb"));
+    std::env::set_var("GOLDMOUNT_RUN_DIR", dir.join("run"));
+    for (name, bf) in &backing {
+        let t = Instant::now();
+        show(&gm, &["mount", "--wwid", bf, "--volume", name])?;
+        println!(
+            "   ({:.0} ms from device present to all mounted)",
+            t.elapsed().as_secs_f64() * 1000.0
         );
     }
-    ensure!(all_same, "goldmount and blkid disagree on the sample disk");
-    println!("\nall partitions identical to blkid; the sample disk was only read, never written");
+    show(&gm, &["list"])?;
+    println!("\ntree of {}:", vroot.join("pg1").display());
+    for l in tree(&vroot.join("pg1"), 3) {
+        println!("  {l}");
+    }
+
+    println!("\n== 4. a write in pg1 reaches neither pg2, pg3 nor the gold copy");
+    let rec = "srv/data/records.csv";
+    std::fs::write(vroot.join("pg1").join(rec), "id,name\n1,changed in pg1\n")?;
+    for (name, _) in &backing {
+        let text = std::fs::read_to_string(vroot.join(name).join(rec))?;
+        println!("  {name}/{rec}: {:?}", text.lines().nth(1).unwrap_or(""));
+    }
+    for (name, _) in backing.iter().skip(1) {
+        ensure!(
+            std::fs::read_to_string(vroot.join(name).join(rec))? == golddisk::FILES[2].1,
+            "the write leaked into {name}"
+        );
+    }
+
+    println!("\n== 5. teardown");
+    for (name, _) in &backing {
+        show(&gm, &["unmount", "--volume", name])?;
+        show(&ap, &["unpresent", name, "--server", &server])?;
+        run(
+            &ap.to_string_lossy(),
+            &["clone", "delete", name, "--server", &server],
+        )
+        .ok();
+    }
+    cleanup.loops.clear();
+    let gold_probe = run(
+        &gm.to_string_lossy(),
+        &["probe", "--format", "udev", &gold.to_string_lossy()],
+    )?;
+    ensure!(
+        gold_probe.contains("ID_PART_TABLE_TYPE=gpt"),
+        "the gold disk changed"
+    );
+    let left = std::fs::read_to_string("/proc/self/mountinfo")?
+        .lines()
+        .filter(|l| l.contains(&*vroot.to_string_lossy()))
+        .count();
+    ensure!(left == 0, "{left} mounts left under {}", vroot.display());
+    println!(
+        "no mounts left under {}; no loop devices left for the clones",
+        vroot.display()
+    );
+    drop(cleanup);
+    println!("\ndemo complete");
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 
+mod bench;
 mod demo;
 mod lab;
 mod prereqs;
@@ -14,6 +15,7 @@ fn main() -> Result<()> {
         Some("lab") => lab::main(&args[1..]),
         Some("test") => test::main(&args[1..]),
         Some("demo") => demo::main(&args[1..]),
+        Some("bench") => bench::main(&args[1..]),
         Some(cmd) => bail!("xtask {cmd}: not written yet"),
         None => bail!("usage: cargo xtask demo|test|lab|bench"),
     }
