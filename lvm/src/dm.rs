@@ -150,7 +150,9 @@ pub fn holder_of(lvm: &Lvm, d: &DmDevice, leaving: &BTreeSet<String>) -> Result<
     )?;
     let open: u64 = out.stdout.trim().parse().unwrap_or(0);
     if open > 0 {
-        return Ok(Some(format!("{open} open file handle(s) (a process has it open)")));
+        return Ok(Some(format!(
+            "{open} open file handle(s) (a process has it open)"
+        )));
     }
     Ok(None)
 }
@@ -182,7 +184,11 @@ pub fn clone_dm_devices(all: &[DmDevice], clone_devs: &BTreeSet<String>) -> Resu
             break;
         }
     }
-    Ok(all.iter().filter(|d| ours.contains(&d.dev)).cloned().collect())
+    Ok(all
+        .iter()
+        .filter(|d| ours.contains(&d.dev))
+        .cloned()
+        .collect())
 }
 
 /// Removes `devs` (all must be unused except by each other), top-most first.
@@ -205,12 +211,18 @@ pub fn remove_dm(lvm: &Lvm, devs: &[DmDevice]) -> Result<Vec<String>> {
             .cloned()
             .collect();
         // Remove those whose holders (within the set) are already gone.
-        let (now, later): (Vec<&DmDevice>, Vec<&DmDevice>) = left
-            .into_iter()
-            .partition(|d| d.holders.iter().all(|h| gone.contains(h) || !leaving.contains(h)));
+        let (now, later): (Vec<&DmDevice>, Vec<&DmDevice>) = left.into_iter().partition(|d| {
+            d.holders
+                .iter()
+                .all(|h| gone.contains(h) || !leaving.contains(h))
+        });
         if now.is_empty() {
             return Err(LvmError::Busy {
-                device: later.iter().map(|d| d.name.clone()).collect::<Vec<_>>().join(", "),
+                device: later
+                    .iter()
+                    .map(|d| d.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 holder: "each other (holder cycle)".into(),
             });
         }
@@ -262,8 +274,14 @@ mod tests {
 
     #[test]
     fn dm_names_split_like_lvm() {
-        assert_eq!(split_dm_name("vg_gold-root"), Some(("vg_gold".into(), "root".into())));
-        assert_eq!(split_dm_name("a--b-c--d"), Some(("a-b".into(), "c-d".into())));
+        assert_eq!(
+            split_dm_name("vg_gold-root"),
+            Some(("vg_gold".into(), "root".into()))
+        );
+        assert_eq!(
+            split_dm_name("a--b-c--d"),
+            Some(("a-b".into(), "c-d".into()))
+        );
         assert_eq!(split_dm_name("nodash"), None);
     }
 
@@ -271,13 +289,19 @@ mod tests {
     fn only_clone_built_dm_devices_are_selected_mixed_is_refused() {
         let clone: BTreeSet<String> = ["8:16".to_string(), "8:32".to_string()].into();
         let all = vec![
-            dm("dm-0", "254:0", &["8:0"], &[]),          // host
-            dm("dm-1", "254:1", &["8:16"], &["dm-2"]),   // clone
+            dm("dm-0", "254:0", &["8:0"], &[]),           // host
+            dm("dm-1", "254:1", &["8:16"], &["dm-2"]),    // clone
             dm("dm-2", "254:2", &["254:1", "8:32"], &[]), // on clone + clone dm
         ];
         let ours = clone_dm_devices(&all, &clone).unwrap();
-        assert_eq!(ours.iter().map(|d| d.kname.as_str()).collect::<Vec<_>>(), ["dm-1", "dm-2"]);
+        assert_eq!(
+            ours.iter().map(|d| d.kname.as_str()).collect::<Vec<_>>(),
+            ["dm-1", "dm-2"]
+        );
         let mixed = vec![dm("dm-3", "254:3", &["8:0", "8:16"], &[])];
-        assert!(matches!(clone_dm_devices(&mixed, &clone), Err(LvmError::MixedDm { .. })));
+        assert!(matches!(
+            clone_dm_devices(&mixed, &clone),
+            Err(LvmError::MixedDm { .. })
+        ));
     }
 }

@@ -39,7 +39,9 @@ pub enum LvmError {
         reason: String,
     },
     /// A checksum did not match.
-    #[error("bad crc in {what} at offset {offset}: stored {stored:#010x}, computed {computed:#010x}")]
+    #[error(
+        "bad crc in {what} at offset {offset}: stored {stored:#010x}, computed {computed:#010x}"
+    )]
     BadCrc {
         /// Which structure (label, mda header, metadata text).
         what: &'static str,

@@ -51,6 +51,8 @@ pub struct GuardStatus {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     created_devices_file: bool,
+    #[serde(default)]
+    created_lvm_conf: bool,
     added: Vec<String>,
 }
 
@@ -100,6 +102,15 @@ pub fn unpatch_lvm_conf(conf: &str) -> String {
     s
 }
 
+/// The value of the first `key=value` line lvmconfig printed (a leading `#`,
+/// as in `--type default` output, is ignored).
+pub fn parse_lvmconfig_value(out: &str) -> Option<String> {
+    out.lines()
+        .map(|l| l.trim().trim_start_matches('#').trim())
+        .find_map(|l| l.split_once('='))
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+}
+
 /// PVIDs (undashed PV UUIDs) listed in a devices file.
 pub fn parse_devices_file(text: &str) -> Vec<String> {
     text.lines()
@@ -143,18 +154,28 @@ fn active_host_pvids() -> Vec<(String, String)> {
             let path = PathBuf::from(format!("/dev/block/{s}"));
             let src = fsdetect::FileSource::open(&path).ok()?;
             let pv = read_pv(&src).ok()?;
-            Some((path.display().to_string(), pv.label.pv_uuid.replace('-', "")))
+            Some((
+                path.display().to_string(),
+                pv.label.pv_uuid.replace('-', ""),
+            ))
         })
         .collect()
 }
 
 impl Lvm {
+    /// A setting's effective value: the configured one (`lvmconfig KEY`), else
+    /// lvm2's built-in default (`lvmconfig --type default KEY`, printed as a
+    /// comment). `--typeconfig full` is not used: it fails on some setups
+    /// ("Cannot clone NULL config node").
     fn resolved(&self, key: &str) -> Result<Option<String>> {
-        let out = self.command("lvmconfig", &strs(&["--typeconfig", "full", key]))?;
-        let line = out.stdout.lines().next().unwrap_or("").trim().to_string();
-        Ok(line
-            .split_once('=')
-            .map(|(_, v)| v.trim().trim_matches('"').to_string()))
+        let out = match self.command("lvmconfig", &strs(&[key])) {
+            Ok(o) => o,
+            Err(LvmError::Command { .. }) => {
+                self.command("lvmconfig", &strs(&["--type", "default", key]))?
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(parse_lvmconfig_value(&out.stdout))
     }
 
     fn devices_file_path(&self) -> Result<PathBuf> {
@@ -233,6 +254,7 @@ impl Lvm {
         let path = self.devices_file_path()?;
         let mut state = State {
             created_devices_file: !path.exists(),
+            created_lvm_conf: false,
             added: Vec::new(),
         };
         if let Some(dir) = path.parent() {
@@ -251,12 +273,19 @@ impl Lvm {
             }
             self.command(
                 "lvmdevices",
-                &strs(&["--config", "devices/use_devicesfile=1", "--adddev", &r.pv_name]),
+                &strs(&[
+                    "--config",
+                    "devices/use_devicesfile=1",
+                    "--adddev",
+                    &r.pv_name,
+                ]),
             )?;
             state.added.push(r.pv_name.clone());
         }
         let conf_path = self.system_dir().join("lvm.conf");
-        let conf = read_opt(&conf_path)?.unwrap_or_default();
+        let conf_opt = read_opt(&conf_path)?;
+        state.created_lvm_conf = conf_opt.is_none();
+        let conf = conf_opt.unwrap_or_default();
         if !conf.contains(MARK) {
             write_atomic(&conf_path, &patch_lvm_conf(&conf))?;
         }
@@ -289,21 +318,29 @@ impl Lvm {
     /// Never touches any VG's activation.
     pub fn remove_autoactivation_guard(&self) -> Result<GuardStatus> {
         let conf_path = self.system_dir().join("lvm.conf");
+        let state_path = self.system_dir().join(STATE_FILE);
+        let state: State = match read_opt(&state_path)? {
+            Some(s) => serde_json::from_str(&s).unwrap_or_default(),
+            None => State::default(),
+        };
         if let Some(conf) = read_opt(&conf_path)? {
             if conf.contains(MARK) || conf.contains(DISABLED) {
-                write_atomic(&conf_path, &unpatch_lvm_conf(&conf))?;
-            }
-        }
-        let state_path = self.system_dir().join(STATE_FILE);
-        if let Some(s) = read_opt(&state_path)? {
-            let state: State = serde_json::from_str(&s).unwrap_or_default();
-            if state.created_devices_file {
-                let path = self.devices_file_path()?;
-                if path.exists() {
-                    let aside = path.with_extension("devices.goldmount-removed");
-                    fs::rename(&path, &aside).map_err(|e| LvmError::io(&path, e))?;
+                let restored = unpatch_lvm_conf(&conf);
+                if state.created_lvm_conf && restored.trim().is_empty() {
+                    fs::remove_file(&conf_path).map_err(|e| LvmError::io(&conf_path, e))?;
+                } else {
+                    write_atomic(&conf_path, &restored)?;
                 }
             }
+        }
+        if state.created_devices_file {
+            let path = self.devices_file_path()?;
+            if path.exists() {
+                let aside = path.with_extension("devices.goldmount-removed");
+                fs::rename(&path, &aside).map_err(|e| LvmError::io(&path, e))?;
+            }
+        }
+        if state_path.exists() {
             fs::remove_file(&state_path).map_err(|e| LvmError::io(&state_path, e))?;
         }
         self.check_autoactivation_guard()
@@ -345,8 +382,28 @@ mod tests {
     }
 
     #[test]
+    fn lvmconfig_values() {
+        assert_eq!(
+            parse_lvmconfig_value("use_devicesfile=1\n").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            parse_lvmconfig_value("# use_devicesfile=0\n").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            parse_lvmconfig_value("devicesfile=\"system.devices\"\n").as_deref(),
+            Some("system.devices")
+        );
+        assert_eq!(parse_lvmconfig_value(""), None);
+    }
+
+    #[test]
     fn devices_file_pvids() {
         let t = "# LVM uses devices listed in this file.\nVERSION=1.1.1\nIDTYPE=loop_file IDNAME=/a.img DEVNAME=/dev/loop2 PVID=jOFeRalgZIo11qVyu0CFXqPYwcEYVwcJ\nIDTYPE=sys_wwid IDNAME=naa.1 DEVNAME=/dev/sda PVID=.\n";
-        assert_eq!(parse_devices_file(t), vec!["jOFeRalgZIo11qVyu0CFXqPYwcEYVwcJ"]);
+        assert_eq!(
+            parse_devices_file(t),
+            vec!["jOFeRalgZIo11qVyu0CFXqPYwcEYVwcJ"]
+        );
     }
 }

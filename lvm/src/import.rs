@@ -198,10 +198,17 @@ impl Lvm {
             Some(format!("VG name {} is in use", original.name))
         } else if host.vg_uuids.contains(&undash(&original.id)) {
             Some(format!("VG UUID {} is in use", original.id))
-        } else if let Some(p) = original.pvs.iter().find(|p| host.pv_uuids.contains(&undash(&p.id))) {
+        } else if let Some(p) = original
+            .pvs
+            .iter()
+            .find(|p| host.pv_uuids.contains(&undash(&p.id)))
+        {
             Some(format!("PV UUID {} is in use", p.id))
         } else if opts.reserved_names.contains(&original.name) {
-            Some(format!("VG name {} is reserved by another clone", original.name))
+            Some(format!(
+                "VG name {} is reserved by another clone",
+                original.name
+            ))
         } else {
             None
         };
@@ -258,7 +265,9 @@ impl Lvm {
             .metadata
             .visible_lvs()
             .map(|l| {
-                let row = rows.iter().find(|r| r.lv_uuid.replace('-', "") == undash(&l.id));
+                let row = rows
+                    .iter()
+                    .find(|r| r.lv_uuid.replace('-', "") == undash(&l.id));
                 ImportedLv {
                     name: l.name.clone(),
                     uuid: l.id.clone(),
@@ -323,11 +332,13 @@ fn one_vg(pvs: &[PathBuf]) -> Result<VgPlan> {
         if plan.vgs.is_empty() && plan.unassigned.is_empty() {
             parts.push("no PVs".into());
         }
-        parts.extend(
-            plan.unassigned
-                .iter()
-                .map(|p| format!("PV {} on {} without VG metadata", p.pv_uuid, p.device.display())),
-        );
+        parts.extend(plan.unassigned.iter().map(|p| {
+            format!(
+                "PV {} on {} without VG metadata",
+                p.pv_uuid,
+                p.device.display()
+            )
+        }));
         if plan.vgs.is_empty() {
             return Err(LvmError::NoMetadata(parts.join("; ")));
         }
@@ -336,7 +347,9 @@ fn one_vg(pvs: &[PathBuf]) -> Result<VgPlan> {
             detail: parts.join("; "),
         });
     }
-    plan.vgs.pop().ok_or_else(|| LvmError::NoMetadata("no VG".into()))
+    plan.vgs
+        .pop()
+        .ok_or_else(|| LvmError::NoMetadata("no VG".into()))
 }
 
 /// [`Lvm::import_clone`] with the default lvm2 setup.
@@ -360,6 +373,9 @@ mod tests {
         for bad in ["", ".", "..", "-x", "a b", "a/b", &"x".repeat(128)] {
             assert!(validate_vg_name(bad).is_err(), "{bad}");
         }
-        assert_eq!(dm_path("vg-a", "r-b"), PathBuf::from("/dev/mapper/vg--a-r--b"));
+        assert_eq!(
+            dm_path("vg-a", "r-b"),
+            PathBuf::from("/dev/mapper/vg--a-r--b")
+        );
     }
 }

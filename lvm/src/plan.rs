@@ -125,6 +125,7 @@ pub fn plan_pvs(pvs: &[(PathBuf, PvInfo)]) -> Result<Plan> {
             });
         }
     }
-    plan.vgs.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    plan.vgs
+        .sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     Ok(plan)
 }

@@ -114,14 +114,37 @@ mod tests {
 
     #[test]
     fn stderr_timeout_and_spawn_errors() {
-        let e = run("sh", "dash", &s(&["-c", "echo oops >&2; exit 3"]), &[], Duration::from_secs(5))
-            .unwrap_err();
-        assert!(matches!(&e, LvmError::Command { stderr, .. } if stderr == "oops"), "{e}");
-        let e = run("sleep", "coreutils", &s(&["5"]), &[], Duration::from_millis(200)).unwrap_err();
+        let e = run(
+            "sh",
+            "dash",
+            &s(&["-c", "echo oops >&2; exit 3"]),
+            &[],
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, LvmError::Command { stderr, .. } if stderr == "oops"),
+            "{e}"
+        );
+        let e = run(
+            "sleep",
+            "coreutils",
+            &s(&["5"]),
+            &[],
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
         assert!(matches!(e, LvmError::Timeout { .. }));
         let e = run("/nonexistent/x", "none", &[], &[], Duration::from_secs(1)).unwrap_err();
         assert!(matches!(e, LvmError::Spawn { .. }));
-        let o = run("sh", "dash", &s(&["-c", "echo $A"]), &[("A".into(), "b".into())], Duration::from_secs(5)).unwrap();
+        let o = run(
+            "sh",
+            "dash",
+            &s(&["-c", "echo $A"]),
+            &[("A".into(), "b".into())],
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(o.stdout, "b\n");
     }
 }

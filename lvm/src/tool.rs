@@ -101,7 +101,10 @@ pub fn parse_report<T: for<'de> Deserialize<'de>>(command: &str, json: &str) -> 
         command: command.to_string(),
         source,
     })?;
-    Ok(r.report.into_iter().flat_map(|s| s.rows.unwrap_or_default()).collect())
+    Ok(r.report
+        .into_iter()
+        .flat_map(|s| s.rows.unwrap_or_default())
+        .collect())
 }
 
 /// `--devices a,b` for a set of clone devices.
@@ -155,7 +158,11 @@ impl Lvm {
     /// `pvs -a` with extra leading arguments, keeping only rows that are PVs.
     pub fn all_pvs(&self, extra: &[&str]) -> Result<Vec<PvRow>> {
         let mut args = strs(extra);
-        args.extend(strs(&["-a", "-o", "pv_name,pv_uuid,vg_name,vg_uuid,duplicate"]));
+        args.extend(strs(&[
+            "-a",
+            "-o",
+            "pv_name,pv_uuid,vg_name,vg_uuid,duplicate",
+        ]));
         let rows: Vec<PvRow> = self.report("pvs", &args)?;
         Ok(rows.into_iter().filter(|r| !r.pv_uuid.is_empty()).collect())
     }
@@ -164,7 +171,12 @@ impl Lvm {
     pub fn clone_pvs(&self, devices: &[PathBuf]) -> Result<Vec<PvRow>> {
         self.report(
             "pvs",
-            &strs(&["--devices", &devices_arg(devices), "-o", "pv_name,pv_uuid,vg_name,vg_uuid"]),
+            &strs(&[
+                "--devices",
+                &devices_arg(devices),
+                "-o",
+                "pv_name,pv_uuid,vg_name,vg_uuid",
+            ]),
         )
     }
 
@@ -186,7 +198,12 @@ impl Lvm {
     /// `vgimportclone --basevgname <name>` on exactly `devices`: new VG name,
     /// new VG and PV UUIDs written to the clone's PVs (never to others).
     pub fn vgimportclone(&self, devices: &[PathBuf], base_name: &str) -> Result<Output> {
-        let mut args = strs(&["--devices", &devices_arg(devices), "--basevgname", base_name]);
+        let mut args = strs(&[
+            "--devices",
+            &devices_arg(devices),
+            "--basevgname",
+            base_name,
+        ]);
         args.extend(devices.iter().map(|d| d.to_string_lossy().into_owned()));
         self.command("vgimportclone", &args)
     }
@@ -203,13 +220,6 @@ impl Lvm {
                 vg,
             ]),
         )
-    }
-
-    /// A setting as lvm2 resolves it (`lvmconfig --typeconfig full`).
-    pub fn config_value(&self, key: &str) -> Result<Option<String>> {
-        let out = self.command("lvmconfig", &strs(&["--typeconfig", "full", "--valuesonly", key]))?;
-        let v = out.stdout.trim().trim_matches('"').to_string();
-        Ok((!v.is_empty()).then_some(v))
     }
 
     /// The lvm system directory in effect.

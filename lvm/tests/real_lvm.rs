@@ -94,8 +94,37 @@ fn two_pv_vg(dir: &Path, vg: &str) -> (Loop, Loop) {
     let devs = format!("{},{}", a.s(), b.s());
     lvm(&["pvcreate", "-q", "--devices", &devs, a.s(), b.s()]);
     lvm(&["vgcreate", "-q", "--devices", &devs, vg, a.s(), b.s()]);
-    lvm(&["lvcreate", "-q", "--devices", &devs, "-an", "-Zn", "-L", "8M", "-n", "root", vg, a.s()]);
-    lvm(&["lvcreate", "-q", "--devices", &devs, "-an", "-Zn", "-i", "2", "-I", "64k", "-L", "16M", "-n", "data", vg]);
+    lvm(&[
+        "lvcreate",
+        "-q",
+        "--devices",
+        &devs,
+        "-an",
+        "-Zn",
+        "-L",
+        "8M",
+        "-n",
+        "root",
+        vg,
+        a.s(),
+    ]);
+    lvm(&[
+        "lvcreate",
+        "-q",
+        "--devices",
+        &devs,
+        "-an",
+        "-Zn",
+        "-i",
+        "2",
+        "-I",
+        "64k",
+        "-L",
+        "16M",
+        "-n",
+        "data",
+        vg,
+    ]);
     (a, b)
 }
 
@@ -106,13 +135,35 @@ fn reader_matches_lvm2_reports_and_backup_text() {
     let (a, b) = two_pv_vg(dir.path(), &vg);
     let devs = format!("{},{}", a.s(), b.s());
     let report = json(&lvm(&[
-        "vgs", "--devices", &devs, "--reportformat", "json", "-o", "vg_uuid,vg_seqno", &vg,
+        "vgs",
+        "--devices",
+        &devs,
+        "--reportformat",
+        "json",
+        "-o",
+        "vg_uuid,vg_seqno",
+        &vg,
     ]));
     let row = &report["report"][0]["vg"][0];
     let lvs = json(&lvm(&[
-        "lvs", "--devices", &devs, "--reportformat", "json", "-o", "lv_name,lv_uuid,stripes", &vg,
+        "lvs",
+        "--devices",
+        &devs,
+        "--reportformat",
+        "json",
+        "-o",
+        "lv_name,lv_uuid,stripes",
+        &vg,
     ]));
-    let pvs = json(&lvm(&["pvs", "--devices", &devs, "--reportformat", "json", "-o", "pv_name,pv_uuid"]));
+    let pvs = json(&lvm(&[
+        "pvs",
+        "--devices",
+        &devs,
+        "--reportformat",
+        "json",
+        "-o",
+        "pv_name,pv_uuid",
+    ]));
 
     for l in [&a, &b] {
         let pv = read_pv(&fsdetect::FileSource::open(&l.dev).unwrap()).unwrap();
@@ -147,7 +198,15 @@ fn reader_matches_lvm2_reports_and_backup_text() {
 
     // The same text through vgcfgbackup parses to the same model.
     let backup = dir.path().join("backup");
-    lvm(&["vgcfgbackup", "-q", "--devices", &devs, "-f", backup.to_str().unwrap(), &vg]);
+    lvm(&[
+        "vgcfgbackup",
+        "-q",
+        "--devices",
+        &devs,
+        "-f",
+        backup.to_str().unwrap(),
+        &vg,
+    ]);
     let from_backup = lvm::parse_metadata_text(&fs::read_to_string(&backup).unwrap()).unwrap();
     let from_disk = read_pv(&fsdetect::FileSource::open(&a.dev).unwrap())
         .unwrap()
@@ -160,7 +219,10 @@ fn reader_matches_lvm2_reports_and_backup_text() {
     let plan = plan_devices(&[a.dev.clone(), b.dev.clone()]).unwrap();
     assert_eq!(plan.vgs.len(), 1);
     assert!(plan.vgs[0].missing.is_empty());
-    let b_uuid = read_pv(&fsdetect::FileSource::open(&b.dev).unwrap()).unwrap().uuid().to_string();
+    let b_uuid = read_pv(&fsdetect::FileSource::open(&b.dev).unwrap())
+        .unwrap()
+        .uuid()
+        .to_string();
     let plan = plan_devices(&[a.dev.clone()]).unwrap();
     assert_eq!(plan.vgs[0].missing, vec![b_uuid.clone()]);
     let e = plan.vgs[0].require_complete().unwrap_err();
@@ -174,7 +236,15 @@ fn second_metadata_area_survives_a_zeroed_first_and_zeroed_all_is_an_error() {
     let dir = setup();
     let vg = format!("vg_mda{}", std::process::id());
     let a = Loop::new(&dir.path().join("a.img"), 64 << 20);
-    lvm(&["pvcreate", "-q", "--devices", a.s(), "--pvmetadatacopies", "2", a.s()]);
+    lvm(&[
+        "pvcreate",
+        "-q",
+        "--devices",
+        a.s(),
+        "--pvmetadatacopies",
+        "2",
+        a.s(),
+    ]);
     lvm(&["vgcreate", "-q", "--devices", a.s(), &vg, a.s()]);
     let pv = read_pv(&fsdetect::FileSource::open(&a.dev).unwrap()).unwrap();
     assert_eq!(pv.label.metadata_areas.len(), 2);
@@ -184,14 +254,33 @@ fn second_metadata_area_survives_a_zeroed_first_and_zeroed_all_is_an_error() {
     let img = dir.path().join("a.img");
     let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
     let first = pv.label.metadata_areas[0];
-    std::os::unix::fs::FileExt::write_all_at(&f, &vec![0u8; (first.size - 512) as usize], first.offset + 512).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+        &f,
+        &vec![0u8; (first.size - 512) as usize],
+        first.offset + 512,
+    )
+    .unwrap();
     let pv2 = read_pv(&fsdetect::FileSource::open(&img).unwrap()).unwrap();
     assert_eq!(pv2.metadata.unwrap().seqno, seqno);
     assert!(pv2.mdas[0].problem.as_deref().unwrap().contains("bad crc"));
     let second = pv.label.metadata_areas[1];
-    std::os::unix::fs::FileExt::write_all_at(&f, &vec![0u8; (second.size - 512) as usize], second.offset + 512).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+        &f,
+        &vec![0u8; (second.size - 512) as usize],
+        second.offset + 512,
+    )
+    .unwrap();
     let e = read_pv(&fsdetect::FileSource::open(&img).unwrap()).unwrap_err();
-    assert!(matches!(e, LvmError::BadCrc { what: "metadata text", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            LvmError::BadCrc {
+                what: "metadata text",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -203,7 +292,11 @@ fn import_clone_renames_with_vgimportclone_and_leaves_the_gold_alone() {
         .iter()
         .map(|l| fs::read(&l.file).unwrap())
         .collect();
-    let gold_seqno = read_pv(&fsdetect::FileSource::open(&a.dev).unwrap()).unwrap().metadata.unwrap().seqno;
+    let gold_seqno = read_pv(&fsdetect::FileSource::open(&a.dev).unwrap())
+        .unwrap()
+        .metadata
+        .unwrap()
+        .seqno;
     fs::copy(&a.file, dir.path().join("ca.img")).unwrap();
     fs::copy(&b.file, dir.path().join("cb.img")).unwrap();
     let ca = Loop::new(&dir.path().join("ca.img"), 0);
@@ -223,7 +316,10 @@ fn import_clone_renames_with_vgimportclone_and_leaves_the_gold_alone() {
     assert_ne!(imp.uuid, imp.original_uuid);
     let names: Vec<_> = imp.lvs.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["root", "data"]);
-    assert_eq!(imp.lvs[0].dm_path, PathBuf::from(format!("/dev/mapper/{vg}_c1-root")));
+    assert_eq!(
+        imp.lvs[0].dm_path,
+        PathBuf::from(format!("/dev/mapper/{vg}_c1-root"))
+    );
 
     // The clone's PVs got new UUIDs; the gold's bytes did not change at all.
     let ca_pv = read_pv(&fsdetect::FileSource::open(&ca.dev).unwrap()).unwrap();
@@ -275,7 +371,11 @@ fn guard_installs_lists_only_host_pvs_and_removes_exactly() {
     fs::create_dir_all(&sys).unwrap();
     let conf = fs::read_to_string("/etc/lvm/lvm.conf").unwrap().replacen(
         "devices {",
-        &format!("devices {{\n\tfilter = [ \"a|^{}$|\", \"a|^{}$|\", \"r|.*|\" ]", a.s(), c.s()),
+        &format!(
+            "devices {{\n\tfilter = [ \"a|^{}$|\", \"a|^{}$|\", \"r|.*|\" ]",
+            a.s(),
+            c.s()
+        ),
         1,
     );
     fs::write(sys.join("lvm.conf"), &conf).unwrap();
@@ -293,18 +393,35 @@ fn guard_installs_lists_only_host_pvs_and_removes_exactly() {
     assert_eq!(fs::read_to_string(sys.join("lvm.conf")).unwrap(), conf);
 
     let st = l.install_autoactivation_guard(&[c.dev.clone()]).unwrap();
-    assert!(st.installed && st.use_devicesfile && st.set_by_goldmount, "{st:?}");
-    let a_pvid = read_pv(&fsdetect::FileSource::open(&a.dev).unwrap()).unwrap().uuid().replace('-', "");
+    assert!(
+        st.installed && st.use_devicesfile && st.set_by_goldmount,
+        "{st:?}"
+    );
+    let a_pvid = read_pv(&fsdetect::FileSource::open(&a.dev).unwrap())
+        .unwrap()
+        .uuid()
+        .replace('-', "");
     assert_eq!(st.listed_pvids, vec![a_pvid]);
     // The host view now has the gold PV only; the clone is invisible.
-    let seen: Vec<String> = l.host_pvs().unwrap().into_iter().map(|r| r.pv_name).collect();
+    let seen: Vec<String> = l
+        .host_pvs()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.pv_name)
+        .collect();
     assert_eq!(seen, vec![a.s().to_string()]);
     // Idempotent.
-    assert!(l.install_autoactivation_guard(&[c.dev.clone()]).unwrap().installed);
+    assert!(
+        l.install_autoactivation_guard(&[c.dev.clone()])
+            .unwrap()
+            .installed
+    );
 
     let st = l.remove_autoactivation_guard().unwrap();
     assert!(!st.installed && !st.use_devicesfile, "{st:?}");
     assert_eq!(fs::read_to_string(sys.join("lvm.conf")).unwrap(), conf);
     assert!(!sys.join("devices/system.devices").exists());
-    assert!(sys.join("devices/system.devices.goldmount-removed").exists());
+    assert!(sys
+        .join("devices/system.devices.goldmount-removed")
+        .exists());
 }

@@ -158,7 +158,9 @@ fn parse_at(head: &[u8], n: u64) -> Result<PvLabel> {
     let off = le32(sector, 20).unwrap_or(0) as usize;
     // uuid + device size + at least the two list terminators.
     if !(32..=SECTOR - 72).contains(&off) {
-        return Err(bad(format!("PV header offset {off} outside the label sector")));
+        return Err(bad(format!(
+            "PV header offset {off} outside the label sector"
+        )));
     }
     let pv_uuid = format_lvm_id(&sector[off..off + 32]);
     let device_size = le64(sector, off + 32).unwrap_or(0);
@@ -220,8 +222,20 @@ pub(crate) mod tests {
             assert_eq!(l.sector, n as u64);
             assert_eq!(l.pv_uuid, "abcdef-ghij-klmn-opqr-stuv-wxyz-012345");
             assert_eq!(l.device_size, 64 << 20);
-            assert_eq!(l.data_areas, vec![DiskArea { offset: 1 << 20, size: 0 }]);
-            assert_eq!(l.metadata_areas, vec![DiskArea { offset: 4096, size: 1 << 20 }]);
+            assert_eq!(
+                l.data_areas,
+                vec![DiskArea {
+                    offset: 1 << 20,
+                    size: 0
+                }]
+            );
+            assert_eq!(
+                l.metadata_areas,
+                vec![DiskArea {
+                    offset: 4096,
+                    size: 1 << 20
+                }]
+            );
             assert_eq!((l.ext_version, l.ext_flags), (2, 1));
         }
     }
@@ -232,12 +246,24 @@ pub(crate) mod tests {
         assert!(matches!(parse_label(&[]), Err(LvmError::NoLabel)));
         let mut d = make_label(1, &[]);
         d[512 + 100] ^= 1;
-        assert!(matches!(parse_label(&d), Err(LvmError::BadCrc { what: "LVM label", .. })));
+        assert!(matches!(
+            parse_label(&d),
+            Err(LvmError::BadCrc {
+                what: "LVM label",
+                ..
+            })
+        ));
         let d = make_label(1, &[]);
-        assert!(matches!(parse_label(&d[..700]), Err(LvmError::Truncated { .. })));
+        assert!(matches!(
+            parse_label(&d[..700]),
+            Err(LvmError::Truncated { .. })
+        ));
         let mut d = make_label(0, &[]);
         d[8] = 3;
-        assert!(matches!(parse_label(&d), Err(LvmError::BadLabel { sector: 0, .. })));
+        assert!(matches!(
+            parse_label(&d),
+            Err(LvmError::BadLabel { sector: 0, .. })
+        ));
     }
 
     #[test]

@@ -240,12 +240,24 @@ pub(crate) mod tests {
     fn bad_headers_are_typed_errors() {
         let mut b = make_header(4096, 8192, None);
         b[100] ^= 1;
-        assert!(matches!(parse_mda_header(&b, AREA), Err(LvmError::BadCrc { .. })));
+        assert!(matches!(
+            parse_mda_header(&b, AREA),
+            Err(LvmError::BadCrc { .. })
+        ));
         let b = make_header(8192, 8192, None);
-        assert!(matches!(parse_mda_header(&b, AREA), Err(LvmError::Corrupt { .. })));
+        assert!(matches!(
+            parse_mda_header(&b, AREA),
+            Err(LvmError::Corrupt { .. })
+        ));
         let b = make_header(4096, 8192, Some((100, b"x")));
-        assert!(matches!(parse_mda_header(&b, AREA), Err(LvmError::Corrupt { .. })));
-        assert!(matches!(parse_mda_header(&b[..10], AREA), Err(LvmError::Truncated { .. })));
+        assert!(matches!(
+            parse_mda_header(&b, AREA),
+            Err(LvmError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            parse_mda_header(&b[..10], AREA),
+            Err(LvmError::Truncated { .. })
+        ));
         let h = parse_mda_header(&make_header(4096, 8192, None), AREA).unwrap();
         assert_eq!(h.text, None);
     }
@@ -255,6 +267,15 @@ pub(crate) mod tests {
         let h = parse_mda_header(&make_header(4096, 8192, Some((512, b"vg { }"))), AREA).unwrap();
         let src = fsdetect::MemSource::new(vec![0u8; 16384]);
         let e = read_text(&src, &h, h.text.unwrap()).unwrap_err();
-        assert!(matches!(e, LvmError::BadCrc { what: "metadata text", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                LvmError::BadCrc {
+                    what: "metadata text",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

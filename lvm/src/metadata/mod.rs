@@ -46,7 +46,12 @@ impl PvInfo {
     }
 }
 
-fn read_at(src: &dyn fsdetect::BlockSource, what: &'static str, off: u64, len: u64) -> Result<Vec<u8>> {
+fn read_at(
+    src: &dyn fsdetect::BlockSource,
+    what: &'static str,
+    off: u64,
+    len: u64,
+) -> Result<Vec<u8>> {
     let end = off.checked_add(len).unwrap_or(u64::MAX);
     if end > src.size() {
         return Err(LvmError::Truncated {
@@ -73,7 +78,12 @@ pub fn parse_metadata_text(text: &str) -> Result<VgMetadata> {
 
 /// Reads one metadata area: header, text, checksum, parse.
 fn read_mda(src: &dyn fsdetect::BlockSource, area: DiskArea) -> Result<Option<VgMetadata>> {
-    let head = read_at(src, "metadata area header", area.offset, mda::MDA_HEADER_SIZE)?;
+    let head = read_at(
+        src,
+        "metadata area header",
+        area.offset,
+        mda::MDA_HEADER_SIZE,
+    )?;
     let h = parse_mda_header(&head, area)?;
     let Some(locn) = h.text else {
         return Ok(None);
@@ -199,7 +209,16 @@ mod tests {
         assert_eq!(pv.metadata.unwrap().seqno, 3);
         dev[(1 << 19) + 600] ^= 0x20;
         let e = read_pv(&fsdetect::MemSource::new(dev)).unwrap_err();
-        assert!(matches!(e, LvmError::BadCrc { what: "metadata text", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                LvmError::BadCrc {
+                    what: "metadata text",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

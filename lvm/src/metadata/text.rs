@@ -161,8 +161,14 @@ impl<'a> Parser<'a> {
                     let v = self.value(true)?;
                     sec.entries.push((name, Node::Value(v)));
                 }
-                Some(c) => return self.err(format!("expected '=' or '{{' after {name:?}, found '{c}'")),
-                None => return self.err(format!("expected '=' or '{{' after {name:?}, found end of text")),
+                Some(c) => {
+                    return self.err(format!("expected '=' or '{{' after {name:?}, found '{c}'"))
+                }
+                None => {
+                    return self.err(format!(
+                        "expected '=' or '{{' after {name:?}, found end of text"
+                    ))
+                }
             }
         }
     }
@@ -184,13 +190,17 @@ impl<'a> Parser<'a> {
                             self.bump();
                         }
                         Some(']') => {}
-                        Some(c) => return self.err(format!("expected ',' or ']' in a list, found '{c}'")),
+                        Some(c) => {
+                            return self.err(format!("expected ',' or ']' in a list, found '{c}'"))
+                        }
                         None => return self.err("unclosed list: expected ']', found end of text"),
                     }
                 }
             }
             Some(c) if c == '-' || c == '+' || c.is_ascii_digit() => self.number(),
-            Some(c) => self.err(format!("expected a value (string, number or list), found '{c}'")),
+            Some(c) => self.err(format!(
+                "expected a value (string, number or list), found '{c}'"
+            )),
             None => self.err("expected a value, found end of text"),
         }
     }
@@ -279,9 +289,15 @@ mod tests {
             LvmError::Syntax { line, column, .. } => assert_eq!((line, column), (3, 11)),
             other => panic!("{other}"),
         }
-        assert!(matches!(parse("vg {"), Err(LvmError::Syntax { line: 1, .. })));
+        assert!(matches!(
+            parse("vg {"),
+            Err(LvmError::Syntax { line: 1, .. })
+        ));
         assert!(matches!(parse("a = \"x"), Err(LvmError::Syntax { .. })));
-        assert!(matches!(parse("a = 99999999999999999999"), Err(LvmError::Syntax { .. })));
+        assert!(matches!(
+            parse("a = 99999999999999999999"),
+            Err(LvmError::Syntax { .. })
+        ));
         assert!(matches!(parse("a = [[1]]"), Err(LvmError::Syntax { .. })));
         assert!(matches!(parse("}"), Err(LvmError::Syntax { .. })));
     }

@@ -158,10 +158,16 @@ fn str_list(s: &Section, key: &str) -> Vec<String> {
 /// Why goldmount does not map a segment type itself.
 fn unsupported_reason(segtype: &str) -> String {
     let why = match segtype {
-        t if t.starts_with("thin") => "thin provisioning needs the pool's metadata LV and thin-pool target",
-        t if t.starts_with("raid") => "RAID LVs need the dm-raid target and their rmeta/rimage sub-LVs",
+        t if t.starts_with("thin") => {
+            "thin provisioning needs the pool's metadata LV and thin-pool target"
+        }
+        t if t.starts_with("raid") => {
+            "RAID LVs need the dm-raid target and their rmeta/rimage sub-LVs"
+        }
         "mirror" => "old-style mirrors need the dm-mirror target and a mirror log",
-        t if t.starts_with("cache") || t == "writecache" => "cached LVs need their cache pool and the dm-cache target",
+        t if t.starts_with("cache") || t == "writecache" => {
+            "cached LVs need their cache pool and the dm-cache target"
+        }
         "snapshot" => "old-style snapshots need their origin and COW LV (dm-snapshot)",
         "vdo" | "vdo-pool" => "VDO LVs need the kvdo target",
         "integrity" => "integrity LVs need the dm-integrity target",
