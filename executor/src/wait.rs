@@ -279,10 +279,18 @@ impl Waiter<'_> {
             }
             rescan::scan(root, &ScanTarget::Hctl(hctl))?;
             self.repaired_at.insert(hctl);
-            let note = format!(
-                "deleted stale {name} ({hctl}, {}) and rescanned it",
-                id.describe()
-            );
+            let note = if changed {
+                format!(
+                    "deleted stale {name} ({hctl}, identity changed from {} to {}) and rescanned it",
+                    cached.describe(),
+                    id.describe()
+                )
+            } else {
+                format!(
+                    "deleted stale {name} ({hctl}, {}) and rescanned it",
+                    id.describe()
+                )
+            };
             self.repaired.push(note.clone());
             return Ok(Look::Pending(note));
         }
