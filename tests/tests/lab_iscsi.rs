@@ -149,9 +149,12 @@ fn hold_open(dev: &Path) -> Child {
         .unwrap()
 }
 
-/// Where the guest may write files the host keeps (the lab's `--rwdir`).
+/// Where the guest may write files the host keeps (the lab's `--rwdir`):
+/// `GOLDMOUNT_LAB_RESULTS` when set, else the workspace's `target/lab`.
 fn results_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/lab")
+    std::env::var_os("GOLDMOUNT_LAB_RESULTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/lab"))
 }
 
 /// Copies the sysfs pieces the `iscsi` crate's readers use for session
@@ -615,14 +618,15 @@ fn count_disks_on_host(h: u32) -> usize {
 }
 
 /// Deletes the disk at H:C:T:L, then times bringing it back with `m` until
-/// its block device exists. Median of `reps`.
+/// the kernel has registered its block device (`…/H:C:T:L/device/block/sdX`;
+/// devtmpfs makes `/dev/sdX` at the same moment, udev rules are paused).
+/// Median of `reps`.
 fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, reps: usize) -> f64 {
     let mut v = Vec::new();
     for _ in 0..reps {
         if let Some(d) = disk_at(h, c, t, l) {
             delete_disk(Path::new(&format!("/dev/{d}")));
         }
-        let _ = try_run("udevadm", &["settle", "-t", "30"], T);
         let t0 = Instant::now();
         let scan = format!("/sys/class/scsi_host/host{h}/scan");
         match m {
@@ -633,10 +637,8 @@ fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, rep
             }
         }
         loop {
-            if let Some(d) = disk_at(h, c, t, l) {
-                if Path::new(&format!("/dev/{d}")).exists() {
-                    break;
-                }
+            if disk_at(h, c, t, l).is_some() {
+                break;
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(300),
@@ -678,6 +680,9 @@ fn bench_targeted_vs_wildcard_scan() {
     let scratch = require_lab();
     let reps = 3;
     let mut rows: Vec<(String, usize, Method, f64)> = Vec::new();
+    // udev rule processing for hundreds of disks would swamp the 2 emulated
+    // CPUs and blur what the scan methods cost: pause it for the benchmark.
+    let _udev = UdevPaused::new();
 
     // scsi_debug: one host, N LUNs (256 per target at most: 2 targets for 512).
     for (n, tgts, luns) in [(64usize, 1u32, 64u32), (512, 2, 256)] {
@@ -698,11 +703,6 @@ fn bench_targeted_vs_wildcard_scan() {
             Duration::from_secs(600),
             || (count_disks_on_host(h) >= n).then_some(()),
         );
-        let _ = try_run(
-            "udevadm",
-            &["settle", "-t", "300"],
-            Duration::from_secs(320),
-        );
         eprintln!(
             "scsi_debug {n} LUNs up in {:.1}s",
             t0.elapsed().as_secs_f64()
@@ -712,12 +712,8 @@ fn bench_targeted_vs_wildcard_scan() {
             let ms = time_new_lun(h, 0, 0, l, m, None, reps);
             rows.push(("scsi_debug".into(), n, m, ms));
             eprintln!("scsi_debug n={n} {m:?}: {ms:.1} ms");
+            write_table(&rows);
         }
-        let _ = try_run(
-            "udevadm",
-            &["settle", "-t", "120"],
-            Duration::from_secs(130),
-        );
         run("modprobe", &["-r", "scsi_debug"]);
     }
 
@@ -760,17 +756,13 @@ fn bench_targeted_vs_wildcard_scan() {
         wait_until(&format!("{n} iSCSI LUNs"), Duration::from_secs(900), || {
             (count_disks_on_host(h) >= n as usize).then_some(())
         });
-        let _ = try_run(
-            "udevadm",
-            &["settle", "-t", "300"],
-            Duration::from_secs(320),
-        );
         eprintln!("iSCSI {n} LUNs up in {:.1}s", t0.elapsed().as_secs_f64());
         let l = u64::from(n / 2);
         for m in [Method::Targeted, Method::Wildcard, Method::IscsiadmRescan] {
             let ms = time_new_lun(h, 0, st.address.target, l, m, Some(sid), reps);
             rows.push(("iscsi (LIO)".into(), n as usize, m, ms));
             eprintln!("iscsi n={n} {m:?}: {ms:.1} ms");
+            write_table(&rows);
         }
     }
     // Tear the many disks down before logout (faster, and leaves no trace).
@@ -780,10 +772,33 @@ fn bench_targeted_vs_wildcard_scan() {
         Duration::from_secs(600),
     );
 
+    let table = write_table(&rows);
+    println!("\nBENCH-TABLE-BEGIN\n{table}BENCH-TABLE-END");
+}
+
+/// `udevadm control --stop-exec-queue` until dropped.
+struct UdevPaused;
+
+impl UdevPaused {
+    fn new() -> Self {
+        run("udevadm", &["control", "--stop-exec-queue"]);
+        UdevPaused
+    }
+}
+
+impl Drop for UdevPaused {
+    fn drop(&mut self) {
+        let _ = try_run("udevadm", &["control", "--start-exec-queue"], T);
+    }
+}
+
+/// Renders the rows as a Markdown table and writes it to
+/// `<results>/bench_rescan.md` (after every row, so a timeout keeps the rest).
+fn write_table(rows: &[(String, usize, Method, f64)]) -> String {
     let mut table = String::from(
         "| bus | existing LUNs | method | new LUN's device (ms, median of 3) | × targeted |\n|---|---:|---|---:|---:|\n",
     );
-    for (bus, n, m, ms) in &rows {
+    for (bus, n, m, ms) in rows {
         let base = rows
             .iter()
             .find(|(b, k, mm, _)| b == bus && k == n && matches!(mm, Method::Targeted))
@@ -795,7 +810,7 @@ fn bench_targeted_vs_wildcard_scan() {
             ms / base
         ));
     }
-    println!("\nBENCH-TABLE-BEGIN\n{table}BENCH-TABLE-END");
     fs::create_dir_all(results_dir()).unwrap();
     fs::write(results_dir().join("bench_rescan.md"), &table).unwrap();
+    table
 }
