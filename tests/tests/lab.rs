@@ -432,9 +432,3 @@ fn appliance_rest_iscsi_present_unpresent_restart() {
     );
     drop(app);
 }
-
-/// The executor/fc scenarios live in tests/tests/lab_executor.rs; they are
-/// compiled into this target too because `cargo xtask lab` runs only the
-/// `lab` test binary (names: `lab_executor::…`).
-#[path = "lab_executor.rs"]
-mod lab_executor;

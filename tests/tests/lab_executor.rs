@@ -4,7 +4,7 @@
 //! serial → delete, rescan, then a mismatch naming both identities), a LUN
 //! number reused for another LIO clone detected and repaired, and
 //! remove-device leaving no /dev/sdX. `#[ignore]`d on the host; run in the
-//! guest (also compiled into the `lab` target, see tests/tests/lab.rs).
+//! guest by `cargo xtask lab lab_executor` (every `lab*` target is run).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
