@@ -21,15 +21,72 @@ pub struct Candidate {
     pub part_name: Option<String>,
     /// What fsdetect found.
     pub signature: Signature,
+    /// For a filesystem on a logical volume: (VG name in the gold copy, LV name).
+    pub lv: Option<(String, String)>,
 }
 
 impl Candidate {
+    /// Where it is, for messages.
+    pub fn describe(&self) -> String {
+        match (&self.lv, self.partition) {
+            (Some((vg, lv)), _) => format!("logical volume {vg}/{lv}"),
+            (None, Some(n)) => format!("partition {n}"),
+            (None, None) => "whole device".to_string(),
+        }
+    }
+}
+
+/// What kind of container a member belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKind {
+    /// An LVM2 physical volume.
+    Lvm,
+    /// A ZFS vdev.
+    Zfs,
+}
+
+/// A device (partition or whole LUN) that belongs to a volume group or pool:
+/// imported first, then its filesystems are mounted.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// LVM PV or ZFS vdev.
+    pub kind: MemberKind,
+    /// Partition number, or `None` for the whole device.
+    pub partition: Option<u32>,
+    /// Byte range on the device.
+    pub offset: u64,
+    /// Byte length.
+    pub size: u64,
+    /// What fsdetect found (PV UUID; pool name and GUID).
+    pub signature: Signature,
+}
+
+impl Member {
     /// Where it is, for messages.
     pub fn describe(&self) -> String {
         match self.partition {
             Some(n) => format!("partition {n}"),
             None => "whole device".to_string(),
         }
+    }
+}
+
+/// Everything found on a LUN, sorted by what happens to it.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// Filesystems to mount.
+    pub candidates: Vec<Candidate>,
+    /// LVM PVs and ZFS vdevs to import.
+    pub members: Vec<Member>,
+    /// Not mounted, with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+fn member_kind(t: &str) -> Option<MemberKind> {
+    match t {
+        "LVM2_member" => Some(MemberKind::Lvm),
+        "zfs_member" => Some(MemberKind::Zfs),
+        _ => None,
     }
 }
 
@@ -62,42 +119,65 @@ fn ambivalent_reason(sigs: &[Signature]) -> String {
     )
 }
 
-/// Splits a report into mount candidates and skipped items.
-pub fn candidates(report: &DiskReport) -> (Vec<Candidate>, Vec<Skipped>) {
-    let mut cands = Vec::new();
-    let mut skipped = Vec::new();
-    if report.table.is_none() {
-        match &report.content {
-            Content::Found { signature } => match skip_reason(signature) {
-                None => cands.push(Candidate {
-                    partition: None,
-                    offset: 0,
-                    size: report.size,
-                    part_uuid: None,
-                    part_name: None,
-                    signature: signature.clone(),
-                }),
-                Some(reason) => skipped.push(Skipped {
-                    source: "whole device".into(),
-                    what: signature.fs_type.clone(),
-                    reason,
-                }),
-            },
-            Content::Ambivalent { signatures } => skipped.push(Skipped {
-                source: "whole device".into(),
+/// Sorts what a probe found into filesystems to mount, volume-group/pool
+/// members to import, and skipped items with their reasons.
+pub fn classify(report: &DiskReport) -> Found {
+    let mut found = Found::default();
+    let place = |partition: Option<u32>,
+                 offset: u64,
+                 size: u64,
+                 part: Option<&fsdetect::Partition>,
+                 content: &Content,
+                 found: &mut Found| {
+        let source = match partition {
+            Some(n) => format!("partition {n}"),
+            None => "whole device".to_string(),
+        };
+        match content {
+            Content::Found { signature } => {
+                if let Some(kind) = member_kind(&signature.fs_type) {
+                    found.members.push(Member {
+                        kind,
+                        partition,
+                        offset,
+                        size,
+                        signature: signature.clone(),
+                    });
+                } else if let Some(reason) = skip_reason(signature) {
+                    found.skipped.push(Skipped {
+                        source,
+                        what: signature.fs_type.clone(),
+                        reason,
+                    });
+                } else {
+                    found.candidates.push(Candidate {
+                        partition,
+                        offset,
+                        size,
+                        part_uuid: part.and_then(|p| p.uuid.clone()),
+                        part_name: part.and_then(|p| p.name.clone()),
+                        signature: signature.clone(),
+                        lv: None,
+                    });
+                }
+            }
+            Content::Ambivalent { signatures } => found.skipped.push(Skipped {
+                source,
                 what: "ambivalent".into(),
                 reason: ambivalent_reason(signatures),
             }),
             Content::Empty => {}
         }
-        return (cands, skipped);
+    };
+    if report.table.is_none() {
+        place(None, 0, report.size, None, &report.content, &mut found);
+        return found;
     }
     for pr in &report.partitions {
         let p = &pr.partition;
-        let source = format!("partition {}", p.number);
         if let Some(problem) = &p.problem {
-            skipped.push(Skipped {
-                source,
+            found.skipped.push(Skipped {
+                source: format!("partition {}", p.number),
                 what: "partition".into(),
                 reason: problem.clone(),
             });
@@ -106,29 +186,50 @@ pub fn candidates(report: &DiskReport) -> (Vec<Candidate>, Vec<Skipped>) {
         if p.kind == PartitionKind::Extended {
             continue;
         }
-        match &pr.content {
-            Some(Content::Found { signature }) => match skip_reason(signature) {
-                None => cands.push(Candidate {
-                    partition: Some(p.number),
-                    offset: p.start,
-                    size: p.size,
-                    part_uuid: p.uuid.clone(),
-                    part_name: p.name.clone(),
-                    signature: signature.clone(),
-                }),
-                Some(reason) => skipped.push(Skipped {
-                    source,
-                    what: signature.fs_type.clone(),
-                    reason,
-                }),
-            },
-            Some(Content::Ambivalent { signatures }) => skipped.push(Skipped {
-                source,
-                what: "ambivalent".into(),
-                reason: ambivalent_reason(signatures),
-            }),
-            Some(Content::Empty) | None => {}
+        if let Some(c) = &pr.content {
+            place(Some(p.number), p.start, p.size, Some(p), c, &mut found);
         }
     }
-    (cands, skipped)
+    found
+}
+
+/// Classifies what fsdetect found on a logical volume or other mapped device
+/// (no partition table is looked at there).
+pub fn classify_volume(
+    content: &Content,
+    size: u64,
+    lv: (String, String),
+) -> Result<Candidate, Skipped> {
+    let source = format!("logical volume {}/{}", lv.0, lv.1);
+    match content {
+        Content::Found { signature } => match skip_reason(signature).or_else(|| {
+            member_kind(&signature.fs_type)
+                .map(|_| "nested volume groups/pools on an LV are not imported".to_string())
+        }) {
+            None => Ok(Candidate {
+                partition: None,
+                offset: 0,
+                size,
+                part_uuid: None,
+                part_name: None,
+                signature: signature.clone(),
+                lv: Some(lv),
+            }),
+            Some(reason) => Err(Skipped {
+                source,
+                what: signature.fs_type.clone(),
+                reason,
+            }),
+        },
+        Content::Ambivalent { signatures } => Err(Skipped {
+            source,
+            what: "ambivalent".into(),
+            reason: ambivalent_reason(signatures),
+        }),
+        Content::Empty => Err(Skipped {
+            source,
+            what: "empty".into(),
+            reason: "no filesystem on it".into(),
+        }),
+    }
 }

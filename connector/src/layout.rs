@@ -39,8 +39,12 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-/// A stable, readable name for a filesystem: its label, else `p<N>`, else `disk`.
+/// A stable, readable name for a filesystem: its LV name, else its label,
+/// else `p<N>`, else `disk`.
 pub fn flat_name(c: &Candidate) -> String {
+    if let Some((_, lv)) = &c.lv {
+        return sanitize(lv);
+    }
     if let Some(l) = c.signature.label() {
         return sanitize(&l);
     }
@@ -88,9 +92,14 @@ pub fn resolve(e: &Entry, cands: &[Candidate]) -> Result<usize, String> {
         }),
         Spec::PartLabel(l) => find(&|c| c.part_name.as_deref() == Some(l.as_str())),
         Spec::Lv { vg, lv } => {
-            return Err(format!(
-                "logical volume {vg}/{lv} is not among this clone's filesystems"
-            ))
+            match find(&|c| c.lv.as_ref().is_some_and(|(v, l)| v == vg && l == lv)) {
+                Some(i) => Some(i),
+                None => {
+                    return Err(format!(
+                        "logical volume {vg}/{lv} is not among this clone's filesystems"
+                    ))
+                }
+            }
         }
         Spec::Path(p) => {
             return Err(format!(
@@ -167,6 +176,7 @@ mod tests {
             part_uuid: Some(format!("pu-{n}")),
             part_name: None,
             signature: s,
+            lv: None,
         }
     }
 
@@ -207,5 +217,20 @@ mod tests {
         assert!(unresolved[0].reason.contains("/dev/sdz1"));
         // A root entry that names another filesystem is not this root.
         assert!(from_fstab(&entries, &c, 0, Path::new("/v")).is_none());
+    }
+
+    #[test]
+    fn logical_volumes_resolve_by_their_original_vg_name() {
+        let mut root = cand(0, "xfs", None, "r");
+        root.lv = Some(("vg_gold".into(), "root".into()));
+        let mut home = cand(0, "ext4", None, "h");
+        home.lv = Some(("vg_gold".into(), "home".into()));
+        let c = vec![root, home];
+        let entries = crate::fstab::parse("/dev/mapper/vg_gold-root / xfs defaults\n/dev/vg_gold/home /home ext4 defaults\n/dev/vg_other/x /x ext4 defaults\n");
+        let (plan, unresolved) = from_fstab(&entries, &c, 0, Path::new("/v")).unwrap();
+        assert_eq!(plan.len(), 2);
+        assert_eq!(plan[1].target, Path::new("/v/home"));
+        assert!(unresolved[0].reason.contains("vg_other/x"));
+        assert_eq!(flat(&c, Path::new("/v"))[1].target, Path::new("/v/home"));
     }
 }

@@ -31,6 +31,9 @@ enum Command {
     Unmount(cmd::unmount::UnmountArgs),
     /// List the volumes on this host.
     List(cmd::list::ListArgs),
+    /// Check, install or remove the host setting that keeps LVM from
+    /// autoactivating clone LUNs (LVM's devices file; reversible).
+    Guard(cmd::guard::GuardArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,11 +48,20 @@ fn main() -> ExitCode {
     if let Command::Probe(args) = &cli.command {
         return cmd::probe::run(args);
     }
+    if let Command::Guard(args) = &cli.command {
+        return match cmd::guard::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("goldmount guard: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = Config::load(cli.config.as_deref()).and_then(|cfg| match &cli.command {
         Command::Mount(a) => cmd::mount::run(cfg, a),
         Command::Unmount(a) => cmd::unmount::run(cfg, a),
         Command::List(a) => cmd::list::run(cfg, a),
-        Command::Probe(_) => Ok(()),
+        Command::Probe(_) | Command::Guard(_) => Ok(()),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

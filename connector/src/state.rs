@@ -74,6 +74,25 @@ pub enum Action {
         /// The loop device, once known.
         device: Option<PathBuf>,
     },
+    /// A clone's volume group renamed (if it collided) and activated on
+    /// exactly its devices; deactivated on teardown.
+    ImportVg {
+        /// The VG name after import (`<vg>_<volume>` on collision).
+        vg: String,
+        /// The name in the gold copy.
+        original: String,
+        /// The clone's PV devices.
+        devices: Vec<PathBuf>,
+    },
+    /// A clone's ZFS pool imported by GUID under a new name; exported on teardown.
+    ImportPool {
+        /// Pool name on this host.
+        name: String,
+        /// Pool GUID as found on the clone.
+        guid: u64,
+        /// The clone's vdev devices.
+        devices: Vec<PathBuf>,
+    },
     /// A mount.
     Mount {
         /// Device mounted.

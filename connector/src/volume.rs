@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::config::Config;
-use crate::discover::{self, Candidate};
+use crate::discover::{self, Candidate, Member, MemberKind};
 use crate::fstab;
 use crate::layout::{self, Planned};
 use crate::lock::VolumeLock;
@@ -16,6 +16,7 @@ use crate::mounter::{self, UmountError};
 use crate::partmap;
 use crate::state::{Action, Phase, StateStore, Step, VolumeRecord};
 use crate::tools::{self, DEFAULT_TIMEOUT};
+use crate::zfs;
 
 /// What the caller asked for.
 #[derive(Debug, Clone)]
@@ -323,6 +324,264 @@ fn read_fstab(
     Ok(text)
 }
 
+/// The device node of a partition (the kernel's, or an offset loop device)
+/// or of the whole device. Returns the node and whether a loop was needed.
+fn node_for(
+    j: &mut Journal<'_>,
+    disk: &Path,
+    partition: Option<u32>,
+    offset: u64,
+    size: u64,
+    read_only: bool,
+) -> Result<(PathBuf, bool)> {
+    match partition {
+        None => Ok((disk.to_path_buf(), false)),
+        Some(n) => match partmap::kernel_partition_node(disk, n, offset) {
+            Some(node) => Ok((node, false)),
+            None => Ok((attach_loop(j, disk, offset, size, read_only)?, true)),
+        },
+    }
+}
+
+/// True when the kernel has device-mapper (LVM activation needs it).
+fn device_mapper_available() -> bool {
+    Path::new("/dev/mapper/control").exists()
+}
+
+/// VG names other volumes' clones hold (so two clones never get the same one).
+fn reserved_vg_names(ctx: &Ctx, volume: &str) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for rec in ctx.store.list()? {
+        if rec.name == volume {
+            continue;
+        }
+        for s in rec.steps {
+            if let Action::ImportVg { vg, .. } = s.action {
+                if !vg.is_empty() {
+                    names.push(vg);
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Imports each complete VG found on the clone's PVs (renamed on collision,
+/// activated on exactly its devices) and turns its LVs into candidates.
+#[allow(clippy::too_many_arguments)]
+fn import_vgs(
+    ctx: &Ctx,
+    j: &mut Journal<'_>,
+    req: &MountRequest,
+    pvs: &[(&Member, PathBuf)],
+    cands: &mut Vec<Candidate>,
+    nodes: &mut Vec<PathBuf>,
+    via_loop: &mut Vec<bool>,
+    skipped: &mut Vec<Skipped>,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let skip_all = |skipped: &mut Vec<Skipped>, reason: String| {
+        for (m, _) in pvs {
+            skipped.push(Skipped {
+                source: m.describe(),
+                what: "LVM2_member".into(),
+                reason: reason.clone(),
+            });
+        }
+    };
+    if req.read_only {
+        skip_all(
+            skipped,
+            "read-only mounts do not import volume groups (vgimportclone rewrites the clone's LVM metadata)".into(),
+        );
+        return Ok(());
+    }
+    if !device_mapper_available() {
+        skip_all(
+            skipped,
+            "device-mapper is not available in this kernel: LVM volumes cannot be activated".into(),
+        );
+        return Ok(());
+    }
+    match lvm::check_autoactivation_guard() {
+        Ok(g) if g.installed => {}
+        Ok(g) => notes.push(format!(
+            "the LVM autoactivation guard is not installed ({}): the host may autoactivate clones when their LUNs appear; run `goldmount guard install`",
+            g.problems.join("; ")
+        )),
+        Err(e) => notes.push(format!("cannot check the LVM autoactivation guard: {e}")),
+    }
+    let devs: Vec<PathBuf> = pvs.iter().map(|(_, n)| n.clone()).collect();
+    let plan = match lvm::plan_devices(&devs) {
+        Ok(p) => p,
+        Err(e) => {
+            skip_all(
+                skipped,
+                format!("LVM metadata cannot be used, nothing was activated: {e}"),
+            );
+            return Ok(());
+        }
+    };
+    for pv in &plan.unassigned {
+        skipped.push(Skipped {
+            source: pv.device.display().to_string(),
+            what: "LVM2_member".into(),
+            reason: format!("PV {} has no volume group metadata", pv.pv_uuid),
+        });
+    }
+    let reserved = reserved_vg_names(ctx, &req.volume)?;
+    for vg in &plan.vgs {
+        let original = vg.metadata.name.clone();
+        if let Err(e) = vg.require_complete() {
+            skipped.push(Skipped {
+                source: format!("volume group {original}"),
+                what: "LVM2_member".into(),
+                reason: format!("not activated: {e}"),
+            });
+            continue;
+        }
+        let devices = vg.device_paths();
+        let opts = lvm::ImportOptions {
+            volume: req.volume.clone(),
+            reserved_names: reserved.clone(),
+            ..Default::default()
+        };
+        let action = Action::ImportVg {
+            vg: String::new(),
+            original: original.clone(),
+            devices: devices.clone(),
+        };
+        let imported = j.step(action, || {
+            let r = lvm::Lvm::default()
+                .import_clone_with(&devices, &opts)
+                .with_context(|| format!("importing volume group {original} of the clone"))?;
+            Ok((
+                Action::ImportVg {
+                    vg: r.name.clone(),
+                    original: original.clone(),
+                    devices: devices.clone(),
+                },
+                r,
+            ))
+        })?;
+        if !imported.undone_activation.is_empty() {
+            notes.push(format!(
+                "undid an accidental activation of the clone by the host's LVM: {}",
+                imported.undone_activation.join(", ")
+            ));
+        }
+        if imported.renamed {
+            notes.push(format!(
+                "volume group {original} imported as {} (vgimportclone)",
+                imported.name
+            ));
+        }
+        for lv in &imported.lvs {
+            let lvref = (original.clone(), lv.name.clone());
+            if let Some(why) = &lv.unsupported {
+                skipped.push(Skipped {
+                    source: format!("logical volume {original}/{}", lv.name),
+                    what: "lv".into(),
+                    reason: why.clone(),
+                });
+                continue;
+            }
+            let probed = fsdetect::FileSource::open(&lv.dm_path).and_then(|src| {
+                let size = fsdetect::BlockSource::size(&src);
+                fsdetect::probe_region(&src, 0, size).map(|r| (r.content, size))
+            });
+            match probed {
+                Ok((content, size)) => match discover::classify_volume(&content, size, lvref) {
+                    Ok(c) => {
+                        cands.push(c);
+                        nodes.push(lv.dm_path.clone());
+                        via_loop.push(false);
+                    }
+                    Err(sk) => skipped.push(sk),
+                },
+                Err(e) => skipped.push(Skipped {
+                    source: format!("logical volume {original}/{}", lv.name),
+                    what: "lv".into(),
+                    reason: format!("cannot probe {}: {e}", lv.dm_path.display()),
+                }),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Imports each ZFS pool of the clone by GUID under a unique name, with its
+/// datasets mounted under the volume path.
+fn import_pools(
+    j: &mut Journal<'_>,
+    req: &MountRequest,
+    vpath: &Path,
+    vdevs: &[(&Member, PathBuf)],
+    mounts: &mut Vec<MountInfo>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<()> {
+    let mut pools: Vec<(u64, String, Vec<PathBuf>)> = Vec::new();
+    for (m, node) in vdevs {
+        let guid = m.signature.uuid().and_then(|u| u.parse::<u64>().ok());
+        let Some(guid) = guid else {
+            skipped.push(Skipped {
+                source: m.describe(),
+                what: "zfs_member".into(),
+                reason: "no pool GUID in its label".into(),
+            });
+            continue;
+        };
+        let name = m.signature.label().unwrap_or_else(|| "pool".into());
+        match pools.iter_mut().find(|p| p.0 == guid) {
+            Some(p) => p.2.push(node.clone()),
+            None => pools.push((guid, name, vec![node.clone()])),
+        }
+    }
+    for (guid, name, devices) in pools {
+        if req.read_only {
+            skipped.push(Skipped {
+                source: format!("ZFS pool {name}"),
+                what: "zfs_member".into(),
+                reason: "read-only import of ZFS pools is not supported yet".into(),
+            });
+            continue;
+        }
+        let new_name = zfs::unique_pool_name(&name, &req.volume);
+        let action = Action::ImportPool {
+            name: new_name.clone(),
+            guid,
+            devices: devices.clone(),
+        };
+        let pool = j.step(action.clone(), || {
+            let p = zfs::import_clone(&devices, guid, &new_name, vpath, false)
+                .with_context(|| format!("importing ZFS pool {name} of the clone"))?;
+            Ok((action, p))
+        })?;
+        for ds in pool.datasets {
+            match (ds.mountpoint, ds.skipped) {
+                (Some(mp), _) => mounts.push(MountInfo {
+                    source: PathBuf::from(&ds.name),
+                    fs_type: "zfs".into(),
+                    uuid: Some(pool.guid.to_string()),
+                    label: Some(name.clone()),
+                    partition: None,
+                    original_mountpoint: None,
+                    mount_path: mp,
+                    options: "zfs".into(),
+                    via_offset_loop: false,
+                }),
+                (None, Some(why)) => skipped.push(Skipped {
+                    source: ds.name,
+                    what: "zfs dataset".into(),
+                    reason: why,
+                }),
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 fn mount_steps(
     ctx: &Ctx,
     j: &mut Journal<'_>,
@@ -344,8 +603,12 @@ fn mount_steps(
     let report =
         fsdetect::probe_disk(&src).with_context(|| format!("probing {}", disk.display()))?;
     drop(src);
-    let (cands, mut skipped): (Vec<Candidate>, Vec<Skipped>) = discover::candidates(&report);
-    if cands.is_empty() {
+    let discover::Found {
+        candidates: mut cands,
+        members,
+        mut skipped,
+    } = discover::classify(&report);
+    if cands.is_empty() && members.is_empty() {
         let why: Vec<String> = skipped
             .iter()
             .map(|s| format!("{}: {}", s.source, s.reason))
@@ -360,30 +623,50 @@ fn mount_steps(
             }
         );
     }
-    // A device node per candidate.
+    // A device node per candidate and per member.
     let mut nodes = Vec::new();
     let mut via_loop = Vec::new();
     for c in &cands {
-        match c.partition {
-            None => {
-                nodes.push(disk.clone());
-                via_loop.push(false);
-            }
-            Some(n) => match partmap::kernel_partition_node(&disk, n, c.offset) {
-                Some(node) => {
-                    nodes.push(node);
-                    via_loop.push(false);
-                }
-                None => {
-                    nodes.push(attach_loop(j, &disk, c.offset, c.size, req.read_only)?);
-                    via_loop.push(true);
-                }
-            },
-        }
+        let (node, looped) = node_for(j, &disk, c.partition, c.offset, c.size, req.read_only)?;
+        nodes.push(node);
+        via_loop.push(looped);
+    }
+    let mut member_nodes = Vec::new();
+    for m in &members {
+        let (node, looped) = node_for(j, &disk, m.partition, m.offset, m.size, req.read_only)?;
+        member_nodes.push(node);
+        via_loop.push(looped);
     }
     if via_loop.iter().any(|v| *v) {
         notes.push("the kernel created no partition nodes: partitions were mapped with offset loop devices".into());
     }
+    via_loop.truncate(cands.len());
+    // Volume groups: imported clone-safely, their LVs become candidates.
+    let lvm_devs: Vec<(&Member, PathBuf)> = members
+        .iter()
+        .zip(member_nodes.iter())
+        .filter(|(m, _)| m.kind == MemberKind::Lvm)
+        .map(|(m, n)| (m, n.clone()))
+        .collect();
+    if !lvm_devs.is_empty() {
+        import_vgs(
+            ctx,
+            j,
+            req,
+            &lvm_devs,
+            &mut cands,
+            &mut nodes,
+            &mut via_loop,
+            &mut skipped,
+            &mut notes,
+        )?;
+    }
+    let zfs_devs: Vec<(&Member, PathBuf)> = members
+        .iter()
+        .zip(member_nodes.iter())
+        .filter(|(m, _)| m.kind == MemberKind::Zfs)
+        .map(|(m, n)| (m, n.clone()))
+        .collect();
     // The original tree, if one filesystem holds an fstab whose "/" is itself.
     let vpath = ctx.volume_path(&req.volume);
     let mut plan: Option<(Vec<Planned>, Vec<UnresolvedEntry>)> = None;
@@ -482,6 +765,9 @@ fn mount_steps(
             via_offset_loop: via_loop[p.cand],
         });
     }
+    if !zfs_devs.is_empty() {
+        import_pools(j, req, &vpath, &zfs_devs, &mut mounts, &mut skipped)?;
+    }
     if mounts.is_empty() {
         let why: Vec<String> = skipped
             .iter()
@@ -535,6 +821,28 @@ fn undo_last(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!("leaving {}: {e}", path.display()),
         },
+        Action::ImportVg { devices, .. } => {
+            // The VG's current name comes from the devices themselves (a crash
+            // may have happened between vgimportclone and recording it).
+            if devices.iter().all(|d| d.exists()) {
+                if let Ok(plan) = lvm::plan_devices(devices) {
+                    if let [vg] = plan.vgs.as_slice() {
+                        let name = vg.metadata.name.clone();
+                        lvm::deactivate(&name, devices)
+                            .with_context(|| format!("deactivating volume group {name}"))?;
+                        undone.push(format!("deactivated volume group {name}"));
+                    }
+                }
+            }
+        }
+        Action::ImportPool { name, .. } => {
+            let r =
+                zfs::export(name, lazy).with_context(|| format!("exporting ZFS pool {name}"))?;
+            if !r.not_imported {
+                undone.push(format!("exported ZFS pool {name}"));
+            }
+            forced.extend(r.forced);
+        }
         Action::AttachLoop {
             backing,
             offset,

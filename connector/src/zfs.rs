@@ -494,8 +494,8 @@ fn pool_altroot(name: &str) -> Result<Option<PathBuf>> {
 /// something uses a dataset it fails with [`ZfsError::Busy`] naming the
 /// holders, unless `force`: then busy datasets are detached lazily and the
 /// export is forced, and the report says so. A pool that is not imported is
-/// not an error. Empty mount point directories ZFS left under the altroot are
-/// removed.
+/// not an error. The mount point directories ZFS created under the altroot
+/// are removed when empty; the altroot itself is left to its owner.
 pub fn export(name: &str, force: bool) -> Result<ExportReport> {
     let mut report = ExportReport::default();
     if !imported_pools()?.iter().any(|(n, _)| n == name) {
@@ -509,6 +509,13 @@ pub fn export(name: &str, force: bool) -> Result<ExportReport> {
         .into());
     };
     let mut rows = list_filesystems(name)?;
+    let mut mountpoints: Vec<PathBuf> = rows
+        .iter()
+        .filter(|r| mount_depth(&r.mountpoint) != usize::MAX)
+        .map(|r| PathBuf::from(&r.mountpoint))
+        .collect();
+    // Deepest first, so parents are empty when their turn comes.
+    mountpoints.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     rows.retain(|r| r.mounted);
     rows.sort_by_key(|r| std::cmp::Reverse(mount_depth(&r.mountpoint)));
     for row in &rows {
@@ -556,24 +563,27 @@ pub fn export(name: &str, force: bool) -> Result<ExportReport> {
     if force {
         report.forced.push(format!("zpool export -f {name}"));
     }
-    remove_empty_dirs(&altroot);
+    remove_mountpoint_dirs(&altroot, &mountpoints);
     tracing::info!(pool = name, "exported ZFS clone pool");
     Ok(report)
 }
 
-/// Removes `dir` and the directories below it that are empty (mount points
-/// ZFS created), bottom-up; never a file, never a directory still in use.
-fn remove_empty_dirs(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_dirs(&e.path());
+/// Removes the mount point directories ZFS created for the pool's datasets
+/// and their parents strictly below `altroot`, as long as they are empty
+/// and not mount points. It never descends into directories, so other
+/// filesystems of the volume mounted under the same altroot are not touched.
+fn remove_mountpoint_dirs(altroot: &Path, mountpoints: &[PathBuf]) {
+    for mp in mountpoints {
+        let mut dir = mp.as_path();
+        while dir.starts_with(altroot) && dir != altroot {
+            if mounter::is_mounted(dir) || std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+            match dir.parent() {
+                Some(p) => dir = p,
+                None => break,
             }
         }
-    }
-    if !mounter::is_mounted(dir) {
-        // Fails (and is left) when not empty: exactly what we want.
-        let _ = std::fs::remove_dir(dir);
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod guard;
 pub mod list;
 pub mod mount;
 pub mod probe;
