@@ -12,7 +12,6 @@ pub mod hctl;
 pub mod identity;
 pub mod inventory;
 pub mod iscsi_sysfs;
-pub mod log;
 pub mod mounts;
 pub mod remove;
 pub mod rescan;

@@ -1,4 +1,4 @@
-//! A minimal stderr `tracing` subscriber for the binary's `-v`: events only
+//! The binary's minimal stderr `tracing` subscriber for `-v`: events only
 //! (no spans), `LEVEL message key=value…`. tracing-subscriber's formatter
 //! costs more than the whole 1 MiB budget has to spare.
 

@@ -11,6 +11,8 @@ use executor::wait::{MultipathPolicy, WaitSpec};
 use executor::{Error, Hctl, Root};
 use lexopt::prelude::*;
 
+mod log;
+
 const HELP: &str = "\
 goldmount-executor: host identity, block devices, targeted SCSI rescans,
 verified wait-for-device and device removal (sysfs-based, synchronous)
@@ -400,7 +402,7 @@ fn parse(args: Vec<String>) -> Result<Cli, Error> {
                 dry_run,
             }
         }
-        _ => unreachable!("checked above"),
+        o => return Err(usage(format!("unknown subcommand {o:?}; see --help"))),
     };
     Ok(Cli {
         json,
@@ -595,7 +597,7 @@ fn init_logging(verbose: u8) {
     } else {
         tracing::Level::INFO
     };
-    executor::log::StderrLogger::install(level);
+    log::StderrLogger::install(level);
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
