@@ -33,6 +33,12 @@ impl Listener {
     /// block or SCSI event arrived (a spurious wake-up only costs one more
     /// look at sysfs).
     pub fn wait(&self, timeout: Duration) -> bool {
+        !self.wait_events(timeout).is_empty()
+    }
+
+    /// Like [`Listener::wait`], returning the relevant events as
+    /// `ACTION DEVPATH` strings (e.g. `add /devices/virtual/block/loop3`).
+    pub fn wait_events(&self, timeout: Duration) -> Vec<String> {
         let ts = Timespec::try_from(timeout).unwrap_or(Timespec {
             tv_sec: 1,
             tv_nsec: 0,
@@ -40,18 +46,32 @@ impl Listener {
         let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
         match poll(&mut fds, Some(&ts)) {
             Ok(n) if n > 0 => {}
-            _ => return false,
+            _ => return Vec::new(),
         }
-        let mut relevant = false;
+        let mut events = Vec::new();
         let mut buf = vec![0u8; 8192];
         while let Ok((n, _)) = recv(&self.fd, &mut buf[..], RecvFlags::DONTWAIT) {
             if n == 0 {
                 break;
             }
-            relevant |= is_relevant(&buf[..n]);
+            let msg = &buf[..n];
+            if is_relevant(msg) {
+                events.push(summary(msg));
+            }
         }
-        relevant
+        events
     }
+}
+
+/// `ACTION DEVPATH` of a uevent message.
+fn summary(msg: &[u8]) -> String {
+    let field = |k: &[u8]| {
+        msg.split(|b| *b == 0)
+            .find_map(|f| f.strip_prefix(k))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    format!("{} {}", field(b"ACTION="), field(b"DEVPATH="))
 }
 
 /// True for uevents about block devices or SCSI devices.
