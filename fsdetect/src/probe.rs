@@ -80,6 +80,7 @@ pub fn probe_signatures(w: &Window<'_>) -> Result<Content> {
     if w.len() <= 1024 {
         return Ok(Content::Empty);
     }
+    w.prefetch(&crate::sig::read_plan(w.len()))?;
     let tiny = w.len() <= TINY_DEVICE;
     let mut found: Vec<Signature> = Vec::new();
     let mut intolerant = 0usize;
@@ -128,6 +129,7 @@ pub fn probe_region(src: &dyn BlockSource, offset: u64, len: u64) -> Result<Disk
 }
 
 fn probe_window(reader: &Reader<'_>, w: Window<'_>) -> Result<DiskReport> {
+    w.prefetch(&crate::sig::read_plan(w.len()))?;
     let mut table = read_table(&w)?;
     let ranges: Vec<(u64, u64)> = table
         .as_ref()

@@ -110,6 +110,8 @@ pub struct PartitionTable {
 /// Reads the partition table of a region, trying the schemes in libblkid's
 /// order (dos before gpt: the dos reader steps aside for a protective MBR).
 pub fn read_table(w: &crate::reader::Window<'_>) -> crate::error::Result<Option<PartitionTable>> {
+    // MBR, and the GPT header and a 128-entry array at 512- or 4096-byte sectors.
+    w.prefetch(&[(0, 40 * 1024)])?;
     if let Some(t) = crate::mbr::probe(w)? {
         return Ok(Some(t));
     }

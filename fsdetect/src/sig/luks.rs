@@ -15,7 +15,7 @@ use crate::signature::{Signature, Usage};
 const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
 const LUKS_MAGIC_2: &[u8; 6] = b"SKUL\xba\xbe";
 /// Where a LUKS2 secondary header may be, by the size of the JSON area.
-const SECONDARY_OFFSETS: [u64; 9] = [
+pub(crate) const SECONDARY_OFFSETS: [u64; 9] = [
     0x04000, 0x008000, 0x010000, 0x020000, 0x40000, 0x080000, 0x100000, 0x200000, 0x400000,
 ];
 /// sizeof(struct luks2_phdr) up to and including the checksum.

@@ -159,6 +159,34 @@ pub static IDINFOS: &[IdInfo] = &[
     },
 ];
 
+/// The byte ranges `(offset, len)` the probers read on a region of `len`
+/// bytes, known before any of them runs, so the reader can fetch them in a
+/// few coalesced calls (blkid issues one read per superblock instead).
+/// Locations that depend on on-disk pointers are not listed; they are read
+/// on demand.
+pub fn read_plan(len: u64) -> Vec<(u64, u64)> {
+    const KIB: u64 = 1024;
+    // Partition tables (MBR, GPT header and entries at 512 and 4096-byte
+    // sectors), ext*/jbd (1 KiB), xfs, btrfs (64 KiB + 4 KiB), vfat/ntfs boot
+    // sectors, swap signatures at page ends up to 64 KiB, iso9660 volume
+    // descriptors (32 KiB+), LVM label, LUKS primary, md 1.1/1.2, squashfs.
+    let mut plan = vec![(0, 72 * KIB)];
+    // LUKS2 secondary headers.
+    plan.extend(luks::SECONDARY_OFFSETS.iter().map(|&o| (o, 4 * KIB)));
+    // ZFS vdev labels (blkid probes ZFS only from 64 MiB up).
+    if len >= zfs::MIN_SIZE {
+        let label = 256 * KIB;
+        let align = len % label;
+        for off in [0, label, len - 2 * label - align, len - label - align] {
+            plan.push((off, label));
+        }
+    }
+    // md 0.90 (last 64 KiB-aligned 64 KiB), md 1.0 (end − 8 KiB), the backup GPT header.
+    let tail = (len & !0xffff).saturating_sub(0x10000);
+    plan.push((tail, len - tail));
+    plan
+}
+
 /// Looks a prober up by its TYPE name (for fuzz targets and tests).
 pub fn idinfo(name: &str) -> Option<&'static IdInfo> {
     IDINFOS.iter().find(|i| i.name == name)

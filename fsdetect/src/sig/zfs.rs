@@ -23,7 +23,7 @@ const UBERBLOCK_MAGIC: u64 = 0x00ba_b10c;
 /// Uberblocks blkid wants to see before it believes it.
 const ZFS_WANT: usize = 4;
 /// blkid's idinfo `minsz`: smaller devices are never ZFS members.
-const MIN_SIZE: u64 = 64 * 1024 * 1024;
+pub(crate) const MIN_SIZE: u64 = 64 * 1024 * 1024;
 /// Bytes of the nvlist blkid looks at.
 const NVLIST_SCAN: usize = 4096;
 
