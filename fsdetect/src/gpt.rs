@@ -179,7 +179,7 @@ fn read_header(
         first_usable: fu,
         last_usable: lu,
         disk_guid,
-        entries,
+        entries: entries.to_vec(),
         num_entries,
     }))
 }

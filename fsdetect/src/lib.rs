@@ -33,7 +33,7 @@ pub mod udev;
 
 pub use error::{ProbeError, Result};
 pub use probe::{probe_disk, probe_region, probe_signatures, Content, DiskReport, PartitionReport};
-pub use reader::{IoStats, Reader, Window};
+pub use reader::{Bytes, IoStats, Reader, Window};
 pub use signature::{Signature, Tag, Usage};
 pub use source::{BlockSource, FileSource, MemSource};
 pub use table::{GptHeader, Partition, PartitionKind, PartitionTable, PartitionType, TableKind};

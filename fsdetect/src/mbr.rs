@@ -69,25 +69,25 @@ pub fn is_extended(sys_ind: u8) -> bool {
 pub fn probe(w: &Window<'_>) -> Result<Option<PartitionTable>> {
     // libblkid matches magics by reading the whole KiB that holds them: a
     // region shorter than 1 KiB never has a "dos" table.
-    let Some(mut mbr) = w.read_if_present(0, 1024)? else {
+    let Some(kib) = w.read_if_present(0, 1024)? else {
         return Ok(None);
     };
-    mbr.truncate(512);
-    if !has_boot_signature(&mbr) {
+    let mbr = &kib[..512];
+    if !has_boot_signature(mbr) {
         return Ok(None);
     }
     // AIX physical volumes start with this magic and have no MBR.
     if mbr.starts_with(&[0xc9, 0xc2, 0xd4, 0xc1]) {
         return Ok(None);
     }
-    let ents = entries(&mbr);
+    let ents = entries(mbr);
     if ents.iter().any(|e| e.boot_ind != 0 && e.boot_ind != 0x80) {
         return Ok(None);
     }
     if ents.iter().any(|e| e.sys_ind == GPT_PROTECTIVE) {
         return Ok(None);
     }
-    if is_fat_boot_sector(w, &mbr)? {
+    if is_fat_boot_sector(w, mbr)? {
         return Ok(None);
     }
     if found(crate::sig::ntfs::probe(w))? {
@@ -98,7 +98,7 @@ pub fn probe(w: &Window<'_>) -> Result<Option<PartitionTable>> {
         return Ok(None);
     }
 
-    let disk_id = le32(&mbr, DISK_ID_OFFSET).unwrap_or(0);
+    let disk_id = le32(mbr, DISK_ID_OFFSET).unwrap_or(0);
     let id_str = (disk_id != 0).then(|| format!("{disk_id:08x}"));
     let ssz = u64::from(w.sector_size().max(512));
     let mut table = PartitionTable {

@@ -31,6 +31,46 @@ pub struct IoStats {
     pub bytes_read: u64,
 }
 
+/// Bytes read from a source: a shared view into the reader's cache, so
+/// probers read superblocks without copying them (dereferences to `[u8]`).
+#[derive(Clone)]
+pub struct Bytes {
+    buf: Rc<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bytes({} bytes)", self.end - self.start)
+    }
+}
+
+impl<T: AsRef<[u8]> + ?Sized> PartialEq<T> for Bytes {
+    fn eq(&self, other: &T) -> bool {
+        **self == *other.as_ref()
+    }
+}
+
+impl PartialEq<Bytes> for Vec<u8> {
+    fn eq(&self, other: &Bytes) -> bool {
+        self[..] == **other
+    }
+}
+
 /// A read cache over one source, shared by every region probed on it.
 pub struct Reader<'s> {
     src: &'s dyn BlockSource,
@@ -93,13 +133,17 @@ impl<'s> Reader<'s> {
         }
     }
 
-    fn cached(&self, abs: u64, len: usize) -> Option<Vec<u8>> {
+    fn cached(&self, abs: u64, len: usize) -> Option<Bytes> {
         let chunks = self.chunks.borrow();
         chunks.iter().find_map(|(start, data)| {
             let rel = abs.checked_sub(*start)?;
             let end = rel.checked_add(len as u64)?;
             if end <= data.len() as u64 {
-                Some(data[rel as usize..end as usize].to_vec())
+                Some(Bytes {
+                    buf: Rc::clone(data),
+                    start: rel as usize,
+                    end: end as usize,
+                })
             } else {
                 None
             }
@@ -120,7 +164,7 @@ impl<'s> Reader<'s> {
     /// Reads `len` bytes at absolute `abs`: from the cache, or with one
     /// aligned fetch (clamped to the region `[rs, re)` it belongs to, so no
     /// byte outside the region is ever read).
-    fn read_abs(&self, abs: u64, len: usize, rs: u64, re: u64) -> Result<Vec<u8>> {
+    fn read_abs(&self, abs: u64, len: usize, rs: u64, re: u64) -> Result<Bytes> {
         if let Some(v) = self.cached(abs, len) {
             return Ok(v);
         }
@@ -128,7 +172,10 @@ impl<'s> Reader<'s> {
         let fs = (abs - abs % ALIGN).max(rs);
         let fe = end.div_ceil(ALIGN).saturating_mul(ALIGN).min(re).max(end);
         self.fetch(fs, fe - fs)?;
-        self.cached(abs, len).ok_or(ProbeError::Truncated { offset: abs, size: self.src.size() })
+        self.cached(abs, len).ok_or(ProbeError::Truncated {
+            offset: abs,
+            size: self.src.size(),
+        })
     }
 
     /// Fetches the absolute ranges `[start, end)` not yet cached, merging
@@ -222,10 +269,11 @@ impl<'a> Window<'a> {
 
     /// Reads exactly `len` bytes at `offset`; outside the region is an
     /// [`ProbeError::OutOfRange`] error.
-    pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(&self, offset: u64, len: usize) -> Result<Bytes> {
         match offset.checked_add(len as u64) {
             Some(end) if end <= self.len => {
-                self.reader.read_abs(self.start + offset, len, self.start, self.start + self.len)
+                self.reader
+                    .read_abs(self.start + offset, len, self.start, self.start + self.len)
             }
             _ => Err(ProbeError::OutOfRange {
                 offset,
@@ -237,7 +285,7 @@ impl<'a> Window<'a> {
 
     /// Like [`Window::read`], but a range outside the region is `Ok(None)`:
     /// the common case of a superblock location the device is too small for.
-    pub fn read_if_present(&self, offset: u64, len: usize) -> Result<Option<Vec<u8>>> {
+    pub fn read_if_present(&self, offset: u64, len: usize) -> Result<Option<Bytes>> {
         match self.read(offset, len) {
             Ok(v) => Ok(Some(v)),
             Err(ProbeError::OutOfRange { .. }) => Ok(None),
@@ -252,9 +300,15 @@ impl<'a> Window<'a> {
         let abs = ranges
             .iter()
             .filter(|(off, _)| *off < self.len)
-            .map(|&(off, len)| (self.start + off, self.start + off.saturating_add(len).min(self.len)))
+            .map(|&(off, len)| {
+                (
+                    self.start + off,
+                    self.start + off.saturating_add(len).min(self.len),
+                )
+            })
             .collect();
-        self.reader.prefetch_abs(abs, self.start, self.start + self.len)
+        self.reader
+            .prefetch_abs(abs, self.start, self.start + self.len)
     }
 
     /// A sub-region (a partition), relative to this one.
@@ -290,12 +344,25 @@ mod tests {
         let w = r.whole();
         let n = data.len() as u64;
         // Two neighbours (gap below COALESCE_GAP), one far away, one at the end.
-        w.prefetch(&[(0, 70_000), (128 * 1024, 4096), (4 << 20, 4096), (n - 65536, 65536)]).unwrap();
+        w.prefetch(&[
+            (0, 70_000),
+            (128 * 1024, 4096),
+            (4 << 20, 4096),
+            (n - 65536, 65536),
+        ])
+        .unwrap();
         assert_eq!(r.stats().read_calls, 3);
         for off in [0u64, 1024, 65536, 128 * 1024, 4 << 20, n - 512] {
-            assert_eq!(w.read(off, 512).unwrap(), data[off as usize..off as usize + 512]);
+            assert_eq!(
+                w.read(off, 512).unwrap(),
+                data[off as usize..off as usize + 512]
+            );
         }
-        assert_eq!(r.stats().read_calls, 3, "planned reads are served from memory");
+        assert_eq!(
+            r.stats().read_calls,
+            3,
+            "planned reads are served from memory"
+        );
         // Prefetching what is cached costs nothing.
         w.prefetch(&[(0, 4096)]).unwrap();
         assert_eq!(r.stats().read_calls, 3);

@@ -84,7 +84,7 @@ fn read_super(w: &Window<'_>) -> Result<Option<ExtSuper>> {
         incompat: get(0x60),
         ro_compat: get(0x64),
         flags: get(0x160),
-        raw,
+        raw: raw.to_vec(),
     }))
 }
 

@@ -152,7 +152,9 @@ fn search_label(w: &Window<'_>, offset: u64, entries: u32) -> Result<Option<Vec<
         let ent = match &whole {
             Some(d) => slice(d, at as usize, DIR_ENTRY as usize).map(<[u8]>::to_vec),
             None => match offset.checked_add(at) {
-                Some(off) => w.read_if_present(off, DIR_ENTRY as usize)?,
+                Some(off) => w
+                    .read_if_present(off, DIR_ENTRY as usize)?
+                    .map(|b| b.to_vec()),
                 None => None,
             },
         };

@@ -108,9 +108,10 @@ impl Geometry {
 /// Whether a v5 superblock's CRC (CRC-32C over one sector with the CRC field
 /// zeroed) matches; `None` when the sector cannot be read.
 fn crc_matches(w: &Window<'_>, sectsize: u16) -> Result<Option<bool>> {
-    let Some(mut sector) = w.read_if_present(0, usize::from(sectsize))? else {
+    let Some(sector) = w.read_if_present(0, usize::from(sectsize))? else {
         return Ok(None);
     };
+    let mut sector = sector.to_vec();
     let Some(stored) = le32(&sector, CRC_OFF) else {
         return Ok(None);
     };
