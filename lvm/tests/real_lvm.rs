@@ -223,11 +223,13 @@ fn reader_matches_lvm2_reports_and_backup_text() {
         .unwrap()
         .uuid()
         .to_string();
-    let plan = plan_devices(&[a.dev.clone()]).unwrap();
+    let plan = plan_devices(std::slice::from_ref(&a.dev)).unwrap();
     assert_eq!(plan.vgs[0].missing, vec![b_uuid.clone()]);
     let e = plan.vgs[0].require_complete().unwrap_err();
     assert!(e.to_string().contains(&b_uuid), "{e}");
-    let e = host_lvm().import_clone(&[a.dev.clone()], "x").unwrap_err();
+    let e = host_lvm()
+        .import_clone(std::slice::from_ref(&a.dev), "x")
+        .unwrap_err();
     assert!(matches!(e, LvmError::MissingPvs { .. }), "{e}");
 }
 
@@ -352,7 +354,9 @@ fn import_clone_renames_with_vgimportclone_and_leaves_the_gold_alone() {
         .unwrap_err();
     assert!(matches!(e, LvmError::NameTaken { .. }), "{e}");
     // ...and only one of its two devices is a partial VG.
-    let e = l.import_clone(&[da.dev.clone()], "c2").unwrap_err();
+    let e = l
+        .import_clone(std::slice::from_ref(&da.dev), "c2")
+        .unwrap_err();
     assert!(matches!(e, LvmError::MissingPvs { .. }), "{e}");
 }
 
@@ -392,7 +396,9 @@ fn guard_installs_lists_only_host_pvs_and_removes_exactly() {
     assert!(e.to_string().contains("more than one device"), "{e}");
     assert_eq!(fs::read_to_string(sys.join("lvm.conf")).unwrap(), conf);
 
-    let st = l.install_autoactivation_guard(&[c.dev.clone()]).unwrap();
+    let st = l
+        .install_autoactivation_guard(std::slice::from_ref(&c.dev))
+        .unwrap();
     assert!(
         st.installed && st.use_devicesfile && st.set_by_goldmount,
         "{st:?}"
@@ -412,7 +418,7 @@ fn guard_installs_lists_only_host_pvs_and_removes_exactly() {
     assert_eq!(seen, vec![a.s().to_string()]);
     // Idempotent.
     assert!(
-        l.install_autoactivation_guard(&[c.dev.clone()])
+        l.install_autoactivation_guard(std::slice::from_ref(&c.dev))
             .unwrap()
             .installed
     );

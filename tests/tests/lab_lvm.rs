@@ -308,6 +308,12 @@ fn lvm_accidental_activation_is_undone_before_import() {
     let clone = Loop::new(&clone_img);
     drop(gold); // only the clone is attached now, as on a fresh host
     udev_style_autoactivate(&clone);
+    if dm_on(&clone.0).is_empty() {
+        // pvscan remembers the gold PV UUID as online (/run/lvm/pvs_online)
+        // and skips the clone; reproduce the trap's effect directly: the
+        // clone's LVs active under the gold VG's name.
+        lvmc(&["vgchange", "-q", "--devices", clone.s(), "-ay", "vg_acc"]);
+    }
     let accidental = dm_on(&clone.0);
     assert!(
         accidental.iter().any(|n| n.starts_with("vg_acc-")),

@@ -166,7 +166,7 @@ pub fn read_text(src: &dyn fsdetect::BlockSource, h: &MdaHeader, locn: RawLocn) 
         if len == 0 {
             continue;
         }
-        let end = off.checked_add(len).unwrap_or(u64::MAX);
+        let end = off.saturating_add(len);
         if end > src.size() {
             return Err(LvmError::Truncated {
                 what: "metadata text",

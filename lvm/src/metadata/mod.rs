@@ -52,7 +52,7 @@ fn read_at(
     off: u64,
     len: u64,
 ) -> Result<Vec<u8>> {
-    let end = off.checked_add(len).unwrap_or(u64::MAX);
+    let end = off.saturating_add(len);
     if end > src.size() {
         return Err(LvmError::Truncated {
             what,
