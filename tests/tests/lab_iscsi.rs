@@ -72,6 +72,12 @@ fn appliance(
         args.push(p.to_string());
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Pull the (large, debug) binary through 9p into the guest's page cache
+    // first: under TCG on a loaded host its first exec can outlast the
+    // helper's 60 s /healthz wait.
+    if let Some(bin) = std::env::var_os("GOLDMOUNT_APPLIANCE_BIN") {
+        let _ = fs::read(bin);
+    }
     let app = ApplianceProc::start(listen, &argv, &scratch.join("appliance.log"));
     let initiator = initiator_iqn();
     app.post(
@@ -624,8 +630,12 @@ fn count_disks_on_host(h: u32) -> usize {
 fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, reps: usize) -> f64 {
     let mut v = Vec::new();
     for _ in 0..reps {
-        if let Some(d) = disk_at(h, c, t, l) {
-            delete_disk(Path::new(&format!("/dev/{d}")));
+        let sdev = format!("/sys/class/scsi_device/{h}:{c}:{t}:{l}");
+        if Path::new(&sdev).exists() {
+            fs::write(format!("{sdev}/device/delete"), "1").unwrap();
+            wait_until(&format!("{sdev} to go"), T, || {
+                (!Path::new(&sdev).exists()).then_some(())
+            });
         }
         let t0 = Instant::now();
         let scan = format!("/sys/class/scsi_host/host{h}/scan");
@@ -637,7 +647,7 @@ fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, rep
             }
         }
         loop {
-            if disk_at(h, c, t, l).is_some() {
+            if disk_at(h, c, t, l).is_some_and(|d| Path::new("/sys/block").join(d).exists()) {
                 break;
             }
             assert!(
