@@ -85,7 +85,10 @@ pub fn main(args: &[String]) -> Result<()> {
     clean_results(&out)?;
     let xtask = std::env::current_exe().context("locating the xtask binary")?;
     let bins = art.test_bins.iter().map(|(_, b)| b);
-    for p in [&xtask, &art.appliance_bin, &out].into_iter().chain(bins) {
+    for p in [&xtask, &art.appliance_bin, &art.goldmount_bin, &out]
+        .into_iter()
+        .chain(bins)
+    {
         if p.to_string_lossy().contains(char::is_whitespace) {
             bail!(
                 "{}: paths with whitespace cannot be passed to the guest",
@@ -95,10 +98,16 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     let plan = Plan {
         test_bins: art.test_bins.clone(),
-        env: vec![(
-            "GOLDMOUNT_APPLIANCE_BIN".to_string(),
-            art.appliance_bin.to_string_lossy().into_owned(),
-        )],
+        env: vec![
+            (
+                "GOLDMOUNT_APPLIANCE_BIN".to_string(),
+                art.appliance_bin.to_string_lossy().into_owned(),
+            ),
+            (
+                "GOLDMOUNT_BIN".to_string(),
+                art.goldmount_bin.to_string_lossy().into_owned(),
+            ),
+        ],
         scenarios: scenarios.clone(),
         scenario_timeout_secs: args.scenario_timeout,
         results_dir: out.clone(),

@@ -1,5 +1,5 @@
 //! Building, on the host, everything the guest will run: the scenario test
-//! binary and the appliance.
+//! binary, the appliance and the `goldmount` CLI.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,8 @@ pub struct Artifacts {
     pub test_bins: Vec<(String, PathBuf)>,
     /// `goldmount-appliance`.
     pub appliance_bin: PathBuf,
+    /// `goldmount` (the connector CLI the end-to-end scenarios drive).
+    pub goldmount_bin: PathBuf,
 }
 
 fn cargo() -> String {
@@ -57,17 +59,31 @@ fn cargo_executables(ws: &Path, args: &[&str]) -> Result<Vec<(String, PathBuf)>>
     Ok(exes)
 }
 
-/// Builds the appliance and the lab test binaries (debug profile).
+/// Builds the appliance, the `goldmount` CLI and the lab test binaries
+/// (debug profile).
 pub fn build(ws: &Path) -> Result<Artifacts> {
     let exes = cargo_executables(
         ws,
-        &["build", "-p", "appliance", "--bin", "goldmount-appliance"],
+        &[
+            "build",
+            "-p",
+            "appliance",
+            "--bin",
+            "goldmount-appliance",
+            "-p",
+            "connector",
+            "--bin",
+            "goldmount",
+        ],
     )?;
-    let appliance_bin = exes
-        .into_iter()
-        .find(|(n, _)| n == "goldmount-appliance")
-        .map(|(_, p)| p)
-        .context("cargo did not report the goldmount-appliance executable")?;
+    let find = |name: &str| {
+        exes.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
+            .with_context(|| format!("cargo did not report the {name} executable"))
+    };
+    let appliance_bin = find("goldmount-appliance")?;
+    let goldmount_bin = find("goldmount")?;
     let exes = cargo_executables(
         ws,
         &[
@@ -90,5 +106,6 @@ pub fn build(ws: &Path) -> Result<Artifacts> {
     Ok(Artifacts {
         test_bins,
         appliance_bin,
+        goldmount_bin,
     })
 }
