@@ -1,4 +1,4 @@
-//! `cargo xtask lab [--install] [--timeout SECS] [SCENARIO…]`: the real-kernel
+//! `cargo xtask lab [--install] [--zfs] [--timeout SECS] [SCENARIO…]`: the real-kernel
 //! lab. Builds the scenario tests and the appliance on the host, boots Debian's
 //! kernel once under QEMU/TCG with the host's root filesystem (virtme-ng), runs
 //! the scenarios inside the guest, and reports per-scenario pass/fail and times.
@@ -6,6 +6,11 @@
 //!
 //! The host cannot run these scenarios itself: its kernel has no SCSI, iSCSI,
 //! device-mapper nor partition parsing (see shared/LAB.md).
+//!
+//! `--zfs` also prepares OpenZFS for the guest (userland in a private prefix,
+//! modules built once for the guest kernel, see `lab/zfs.rs`) and runs the
+//! `lab_zfs` scenarios; without it they are left out, because building the
+//! modules takes minutes that the default CI run does not have.
 
 mod bench;
 mod boot;
@@ -14,6 +19,7 @@ mod guest;
 mod install;
 mod plan;
 mod proc;
+mod zfs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,10 +28,11 @@ use anyhow::{bail, Context, Result};
 
 use plan::{GuestResults, Plan};
 
-const USAGE: &str = "usage: cargo xtask lab [--install] [--timeout SECS] [--scenario-timeout SECS] [SCENARIO-SUBSTRING…]";
+const USAGE: &str = "usage: cargo xtask lab [--install] [--zfs] [--timeout SECS] [--scenario-timeout SECS] [SCENARIO-SUBSTRING…]";
 
 struct Args {
     install: bool,
+    zfs: bool,
     timeout: Duration,
     scenario_timeout: u64,
     filters: Vec<String>,
@@ -34,6 +41,7 @@ struct Args {
 fn parse(args: &[String]) -> Result<Args> {
     let mut a = Args {
         install: false,
+        zfs: false,
         timeout: Duration::from_secs(1800),
         scenario_timeout: 420,
         filters: Vec::new(),
@@ -42,6 +50,7 @@ fn parse(args: &[String]) -> Result<Args> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--install" => a.install = true,
+            "--zfs" => a.zfs = true,
             "--timeout" => {
                 let v = it.next().context(USAGE)?;
                 a.timeout = Duration::from_secs(v.parse().context("--timeout SECS")?);
@@ -69,14 +78,24 @@ pub fn main(args: &[String]) -> Result<()> {
         install::install()?;
     }
     let tools = boot::preflight()?;
+    if args.zfs {
+        zfs::prepare(&kernel_version(&tools.kernel)?)?;
+    }
     let ws = workspace_root();
-    let out = ws.join("target/lab");
+    // GOLDMOUNT_LAB_OUT: a results dir of one's own when several people
+    // run the lab from one checkout at the same time.
+    let out =
+        std::env::var_os("GOLDMOUNT_LAB_OUT").map_or_else(|| ws.join("target/lab"), PathBuf::from);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
 
     eprintln!("lab: building the scenarios and the appliance on the host");
     let art = build::build(&ws)?;
     let mut scenarios = Vec::new();
     for (target, bin) in &art.test_bins {
+        if target == ZFS_TARGET && !args.zfs {
+            eprintln!("lab: skipping {ZFS_TARGET} scenarios (they need `--zfs`)");
+            continue;
+        }
         scenarios.extend(list_scenarios(target, bin, &args.filters)?);
     }
     if scenarios.is_empty() {
@@ -96,18 +115,22 @@ pub fn main(args: &[String]) -> Result<()> {
             );
         }
     }
+    let mut env = vec![
+        (
+            "GOLDMOUNT_APPLIANCE_BIN".to_string(),
+            art.appliance_bin.to_string_lossy().into_owned(),
+        ),
+        (
+            "GOLDMOUNT_BIN".to_string(),
+            art.goldmount_bin.to_string_lossy().into_owned(),
+        ),
+    ];
+    if args.zfs {
+        env.push((zfs::PLAN_ENV.to_string(), zfs::ZFS_ROOT.to_string()));
+    }
     let plan = Plan {
         test_bins: art.test_bins.clone(),
-        env: vec![
-            (
-                "GOLDMOUNT_APPLIANCE_BIN".to_string(),
-                art.appliance_bin.to_string_lossy().into_owned(),
-            ),
-            (
-                "GOLDMOUNT_BIN".to_string(),
-                art.goldmount_bin.to_string_lossy().into_owned(),
-            ),
-        ],
+        env,
         scenarios: scenarios.clone(),
         scenario_timeout_secs: args.scenario_timeout,
         results_dir: out.clone(),
@@ -141,6 +164,19 @@ pub fn main(args: &[String]) -> Result<()> {
         bail!("{failed} lab scenario(s) failed; logs in {}", out.display());
     }
     Ok(())
+}
+
+/// The test target whose scenarios need `--zfs`.
+const ZFS_TARGET: &str = "lab_zfs";
+
+/// `6.1.0-56-amd64` from `/boot/vmlinuz-6.1.0-56-amd64`.
+fn kernel_version(kernel: &Path) -> Result<String> {
+    kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .map(str::to_string)
+        .with_context(|| format!("kernel version from {}", kernel.display()))
 }
 
 /// Prints the summary; returns how many scenarios did not pass (missing ones count).

@@ -47,7 +47,12 @@ pub fn main(plan_path: &Path) -> Result<()> {
     .context("parsing the lab plan")?;
     let mut results = GuestResults::default();
     let t0 = Instant::now();
-    let setup = setup();
+    let setup = setup().and_then(|mut log| {
+        if let Some((_, root)) = plan.env.iter().find(|(k, _)| k == super::zfs::PLAN_ENV) {
+            log.push_str(&super::zfs::guest_setup(Path::new(root))?);
+        }
+        Ok(log)
+    });
     results.setup_secs = t0.elapsed().as_secs_f64();
     let setup_log = plan.results_dir.join("guest-setup.log");
     match &setup {

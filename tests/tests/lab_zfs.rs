@@ -1,0 +1,422 @@
+//! Real-kernel ZFS scenarios for `connector::zfs`: a clone of a pool imported
+//! next to its gold pool. They need OpenZFS built for the guest kernel, so
+//! they run only with `cargo xtask lab --zfs` (`#[ignore]`d elsewhere, and
+//! loud when started without ZFS).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use connector::zfs::{self, ZfsError};
+use goldmount_tests::lab::*;
+
+const GOLD: &str = "goldpool";
+const IMG_MIB: u64 = 256;
+const DEV_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// ZFS must be there: a scenario that silently skipped would prove nothing.
+fn require_zfs() {
+    if !Path::new("/dev/zfs").exists() {
+        panic!(
+            "/dev/zfs missing: run with `cargo xtask lab --zfs` (OpenZFS 2.1 from Debian contrib: \
+             zfs-dkms built for the guest kernel, zfsutils-linux)"
+        );
+    }
+    run("zpool", &["--version"]);
+}
+
+fn pools() -> Vec<String> {
+    let mut v: Vec<String> = run("zpool", &["list", "-H", "-o", "name"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|m| Path::new(m).starts_with(dir))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn set_hostid(hex: &str) {
+    run("zgenhostid", &["-f", hex]);
+}
+
+/// Exports/destroys whatever a scenario left and frees its loop devices,
+/// even when it panics.
+struct Cleanup {
+    pools: Vec<String>,
+    loops: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in self.pools.iter().rev() {
+            let _ = try_run("zpool", &["export", "-f", p], CMD_TIMEOUT);
+        }
+        for l in self.loops.iter().rev() {
+            let _ = try_run("losetup", &["-d", l], CMD_TIMEOUT);
+        }
+        let _ = fs::remove_file("/etc/hostid");
+    }
+}
+
+/// The gold: a pool on a loop device over a file on reflink XFS, with a
+/// nested dataset tree, a legacy-mountpoint dataset and files; it stays
+/// imported. Returns (gold image, gold mount root, loop device).
+fn make_gold(xfs: &ReflinkXfs, scratch: &Path, c: &mut Cleanup) -> (PathBuf, PathBuf, String) {
+    let img = xfs.mnt.join("gold.img");
+    fs::File::create(&img)
+        .unwrap()
+        .set_len(IMG_MIB << 20)
+        .unwrap();
+    // -P: `zpool create` on a whole disk writes a GPT and waits for
+    // partition 1, as on a real LUN.
+    let dev = run("losetup", &["-f", "--show", "-P", img.to_str().unwrap()])
+        .trim()
+        .to_string();
+    c.loops.push(dev.clone());
+    let mnt = scratch.join("gold");
+    run(
+        "zpool",
+        &[
+            "create",
+            "-o",
+            "cachefile=none",
+            "-m",
+            mnt.to_str().unwrap(),
+            GOLD,
+            &dev,
+        ],
+    );
+    c.pools.push(GOLD.to_string());
+    run("zfs", &["create", &format!("{GOLD}/data")]);
+    run("zfs", &["create", &format!("{GOLD}/data/nested")]);
+    run(
+        "zfs",
+        &[
+            "create",
+            "-o",
+            "mountpoint=legacy",
+            &format!("{GOLD}/legacy"),
+        ],
+    );
+    fs::write(mnt.join("root.txt"), "gold root\n").unwrap();
+    write_pattern(&mnt.join("data/pattern.bin"), 8 << 20, "gold-zfs");
+    fs::write(mnt.join("data/nested/deep.txt"), "deep in the gold\n").unwrap();
+    run("zpool", &["sync", GOLD]);
+    (img, mnt, dev)
+}
+
+/// A reflink copy of the gold image (taken while the gold is imported, as a
+/// copy-data appliance snapshots a live pool) on its own loop device.
+fn make_clone(xfs: &ReflinkXfs, gold_img: &Path, name: &str, c: &mut Cleanup) -> PathBuf {
+    run("zpool", &["sync", GOLD]);
+    let img = xfs.mnt.join(format!("{name}.img"));
+    run(
+        "cp",
+        &[
+            "--reflink=always",
+            gold_img.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        has_shared_extents(&img),
+        "{} is not a reflink copy",
+        img.display()
+    );
+    let dev = run("losetup", &["-f", "--show", "-P", img.to_str().unwrap()])
+        .trim()
+        .to_string();
+    c.loops.push(dev.clone());
+    PathBuf::from(dev)
+}
+
+/// fsdetect's view of the clone disk, as the mount pipeline gets it: the
+/// zfs_member device (the disk itself, or partition N of the GPT that
+/// `zpool create` writes on a whole disk), the pool GUID and the pool name.
+fn probe_pool(disk: &Path) -> (PathBuf, u64, String) {
+    let src = fsdetect::FileSource::open(disk).unwrap();
+    let rep = fsdetect::probe_disk(&src).unwrap();
+    let (dev, sig) = match rep.content.signature() {
+        Some(sig) => (disk.to_path_buf(), sig.clone()),
+        None => {
+            let p = rep
+                .partitions
+                .iter()
+                .find(|p| {
+                    p.content
+                        .as_ref()
+                        .and_then(|c| c.signature())
+                        .is_some_and(|s| s.fs_type == "zfs_member")
+                })
+                .unwrap_or_else(|| panic!("no zfs_member on {}: {rep:?}", disk.display()));
+            let dev = PathBuf::from(format!("{}p{}", disk.display(), p.partition.number));
+            wait_until(&format!("{}", dev.display()), DEV_WAIT, || {
+                dev.exists().then_some(())
+            });
+            let sig = p.content.as_ref().unwrap().signature().unwrap().clone();
+            (dev, sig)
+        }
+    };
+    assert_eq!(sig.fs_type, "zfs_member");
+    eprintln!("fsdetect: zfs_member on {}", dev.display());
+    let guid = sig.uuid().expect("zfs_member UUID").parse().unwrap();
+    (dev, guid, sig.label().expect("zfs_member LABEL"))
+}
+
+fn hold_cwd(dir: &Path) -> Child {
+    Command::new("sleep")
+        .arg("600")
+        .current_dir(dir)
+        .spawn()
+        .unwrap()
+}
+
+/// The issue's scenario: the gold pool is imported; a clone of it (taken
+/// from a "production host" with another hostid) is imported by GUID under a
+/// unique name with reguid, only from its own device; contents are identical;
+/// a write in the clone does not reach the gold; a busy dataset makes export
+/// refuse naming the holder; export then leaves only the gold.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn zfs_clone_imported_next_to_gold() {
+    let scratch = require_lab();
+    require_zfs();
+    let mut c = Cleanup {
+        pools: Vec::new(),
+        loops: Vec::new(),
+    };
+    // The gold copy comes from another host: its labels carry that hostid.
+    set_hostid("0badc0de");
+    let xfs = ReflinkXfs::create(&scratch, 900);
+    let (gold_img, gold_mnt, _gold_dev) = make_gold(&xfs, &scratch, &mut c);
+    let clone_dev = make_clone(&xfs, &gold_img, "clone1", &mut c);
+    set_hostid("00c0ffee");
+    let before = pools();
+    assert_eq!(before, vec![GOLD.to_string()]);
+    let gold_guid: u64 = run("zpool", &["get", "-H", "-p", "-o", "value", "guid", GOLD])
+        .trim()
+        .parse()
+        .unwrap();
+
+    let (clone_dev, guid, label) = probe_pool(&clone_dev);
+    assert_eq!(guid, gold_guid, "fsdetect's UUID is the pool GUID");
+    assert_eq!(label, GOLD);
+
+    let name = zfs::unique_pool_name(&label, "zvol1");
+    assert_eq!(name, "goldpool-zvol1");
+    // The gold's name is taken: the check must say so.
+    let e = zfs::ensure_name_free(GOLD).unwrap_err();
+    assert!(
+        matches!(
+            e.downcast_ref::<ZfsError>(),
+            Some(ZfsError::NameInUse { .. })
+        ),
+        "{e:#}"
+    );
+    let altroot = scratch.join("volumes/zvol1/zfs");
+    let t0 = std::time::Instant::now();
+    let pool = zfs::import_clone(std::slice::from_ref(&clone_dev), guid, &name, &altroot, true).unwrap();
+    eprintln!(
+        "import_clone took {:.2}s: {pool:#?}",
+        t0.elapsed().as_secs_f64()
+    );
+    c.pools.push(name.clone());
+    assert_eq!(pool.name, name);
+    assert_eq!(pool.original_guid, gold_guid);
+    assert_ne!(pool.guid, gold_guid, "reguid gave the clone a new GUID");
+    assert!(
+        pool.forced
+            .as_deref()
+            .unwrap_or("")
+            .contains("another system"),
+        "a pool last used by another hostid needs -f, and the reason is kept: {:?}",
+        pool.forced
+    );
+    assert_eq!(pools(), vec![GOLD.to_string(), name.clone()]);
+    // Only the clone's own device is in the new pool.
+    let status = run("zpool", &["status", "-P", &name]);
+    assert!(status.contains(clone_dev.to_str().unwrap()), "{status}");
+
+    let clone_mnt = altroot.join(gold_mnt.strip_prefix("/").unwrap());
+    let ds: Vec<(&str, Option<&Path>)> = pool
+        .datasets
+        .iter()
+        .map(|d| (d.name.as_str(), d.mountpoint.as_deref()))
+        .collect();
+    let data = clone_mnt.join("data");
+    let nested = clone_mnt.join("data/nested");
+    assert_eq!(
+        ds,
+        vec![
+            (name.as_str(), Some(clone_mnt.as_path())),
+            (format!("{name}/data").as_str(), Some(data.as_path())),
+            (
+                format!("{name}/data/nested").as_str(),
+                Some(nested.as_path())
+            ),
+            (format!("{name}/legacy").as_str(), None),
+        ]
+    );
+    assert!(pool.datasets[3]
+        .skipped
+        .as_deref()
+        .unwrap()
+        .contains("legacy"));
+    for (_, mp) in ds.iter().filter(|(_, m)| m.is_some()) {
+        let mp = mp.unwrap();
+        assert!(
+            mounts_under(mp).iter().any(|l| l.contains(" zfs ")),
+            "{} not mounted",
+            mp.display()
+        );
+    }
+
+    // Identical contents.
+    for rel in ["root.txt", "data/pattern.bin", "data/nested/deep.txt"] {
+        assert_eq!(
+            fs::read(gold_mnt.join(rel)).unwrap(),
+            fs::read(clone_mnt.join(rel)).unwrap(),
+            "{rel} differs between gold and clone"
+        );
+    }
+    // A write in the clone stays in the clone.
+    fs::write(
+        clone_mnt.join("data/nested/deep.txt"),
+        "changed in the clone\n",
+    )
+    .unwrap();
+    fs::write(clone_mnt.join("clone-only.txt"), "clone\n").unwrap();
+    run("zpool", &["sync", &name]);
+    assert_eq!(
+        fs::read_to_string(gold_mnt.join("data/nested/deep.txt")).unwrap(),
+        "deep in the gold\n"
+    );
+    assert!(!gold_mnt.join("clone-only.txt").exists());
+    run("zpool", &["sync", GOLD]);
+    assert_eq!(
+        run("zpool", &["list", "-H", "-o", "health", GOLD]).trim(),
+        "ONLINE"
+    );
+
+    // Busy: export refuses and names the holder.
+    let mut holder = hold_cwd(&nested);
+    let e = zfs::export(&name, false).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::Busy { .. })),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("sleep") && msg.contains(&format!("pid {}", holder.id())),
+        "{msg}"
+    );
+    assert!(
+        pools().contains(&name),
+        "a refused export left the pool imported"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // Export leaves only the gold, no mounts, no directories.
+    let rep = zfs::export(&name, false).unwrap();
+    eprintln!("export: {rep:?}");
+    assert!(rep.forced.is_empty() && !rep.not_imported);
+    assert_eq!(rep.unmounted.len(), 3, "{rep:?}");
+    assert_eq!(pools(), vec![GOLD.to_string()]);
+    assert!(
+        mounts_under(&altroot).is_empty(),
+        "{:?}",
+        mounts_under(&altroot)
+    );
+    assert_eq!(
+        fs::read_dir(&altroot).unwrap().count(),
+        0,
+        "the mount point dirs ZFS made under the altroot are removed"
+    );
+    // Idempotent teardown; a host pool (no altroot) is never exported.
+    assert!(zfs::export(&name, false).unwrap().not_imported);
+    let e = zfs::export(GOLD, true).unwrap_err();
+    assert!(
+        matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::NotOurs { .. })),
+        "{e:#}"
+    );
+    assert_eq!(pools(), vec![GOLD.to_string()]);
+    assert_eq!(
+        fs::read_to_string(gold_mnt.join("data/nested/deep.txt")).unwrap(),
+        "deep in the gold\n"
+    );
+}
+
+/// Two clones of one gold at once, without reguid: both carry the gold's
+/// pool GUID while the gold is imported. Then `force` export with a busy
+/// dataset: detached lazily and reported.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn zfs_two_clones_same_guid_and_forced_export() {
+    let scratch = require_lab();
+    require_zfs();
+    let mut c = Cleanup {
+        pools: Vec::new(),
+        loops: Vec::new(),
+    };
+    let xfs = ReflinkXfs::create(&scratch, 900);
+    let (gold_img, gold_mnt, _) = make_gold(&xfs, &scratch, &mut c);
+    let devs = [
+        make_clone(&xfs, &gold_img, "c1", &mut c),
+        make_clone(&xfs, &gold_img, "c2", &mut c),
+    ];
+    let mut names = Vec::new();
+    for (i, dev) in devs.iter().enumerate() {
+        let (dev, guid, label) = probe_pool(dev);
+        let vol = format!("v{i}");
+        let name = zfs::unique_pool_name(&label, &vol);
+        let alt = scratch.join("volumes").join(&vol);
+        let p = zfs::import_clone(std::slice::from_ref(&dev), guid, &name, &alt, false).unwrap();
+        c.pools.push(name.clone());
+        assert_eq!(p.guid, guid, "no reguid: the GUID stays the gold's");
+        assert_eq!(p.forced, None, "same hostid (none): no -f needed");
+        let m = alt.join(gold_mnt.strip_prefix("/").unwrap());
+        assert_eq!(
+            fs::read(m.join("data/pattern.bin")).unwrap(),
+            fs::read(gold_mnt.join("data/pattern.bin")).unwrap()
+        );
+        fs::write(m.join("who.txt"), &vol).unwrap();
+        names.push((name, m));
+    }
+    assert_eq!(pools().len(), 3, "{:?}", pools());
+    for (i, (_, m)) in names.iter().enumerate() {
+        assert_eq!(
+            fs::read_to_string(m.join("who.txt")).unwrap(),
+            format!("v{i}")
+        );
+    }
+    assert!(!gold_mnt.join("who.txt").exists());
+
+    let (name0, m0) = &names[0];
+    let mut holder = hold_cwd(&m0.join("data"));
+    let rep = zfs::export(name0, true).unwrap();
+    eprintln!("forced export: {rep:?}");
+    assert!(
+        rep.forced
+            .iter()
+            .any(|f| f.contains("lazily") && f.contains("sleep")),
+        "{rep:?}"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(zfs::export(&names[1].0, false).unwrap().forced.is_empty());
+    assert_eq!(pools(), vec![GOLD.to_string()]);
+}
