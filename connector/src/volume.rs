@@ -246,6 +246,10 @@ fn attach_loop(
     })
 }
 
+/// Creates the missing directories up to `dir`, journaling each one this
+/// process created so that teardown removes exactly those. One that another
+/// goldmount process created in the meantime is not ours: its step is
+/// dropped instead of failing the mount.
 fn make_dirs(j: &mut Journal<'_>, dir: &Path) -> Result<()> {
     let mut missing = Vec::new();
     let mut d = dir.to_path_buf();
@@ -256,12 +260,27 @@ fn make_dirs(j: &mut Journal<'_>, dir: &Path) -> Result<()> {
         }
     }
     for m in missing.into_iter().rev() {
-        j.step(Action::MakeDir { path: m.clone() }, || {
-            std::fs::create_dir(&m).with_context(|| format!("creating {}", m.display()))?;
-            Ok((Action::MakeDir { path: m.clone() }, ()))
+        let created = j.step(Action::MakeDir { path: m.clone() }, || {
+            let created = match std::fs::create_dir(&m) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && m.is_dir() => false,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", m.display())),
+            };
+            Ok((Action::MakeDir { path: m.clone() }, created))
         })?;
+        if !created {
+            j.rec.steps.pop();
+            j.save()?;
+        }
     }
     Ok(())
+}
+
+/// Creates a directory all volumes share (the volumes root, the staging
+/// dir) without journaling it: one volume's teardown must not remove it
+/// while a concurrent goldmount process is creating its own entry in it.
+fn shared_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
 fn do_mount(
@@ -305,6 +324,7 @@ fn read_fstab(
     }
     let dir = ctx.cfg.staging_dir().join(format!("{volume}-{i}"));
     let mark = j.rec.steps.len();
+    shared_dir(&ctx.cfg.staging_dir())?;
     make_dirs(j, &dir)?;
     let mut opts = mounter::options_for(t, true, false);
     if t == "xfs" {
@@ -695,6 +715,7 @@ fn mount_steps(
             }
         }
     }
+    shared_dir(&ctx.cfg.volumes_root)?;
     make_dirs(j, &vpath)?;
     let mut mounted_uuids = mounter::mounted_uuids();
     let mut mounts = Vec::new();
