@@ -54,6 +54,17 @@ pub enum ZfsError {
         /// Processes using it, as `pid N (comm): how`.
         holders: Vec<String>,
     },
+    /// A pool with the clone's pool GUID is open on this host (the gold
+    /// itself, or a clone imported without reguid). OpenZFS cannot open two
+    /// pools with one GUID: libzfs hides the clone and the kernel refuses it
+    /// ("a pool with guid … is already open", openzfs/zfs#11404).
+    #[error("pool GUID {guid} is already open on this host as pool {holder:?}; OpenZFS cannot open two pools with one GUID (openzfs/zfs#11404), so this clone can only be imported once {holder:?} is exported, or when every pool of this lineage is imported with reguid")]
+    GuidInUse {
+        /// The clone's pool GUID.
+        guid: u64,
+        /// The imported pool holding it.
+        holder: String,
+    },
     /// Export was asked for a pool goldmount did not import.
     #[error("pool {name:?} has no altroot, so goldmount did not import it (it imports every clone with -R); refusing to export a host pool")]
     NotOurs {
@@ -244,6 +255,11 @@ fn needs_force(stderr: &str) -> bool {
 /// its filesystem datasets under the altroot. On any failure after the
 /// import the pool is exported again, so nothing is left half-done.
 ///
+/// A pool with the same GUID must not be open on the host (see
+/// [`ZfsError::GuidInUse`]): with `reguid`, the clone leaves the GUID free
+/// for the next clone of the same gold; without it, the clone holds the GUID
+/// until it is exported.
+///
 /// `-f` is used only when zpool says the pool was last in use on another
 /// system (what a clone of a pool that was imported when the gold copy was
 /// taken looks like); the devices are this clone's own, so no other host
@@ -266,6 +282,13 @@ pub fn import_clone(
         }
     }
     ensure_name_free(new_name)?;
+    if let Some((holder, _)) = imported_pools()?.into_iter().find(|(_, g)| *g == pool_guid) {
+        return Err(ZfsError::GuidInUse {
+            guid: pool_guid,
+            holder,
+        }
+        .into());
+    }
     std::fs::create_dir_all(altroot)
         .with_context(|| format!("creating altroot {}", altroot.display()))?;
     let guid_s = pool_guid.to_string();

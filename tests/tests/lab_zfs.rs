@@ -1,7 +1,12 @@
-//! Real-kernel ZFS scenarios for `connector::zfs`: a clone of a pool imported
-//! next to its gold pool. They need OpenZFS built for the guest kernel, so
-//! they run only with `cargo xtask lab --zfs` (`#[ignore]`d elsewhere, and
-//! loud when started without ZFS).
+//! Real-kernel ZFS scenarios for `connector::zfs`: clones of a pool imported
+//! next to the gold pool and next to each other. They need OpenZFS built for
+//! the guest kernel, so they run only with `cargo xtask lab --zfs`
+//! (`#[ignore]`d elsewhere, and loud when started without ZFS).
+//!
+//! OpenZFS never opens two pools with one pool GUID (openzfs/zfs#11404): a
+//! clone cannot be imported while a pool with its GUID is open, which these
+//! scenarios check too, and importing with reguid is what lets the next
+//! clone of the same gold in.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
@@ -184,11 +189,56 @@ fn hold_cwd(dir: &Path) -> Child {
         .unwrap()
 }
 
-/// The scenario: the gold pool is imported; a clone of it (taken
-/// from a "production host" with another hostid) is imported by GUID under a
-/// unique name with reguid, only from its own device; contents are identical;
-/// a write in the clone does not reach the gold; a busy dataset makes export
-/// refuse naming the holder; export then leaves only the gold.
+fn busy_then_clean_export(name: &str, nested: &Path, altroot: &Path) {
+    // Busy: export refuses and names the holder.
+    let mut holder = hold_cwd(nested);
+    let e = zfs::export(name, false).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::Busy { .. })),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("sleep") && msg.contains(&format!("pid {}", holder.id())),
+        "{msg}"
+    );
+    assert!(
+        pools().contains(&name.to_string()),
+        "a refused export left the pool imported"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let rep = zfs::export(name, false).unwrap();
+    eprintln!("export: {rep:?}");
+    assert!(rep.forced.is_empty() && !rep.not_imported);
+    assert_eq!(rep.unmounted.len(), 3, "{rep:?}");
+    assert!(!pools().contains(&name.to_string()));
+    assert!(
+        mounts_under(altroot).is_empty(),
+        "{:?}",
+        mounts_under(altroot)
+    );
+    assert_eq!(
+        fs::read_dir(altroot).unwrap().count(),
+        0,
+        "the mount point dirs ZFS made under the altroot are removed"
+    );
+    assert!(
+        zfs::export(name, false).unwrap().not_imported,
+        "teardown is idempotent"
+    );
+}
+
+/// The scenario. The gold pool is imported; a clone of it (a
+/// reflink snapshot of the live pool taken on a "production host" with
+/// another hostid) carries its name and GUID. While the gold is open under
+/// that GUID, import_clone refuses with a clear GuidInUse error and touches
+/// nothing. Once the gold is exported, the clone is imported by GUID under a
+/// unique name, only from its own device, with -f (explained) and reguid;
+/// then the gold is imported again, so both are open side by side. Contents
+/// are identical, a write in the clone does not reach the gold, a busy
+/// dataset makes export refuse naming the holder, export leaves only the
+/// gold, and a host pool (no altroot) is never exported.
 #[test]
 #[ignore = "needs the lab kernel"]
 fn zfs_clone_imported_next_to_gold() {
@@ -198,26 +248,22 @@ fn zfs_clone_imported_next_to_gold() {
         pools: Vec::new(),
         loops: Vec::new(),
     };
-    // The gold copy comes from another host: its labels carry that hostid.
     set_hostid("0badc0de");
     let xfs = ReflinkXfs::create(&scratch, 900);
-    let (gold_img, gold_mnt, _gold_dev) = make_gold(&xfs, &scratch, &mut c);
-    let clone_dev = make_clone(&xfs, &gold_img, "clone1", &mut c);
+    let (gold_img, gold_mnt, gold_dev) = make_gold(&xfs, &scratch, &mut c);
+    let clone_disk = make_clone(&xfs, &gold_img, "clone1", &mut c);
     set_hostid("00c0ffee");
-    let before = pools();
-    assert_eq!(before, vec![GOLD.to_string()]);
+    assert_eq!(pools(), vec![GOLD.to_string()]);
     let gold_guid: u64 = run("zpool", &["get", "-H", "-p", "-o", "value", "guid", GOLD])
         .trim()
         .parse()
         .unwrap();
 
-    let (clone_dev, guid, label) = probe_pool(&clone_dev);
+    let (clone_dev, guid, label) = probe_pool(&clone_disk);
     assert_eq!(guid, gold_guid, "fsdetect's UUID is the pool GUID");
     assert_eq!(label, GOLD);
-
     let name = zfs::unique_pool_name(&label, "zvol1");
     assert_eq!(name, "goldpool-zvol1");
-    // The gold's name is taken: the check must say so.
     let e = zfs::ensure_name_free(GOLD).unwrap_err();
     assert!(
         matches!(
@@ -227,8 +273,34 @@ fn zfs_clone_imported_next_to_gold() {
         "{e:#}"
     );
     let altroot = scratch.join("volumes/zvol1/zfs");
+
+    // The gold holds the GUID: a clear refusal, nothing imported or mounted.
+    let e = zfs::import_clone(
+        std::slice::from_ref(&clone_dev),
+        guid,
+        &name,
+        &altroot,
+        true,
+    )
+    .unwrap_err();
+    eprintln!("while the gold is open: {e:#}");
+    assert!(
+        matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::GuidInUse { holder, .. }) if holder == GOLD),
+        "{e:#}"
+    );
+    assert_eq!(pools(), vec![GOLD.to_string()]);
+    assert!(mounts_under(&altroot).is_empty());
+
+    run("zpool", &["export", GOLD]);
     let t0 = std::time::Instant::now();
-    let pool = zfs::import_clone(std::slice::from_ref(&clone_dev), guid, &name, &altroot, true).unwrap();
+    let pool = zfs::import_clone(
+        std::slice::from_ref(&clone_dev),
+        guid,
+        &name,
+        &altroot,
+        true,
+    )
+    .unwrap();
     eprintln!(
         "import_clone took {:.2}s: {pool:#?}",
         t0.elapsed().as_secs_f64()
@@ -245,10 +317,15 @@ fn zfs_clone_imported_next_to_gold() {
         "a pool last used by another hostid needs -f, and the reason is kept: {:?}",
         pool.forced
     );
-    assert_eq!(pools(), vec![GOLD.to_string(), name.clone()]);
     // Only the clone's own device is in the new pool.
     let status = run("zpool", &["status", "-P", &name]);
     assert!(status.contains(clone_dev.to_str().unwrap()), "{status}");
+    // The gold comes back under its own name and GUID, next to the clone.
+    run(
+        "zpool",
+        &["import", "-d", &gold_dev, "-o", "cachefile=none", GOLD],
+    );
+    assert_eq!(pools(), vec![GOLD.to_string(), name.clone()]);
 
     let clone_mnt = altroot.join(gold_mnt.strip_prefix("/").unwrap());
     let ds: Vec<(&str, Option<&Path>)> = pool
@@ -275,16 +352,13 @@ fn zfs_clone_imported_next_to_gold() {
         .as_deref()
         .unwrap()
         .contains("legacy"));
-    for (_, mp) in ds.iter().filter(|(_, m)| m.is_some()) {
-        let mp = mp.unwrap();
+    for mp in [&clone_mnt, &data, &nested] {
         assert!(
             mounts_under(mp).iter().any(|l| l.contains(" zfs ")),
             "{} not mounted",
             mp.display()
         );
     }
-
-    // Identical contents.
     for rel in ["root.txt", "data/pattern.bin", "data/nested/deep.txt"] {
         assert_eq!(
             fs::read(gold_mnt.join(rel)).unwrap(),
@@ -292,7 +366,6 @@ fn zfs_clone_imported_next_to_gold() {
             "{rel} differs between gold and clone"
         );
     }
-    // A write in the clone stays in the clone.
     fs::write(
         clone_mnt.join("data/nested/deep.txt"),
         "changed in the clone\n",
@@ -305,49 +378,13 @@ fn zfs_clone_imported_next_to_gold() {
         "deep in the gold\n"
     );
     assert!(!gold_mnt.join("clone-only.txt").exists());
-    run("zpool", &["sync", GOLD]);
     assert_eq!(
         run("zpool", &["list", "-H", "-o", "health", GOLD]).trim(),
         "ONLINE"
     );
 
-    // Busy: export refuses and names the holder.
-    let mut holder = hold_cwd(&nested);
-    let e = zfs::export(&name, false).unwrap_err();
-    let msg = format!("{e:#}");
-    assert!(
-        matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::Busy { .. })),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("sleep") && msg.contains(&format!("pid {}", holder.id())),
-        "{msg}"
-    );
-    assert!(
-        pools().contains(&name),
-        "a refused export left the pool imported"
-    );
-    holder.kill().unwrap();
-    holder.wait().unwrap();
-
-    // Export leaves only the gold, no mounts, no directories.
-    let rep = zfs::export(&name, false).unwrap();
-    eprintln!("export: {rep:?}");
-    assert!(rep.forced.is_empty() && !rep.not_imported);
-    assert_eq!(rep.unmounted.len(), 3, "{rep:?}");
+    busy_then_clean_export(&name, &nested, &altroot);
     assert_eq!(pools(), vec![GOLD.to_string()]);
-    assert!(
-        mounts_under(&altroot).is_empty(),
-        "{:?}",
-        mounts_under(&altroot)
-    );
-    assert_eq!(
-        fs::read_dir(&altroot).unwrap().count(),
-        0,
-        "the mount point dirs ZFS made under the altroot are removed"
-    );
-    // Idempotent teardown; a host pool (no altroot) is never exported.
-    assert!(zfs::export(&name, false).unwrap().not_imported);
     let e = zfs::export(GOLD, true).unwrap_err();
     assert!(
         matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::NotOurs { .. })),
@@ -360,9 +397,10 @@ fn zfs_clone_imported_next_to_gold() {
     );
 }
 
-/// Two clones of one gold at once, without reguid: both carry the gold's
-/// pool GUID while the gold is imported. Then `force` export with a busy
-/// dataset: detached lazily and reported.
+/// Two clones of one gold side by side. Without reguid the first clone
+/// holds the gold's GUID and the second is refused (GuidInUse naming the
+/// first); with reguid on the first, the second imports under the original
+/// GUID. Then `force` export with a busy dataset: detached lazily, reported.
 #[test]
 #[ignore = "needs the lab kernel"]
 fn zfs_two_clones_same_guid_and_forced_export() {
@@ -374,49 +412,75 @@ fn zfs_two_clones_same_guid_and_forced_export() {
     };
     let xfs = ReflinkXfs::create(&scratch, 900);
     let (gold_img, gold_mnt, _) = make_gold(&xfs, &scratch, &mut c);
-    let devs = [
+    let gold_pattern = fs::read(gold_mnt.join("data/pattern.bin")).unwrap();
+    let disks = [
         make_clone(&xfs, &gold_img, "c1", &mut c),
         make_clone(&xfs, &gold_img, "c2", &mut c),
     ];
-    let mut names = Vec::new();
-    for (i, dev) in devs.iter().enumerate() {
-        let (dev, guid, label) = probe_pool(dev);
-        let vol = format!("v{i}");
-        let name = zfs::unique_pool_name(&label, &vol);
-        let alt = scratch.join("volumes").join(&vol);
-        let p = zfs::import_clone(std::slice::from_ref(&dev), guid, &name, &alt, false).unwrap();
-        c.pools.push(name.clone());
-        assert_eq!(p.guid, guid, "no reguid: the GUID stays the gold's");
-        assert_eq!(p.forced, None, "same hostid (none): no -f needed");
-        let m = alt.join(gold_mnt.strip_prefix("/").unwrap());
-        assert_eq!(
-            fs::read(m.join("data/pattern.bin")).unwrap(),
-            fs::read(gold_mnt.join("data/pattern.bin")).unwrap()
-        );
-        fs::write(m.join("who.txt"), &vol).unwrap();
-        names.push((name, m));
+    run("zpool", &["export", GOLD]);
+    let probed: Vec<(PathBuf, u64, String)> = disks.iter().map(|d| probe_pool(d)).collect();
+    let names: Vec<String> = (0..2)
+        .map(|i| zfs::unique_pool_name(&probed[i].2, &format!("v{i}")))
+        .collect();
+    let alts: Vec<PathBuf> = (0..2)
+        .map(|i| scratch.join(format!("volumes/v{i}")))
+        .collect();
+    let import = |i: usize, reguid: bool| {
+        let (dev, guid, _) = &probed[i];
+        zfs::import_clone(
+            std::slice::from_ref(dev),
+            *guid,
+            &names[i],
+            &alts[i],
+            reguid,
+        )
+    };
+    let p0 = import(0, false).unwrap();
+    c.pools.push(names[0].clone());
+    assert_eq!(p0.guid, probed[0].1, "no reguid: the GUID stays the gold's");
+    assert_eq!(p0.forced, None, "same hostid: no -f needed");
+    let e = import(1, false).unwrap_err();
+    assert!(
+        matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::GuidInUse { holder, .. }) if *holder == names[0]),
+        "{e:#}"
+    );
+    zfs::export(&names[0], false).unwrap();
+    let p0 = import(0, true).unwrap();
+    assert_ne!(p0.guid, probed[0].1);
+    let p1 = import(1, false).unwrap();
+    c.pools.push(names[1].clone());
+    assert_eq!(p1.guid, probed[1].1);
+    assert_eq!(pools(), {
+        let mut v = names.clone();
+        v.sort();
+        v
+    });
+    let mnts: Vec<PathBuf> = (0..2)
+        .map(|i| alts[i].join(gold_mnt.strip_prefix("/").unwrap()))
+        .collect();
+    for (i, m) in mnts.iter().enumerate() {
+        assert_eq!(fs::read(m.join("data/pattern.bin")).unwrap(), gold_pattern);
+        fs::write(m.join("who.txt"), format!("v{i}")).unwrap();
     }
-    assert_eq!(pools().len(), 3, "{:?}", pools());
-    for (i, (_, m)) in names.iter().enumerate() {
+    for (i, m) in mnts.iter().enumerate() {
         assert_eq!(
             fs::read_to_string(m.join("who.txt")).unwrap(),
             format!("v{i}")
         );
     }
-    assert!(!gold_mnt.join("who.txt").exists());
 
-    let (name0, m0) = &names[0];
-    let mut holder = hold_cwd(&m0.join("data"));
-    let rep = zfs::export(name0, true).unwrap();
-    eprintln!("forced export: {rep:?}");
+    let mut holder = hold_cwd(&mnts[0].join("data"));
+    let r = zfs::export(&names[0], true);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    eprintln!("forced export with a busy dataset: {r:?}");
+    let rep = r.unwrap();
     assert!(
         rep.forced
             .iter()
             .any(|f| f.contains("lazily") && f.contains("sleep")),
         "{rep:?}"
     );
-    holder.kill().unwrap();
-    holder.wait().unwrap();
-    assert!(zfs::export(&names[1].0, false).unwrap().forced.is_empty());
-    assert_eq!(pools(), vec![GOLD.to_string()]);
+    assert!(zfs::export(&names[1], false).unwrap().forced.is_empty());
+    assert!(pools().is_empty(), "{:?}", pools());
 }
