@@ -563,6 +563,17 @@ fn multipath_two_portals_attach_and_remove() {
         read_at(&l.file, 4096, 4096)
     );
 
+    // Once udev is done with the new paths (its workers open them briefly,
+    // which also counts as in use), the holder is the map itself.
+    let _ = try_run("udevadm", &["settle", "-t", "60"], T);
+    for p in &f.paths {
+        let hs: Vec<_> = fs::read_dir(format!("/sys/block/{}/holders", p.name))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(hs, vec![dm.clone()], "holders of {}", p.name);
+    }
     let e = adm::logout_if_unused(target, &portal(P1), T).unwrap_err();
     assert!(e.to_string().contains(&format!("held by {dm}")), "{e}");
 
