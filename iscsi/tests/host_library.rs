@@ -25,5 +25,9 @@ fn library_loads_and_agrees_with_fallbacks() {
     assert_eq!(lib_nodes, inventory::nodes_from_iscsiadm().unwrap());
     // The default ifaces exist whatever the configuration.
     let ifs = usr::ifaces().unwrap();
-    assert!(ifs.iter().any(|i| i.name == "default" && i.transport == "tcp"), "{ifs:?}");
+    assert!(
+        ifs.iter()
+            .any(|i| i.name == "default" && i.transport == "tcp"),
+        "{ifs:?}"
+    );
 }

@@ -63,5 +63,8 @@ fn missing_session_is_an_error_naming_the_path() {
     let e = fixture().session(7).unwrap_err().to_string();
     assert!(e.contains("session7"), "{e}");
     // No iscsi transport at all (no class dir): no sessions, not an error.
-    assert!(Sysfs::new("/nonexistent-root").sessions().unwrap().is_empty());
+    assert!(Sysfs::new("/nonexistent-root")
+        .sessions()
+        .unwrap()
+        .is_empty());
 }
