@@ -80,7 +80,9 @@ pub fn probe_signatures(w: &Window<'_>) -> Result<Content> {
     if w.len() <= 1024 {
         return Ok(Content::Empty);
     }
-    w.prefetch(&crate::sig::read_plan(w.len()))?;
+    let (first, rest) = crate::sig::read_plan(w.len());
+    w.prefetch(&first)?;
+    w.plan(&rest);
     let tiny = w.len() <= TINY_DEVICE;
     let mut found: Vec<Signature> = Vec::new();
     let mut intolerant = 0usize;
@@ -129,7 +131,9 @@ pub fn probe_region(src: &dyn BlockSource, offset: u64, len: u64) -> Result<Disk
 }
 
 fn probe_window(reader: &Reader<'_>, w: Window<'_>) -> Result<DiskReport> {
-    w.prefetch(&crate::sig::read_plan(w.len()))?;
+    let (first, rest) = crate::sig::read_plan(w.len());
+    w.prefetch(&first)?;
+    w.plan(&rest);
     let mut table = read_table(&w)?;
     let ranges: Vec<(u64, u64)> = table
         .as_ref()

@@ -17,7 +17,7 @@ use crate::source::BlockSource;
 
 /// Planned ranges closer than this are fetched together: one larger read is
 /// cheaper than two system calls for the bytes in between.
-pub const COALESCE_GAP: u64 = 128 * 1024;
+pub const COALESCE_GAP: u64 = 64 * 1024;
 /// Unplanned reads are widened to this alignment so neighbours share a fetch.
 const ALIGN: u64 = 4096;
 
@@ -35,7 +35,7 @@ pub struct IoStats {
 /// probers read superblocks without copying them (dereferences to `[u8]`).
 #[derive(Clone)]
 pub struct Bytes {
-    buf: Rc<[u8]>,
+    buf: Rc<Vec<u8>>,
     start: usize,
     end: usize,
 }
@@ -74,8 +74,11 @@ impl PartialEq<Bytes> for Vec<u8> {
 /// A read cache over one source, shared by every region probed on it.
 pub struct Reader<'s> {
     src: &'s dyn BlockSource,
-    chunks: RefCell<Vec<(u64, Rc<[u8]>)>>,
+    chunks: RefCell<Vec<(u64, Rc<Vec<u8>>)>>,
     stats: Cell<IoStats>,
+    /// Planned but not yet fetched ranges `(start, end, region start, region end)`,
+    /// fetched together on the first read that needs one of them.
+    pending: RefCell<Vec<(u64, u64, u64, u64)>>,
 }
 
 impl<'s> Reader<'s> {
@@ -85,6 +88,7 @@ impl<'s> Reader<'s> {
             src,
             chunks: RefCell::new(Vec::new()),
             stats: Cell::new(IoStats::default()),
+            pending: RefCell::new(Vec::new()),
         }
     }
 
@@ -157,7 +161,8 @@ impl<'s> Reader<'s> {
         s.read_calls += 1;
         s.bytes_read += len;
         self.stats.set(s);
-        self.chunks.borrow_mut().push((start, Rc::from(buf)));
+        // Rc<Vec> keeps the buffer where it was read: no copy into a new allocation.
+        self.chunks.borrow_mut().push((start, Rc::new(buf)));
         Ok(())
     }
 
@@ -169,6 +174,27 @@ impl<'s> Reader<'s> {
             return Ok(v);
         }
         let end = abs + len as u64;
+        // A planned range: fetch the whole rest of this region's plan now.
+        let planned: Vec<(u64, u64)> = {
+            let mut pending = self.pending.borrow_mut();
+            let hit = pending
+                .iter()
+                .any(|p| p.2 == rs && p.3 == re && abs >= p.0 && end <= p.1);
+            if hit {
+                let (mine, others): (Vec<_>, Vec<_>) =
+                    pending.drain(..).partition(|p| p.2 == rs && p.3 == re);
+                *pending = others;
+                mine.into_iter().map(|p| (p.0, p.1)).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        if !planned.is_empty() {
+            self.prefetch_abs(planned, rs, re)?;
+            if let Some(v) = self.cached(abs, len) {
+                return Ok(v);
+            }
+        }
         let fs = (abs - abs % ALIGN).max(rs);
         let fe = end.div_ceil(ALIGN).saturating_mul(ALIGN).min(re).max(end);
         self.fetch(fs, fe - fs)?;
@@ -311,6 +337,22 @@ impl<'a> Window<'a> {
             .prefetch_abs(abs, self.start, self.start + self.len)
     }
 
+    /// Records ranges that will probably be read, without reading them yet:
+    /// the first read that needs one of them fetches all of them in a few
+    /// coalesced calls. Probing stops early for RAID/LVM/LUKS members, so
+    /// the far parts of the plan are only paid for when a prober gets there.
+    pub fn plan(&self, ranges: &[(u64, u64)]) {
+        let (rs, re) = (self.start, self.start + self.len);
+        let mut pending = self.reader.pending.borrow_mut();
+        for &(off, len) in ranges.iter().filter(|(off, _)| *off < self.len) {
+            let s = rs + off;
+            let e = rs + off.saturating_add(len).min(self.len);
+            if e > s {
+                pending.push((s, e, rs, re));
+            }
+        }
+    }
+
     /// A sub-region (a partition), relative to this one.
     pub fn subregion(&self, offset: u64, len: u64) -> Result<Window<'a>> {
         match offset.checked_add(len) {
@@ -366,9 +408,19 @@ mod tests {
         // Prefetching what is cached costs nothing.
         w.prefetch(&[(0, 4096)]).unwrap();
         assert_eq!(r.stats().read_calls, 3);
+        // A planned range is only fetched when needed, together with the rest
+        // of the plan (two ranges 48 KiB apart: one call).
+        w.plan(&[(6 << 20, 4096), ((6 << 20) + 49152, 4096)]);
+        assert_eq!(r.stats().read_calls, 3);
+        assert_eq!(w.read(6 << 20, 16).unwrap(), data[6 << 20..(6 << 20) + 16]);
+        assert_eq!(
+            w.read((6 << 20) + 49152, 16).unwrap(),
+            data[(6 << 20) + 49152..(6 << 20) + 49168]
+        );
+        assert_eq!(r.stats().read_calls, 4);
         // An unplanned read is one small aligned fetch.
         assert_eq!(w.read(5_000_000, 100).unwrap(), data[5_000_000..5_000_100]);
-        assert_eq!(r.stats().read_calls, 4);
+        assert_eq!(r.stats().read_calls, 5);
         assert!(r.stats().bytes_read < 300_000, "{:?}", r.stats());
     }
 

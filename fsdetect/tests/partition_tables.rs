@@ -811,14 +811,18 @@ fn gpt_with_three_filesystems_takes_few_reads() {
         log.join(" ")
     );
     assert_eq!(table_calls, 1);
-    // Each probed region (the disk and its 3 partitions) costs at most 6 read
-    // calls with the read plan: the coalesced head, the LUKS2 secondary
-    // header slots at 512 KiB, 1, 2 and 4 MiB, and the tail. blkid -p needs
-    // 43-52 per filesystem region.
+    // Each probed region (the disk and its 3 partitions) costs at most 9 read
+    // calls with the read plan (fsdetect::sig::read_plan): the head and the
+    // tail, then — only if no RAID/LVM/LUKS member stopped the search — the
+    // LUKS2 secondary header slots (128 KiB … 4 MiB) and, from 64 MiB up, the
+    // ZFS uberblock arrays; ranges less than 64 KiB apart share a call. Bigger
+    // merged reads would cut calls but move several times blkid's bytes,
+    // which made probing slower than blkid (measured: BENCHMARKS.md).
+    // blkid -p needs 43-52 calls per filesystem region.
     let regions = 1 + r.partitions.len() as u64;
     assert!(
-        r.io.read_calls <= 6 * regions,
-        "{} read calls for {regions} regions (budget 6 each): {}",
+        r.io.read_calls <= 9 * regions,
+        "{} read calls for {regions} regions (budget 9 each): {}",
         r.io.read_calls,
         log.join(" ")
     );

@@ -164,27 +164,39 @@ pub static IDINFOS: &[IdInfo] = &[
 /// few coalesced calls (blkid issues one read per superblock instead).
 /// Locations that depend on on-disk pointers are not listed; they are read
 /// on demand.
-pub fn read_plan(len: u64) -> Vec<(u64, u64)> {
+///
+/// The first list is what the first probers (md, LVM2, the LUKS primary
+/// header) and most filesystems need; the second is read only if a prober
+/// gets that far (LUKS2 secondary headers, ZFS labels).
+pub fn read_plan(len: u64) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
     const KIB: u64 = 1024;
     // Partition tables (MBR, GPT header and entries at 512 and 4096-byte
     // sectors), ext*/jbd (1 KiB), xfs, btrfs (64 KiB + 4 KiB), vfat/ntfs boot
     // sectors, swap signatures at page ends up to 64 KiB, iso9660 volume
-    // descriptors (32 KiB+), LVM label, LUKS primary, md 1.1/1.2, squashfs.
-    let mut plan = vec![(0, 72 * KIB)];
+    // descriptors (32 KiB+), LVM label, LUKS primary, md 1.1/1.2, squashfs;
+    // md 0.90 (last 64 KiB-aligned 64 KiB), md 1.0 and the backup GPT header
+    // (last 8 KiB).
+    let md090 = (len & !0xffff).saturating_sub(0x10000);
+    let first = vec![
+        (0, 72 * KIB),
+        (md090, 4 * KIB),
+        (len.saturating_sub(8 * KIB), 8 * KIB),
+    ];
     // LUKS2 secondary headers.
-    plan.extend(luks::SECONDARY_OFFSETS.iter().map(|&o| (o, 4 * KIB)));
-    // ZFS vdev labels (blkid probes ZFS only from 64 MiB up).
+    let mut rest: Vec<(u64, u64)> = luks::SECONDARY_OFFSETS
+        .iter()
+        .map(|&o| (o, 4 * KIB))
+        .collect();
+    // The uberblock arrays (second halves) of the four ZFS vdev labels
+    // (blkid probes ZFS only from 64 MiB up).
     if len >= zfs::MIN_SIZE {
         let label = 256 * KIB;
         let align = len % label;
         for off in [0, label, len - 2 * label - align, len - label - align] {
-            plan.push((off, label));
+            rest.push((off + label / 2, label / 2));
         }
     }
-    // md 0.90 (last 64 KiB-aligned 64 KiB), md 1.0 (end − 8 KiB), the backup GPT header.
-    let tail = (len & !0xffff).saturating_sub(0x10000);
-    plan.push((tail, len - tail));
-    plan
+    (first, rest)
 }
 
 /// Looks a prober up by its TYPE name (for fuzz targets and tests).

@@ -53,13 +53,25 @@ pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
         if w.covered_by_partition(off, VDEV_LABEL_SIZE) {
             continue;
         }
-        let Some(label) = w.read_if_present(off, VDEV_LABEL_SIZE as usize)? else {
+        // Only the label's uberblock array (its second half) is needed to
+        // count uberblocks; the nvlist is read below for the label that wins.
+        if off
+            .checked_add(VDEV_LABEL_SIZE)
+            .is_none_or(|end| end > size)
+        {
+            return Ok(None);
+        }
+        let Some(ubs) = w.read_if_present(
+            off + VDEV_LABEL_UBERBLOCK,
+            UBERBLOCKS_COUNT * UBERBLOCK_SIZE,
+        )?
+        else {
             return Ok(None);
         };
         let mut in_label = 0;
         for i in 0..UBERBLOCKS_COUNT {
-            let ub = VDEV_LABEL_UBERBLOCK as usize + i * UBERBLOCK_SIZE;
-            let Some(magic) = le64(&label, ub) else {
+            let ub = i * UBERBLOCK_SIZE;
+            let Some(magic) = le64(&ubs, ub) else {
                 continue;
             };
             // The magic is host-endian: either byte order is a hit.
@@ -70,9 +82,9 @@ pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
                     UBERBLOCK_MAGIC
                 };
                 if magic == want {
-                    let v = le64(&label, ub + 8).unwrap_or(0);
+                    let v = le64(&ubs, ub + 8).unwrap_or(0);
                     let v = if swapped { v.swap_bytes() } else { v };
-                    last = Some((off + ub as u64, swapped, v));
+                    last = Some((off + VDEV_LABEL_UBERBLOCK + ub as u64, swapped, v));
                     in_label += 1;
                 }
             }
@@ -88,12 +100,13 @@ pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
     let mut sig = Signature::new("zfs_member", Usage::Filesystem, ub_off);
     sig.set("VERSION", version.to_string());
     let nv_off = (label_off & !(VDEV_LABEL_SIZE - 1)) + VDEV_LABEL_NVPAIR;
-    if let Some(nv) = w.read_if_present(nv_off, NVLIST_SCAN)? {
-        for (name, value) in blkid_values(&nv) {
+    // The whole 112 KiB nvlist area in one read: blkid's values come from
+    // its first NVLIST_SCAN bytes, the details from a full decode.
+    if let Some(area) = w.read_if_present(nv_off, 112 * 1024)? {
+        for (name, value) in blkid_values(&area[..NVLIST_SCAN]) {
             sig.set(name, value);
         }
-        // Details from a full decode of the whole 112 KiB nvlist area.
-        if let Some(area) = w.read_if_present(nv_off, 112 * 1024)? {
+        {
             if let Some(l) = parse_nvlist(&area) {
                 if let Some(g) = l.pool_guid {
                     sig.set_detail("ZFS_POOL_GUID", g.to_string());
