@@ -159,13 +159,13 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn files_under(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
         let ft = e.file_type().unwrap();
         if ft.is_dir() {
             if e.file_name() != "lost+found" {
-                files_under(root, &p, out);
+                files_under(&p, out);
             }
         } else if ft.is_file() {
             out.push(p);
@@ -176,7 +176,7 @@ fn files_under(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
 /// relative path → sha256 of every regular file under `root` (sha256sum).
 fn tree_sums(root: &Path) -> BTreeMap<String, String> {
     let mut files = Vec::new();
-    files_under(root, root, &mut files);
+    files_under(root, &mut files);
     let mut sums = BTreeMap::new();
     for chunk in files.chunks(64) {
         let args: Vec<&str> = chunk.iter().map(|p| p.to_str().unwrap()).collect();
@@ -466,6 +466,16 @@ struct LvmStage {
     host_img_loop: String,
 }
 
+impl Drop for LvmStage {
+    /// The host's LVM as it was, even when the scenario panicked: a guard or
+    /// an active host VG left behind would change the next scenario.
+    fn drop(&mut self) {
+        let _ = gm(&["guard", "remove"]);
+        let _ = try_run("lvm", &["vgchange", "-q", "-an", "vg_host"], CMD_TIMEOUT);
+        let _ = try_run("losetup", &["-d", &self.host_img_loop], CMD_TIMEOUT);
+    }
+}
+
 fn lvm_stage(
     scratch: &Path,
     xfs: &ReflinkXfs,
@@ -488,16 +498,24 @@ fn lvm_stage(
     lvm(&["pvcreate", "-q", &hl]);
     lvm(&["vgcreate", "-q", "vg_host", &hl]);
     lvm(&["lvcreate", "-q", "-y", "-L", "8M", "-n", "lv", "vg_host"]);
+    let mut stage = LvmStage {
+        gold_file: PathBuf::new(),
+        mda: (mda_off, mda_size),
+        live_dev: PathBuf::new(),
+        host_img_loop: hl,
+    };
     gm(&["guard", "install"]).unwrap_or_else(|e| panic!("{e}"));
     let st = gm(&["guard", "status", "--json"]).unwrap();
     let st: serde_json::Value = serde_json::from_str(&st).unwrap();
     assert_eq!(st["installed"], true, "guard: {st}");
 
-    let gold_file = rig.import_gold("gold", &img);
+    stage.gold_file = rig.import_gold("gold", &img);
     let (lun, wwn, _) = rig.clone_and_present("live", "gold");
-    let live_dev = rig.attach(&[(lun, &wwn)]).remove(0);
+    stage.live_dev = rig.attach(&[(lun, &wwn)]).remove(0);
     vols.add("gold");
+    let t = Instant::now();
     let m = gm_mount("gold", &[&wwn]);
+    eprintln!("live gold mounted in {:.1}s", t.elapsed().as_secs_f64());
     assert_eq!(m["layout"], "fstab", "{m}");
     assert_eq!(
         manifest_vgs(&m),
@@ -508,12 +526,7 @@ fn lvm_stage(
         fs::read_to_string(root.join("gold/etc/hostname")).unwrap(),
         "gold-host\n"
     );
-    LvmStage {
-        gold_file,
-        mda: (mda_off, mda_size),
-        live_dev,
-        host_img_loop: hl,
-    }
+    stage
 }
 
 /// The LVM metadata area of partition 2: label sector + mda, straight from
@@ -766,8 +779,7 @@ fn mount_three_lvm_clones_concurrently_next_to_gold() {
         serde_json::json!([])
     );
     gm(&["guard", "remove"]).unwrap_or_else(|e| panic!("{e}"));
-    lvm(&["vgchange", "-q", "-an", "vg_host"]);
-    run("losetup", &["-d", &st.host_img_loop]);
+    drop(st);
     drop(vols);
     drop(rig);
     drop(xfs);
@@ -1067,8 +1079,7 @@ fn scale_bench_concurrent_lvm_clones() {
     eprintln!("\n===== lab_mount bench (QEMU TCG, 2 vCPU) =====\n{table}");
     gm(&["unmount", "--volume", "gold"]).unwrap_or_else(|e| panic!("{e}"));
     gm(&["guard", "remove"]).unwrap_or_else(|e| panic!("{e}"));
-    lvm(&["vgchange", "-q", "-an", "vg_host"]);
-    run("losetup", &["-d", &st.host_img_loop]);
+    drop(st);
     drop(vols);
     drop(rig);
     drop(xfs);
