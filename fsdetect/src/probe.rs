@@ -80,9 +80,9 @@ pub fn probe_signatures(w: &Window<'_>) -> Result<Content> {
     if w.len() <= 1024 {
         return Ok(Content::Empty);
     }
-    let (first, rest) = crate::sig::read_plan(w.len());
-    w.prefetch(&first)?;
-    w.plan(&rest);
+    let plan = crate::sig::read_plan(w.len());
+    w.prefetch(&plan.first)?;
+    w.plan(&plan.later);
     let tiny = w.len() <= TINY_DEVICE;
     let mut found: Vec<Signature> = Vec::new();
     let mut intolerant = 0usize;
@@ -131,9 +131,9 @@ pub fn probe_region(src: &dyn BlockSource, offset: u64, len: u64) -> Result<Disk
 }
 
 fn probe_window(reader: &Reader<'_>, w: Window<'_>) -> Result<DiskReport> {
-    let (first, rest) = crate::sig::read_plan(w.len());
-    w.prefetch(&first)?;
-    w.plan(&rest);
+    let plan = crate::sig::read_plan(w.len());
+    w.prefetch(&plan.first)?;
+    w.plan(&plan.later);
     let mut table = read_table(&w)?;
     let ranges: Vec<(u64, u64)> = table
         .as_ref()

@@ -159,6 +159,15 @@ pub static IDINFOS: &[IdInfo] = &[
     },
 ];
 
+/// Byte ranges `(offset, len)` of a region, in the two phases of [`read_plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// Fetched before any prober runs.
+    pub first: Vec<(u64, u64)>,
+    /// Fetched together when a prober first needs one of them.
+    pub later: Vec<(u64, u64)>,
+}
+
 /// The byte ranges `(offset, len)` the probers read on a region of `len`
 /// bytes, known before any of them runs, so the reader can fetch them in a
 /// few coalesced calls (blkid issues one read per superblock instead).
@@ -168,7 +177,7 @@ pub static IDINFOS: &[IdInfo] = &[
 /// The first list is what the first probers (md, LVM2, the LUKS primary
 /// header) and most filesystems need; the second is read only if a prober
 /// gets that far (LUKS2 secondary headers, ZFS labels).
-pub fn read_plan(len: u64) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+pub fn read_plan(len: u64) -> ReadPlan {
     const KIB: u64 = 1024;
     // Partition tables (MBR, GPT header and entries at 512 and 4096-byte
     // sectors), ext*/jbd (1 KiB), xfs, btrfs (64 KiB + 4 KiB), vfat/ntfs boot
@@ -196,7 +205,7 @@ pub fn read_plan(len: u64) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
             rest.push((off + label / 2, label / 2));
         }
     }
-    (first, rest)
+    ReadPlan { first, later: rest }
 }
 
 /// Looks a prober up by its TYPE name (for fuzz targets and tests).
