@@ -18,6 +18,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "python3-venv",
     "open-iscsi",
+    "multipath-tools",
     "lvm2",
     "lsscsi",
     "sg3-utils",
