@@ -67,8 +67,8 @@ pub struct UnresolvedEntry {
 pub struct Manifest {
     /// Volume name.
     pub volume: String,
-    /// Device (LUN) it came from.
-    pub device: PathBuf,
+    /// Devices (LUNs) it came from.
+    pub devices: Vec<PathBuf>,
     /// The volume path to bind-mount.
     pub path: PathBuf,
     /// Mounted read-only.

@@ -121,8 +121,8 @@ pub struct Step {
 pub struct VolumeRecord {
     /// Volume name.
     pub name: String,
-    /// The device (or image) it was mounted from.
-    pub device: PathBuf,
+    /// The devices (or images) it was mounted from.
+    pub devices: Vec<PathBuf>,
     /// Mounted read-only.
     pub read_only: bool,
     /// Life-cycle phase.
@@ -261,7 +261,7 @@ mod tests {
         let s = StateStore::open(&p).unwrap();
         let rec = VolumeRecord {
             name: "v1".into(),
-            device: "/dev/loop9".into(),
+            devices: vec!["/dev/loop9".into()],
             read_only: false,
             phase: Phase::Mounting,
             steps: vec![Step {

@@ -23,9 +23,9 @@ use crate::zfs;
 pub struct MountRequest {
     /// Volume name (`[A-Za-z0-9_.-]{1,64}`).
     pub volume: String,
-    /// The LUN's device node, or an image file (attached read/write or
-    /// read-only through a loop device).
-    pub device: PathBuf,
+    /// The LUNs' device nodes (several when a volume group spans LUNs of one
+    /// clone set), or image files (attached through loop devices).
+    pub devices: Vec<PathBuf>,
     /// Mount everything read-only, without journal/log replay.
     pub read_only: bool,
     /// Opt-in: give each XFS of the clone a new UUID (`xfs_admin -U generate`)
@@ -141,16 +141,32 @@ impl Ctx {
     }
 }
 
-/// Mounts everything on `req.device` under the volume path and returns the
+/// Mounts everything on `req.devices` under the volume path and returns the
 /// manifest. Idempotent: the same request again returns the same manifest.
 pub fn mount(ctx: &Ctx, req: &MountRequest) -> Result<Manifest> {
     validate_name(&req.volume)?;
-    let device = std::fs::canonicalize(&req.device)
-        .with_context(|| format!("device {} not found", req.device.display()))?;
+    if req.devices.is_empty() {
+        bail!("no device given for volume {}", req.volume);
+    }
+    let mut devices = Vec::new();
+    for d in &req.devices {
+        let c = std::fs::canonicalize(d)
+            .with_context(|| format!("device {} not found", d.display()))?;
+        if devices.contains(&c) {
+            bail!("device {} given twice", d.display());
+        }
+        devices.push(c);
+    }
+    let shown = |v: &[PathBuf]| {
+        v.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     ctx.recover()?;
     let _lock = ctx.lock(&req.volume)?;
     if let Some(rec) = ctx.store.get(&req.volume)? {
-        if rec.device == device && rec.read_only == req.read_only {
+        if rec.devices == devices && rec.read_only == req.read_only {
             if let Some(m) = rec.manifest {
                 return Ok(m);
             }
@@ -158,15 +174,15 @@ pub fn mount(ctx: &Ctx, req: &MountRequest) -> Result<Manifest> {
         bail!(
             "volume {} is already mounted from {}; unmount it first (goldmount unmount --volume {})",
             req.volume,
-            rec.device.display(),
+            shown(&rec.devices),
             req.volume
         );
     }
     for other in ctx.store.list()? {
-        if other.device == device {
+        if let Some(d) = other.devices.iter().find(|d| devices.contains(d)) {
             bail!(
                 "{} is already mounted as volume {}",
-                device.display(),
+                d.display(),
                 other.name
             );
         }
@@ -175,7 +191,7 @@ pub fn mount(ctx: &Ctx, req: &MountRequest) -> Result<Manifest> {
         store: &ctx.store,
         rec: VolumeRecord {
             name: req.volume.clone(),
-            device: device.clone(),
+            devices: devices.clone(),
             read_only: req.read_only,
             phase: Phase::Mounting,
             steps: Vec::new(),
@@ -183,7 +199,7 @@ pub fn mount(ctx: &Ctx, req: &MountRequest) -> Result<Manifest> {
         },
     };
     j.save()?;
-    match mount_steps(ctx, &mut j, req, &device) {
+    match mount_steps(ctx, &mut j, req, &devices) {
         Ok(m) => {
             j.rec.phase = Phase::Mounted;
             j.rec.manifest = Some(m.clone());
@@ -606,36 +622,54 @@ fn mount_steps(
     ctx: &Ctx,
     j: &mut Journal<'_>,
     req: &MountRequest,
-    device: &Path,
+    devices: &[PathBuf],
 ) -> Result<Manifest> {
     let mut notes = Vec::new();
-    let disk = if std::fs::metadata(device)?.file_type().is_file() {
-        notes.push(format!(
-            "{} is an image file: attached through a loop device",
-            device.display()
-        ));
-        attach_loop(j, device, 0, 0, req.read_only)?
-    } else {
-        device.to_path_buf()
-    };
-    let src =
-        fsdetect::FileSource::open(&disk).with_context(|| format!("opening {}", disk.display()))?;
-    let report =
-        fsdetect::probe_disk(&src).with_context(|| format!("probing {}", disk.display()))?;
-    drop(src);
-    let discover::Found {
-        candidates: mut cands,
-        members,
-        mut skipped,
-    } = discover::classify(&report);
+    let mut cands = Vec::new();
+    let mut cand_disks = Vec::new();
+    let mut members = Vec::new();
+    let mut member_disks = Vec::new();
+    let mut skipped = Vec::new();
+    for device in devices {
+        let disk = if std::fs::metadata(device)?.file_type().is_file() {
+            notes.push(format!(
+                "{} is an image file: attached through a loop device",
+                device.display()
+            ));
+            attach_loop(j, device, 0, 0, req.read_only)?
+        } else {
+            device.to_path_buf()
+        };
+        let src = fsdetect::FileSource::open(&disk)
+            .with_context(|| format!("opening {}", disk.display()))?;
+        let report =
+            fsdetect::probe_disk(&src).with_context(|| format!("probing {}", disk.display()))?;
+        drop(src);
+        let found = discover::classify(&report);
+        for c in found.candidates {
+            cands.push(c);
+            cand_disks.push(disk.clone());
+        }
+        for m in found.members {
+            members.push(m);
+            member_disks.push(disk.clone());
+        }
+        for mut sk in found.skipped {
+            if devices.len() > 1 {
+                sk.source = format!("{} {}", device.display(), sk.source);
+            }
+            skipped.push(sk);
+        }
+    }
     if cands.is_empty() && members.is_empty() {
         let why: Vec<String> = skipped
             .iter()
             .map(|s| format!("{}: {}", s.source, s.reason))
             .collect();
+        let names: Vec<String> = devices.iter().map(|d| d.display().to_string()).collect();
         bail!(
             "nothing mountable on {}{}",
-            disk.display(),
+            names.join(", "),
             if why.is_empty() {
                 " (no filesystem found)".to_string()
             } else {
@@ -646,14 +680,14 @@ fn mount_steps(
     // A device node per candidate and per member.
     let mut nodes = Vec::new();
     let mut via_loop = Vec::new();
-    for c in &cands {
-        let (node, looped) = node_for(j, &disk, c.partition, c.offset, c.size, req.read_only)?;
+    for (c, disk) in cands.iter().zip(&cand_disks) {
+        let (node, looped) = node_for(j, disk, c.partition, c.offset, c.size, req.read_only)?;
         nodes.push(node);
         via_loop.push(looped);
     }
     let mut member_nodes = Vec::new();
-    for m in &members {
-        let (node, looped) = node_for(j, &disk, m.partition, m.offset, m.size, req.read_only)?;
+    for (m, disk) in members.iter().zip(&member_disks) {
+        let (node, looped) = node_for(j, disk, m.partition, m.offset, m.size, req.read_only)?;
         member_nodes.push(node);
         via_loop.push(looped);
     }
@@ -794,15 +828,16 @@ fn mount_steps(
             .iter()
             .map(|s| format!("{}: {}", s.source, s.reason))
             .collect();
+        let names: Vec<String> = devices.iter().map(|d| d.display().to_string()).collect();
         bail!(
             "nothing could be mounted from {}: {}",
-            disk.display(),
+            names.join(", "),
             why.join("; ")
         );
     }
     Ok(Manifest {
         volume: req.volume.clone(),
-        device: device.to_path_buf(),
+        devices: devices.to_vec(),
         path: vpath,
         read_only: req.read_only,
         layout: layout_kind,

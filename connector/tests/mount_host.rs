@@ -396,7 +396,7 @@ fn an_interrupted_mount_is_rolled_back_on_the_next_run() {
     store
         .put(&VolumeRecord {
             name: "crashed".into(),
-            device: img.clone(),
+            devices: vec![img.clone()],
             read_only: false,
             phase: Phase::Mounting,
             steps: vec![Step {
@@ -417,4 +417,39 @@ fn an_interrupted_mount_is_rolled_back_on_the_next_run() {
     env.gm_ok(&["unmount", "--volume", "other"]);
     assert_eq!(loops_backed_by(&img), 0);
     assert!(store.get("crashed").unwrap().is_none());
+}
+
+#[test]
+fn one_volume_from_two_luns() {
+    let env = Env::new();
+    let a = env.dir.path().join("lun-a.img");
+    let b = env.dir.path().join("lun-b.img");
+    for (p, l) in [(&a, "alpha"), (&b, "beta")] {
+        fs::File::create(p).unwrap().set_len(64 * MIB).unwrap();
+        tool("mkfs.ext4", &["-q", "-F", "-L", l, p.to_str().unwrap()]);
+    }
+    let m = env.mount_json(&a, "pair", &["--device", b.to_str().unwrap()]);
+    let paths: Vec<&str> = m["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["mount_path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 2, "{m}");
+    assert!(
+        paths[0].ends_with("/pair/alpha") && paths[1].ends_with("/pair/beta"),
+        "{paths:?}"
+    );
+    assert_eq!(m["devices"].as_array().unwrap().len(), 2);
+    // Either LUN alone now belongs to "pair".
+    let o = env.gm(&[
+        "mount",
+        "--device",
+        b.to_str().unwrap(),
+        "--volume",
+        "other",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already mounted as volume pair"));
+    env.gm_ok(&["unmount", "--volume", "pair"]);
+    assert_eq!(loops_backed_by(&a) + loops_backed_by(&b), 0);
 }

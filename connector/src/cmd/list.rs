@@ -23,7 +23,7 @@ pub fn run(cfg: Config, args: &ListArgs) -> Result<()> {
             .map(|r| {
                 serde_json::json!({
                     "volume": r.name,
-                    "device": r.device,
+                    "devices": r.devices,
                     "phase": r.phase,
                     "read_only": r.read_only,
                     "manifest": r.manifest,
@@ -47,7 +47,11 @@ pub fn run(cfg: Config, args: &ListArgs) -> Result<()> {
             "{:<24} {:<10} {:<20} {} mounts  {}",
             r.name,
             format!("{:?}", r.phase).to_lowercase(),
-            r.device.display(),
+            r.devices
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             mounts,
             path
         );

@@ -11,15 +11,16 @@ use connector::volume::{self, Ctx, MountRequest};
 
 /// Arguments of `goldmount mount`.
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["device", "wwid"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["device", "wwid"])))]
 pub struct MountArgs {
-    /// The LUN's block device (or an image file, attached through a loop device).
+    /// The LUN's block device (or an image file, attached through a loop
+    /// device). Repeat for a clone set whose volume group spans several LUNs.
     #[arg(long, value_name = "DEV")]
-    device: Option<PathBuf>,
+    device: Vec<PathBuf>,
     /// Wait for the device with this WWID (naa.…), or — for the appliance's
-    /// loop backend — this backing file path.
+    /// loop backend — this backing file path. Repeatable, like --device.
     #[arg(long, value_name = "WWID")]
-    wwid: Option<String>,
+    wwid: Vec<String>,
     /// How long to wait for `--wwid` to appear, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
@@ -76,17 +77,19 @@ pub fn print_manifest(m: &Manifest) {
 
 /// Runs `goldmount mount`.
 pub fn run(cfg: Config, args: &MountArgs) -> Result<()> {
-    let device = match (&args.device, &args.wwid) {
-        (Some(d), _) => d.clone(),
-        (None, Some(w)) => connector::wwid::wait_for(w, Duration::from_secs(args.timeout))?,
-        (None, None) => anyhow::bail!("give --device or --wwid"),
-    };
+    let mut devices = args.device.clone();
+    for w in &args.wwid {
+        devices.push(connector::wwid::wait_for(
+            w,
+            Duration::from_secs(args.timeout),
+        )?);
+    }
     let ctx = Ctx::open(cfg)?;
     let m = volume::mount(
         &ctx,
         &MountRequest {
             volume: args.volume.clone(),
-            device,
+            devices,
             read_only: args.read_only,
             regen_xfs_uuid: args.regen_uuid,
         },
