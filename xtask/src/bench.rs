@@ -16,8 +16,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::prereqs;
 
-#[path = "../../tests/src/golddisk.rs"]
-mod golddisk;
+use crate::golddisk;
 
 const MIB: u64 = 1024 * 1024;
 

@@ -1,4 +1,4 @@
-//! `cargo xtask lab [--install] [--zfs] [--timeout SECS] [SCENARIO…]`: the real-kernel
+//! `cargo xtask lab [--install] [--zfs] [--bench] [--timeout SECS] [SCENARIO…]`: the real-kernel
 //! lab. Builds the scenario tests and the appliance on the host, boots Debian's
 //! kernel once under QEMU/TCG with the host's root filesystem (virtme-ng), runs
 //! the scenarios inside the guest, and reports per-scenario pass/fail and times.
@@ -28,11 +28,14 @@ use anyhow::{bail, Context, Result};
 
 use plan::{GuestResults, Plan};
 
-const USAGE: &str = "usage: cargo xtask lab [--install] [--zfs] [--timeout SECS] [--scenario-timeout SECS] [SCENARIO-SUBSTRING…]";
+const USAGE: &str = "usage: cargo xtask lab [--install] [--zfs] [--bench] [--timeout SECS] [--scenario-timeout SECS] [SCENARIO-SUBSTRING…]";
 
 struct Args {
     install: bool,
     zfs: bool,
+    /// Also run the benchmark scenarios (names containing "bench"): they take
+    /// many minutes under TCG and are not part of the default (CI) run.
+    bench: bool,
     timeout: Duration,
     scenario_timeout: u64,
     filters: Vec<String>,
@@ -42,6 +45,7 @@ fn parse(args: &[String]) -> Result<Args> {
     let mut a = Args {
         install: false,
         zfs: false,
+        bench: false,
         timeout: Duration::from_secs(1800),
         scenario_timeout: 420,
         filters: Vec::new(),
@@ -51,6 +55,7 @@ fn parse(args: &[String]) -> Result<Args> {
         match arg.as_str() {
             "--install" => a.install = true,
             "--zfs" => a.zfs = true,
+            "--bench" => a.bench = true,
             "--timeout" => {
                 let v = it.next().context(USAGE)?;
                 a.timeout = Duration::from_secs(v.parse().context("--timeout SECS")?);
@@ -96,7 +101,18 @@ pub fn main(args: &[String]) -> Result<()> {
             eprintln!("lab: skipping {ZFS_TARGET} scenarios (they need `--zfs`)");
             continue;
         }
-        scenarios.extend(list_scenarios(target, bin, &args.filters)?);
+        let found = list_scenarios(target, bin, &args.filters)?;
+        let (benches, others): (Vec<String>, Vec<String>) =
+            found.into_iter().partition(|n| n.contains("bench"));
+        scenarios.extend(others);
+        if args.bench || !args.filters.is_empty() {
+            scenarios.extend(benches);
+        } else if !benches.is_empty() {
+            eprintln!(
+                "lab: skipping {} benchmark scenario(s) (run them with `--bench`)",
+                benches.len()
+            );
+        }
     }
     if scenarios.is_empty() {
         bail!("no lab scenario matches {:?}", args.filters);

@@ -5,6 +5,9 @@ use anyhow::{bail, Result};
 
 mod bench;
 mod demo;
+/// The sample gold disk, shared with the connector's host tests.
+#[path = "../../tests/src/golddisk.rs"]
+mod golddisk;
 mod lab;
 mod prereqs;
 mod test;
