@@ -516,7 +516,10 @@ fn pool_altroot(name: &str) -> Result<Option<PathBuf>> {
 /// pool with an altroot (every goldmount import has one) is exported. When
 /// something uses a dataset it fails with [`ZfsError::Busy`] naming the
 /// holders, unless `force`: then busy datasets are detached lazily and the
-/// export is forced, and the report says so. A pool that is not imported is
+/// export is forced, and the report says so. A process that keeps a file
+/// open in a detached dataset still blocks even a forced export: that is a
+/// `Busy` error naming it, with the pool left imported and unmounted, and a
+/// later export finishes the job. A pool that is not imported is
 /// not an error. The mount point directories ZFS created under the altroot
 /// are removed when empty; the altroot itself is left to its owner.
 pub fn export(name: &str, force: bool) -> Result<ExportReport> {
@@ -540,6 +543,9 @@ pub fn export(name: &str, force: bool) -> Result<ExportReport> {
     // Deepest first, so parents are empty when their turn comes.
     mountpoints.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     rows.retain(|r| r.mounted);
+    // Holders of datasets detached lazily: once detached they cannot be
+    // found by path any more, but they still keep the pool busy.
+    let mut detached_holders: Vec<String> = Vec::new();
     rows.sort_by_key(|r| std::cmp::Reverse(mount_depth(&r.mountpoint)));
     for row in &rows {
         match tools::run("zfs", &["unmount", &row.name], DEFAULT_TIMEOUT) {
@@ -562,6 +568,7 @@ pub fn export(name: &str, force: bool) -> Result<ExportReport> {
                     row.mountpoint,
                     holders_text(&holders)
                 ));
+                detached_holders.extend(holders);
                 report.unmounted.push(row.name.clone());
             }
             Err(e) => return Err(e).with_context(|| format!("unmounting dataset {}", row.name)),
@@ -575,9 +582,15 @@ pub fn export(name: &str, force: bool) -> Result<ExportReport> {
     match tools::run("zpool", &args, IMPORT_TIMEOUT) {
         Ok(_) => {}
         Err(ToolError::Failed { stderr, .. }) if stderr.contains("busy") => {
+            // Even `zpool export -f` fails while a lazily detached dataset
+            // is still open (seen in the lab with OpenZFS 2.1): the pool
+            // stays imported, its datasets unmounted; exporting again once
+            // the holders are gone finishes the teardown.
+            let mut holders = mounter::holders(&altroot);
+            holders.extend(detached_holders);
             return Err(ZfsError::Busy {
                 what: format!("pool {name}"),
-                holders: mounter::holders(&altroot),
+                holders,
             }
             .into());
         }
