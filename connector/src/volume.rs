@@ -31,6 +31,11 @@ pub struct MountRequest {
     /// Opt-in: give each XFS of the clone a new UUID (`xfs_admin -U generate`)
     /// after a log-replaying mount, so it no longer collides with its gold copy.
     pub regen_xfs_uuid: bool,
+    /// Opt-in: give each imported ZFS pool of the clone a new pool GUID
+    /// (`zpool reguid`, rewrites the clone's labels). OpenZFS never opens two
+    /// pools with one GUID, so without it a second clone of the same gold
+    /// pool (or the gold itself) cannot be imported while this one is.
+    pub zfs_reguid: bool,
 }
 
 /// What `unmount` did.
@@ -589,7 +594,7 @@ fn import_pools(
             devices: devices.clone(),
         };
         let pool = j.step(action.clone(), || {
-            let p = zfs::import_clone(&devices, guid, &new_name, vpath, false)
+            let p = zfs::import_clone(&devices, guid, &new_name, vpath, req.zfs_reguid)
                 .with_context(|| format!("importing ZFS pool {name} of the clone"))?;
             Ok((action, p))
         })?;

@@ -34,6 +34,11 @@ pub struct MountArgs {
     /// log-replaying mount. Changes the clone's data: opt-in.
     #[arg(long, conflicts_with = "read_only")]
     regen_uuid: bool,
+    /// Give each ZFS pool of the clone a new pool GUID after import (zpool
+    /// reguid; rewrites the clone's labels). Needed for a second clone of the
+    /// same gold pool: OpenZFS never opens two pools with one GUID. Opt-in.
+    #[arg(long, conflicts_with = "read_only")]
+    zfs_reguid: bool,
     /// Print the manifest as JSON.
     #[arg(long)]
     json: bool,
@@ -92,6 +97,7 @@ pub fn run(cfg: Config, args: &MountArgs) -> Result<()> {
             devices,
             read_only: args.read_only,
             regen_xfs_uuid: args.regen_uuid,
+            zfs_reguid: args.zfs_reguid,
         },
     )?;
     if args.json {
