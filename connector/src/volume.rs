@@ -36,6 +36,10 @@ pub struct MountRequest {
     /// pools with one GUID, so without it a second clone of the same gold
     /// pool (or the gold itself) cannot be imported while this one is.
     pub zfs_reguid: bool,
+    /// Opt-in: when the kernel refuses a btrfs whose fsid is already mounted
+    /// (no temp-fsid before Linux 6.7), change the clone's fsid with
+    /// `btrfstune -m` (rewrites its superblocks' metadata_uuid) and retry.
+    pub btrfs_new_fsid: bool,
 }
 
 /// What `unmount` did.
@@ -789,6 +793,26 @@ fn mount_steps(
                 options = mounter::options_for(t, req.read_only, true);
                 do_mount(j, node, &p.target, &mtype, &options)
                     .map_err(|e2| e2.context(format!("{e:#}")))?;
+            } else if t == "btrfs" && req.btrfs_new_fsid && !req.read_only {
+                // Kernels without temp-fsid (< 6.7) refuse a second device with
+                // a mounted fsid: give the clone its own (metadata_uuid) and retry.
+                j.rec.steps.pop();
+                j.save()?;
+                let n = node.to_string_lossy();
+                tools::run("btrfstune", &["-m", &n], DEFAULT_TIMEOUT)
+                    .with_context(|| format!("giving the btrfs of {} a new fsid", c.describe()))?;
+                do_mount(j, node, &p.target, &mtype, &options)
+                    .map_err(|e2| e2.context(format!("{e:#}")))?;
+                notes.push(format!(
+                    "{}: btrfs fsid changed (btrfstune -m, --btrfs-new-fsid)",
+                    c.describe()
+                ));
+            } else if t == "btrfs" && dup {
+                return Err(e.context(
+                    "this kernel refuses a second btrfs with an fsid that is already mounted (the gold copy \
+                     or another clone); --btrfs-new-fsid gives the clone its own fsid (btrfstune -m, \
+                     changes the clone)",
+                ));
             } else {
                 return Err(e);
             }

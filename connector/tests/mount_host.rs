@@ -453,3 +453,50 @@ fn one_volume_from_two_luns() {
     env.gm_ok(&["unmount", "--volume", "pair"]);
     assert_eq!(loops_backed_by(&a) + loops_backed_by(&b), 0);
 }
+
+#[test]
+fn btrfs_and_xfs_clones_mount_next_to_their_gold() {
+    // This kernel (>= 6.7) mounts a btrfs whose fsid is already mounted as a
+    // temp-fsid; XFS needs nouuid. Both without touching the clone's data.
+    let env = Env::new();
+    for (fs, mkfs, size) in [("btrfs", "mkfs.btrfs", 300u64), ("xfs", "mkfs.xfs", 320)] {
+        let gold = env.dir.path().join(format!("{fs}-gold.img"));
+        fs::File::create(&gold)
+            .unwrap()
+            .set_len(size * MIB)
+            .unwrap();
+        tool(mkfs, &["-q", "-f", "-L", fs, gold.to_str().unwrap()]);
+        let clone = env.dir.path().join(format!("{fs}-clone.img"));
+        tool(
+            "cp",
+            &[
+                "--sparse=always",
+                gold.to_str().unwrap(),
+                clone.to_str().unwrap(),
+            ],
+        );
+        let before = fs::read(&clone).unwrap();
+        env.mount_json(&gold, &format!("{fs}-gold"), &[]);
+        let m = env.mount_json(&clone, &format!("{fs}-clone"), &["--read-only"]);
+        assert_eq!(m["mounts"].as_array().unwrap().len(), 1, "{m}");
+        let opts = m["mounts"][0]["options"].as_str().unwrap().to_string();
+        if fs == "xfs" {
+            assert!(
+                opts.contains("nouuid") && opts.contains("norecovery"),
+                "{opts}"
+            );
+        }
+        let gpath = env.root().join(format!("{fs}-gold/{fs}"));
+        fs::write(gpath.join("only-in-gold"), b"x").unwrap();
+        assert!(!env
+            .root()
+            .join(format!("{fs}-clone/{fs}/only-in-gold"))
+            .exists());
+        env.gm_ok(&["unmount", "--volume", &format!("{fs}-clone")]);
+        env.gm_ok(&["unmount", "--volume", &format!("{fs}-gold")]);
+        assert!(
+            fs::read(&clone).unwrap() == before,
+            "a read-only clone mount changed the {fs} clone"
+        );
+    }
+}

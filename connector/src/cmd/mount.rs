@@ -39,6 +39,11 @@ pub struct MountArgs {
     /// same gold pool: OpenZFS never opens two pools with one GUID. Opt-in.
     #[arg(long, conflicts_with = "read_only")]
     zfs_reguid: bool,
+    /// If the kernel refuses a btrfs whose fsid is already mounted (Linux
+    /// before 6.7 has no temp-fsid), give the clone a new fsid with
+    /// btrfstune -m and retry. Changes the clone's superblocks: opt-in.
+    #[arg(long, conflicts_with = "read_only")]
+    btrfs_new_fsid: bool,
     /// Print the manifest as JSON.
     #[arg(long)]
     json: bool,
@@ -98,6 +103,7 @@ pub fn run(cfg: Config, args: &MountArgs) -> Result<()> {
             read_only: args.read_only,
             regen_xfs_uuid: args.regen_uuid,
             zfs_reguid: args.zfs_reguid,
+            btrfs_new_fsid: args.btrfs_new_fsid,
         },
     )?;
     if args.json {
