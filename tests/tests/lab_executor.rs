@@ -216,7 +216,7 @@ fn executor_targeted_scan_wait_verify_remove_scsi_debug() {
     // remove-device: no /dev/sdX, no SCSI device, other LUNs untouched.
     let sd = disk_at(at(5)).unwrap();
     let r = executor::remove::remove(&root, &format!("/dev/{sd}"), &Default::default()).unwrap();
-    assert_eq!(r.deleted, [sd.clone()]);
+    assert_eq!(r.deleted, std::slice::from_ref(&sd));
     assert!(!Path::new("/dev").join(&sd).exists());
     assert!(!Path::new("/sys/block").join(&sd).exists());
     assert_eq!(luns_on(host), [0, 1, 2, 4, 6, 7]);
@@ -250,7 +250,7 @@ fn executor_remove_refuses_mounted() {
         "a refused removal must leave the disk"
     );
     let r = executor::remove::remove(&host_root(), &dev, &Default::default()).unwrap();
-    assert_eq!(r.deleted, [sd.clone()]);
+    assert_eq!(r.deleted, std::slice::from_ref(&sd));
     assert!(!Path::new(&dev).exists());
 }
 

@@ -143,7 +143,9 @@ fn lvm_guarded_clone_import_and_teardown() {
     );
     assert!(l.check_autoactivation_guard().unwrap().installed);
 
-    let imp = l.import_clone(&[clone.0.clone()], "c1").unwrap();
+    let imp = l
+        .import_clone(std::slice::from_ref(&clone.0), "c1")
+        .unwrap();
     eprintln!("imported: {imp:?}");
     assert_eq!(imp.original_name, "vg_gold");
     assert_eq!(imp.name, "vg_gold_c1");
@@ -173,13 +175,16 @@ fn lvm_guarded_clone_import_and_teardown() {
         fs::read_to_string(mnt.join("marker")).unwrap(),
         "gold root\n"
     );
-    let e = l.deactivate("vg_gold_c1", &[clone.0.clone()]).unwrap_err();
+    let e = l
+        .deactivate("vg_gold_c1", std::slice::from_ref(&clone.0))
+        .unwrap_err();
     assert!(
         matches!(&e, LvmError::Busy { holder, .. } if holder.contains(mnt.to_str().unwrap())),
         "{e}"
     );
     run("umount", &[mnt.to_str().unwrap()]);
-    l.deactivate("vg_gold_c1", &[clone.0.clone()]).unwrap();
+    l.deactivate("vg_gold_c1", std::slice::from_ref(&clone.0))
+        .unwrap();
     assert!(dm_on(&clone.0).is_empty());
     assert_eq!(dm_on(&gold.0).len(), 2);
     assert_eq!(seqno(&gold.0), gold_seq);
@@ -241,7 +246,9 @@ fn lvm_two_pv_clone_missing_pv_and_corrupt_metadata() {
         .unwrap()
         .uuid()
         .to_string();
-    let e = l.import_clone(&[ca.0.clone()], "s1").unwrap_err();
+    let e = l
+        .import_clone(std::slice::from_ref(&ca.0), "s1")
+        .unwrap_err();
     assert!(
         matches!(&e, LvmError::MissingPvs { missing, .. } if missing == &vec![b_uuid.clone()]),
         "{e}"
@@ -272,7 +279,9 @@ fn lvm_two_pv_clone_missing_pv_and_corrupt_metadata() {
     .unwrap();
     drop(f);
     let bad = Loop::new(&bad_img);
-    let e = l.import_clone(&[bad.0.clone()], "x1").unwrap_err();
+    let e = l
+        .import_clone(std::slice::from_ref(&bad.0), "x1")
+        .unwrap_err();
     eprintln!("corrupt clone: {e}");
     assert!(
         matches!(
@@ -326,14 +335,18 @@ fn lvm_accidental_activation_is_undone_before_import() {
         "mount",
         &["-o", "ro", "/dev/mapper/vg_acc-root", mnt.to_str().unwrap()],
     );
-    let e = l.import_clone(&[clone.0.clone()], "r1").unwrap_err();
+    let e = l
+        .import_clone(std::slice::from_ref(&clone.0), "r1")
+        .unwrap_err();
     assert!(
         matches!(&e, LvmError::Busy { holder, .. } if holder.contains(mnt.to_str().unwrap())),
         "{e}"
     );
     run("umount", &[mnt.to_str().unwrap()]);
 
-    let imp = l.import_clone(&[clone.0.clone()], "r1").unwrap();
+    let imp = l
+        .import_clone(std::slice::from_ref(&clone.0), "r1")
+        .unwrap();
     eprintln!("imported: {imp:?}");
     let mut undone = imp.undone_activation.clone();
     undone.sort();
@@ -344,7 +357,8 @@ fn lvm_accidental_activation_is_undone_before_import() {
     assert_eq!(imp.name, "vg_acc_r1");
     assert!(imp.lvs.iter().all(|lv| lv.active));
     assert!(!Path::new("/dev/mapper/vg_acc-root").exists());
-    l.deactivate("vg_acc_r1", &[clone.0.clone()]).unwrap();
+    l.deactivate("vg_acc_r1", std::slice::from_ref(&clone.0))
+        .unwrap();
     let gold = Loop::new(&gold_img);
     assert_eq!(seqno(&gold.0), gold_seq);
 }
