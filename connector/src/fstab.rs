@@ -99,28 +99,6 @@ fn strip_quotes(s: &str) -> String {
     s.trim_matches('"').to_string()
 }
 
-/// Splits a device-mapper name `vg-lv` (dashes inside names are doubled).
-fn split_dm_name(name: &str) -> Option<(String, String)> {
-    let b = name.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'-' {
-            if b.get(i + 1) == Some(&b'-') {
-                i += 2;
-                continue;
-            }
-            let vg = name[..i].replace("--", "-");
-            let lv = name[i + 1..].replace("--", "-");
-            if vg.is_empty() || lv.is_empty() {
-                return None;
-            }
-            return Some((vg, lv));
-        }
-        i += 1;
-    }
-    None
-}
-
 /// Parses the device field of an fstab line.
 pub fn parse_spec(raw: &str) -> Spec {
     let kv = |p: &str| raw.strip_prefix(p).map(strip_quotes);
@@ -149,7 +127,7 @@ pub fn parse_spec(raw: &str) -> Spec {
         return Spec::PartLabel(v.to_string());
     }
     if let Some(v) = raw.strip_prefix("/dev/mapper/") {
-        if let Some((vg, lv)) = split_dm_name(v) {
+        if let Some((vg, lv)) = lvm::dm::split_dm_name(v) {
             return Spec::Lv { vg, lv };
         }
     }

@@ -32,6 +32,16 @@ pub fn crc32(data: &[u8]) -> u32 {
     !update(&CRC32_TABLE, !0, data)
 }
 
+/// lvm2's `INITIAL_CRC`: the seed of LVM's CRC-32 variant.
+pub const LVM_INITIAL_CRC: u32 = 0xf597_a6cf;
+
+/// LVM's CRC-32 (lvm2 `calc_crc`, copied by libblkid): the reflected IEEE
+/// polynomial without pre/post inversion, continued from `crc` (start with
+/// [`LVM_INITIAL_CRC`]) so text that wraps a circular buffer can be chained.
+pub fn lvm_crc_update(crc: u32, data: &[u8]) -> u32 {
+    update(&CRC32_TABLE, crc, data)
+}
+
 /// Raw CRC-32C update without pre/post inversion, for formats that seed it
 /// themselves (ext4 uses seed !0 and no final xor; btrfs/xfs use the standard form).
 pub fn crc32c_raw(seed: u32, data: &[u8]) -> u32 {

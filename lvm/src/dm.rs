@@ -54,6 +54,9 @@ pub fn split_dm_name(name: &str) -> Option<(String, String)> {
             }
             let vg = name[..i].replace("--", "-");
             let lv = name[i + 1..].replace("--", "-");
+            if vg.is_empty() || lv.is_empty() {
+                return None;
+            }
             return Some((vg, lv));
         }
         i += 1;

@@ -31,32 +31,9 @@ pub struct LvmLabel {
     pub device_size: u64,
 }
 
-/// LVM's CRC-32: reflected IEEE polynomial, seed 0xf597a6cf, no final xor
-/// (lvm2's `calc_crc`, which libblkid copies).
+/// LVM's CRC-32 of `data` from lvm2's seed (see [`crate::checksum::lvm_crc_update`]).
 fn lvm_crc(data: &[u8]) -> u32 {
-    const fn table() -> [u32; 256] {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
-    }
-    static TABLE: [u32; 256] = table();
-    data.iter().fold(0xf597_a6cf_u32, |crc, &b| {
-        TABLE[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8)
-    })
+    crate::checksum::lvm_crc_update(crate::checksum::LVM_INITIAL_CRC, data)
 }
 
 /// Dashes a 32-character LVM id as 6-4-4-4-4-4-6 (libblkid's format_lvm_uuid).

@@ -4,36 +4,10 @@
 //! can be continued across pieces (text that wraps around the circular buffer).
 
 /// lvm2's `INITIAL_CRC`.
-pub const INITIAL_CRC: u32 = 0xf597_a6cf;
-
-const fn table() -> [u32; 256] {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-}
-
-static TABLE: [u32; 256] = table();
+pub use fsdetect::checksum::LVM_INITIAL_CRC as INITIAL_CRC;
 
 /// Continues the CRC `crc` over `data` (start with [`INITIAL_CRC`]).
-pub fn crc_update(crc: u32, data: &[u8]) -> u32 {
-    data.iter().fold(crc, |c, &b| {
-        TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8)
-    })
-}
+pub use fsdetect::checksum::lvm_crc_update as crc_update;
 
 /// The CRC of `data` from the initial seed.
 pub fn lvm_crc(data: &[u8]) -> u32 {
