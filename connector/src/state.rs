@@ -166,12 +166,32 @@ impl StateStore {
         }
     }
 
-    /// Opens the database for one operation, retrying while another goldmount
-    /// process has it open (each holds it only for a transaction).
+    /// Waits for this process's turn at the database: an exclusive flock on
+    /// `<db>.lock`, held for one transaction. Waiting in the kernel sleeps
+    /// and wakes in turn; polling redb's own lock alone starved some of 8
+    /// concurrent `goldmount mount` processes past the deadline (lab).
+    fn take_turn(&self) -> Result<std::fs::File, StateError> {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| self.err(format!("cannot open {}: {e}", p.to_string_lossy())))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| self.err(format!("cannot lock {}: {e}", p.to_string_lossy())))?;
+        Ok(f)
+    }
+
+    /// Opens the database for one operation, in turn with other goldmount
+    /// processes (each holds it only for a transaction); still retries
+    /// while something else has it open.
     fn with_db<T>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
+        let _turn = self.take_turn()?;
         let mut delay = Duration::from_millis(5);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -276,5 +296,42 @@ mod tests {
         assert_eq!(s2.list().unwrap().len(), 1);
         s2.delete("v1").unwrap();
         assert!(s.get("v1").unwrap().is_none());
+    }
+
+    #[test]
+    fn concurrent_writers_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.redb");
+        StateStore::open(&p).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let s = StateStore::open(&p).unwrap();
+                    for n in 0..25 {
+                        let rec = VolumeRecord {
+                            name: format!("v{i}"),
+                            device: format!("/dev/loop{i}").into(),
+                            read_only: false,
+                            phase: Phase::Mounting,
+                            steps: vec![
+                                Step {
+                                    action: Action::MakeDir { path: "/x".into() },
+                                    done: true,
+                                };
+                                n
+                            ],
+                            manifest: None,
+                        };
+                        s.put(&rec).unwrap();
+                        assert_eq!(s.get(&rec.name).unwrap().unwrap(), rec);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(StateStore::open(&p).unwrap().list().unwrap().len(), 8);
     }
 }

@@ -653,6 +653,15 @@ fn mount_three_lvm_clones_concurrently_next_to_gold() {
         results.iter().map(|r| r.1).collect::<Vec<_>>()
     );
 
+    // Observed, not asserted (see the report): the guard check counts the
+    // PVs of goldmount's own active clones as unlisted host PVs.
+    for (m, _) in &results {
+        eprintln!("notes of {}: {}", m["volume"], m["notes"]);
+    }
+    eprintln!(
+        "guard status with the clones up: {}",
+        gm(&["guard", "status", "--json"]).unwrap_or_else(|e| e)
+    );
     let mut vg_names = BTreeSet::new();
     let mut vg_of = Vec::new();
     for ((m, _), (c, _, _)) in results.iter().zip(&present) {
