@@ -311,7 +311,7 @@ mod tests {
                     for n in 0..25 {
                         let rec = VolumeRecord {
                             name: format!("v{i}"),
-                            device: format!("/dev/loop{i}").into(),
+                            devices: vec![format!("/dev/loop{i}").into()],
                             read_only: false,
                             phase: Phase::Mounting,
                             steps: vec![

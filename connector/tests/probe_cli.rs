@@ -118,10 +118,12 @@ fn json_has_the_tree_and_io_counts() {
     assert_eq!(p1["partition"]["start"], 1_048_576);
     assert_eq!(p1["partition"]["name"], "boot");
     assert_eq!(p1["content"]["signature"]["fs_type"], "ext4");
+    // At most 9 read calls per probed region (fsdetect's read plan), here the
+    // disk and its two partitions; blkid -p needs 43-52 per filesystem.
     let reads = disk["io"]["read_calls"].as_u64().unwrap();
     assert!(
-        reads > 0 && reads <= 10,
-        "expected a handful of reads, got {reads}"
+        reads > 0 && reads <= 27,
+        "expected at most 9 reads per region, got {reads}"
     );
 }
 
