@@ -49,7 +49,8 @@ fn main() -> ExitCode {
         return cmd::probe::run(args);
     }
     if let Command::Guard(args) = &cli.command {
-        return match cmd::guard::run(args) {
+        return match Config::load(cli.config.as_deref()).and_then(|cfg| cmd::guard::run(&cfg, args))
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("goldmount guard: {e:#}");
