@@ -46,8 +46,8 @@ fn parse(args: &[String]) -> Result<Args> {
         install: false,
         zfs: false,
         bench: false,
-        timeout: Duration::from_secs(1800),
-        scenario_timeout: 420,
+        timeout: Duration::from_secs(3600),
+        scenario_timeout: 1200,
         filters: Vec::new(),
     };
     let mut it = args.iter();
