@@ -627,6 +627,20 @@ fn import_pools(
     Ok(())
 }
 
+/// "DEVICES: why each thing was skipped" for the nothing-to-mount errors.
+fn nothing_mounted(devices: &[PathBuf], skipped: &[Skipped]) -> String {
+    let names: Vec<String> = devices.iter().map(|d| d.display().to_string()).collect();
+    let why: Vec<String> = skipped
+        .iter()
+        .map(|s| format!("{}: {}", s.source, s.reason))
+        .collect();
+    if why.is_empty() {
+        format!("{} (no filesystem found)", names.join(", "))
+    } else {
+        format!("{}: {}", names.join(", "), why.join("; "))
+    }
+}
+
 fn mount_steps(
     ctx: &Ctx,
     j: &mut Journal<'_>,
@@ -671,19 +685,9 @@ fn mount_steps(
         }
     }
     if cands.is_empty() && members.is_empty() {
-        let why: Vec<String> = skipped
-            .iter()
-            .map(|s| format!("{}: {}", s.source, s.reason))
-            .collect();
-        let names: Vec<String> = devices.iter().map(|d| d.display().to_string()).collect();
         bail!(
-            "nothing mountable on {}{}",
-            names.join(", "),
-            if why.is_empty() {
-                " (no filesystem found)".to_string()
-            } else {
-                format!(": {}", why.join("; "))
-            }
+            "nothing mountable on {}",
+            nothing_mounted(devices, &skipped)
         );
     }
     // A device node per candidate and per member.
@@ -853,15 +857,9 @@ fn mount_steps(
         import_pools(j, req, &vpath, &zfs_devs, &mut mounts, &mut skipped)?;
     }
     if mounts.is_empty() {
-        let why: Vec<String> = skipped
-            .iter()
-            .map(|s| format!("{}: {}", s.source, s.reason))
-            .collect();
-        let names: Vec<String> = devices.iter().map(|d| d.display().to_string()).collect();
         bail!(
-            "nothing could be mounted from {}: {}",
-            names.join(", "),
-            why.join("; ")
+            "nothing could be mounted from {}",
+            nothing_mounted(devices, &skipped)
         );
     }
     Ok(Manifest {
