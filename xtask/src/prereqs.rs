@@ -26,6 +26,9 @@ pub const HOST_TEST_PACKAGES: &[&str] = &[
     "zfs-fuse",
     "strace",
     "procps",
+    // The iscsi crate's host test loads libopeniscsiusr and compares it with `iscsiadm -m node`.
+    "open-iscsi",
+    "iproute2",
 ];
 
 fn installed(pkg: &str) -> bool {
