@@ -31,6 +31,22 @@ pub const HOST_TEST_PACKAGES: &[&str] = &[
     "iproute2",
 ];
 
+/// Runs `prog args…` and returns its stdout; a failure carries the exit
+/// status and stderr (used by the demo and the benchmarks).
+pub fn run(prog: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {prog}"))?;
+    ensure!(
+        out.status.success(),
+        "{prog} {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])

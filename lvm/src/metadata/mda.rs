@@ -166,21 +166,7 @@ pub fn read_text(src: &dyn fsdetect::BlockSource, h: &MdaHeader, locn: RawLocn) 
         if len == 0 {
             continue;
         }
-        let end = off.saturating_add(len);
-        if end > src.size() {
-            return Err(LvmError::Truncated {
-                what: "metadata text",
-                offset: off,
-                need: len,
-                size: src.size(),
-            });
-        }
-        let mut buf = vec![0u8; len as usize];
-        src.read_exact_at(off, &mut buf)
-            .map_err(|source| LvmError::Read {
-                what: format!("metadata text at {off}"),
-                source,
-            })?;
+        let buf = super::read_at(src, "metadata text", off, len)?;
         crc = crc_update(crc, &buf);
         text.extend_from_slice(&buf);
     }

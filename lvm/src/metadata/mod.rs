@@ -46,7 +46,8 @@ impl PvInfo {
     }
 }
 
-fn read_at(
+/// Reads `len` bytes at `off`, or a Truncated/Read error naming `what`.
+pub(crate) fn read_at(
     src: &dyn fsdetect::BlockSource,
     what: &'static str,
     off: u64,
