@@ -100,37 +100,49 @@ fn executor_instance_id_iqn_and_fcoe() {
                 n.starts_with("ctlr_").then_some(e.path())
             })
     });
+    let _fcoe = FcoeGuard(ctlr.clone());
     fs::write(ctlr.join("enabled"), "1").unwrap();
     let mac = fs::read_to_string("/sys/class/net/gmfc0/address")
         .unwrap()
         .trim()
         .replace(':', "");
-    let id = wait_until("an fc_host in instance-id", Duration::from_secs(30), || {
+    // The fc_host appears before libfcoe has set its names: wait for the
+    // port whose WWPN carries the MAC, not merely for any port.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (id, port) = loop {
         let id = executor::identity::collect(&host_root());
-        (!id.fc.ports.is_empty()).then_some(id)
-    });
-    eprintln!("{}", serde_json::to_string_pretty(&id).unwrap());
-    let teardown = || {
-        let _ = fs::write(ctlr.join("enabled"), "0");
-        let _ = fs::write("/sys/bus/fcoe/ctlr_destroy", "gmfc0");
-        let _ = try_run("ip", &["link", "del", "gmfc0"], CMD_TIMEOUT);
+        if let Some(p) = id.fc.ports.iter().find(|p| p.wwpn.ends_with(&mac)) {
+            let p = p.clone();
+            break (id, p);
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "no fc port whose WWPN ends with the MAC {mac} after 30 s: {:?}",
+                id.fc.ports
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     };
+    eprintln!("{}", serde_json::to_string_pretty(&id).unwrap());
     assert_eq!(id.iscsi.initiator_iqn, iqn);
     assert!(!id.hostname.is_empty() && !id.kernel.is_empty() && !id.os.id.is_empty());
-    let port = id.fc.ports.iter().find(|p| p.wwpn.ends_with(&mac));
-    let Some(port) = port else {
-        teardown();
-        panic!(
-            "no fc port whose WWPN ends with the MAC {mac}: {:?}",
-            id.fc.ports
-        );
-    };
     assert!(port.wwnn.ends_with(&mac), "{port:?}");
     assert_ne!(port.wwpn, port.wwnn);
     // The lab's FCoE port has no fabric: offline, so it must not be registered.
     assert!(!port.online, "{port:?}");
     assert!(!id.fc.registration_wwpns.contains(&port.wwpn));
-    teardown();
+}
+
+/// Disables and destroys the lab's FCoE controller and its dummy link, also
+/// when an assertion fails, so a later scenario sees no stray fc_host.
+struct FcoeGuard(std::path::PathBuf);
+
+impl Drop for FcoeGuard {
+    fn drop(&mut self) {
+        let _ = fs::write(self.0.join("enabled"), "0");
+        let _ = fs::write("/sys/bus/fcoe/ctlr_destroy", "gmfc0");
+        let _ = try_run("ip", &["link", "del", "gmfc0"], CMD_TIMEOUT);
+    }
 }
 
 /// A targeted scan on a scsi_debug host with 8 LUNs (2 removed) brings back

@@ -176,6 +176,7 @@ pub fn main(args: &[String]) -> Result<()> {
     };
     let failed = summarize(&scenarios, &results, &report, &out);
     bench::record(&ws, &scenarios, &results, &report, &args.filters)?;
+    print_failure_excerpts(&results, &out);
     if failed > 0 {
         bail!("{failed} lab scenario(s) failed; logs in {}", out.display());
     }
@@ -235,6 +236,43 @@ fn summarize(
     failed
 }
 
+/// How many lines of a failed scenario's log are repeated on the console.
+const EXCERPT_LINES: usize = 30;
+
+/// Repeats, after the summary, the end of each failed scenario's log: the
+/// panic message and the commands just before it. CI keeps only the tail of
+/// the console, and the logs stay on a machine nobody can open, so the
+/// reason for a failure has to be the last thing printed.
+fn print_failure_excerpts(results: &GuestResults, out: &Path) {
+    for r in results.scenarios.iter().filter(|r| !r.passed) {
+        let text = std::fs::read_to_string(out.join(&r.log)).unwrap_or_default();
+        eprintln!("\n---- {} failed: {} ----", r.name, r.detail);
+        for line in failure_excerpt(&text, EXCERPT_LINES) {
+            eprintln!("  | {line}");
+        }
+    }
+}
+
+/// The lines worth showing from a failed test's log: the panic message and
+/// what follows it, preceded by as much of the lead-up as fits in `max`.
+/// Without a panic (a timeout, a crash) it is simply the last `max` lines.
+fn failure_excerpt(log: &str, max: usize) -> Vec<&str> {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    let end = lines.len();
+    let Some(panic_at) = lines.iter().position(|l| l.contains("panicked at")) else {
+        return lines[end.saturating_sub(max)..].to_vec();
+    };
+    let tail_len = (end - panic_at).min(max / 2).max(1);
+    let after = &lines[panic_at..panic_at + tail_len];
+    let lead = max.saturating_sub(after.len());
+    let mut excerpt = lines[panic_at.saturating_sub(lead)..panic_at].to_vec();
+    excerpt.extend_from_slice(after);
+    excerpt
+}
+
 /// Lists the ignored (lab-only) tests of one lab binary as `target::test`,
 /// filtered by substring.
 fn list_scenarios(target: &str, test_bin: &Path, filters: &[String]) -> Result<Vec<String>> {
@@ -263,4 +301,33 @@ fn clean_results(out: &Path) -> Result<()> {
 fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_excerpt;
+
+    #[test]
+    fn excerpt_keeps_the_panic_and_its_lead_up() {
+        let mut log: Vec<String> = (0..100).map(|i| format!("$ step {i}")).collect();
+        log.push("thread 'x' panicked at tests/a.rs:1:2:".into());
+        log.push("the reason".into());
+        log.extend((0..40).map(|i| format!("teardown {i}")));
+        let text = log.join("\n");
+        let e = failure_excerpt(&text, 30);
+        assert_eq!(e.len(), 30);
+        assert!(e.contains(&"the reason"));
+        assert!(e.contains(&"$ step 99"));
+        assert!(!e.contains(&"$ step 0"));
+    }
+
+    #[test]
+    fn excerpt_without_a_panic_is_the_tail() {
+        let text = (0..50)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(failure_excerpt(&text, 3), ["47", "48", "49"]);
+        assert!(failure_excerpt("", 3).is_empty());
+    }
 }

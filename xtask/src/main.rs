@@ -12,7 +12,19 @@ mod lab;
 mod prereqs;
 mod test;
 
-fn main() -> Result<()> {
+/// Errors print as one chain of causes, never with a backtrace: CI keeps
+/// only the end of the console, and that space belongs to the reason.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("lab") => lab::main(&args[1..]),
