@@ -265,7 +265,13 @@ fn failure_excerpt(log: &str, max: usize) -> Vec<&str> {
     let Some(panic_at) = lines.iter().position(|l| l.contains("panicked at")) else {
         return lines[end.saturating_sub(max)..].to_vec();
     };
-    let tail_len = (end - panic_at).min(max / 2).max(1);
+    // The message ends where the backtrace (RUST_BACKTRACE=1 in the guest)
+    // or the lab's appended diagnostics begin.
+    let msg_end = lines[panic_at + 1..]
+        .iter()
+        .position(|l| l.starts_with("stack backtrace:") || l.starts_with("====="))
+        .map_or(end, |i| panic_at + 1 + i);
+    let tail_len = (msg_end - panic_at).min(max / 2).max(1);
     let after = &lines[panic_at..panic_at + tail_len];
     let lead = max.saturating_sub(after.len());
     let mut excerpt = lines[panic_at.saturating_sub(lead)..panic_at].to_vec();
@@ -312,6 +318,7 @@ mod tests {
         let mut log: Vec<String> = (0..100).map(|i| format!("$ step {i}")).collect();
         log.push("thread 'x' panicked at tests/a.rs:1:2:".into());
         log.push("the reason".into());
+        log.push("stack backtrace:".into());
         log.extend((0..40).map(|i| format!("teardown {i}")));
         let text = log.join("\n");
         let e = failure_excerpt(&text, 30);
@@ -319,6 +326,8 @@ mod tests {
         assert!(e.contains(&"the reason"));
         assert!(e.contains(&"$ step 99"));
         assert!(!e.contains(&"$ step 0"));
+        assert!(!e.contains(&"stack backtrace:"));
+        assert_eq!(e.last(), Some(&"the reason"));
     }
 
     #[test]
