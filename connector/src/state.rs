@@ -267,6 +267,29 @@ impl StateStore {
             Ok(out)
         })
     }
+
+    /// Every device goldmount has taken over for any volume (LUNs, their
+    /// partition loops, the PVs it imported). They are clones: the host's LVM
+    /// devices file must never list them, and an active LV on them is ours,
+    /// not the host's.
+    pub fn clone_devices(&self) -> Result<Vec<PathBuf>, StateError> {
+        let mut devs = Vec::new();
+        for rec in self.list()? {
+            devs.extend(rec.devices.iter().cloned());
+            for s in rec.steps {
+                match s.action {
+                    Action::ImportVg { devices, .. } => devs.extend(devices),
+                    Action::AttachLoop {
+                        device: Some(d), ..
+                    } => devs.push(d),
+                    _ => {}
+                }
+            }
+        }
+        devs.sort();
+        devs.dedup();
+        Ok(devs)
+    }
 }
 
 #[cfg(test)]

@@ -448,7 +448,8 @@ fn import_vgs(
         );
         return Ok(());
     }
-    match lvm::check_autoactivation_guard() {
+    let ours = ctx.store.clone_devices().unwrap_or_default();
+    match lvm::check_autoactivation_guard(&ours) {
         Ok(g) if g.installed => {}
         Ok(g) => notes.push(format!(
             "the LVM autoactivation guard is not installed ({}): the host may autoactivate clones when their LUNs appear; run `goldmount guard install`",

@@ -137,7 +137,7 @@ fn write_atomic(p: &Path, text: &str) -> Result<()> {
 }
 
 /// PV UUIDs (undashed) under the host's active LVM dm devices.
-fn active_host_pvids() -> Vec<(String, String)> {
+fn active_host_pvids(excluded: &BTreeSet<String>) -> Vec<(String, String)> {
     let Ok(all) = dm::list_dm(Path::new("/sys/block")) else {
         return Vec::new();
     };
@@ -152,6 +152,9 @@ fn active_host_pvids() -> Vec<(String, String)> {
         .filter(|s| !dm_devs.contains(s.as_str()))
         .filter_map(|s| {
             let path = PathBuf::from(format!("/dev/block/{s}"));
+            if dm::dev_of(&path).is_ok_and(|d| excluded.contains(&d)) {
+                return None;
+            }
             let src = fsdetect::FileSource::open(&path).ok()?;
             let pv = read_pv(&src).ok()?;
             Some((
@@ -186,7 +189,11 @@ impl Lvm {
     }
 
     /// Checks whether clones are kept away from LVM autoactivation.
-    pub fn check_autoactivation_guard(&self) -> Result<GuardStatus> {
+    /// `clone_devices` are goldmount's own devices (clones it imported): an
+    /// active LV on them is a clone in use, not a host PV missing from the
+    /// devices file, so they do not count against the guard.
+    pub fn check_autoactivation_guard(&self, clone_devices: &[PathBuf]) -> Result<GuardStatus> {
+        let excluded = device_numbers(clone_devices);
         let use_df = self.resolved("devices/use_devicesfile")?.as_deref() == Some("1");
         let path = self.devices_file_path()?;
         let text = read_opt(&path)?;
@@ -203,7 +210,7 @@ impl Lvm {
             ));
         }
         if use_df {
-            for (dev, pvid) in active_host_pvids() {
+            for (dev, pvid) in active_host_pvids(&excluded) {
                 if !listed.contains(&pvid) {
                     problems.push(format!(
                         "{dev} (PV {pvid}) backs an active LV but is not in the devices file"
@@ -228,7 +235,7 @@ impl Lvm {
     /// afterwards that the host still sees every PV it saw before, and rolls
     /// back otherwise. Idempotent.
     pub fn install_autoactivation_guard(&self, clone_devices: &[PathBuf]) -> Result<GuardStatus> {
-        let before = self.check_autoactivation_guard()?;
+        let before = self.check_autoactivation_guard(clone_devices)?;
         if before.installed {
             return Ok(before);
         }
@@ -294,7 +301,7 @@ impl Lvm {
         write_atomic(&state_path, &json)?;
 
         // Verify: guard effective and every host PV still visible.
-        let status = self.check_autoactivation_guard()?;
+        let status = self.check_autoactivation_guard(clone_devices)?;
         let visible: Vec<crate::tool::PvRow> = self.host_pvs()?;
         let lost: Vec<&str> = host
             .iter()
@@ -343,13 +350,19 @@ impl Lvm {
         if state_path.exists() {
             fs::remove_file(&state_path).map_err(|e| LvmError::io(&state_path, e))?;
         }
-        self.check_autoactivation_guard()
+        self.check_autoactivation_guard(&[])
     }
 }
 
 /// [`Lvm::check_autoactivation_guard`] with the default lvm2 setup.
-pub fn check_autoactivation_guard() -> Result<GuardStatus> {
-    Lvm::default().check_autoactivation_guard()
+pub fn check_autoactivation_guard(clone_devices: &[PathBuf]) -> Result<GuardStatus> {
+    Lvm::default().check_autoactivation_guard(clone_devices)
+}
+
+/// The device numbers of `devices`; a device that is gone has none and
+/// cannot match anything, so it is left out.
+fn device_numbers(devices: &[PathBuf]) -> BTreeSet<String> {
+    devices.iter().filter_map(|d| dm::dev_of(d).ok()).collect()
 }
 
 /// [`Lvm::install_autoactivation_guard`] with the default lvm2 setup.

@@ -388,7 +388,7 @@ fn guard_installs_lists_only_host_pvs_and_removes_exactly() {
         driver_loaded: false,
         ..Lvm::default()
     };
-    let st = l.check_autoactivation_guard().unwrap();
+    let st = l.check_autoactivation_guard(&[]).unwrap();
     assert!(!st.installed && !st.use_devicesfile, "{st:?}");
 
     // Without the clone excluded, the duplicate PV is refused.

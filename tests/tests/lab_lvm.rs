@@ -141,7 +141,7 @@ fn lvm_guarded_clone_import_and_teardown() {
         "guarded clone was activated: {:?}",
         dm_on(&clone.0)
     );
-    assert!(l.check_autoactivation_guard().unwrap().installed);
+    assert!(l.check_autoactivation_guard(&[]).unwrap().installed);
 
     let imp = l
         .import_clone(std::slice::from_ref(&clone.0), "c1")
@@ -307,7 +307,7 @@ fn lvm_two_pv_clone_missing_pv_and_corrupt_metadata() {
 fn lvm_accidental_activation_is_undone_before_import() {
     let scratch = require_lab();
     let l = Lvm::default();
-    assert!(!l.check_autoactivation_guard().unwrap().use_devicesfile);
+    assert!(!l.check_autoactivation_guard(&[]).unwrap().use_devicesfile);
     let (gold_img, gold) = make_gold(&scratch, "vg_acc");
     // The gold copy's host no longer has it active (e.g. a backup host).
     lvmc(&["vgchange", "-q", "--devices", gold.s(), "-an", "vg_acc"]);

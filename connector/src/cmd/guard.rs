@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use connector::config::Config;
-use connector::state::{Action, StateStore};
+use connector::state::StateStore;
 
 /// What to do with the guard.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -31,35 +31,18 @@ pub struct GuardArgs {
     json: bool,
 }
 
-/// Every device goldmount has taken over for a volume (LUNs, their partition
-/// loops, the PVs it imported): they are clones and must never be listed in
-/// the host's LVM devices file.
+/// The devices of every volume in the state store (none without a store).
 fn clone_devices(cfg: &Config) -> Result<Vec<PathBuf>> {
-    let mut devs = Vec::new();
     if !cfg.state_path.exists() {
-        return Ok(devs);
+        return Ok(Vec::new());
     }
-    for rec in StateStore::open(&cfg.state_path)?.list()? {
-        devs.extend(rec.devices.iter().cloned());
-        for s in rec.steps {
-            match s.action {
-                Action::ImportVg { devices, .. } => devs.extend(devices),
-                Action::AttachLoop {
-                    device: Some(d), ..
-                } => devs.push(d),
-                _ => {}
-            }
-        }
-    }
-    devs.sort();
-    devs.dedup();
-    Ok(devs)
+    Ok(StateStore::open(&cfg.state_path)?.clone_devices()?)
 }
 
 /// Runs `goldmount guard`.
 pub fn run(cfg: &Config, args: &GuardArgs) -> Result<()> {
     let st = match args.action {
-        GuardAction::Status => lvm::check_autoactivation_guard()?,
+        GuardAction::Status => lvm::check_autoactivation_guard(&clone_devices(cfg)?)?,
         GuardAction::Install => lvm::install_autoactivation_guard(&clone_devices(cfg)?)?,
         GuardAction::Remove => lvm::remove_autoactivation_guard()?,
     };
