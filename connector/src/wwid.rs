@@ -1,12 +1,16 @@
-//! Finding the local device for an identity the appliance announced: a SCSI
-//! WWID (`naa.6001405…`) or, for the appliance's loop backend, the clone's
-//! backing file. Polls sysfs until the device appears or the timeout passes.
+//! Finding the local device for an identity the appliance announced. A SCSI
+//! WWID (`naa.6001405…`) goes through the executor's `wait-for-device`
+//! (uevents where udevd runs, the identity verified from the device's VPD
+//! pages, a stale device on a reused LUN number repaired once, the multipath
+//! map when multipathd owns the WWID). The appliance's loop backend announces
+//! the clone's backing file instead: that is looked up in /sys/block.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
-
+use anyhow::{bail, Context, Result};
+use executor::sysfs::Root;
+use executor::wait::{MultipathPolicy, WaitSpec};
 /// Normalises WWID spellings: `naa.6001405ab…`, `0x6001405ab…`, `6001405ab…`,
 /// and `wwn-0x…` all compare equal.
 pub fn normalize(w: &str) -> String {
@@ -19,41 +23,58 @@ pub fn normalize(w: &str) -> String {
     w.to_string()
 }
 
-/// One scan of /sys/block for a device whose `device/wwid` matches, or whose
-/// loop backing file is `wwid` (an absolute path).
-pub fn find_once(wwid: &str) -> Option<PathBuf> {
-    let want = normalize(wwid);
-    let as_path = Path::new(wwid.trim());
+/// One scan of /sys/block for a loop device whose backing file is `file`.
+pub fn find_loop(file: &Path) -> Option<PathBuf> {
     for entry in std::fs::read_dir("/sys/block").ok()?.flatten() {
-        let p = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Ok(id) = std::fs::read_to_string(p.join("device/wwid")) {
-            if normalize(&id) == want {
-                return Some(PathBuf::from("/dev").join(&name));
-            }
-        }
-        if as_path.is_absolute() {
-            if let Ok(bf) = std::fs::read_to_string(p.join("loop/backing_file")) {
-                if Path::new(bf.trim()) == as_path {
-                    return Some(PathBuf::from("/dev").join(&name));
-                }
+        let bf = entry.path().join("loop/backing_file");
+        if let Ok(bf) = std::fs::read_to_string(bf) {
+            if Path::new(bf.trim()) == file {
+                return Some(PathBuf::from("/dev").join(entry.file_name()));
             }
         }
     }
     None
 }
 
-/// Waits up to `timeout` for the device with this identity.
+/// Waits up to `timeout` for the device with this identity: an absolute
+/// path is a loop backend's backing file, anything else a SCSI WWID.
 pub fn wait_for(wwid: &str, timeout: Duration) -> Result<PathBuf> {
+    let as_path = Path::new(wwid.trim());
+    if as_path.is_absolute() {
+        return wait_for_loop(as_path, timeout);
+    }
+    let spec = WaitSpec {
+        wwid: wwid.trim().to_string(),
+        serial: None,
+        location: None,
+        timeout,
+        multipath: MultipathPolicy::Auto,
+    };
+    let found = executor::wait::wait(&Root::host(), &spec).with_context(|| {
+        format!("waiting for the device with WWID {wwid} (is the LUN presented to this host and the session logged in?)")
+    })?;
+    tracing::info!(
+        wwid,
+        node = %found.node,
+        paths = found.paths.len(),
+        repaired = ?found.repaired,
+        event_driven = found.event_driven,
+        elapsed_ms = found.elapsed_ms,
+        "device verified"
+    );
+    Ok(PathBuf::from(found.node))
+}
+
+fn wait_for_loop(file: &Path, timeout: Duration) -> Result<PathBuf> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(d) = find_once(wwid) {
+        if let Some(d) = find_loop(file) {
             return Ok(d);
         }
         if Instant::now() >= deadline {
             bail!(
-                "no device with WWID {wwid} appeared within {timeout:?} (checked /sys/block/*/device/wwid and loop backing files); \
-                 is the LUN presented to this host and the session logged in?"
+                "no loop device backed by {} appeared within {timeout:?}; is the clone presented (loop backend) on this machine?",
+                file.display()
             );
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -17,8 +17,10 @@ pub struct MountArgs {
     /// device). Repeat for a clone set whose volume group spans several LUNs.
     #[arg(long, value_name = "DEV")]
     device: Vec<PathBuf>,
-    /// Wait for the device with this WWID (naa.…), or — for the appliance's
-    /// loop backend — this backing file path. Repeatable, like --device.
+    /// Wait for the device with this WWID (naa.…), verified from the
+    /// device's VPD pages (the multipath map when multipathd owns it), or —
+    /// for the appliance's loop backend — this backing file path.
+    /// Repeatable, like --device.
     #[arg(long, value_name = "WWID")]
     wwid: Vec<String>,
     /// How long to wait for `--wwid` to appear, in seconds.
