@@ -7,6 +7,7 @@
 //! `cargo bench -p fsdetect --bench probe_vs_blkid`; environment:
 //! - `FSDETECT_BENCH_ROUNDS` (default 20): timed rounds;
 //! - `FSDETECT_BENCH_IMAGES`: extra image paths, comma separated, probed too;
+//! - `FSDETECT_BENCH_KEEP`: keep the fixture images (path printed at the end);
 //! - `GOLDMOUNT_BIN`: a `goldmount` binary to time (`probe --format udev`)
 //!   instead of the `probe` example.
 //!
@@ -104,7 +105,12 @@ fn main() {
         .collect();
     time_rounds(&targets, &prober, &answers, rounds);
     drop(loops);
-    let _ = std::fs::remove_dir_all(common::scratch());
+    // FSDETECT_BENCH_KEEP=1 keeps the fixture images (for examples/trace_reads).
+    if std::env::var_os("FSDETECT_BENCH_KEEP").is_some() {
+        println!("fixtures kept in {}", common::scratch().display());
+    } else {
+        let _ = std::fs::remove_dir_all(common::scratch());
+    }
 }
 
 fn require_tool(tool: &str, package: &str) {

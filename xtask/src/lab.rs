@@ -175,7 +175,7 @@ pub fn main(args: &[String]) -> Result<()> {
         Err(_) => GuestResults::default(),
     };
     let failed = summarize(&scenarios, &results, &report, &out);
-    bench::record(&ws, &scenarios, &results, &report, &args.filters)?;
+    bench::record(&ws, &out, &scenarios, &results, &report, &args.filters)?;
     print_failure_excerpts(&results, &out);
     if failed > 0 {
         bail!("{failed} lab scenario(s) failed; logs in {}", out.display());

@@ -12,15 +12,23 @@ use super::plan::GuestResults;
 /// Our section's heading; everything up to the next `## ` belongs to us.
 pub const SECTION: &str = "## Lab: boot and scenario times";
 
-/// Rewrites the lab section of `<ws>/BENCHMARKS.md` with this run's figures.
+/// Rewrites the lab section of `<ws>/BENCHMARKS.md` with this run's figures
+/// when the run was the whole default set; a filtered run writes its table
+/// to `<out>/times.md` instead, so that running one scenario does not
+/// replace the table of all of them.
 pub fn record(
     ws: &Path,
+    out: &Path,
     scenarios: &[String],
     results: &GuestResults,
     report: &BootReport,
     filters: &[String],
 ) -> Result<()> {
-    let path = ws.join("BENCHMARKS.md");
+    let path = if filters.is_empty() {
+        ws.join("BENCHMARKS.md")
+    } else {
+        out.join("times.md")
+    };
     let old = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
     let mut sec = String::new();
     let _ = writeln!(sec, "{SECTION}\n");
