@@ -930,6 +930,14 @@ fn mount_vg_spanning_two_luns() {
     let (l0, w0, _) = rig.clone_and_present("sa1", "span-a");
     let (l1, w1, _) = rig.clone_and_present("sb1", "span-b");
     let disks = rig.attach(&[(l0, &w0), (l1, &w1)]);
+    // No guard in this scenario: the host's own udev rules (69-lvm.rules,
+    // `vgchange -aay` run directly where systemd is absent) may activate the
+    // clone's VG under the gold's name once both PVs are there, depending on
+    // whether the gold's PVs were still recorded online. Let udev finish so
+    // that what follows is goldmount's doing alone.
+    run("udevadm", &["settle", "-t", "60"]);
+    let by_udev = dm_on_disk(&disks[0]);
+    eprintln!("dm devices on the clone after udev settled (host autoactivation): {by_udev:?}");
 
     // One LUN only: refused with the reason, nothing activated, no state.
     vols.add("half");
@@ -939,7 +947,11 @@ fn mount_vg_spanning_two_luns() {
         e.contains("missing") || e.contains("Missing"),
         "the error should name the missing PV: {e}"
     );
-    assert!(dm_on_disk(&disks[0]).is_empty(), "half a VG was activated");
+    assert_eq!(
+        dm_on_disk(&disks[0]),
+        by_udev,
+        "goldmount activated (or removed) part of a VG it refused"
+    );
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&gm(&["list", "--json"]).unwrap()).unwrap(),
         serde_json::json!([])
@@ -947,6 +959,13 @@ fn mount_vg_spanning_two_luns() {
 
     vols.add("s1");
     let m = gm_mount("s1", &[&w0, &w1]);
+    if !by_udev.is_empty() {
+        let notes = m["notes"].to_string();
+        assert!(
+            notes.contains("undid an accidental activation"),
+            "the host had activated the clone; goldmount must have undone it first: {m}"
+        );
+    }
     let mounts = m["mounts"].as_array().unwrap();
     assert_eq!(mounts.len(), 1, "{m}");
     let p = PathBuf::from(mounts[0]["mount_path"].as_str().unwrap());
