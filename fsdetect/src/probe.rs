@@ -83,6 +83,8 @@ pub fn probe_signatures(w: &Window<'_>) -> Result<Content> {
     let plan = crate::sig::read_plan(w.len());
     w.prefetch(&plan.first)?;
     w.plan(&plan.later);
+    // Reads at superblock-dependent places join the second phase.
+    w.plan(&crate::sig::dependent_ranges(w));
     let tiny = w.len() <= TINY_DEVICE;
     let mut found: Vec<Signature> = Vec::new();
     let mut intolerant = 0usize;
@@ -116,6 +118,19 @@ pub fn probe_signatures(w: &Window<'_>) -> Result<Content> {
     })
 }
 
+/// Whether a partition's second phase (LUKS2 secondary slots, ZFS labels)
+/// joins the shared pass too, instead of being fetched when that
+/// partition's probing first needs it (it still rides along with any call
+/// it is close to). Sharing it saves no call on the fixtures and makes a
+/// disk of LVM/RAID partitions read slots it never needs.
+const SHARE_PARTITION_LATER: bool = false;
+
+/// Whether a table entry is probed for contents: not an extended container,
+/// not empty, and without a problem such as ending past the disk.
+fn probe_partition(p: &Partition) -> bool {
+    p.problem.is_none() && p.kind != PartitionKind::Extended && p.size > 0
+}
+
 /// Probes a whole source: table, whole-device signatures, and every partition.
 pub fn probe_disk(src: &dyn BlockSource) -> Result<DiskReport> {
     let reader = Reader::new(src);
@@ -139,6 +154,29 @@ fn probe_window(reader: &Reader<'_>, w: Window<'_>) -> Result<DiskReport> {
         .as_ref()
         .map(|t| t.partitions.iter().map(|p| (p.start, p.size)).collect())
         .unwrap_or_default();
+    // The table says where every partition is before any of them is probed:
+    // their first phases are fetched in the same coalesced pass as the
+    // disk's own second phase (or, if the disk turns out to be a RAID
+    // member, never).
+    let probed: Vec<Window<'_>> = table
+        .as_ref()
+        .map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| probe_partition(p))
+                .filter_map(|p| w.subregion(p.start, p.size).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for pw in &probed {
+        let plan = crate::sig::read_plan(pw.len());
+        pw.plan_shared(&plan.first);
+        if SHARE_PARTITION_LATER {
+            pw.plan_shared(&plan.later);
+        } else {
+            pw.plan(&plan.later);
+        }
+    }
     let mut content = probe_signatures(&w.with_partitions(&ranges))?;
     // blkid_probe_use_wiper: a dos table (its entries at 446..510) inside the
     // area the matched signature's tool wipes was written after it; blkid then
@@ -160,9 +198,16 @@ fn probe_window(reader: &Reader<'_>, w: Window<'_>) -> Result<DiskReport> {
     }
     let mut partitions = Vec::new();
     if let Some(t) = &table {
+        // Every partition's superblocks are in memory now: their dependent
+        // reads (FAT root directories, NTFS MFT records) go in one pass too.
+        w.fetch_shared()?;
+        for pw in &probed {
+            if pw.len() > 1024 {
+                pw.plan_shared(&crate::sig::dependent_ranges(pw));
+            }
+        }
         for p in &t.partitions {
-            let probe_it = p.problem.is_none() && p.kind != PartitionKind::Extended && p.size > 0;
-            let content = if probe_it {
+            let content = if probe_partition(p) {
                 match w.subregion(p.start, p.size) {
                     Ok(pw) => Some(probe_signatures(&pw)?),
                     Err(_) => None,

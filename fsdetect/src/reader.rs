@@ -4,10 +4,14 @@
 //! ext4/xfs/btrfs image). The places the probers look are known before any of
 //! them runs ([`crate::sig::read_plan`]), so a region is prefetched in a few
 //! coalesced calls that move about the same bytes blkid reads; probers are
-//! then served from memory. Reads that depend on on-disk pointers (an NTFS
-//! MFT record, a FAT root directory, GPT entries far away) fall back to one
-//! small aligned fetch each. Every call that reaches the source is counted,
-//! so callers and benchmarks can report exact I/O.
+//! then served from memory. Ranges that are only probably needed are
+//! *planned* (recorded, not read): the first read that needs one of them
+//! fetches its region's planned ranges together with every *shared* planned
+//! range (the first phase of each partition, the ranges probers derived from
+//! superblocks), all merged into as few calls as possible. Reads nobody
+//! planned (an EBR of an extended chain, GPT entries far away) fall back to
+//! one small aligned fetch each. Every call that reaches the source is
+//! counted, so callers and benchmarks can report exact I/O.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -76,9 +80,20 @@ pub struct Reader<'s> {
     src: &'s dyn BlockSource,
     chunks: RefCell<Vec<(u64, Rc<Vec<u8>>)>>,
     stats: Cell<IoStats>,
-    /// Planned but not yet fetched ranges `(start, end, region start, region end)`,
-    /// fetched together on the first read that needs one of them.
-    pending: RefCell<Vec<(u64, u64, u64, u64)>>,
+    /// Planned but not yet fetched ranges, fetched together on the first
+    /// read that needs one of them.
+    pending: RefCell<Vec<Planned>>,
+}
+
+/// A planned range: absolute `[start, end)`, the bounds a fetch for it may
+/// be widened to (the probed root region), and the region whose plan it is
+/// (`None`: shared, fetched with whichever plan is fetched first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Planned {
+    start: u64,
+    end: u64,
+    bounds: (u64, u64),
+    owner: Option<(u64, u64)>,
 }
 
 impl<'s> Reader<'s> {
@@ -113,6 +128,7 @@ impl<'s> Reader<'s> {
             reader: self,
             start: 0,
             len: self.src.size(),
+            root: (0, self.src.size()),
             whole_disk: true,
             covered: None,
         }
@@ -126,6 +142,7 @@ impl<'s> Reader<'s> {
                 reader: self,
                 start,
                 len,
+                root: (start, end),
                 whole_disk: false,
                 covered: None,
             }),
@@ -137,9 +154,19 @@ impl<'s> Reader<'s> {
         }
     }
 
+    /// The bytes at `[abs, abs+len)` if the cache holds all of them: a view
+    /// of one cached chunk, or (rarely, when the range straddles two chunks)
+    /// a copy assembled from several.
     fn cached(&self, abs: u64, len: usize) -> Option<Bytes> {
+        if len == 0 {
+            return Some(Bytes {
+                buf: Rc::new(Vec::new()),
+                start: 0,
+                end: 0,
+            });
+        }
         let chunks = self.chunks.borrow();
-        chunks.iter().find_map(|(start, data)| {
+        let one = chunks.iter().find_map(|(start, data)| {
             let rel = abs.checked_sub(*start)?;
             let end = rel.checked_add(len as u64)?;
             if end <= data.len() as u64 {
@@ -151,7 +178,53 @@ impl<'s> Reader<'s> {
             } else {
                 None
             }
+        });
+        if one.is_some() {
+            return one;
+        }
+        let end = abs.checked_add(len as u64)?;
+        if !Self::gaps(&chunks, abs, end).is_empty() {
+            return None;
+        }
+        let mut out = vec![0u8; len];
+        for (start, data) in chunks.iter() {
+            let cs = (*start).max(abs);
+            let ce = (start + data.len() as u64).min(end);
+            if cs < ce {
+                let src = &data[(cs - start) as usize..(ce - start) as usize];
+                out[(cs - abs) as usize..(ce - abs) as usize].copy_from_slice(src);
+            }
+        }
+        Some(Bytes {
+            buf: Rc::new(out),
+            start: 0,
+            end: len,
         })
+    }
+
+    /// The parts of `[s, e)` that no cached chunk holds.
+    fn gaps(chunks: &[(u64, Rc<Vec<u8>>)], s: u64, e: u64) -> Vec<(u64, u64)> {
+        let mut held: Vec<(u64, u64)> = chunks
+            .iter()
+            .map(|(start, data)| (*start, start + data.len() as u64))
+            .filter(|&(cs, ce)| cs < e && ce > s)
+            .collect();
+        held.sort_unstable();
+        let mut out = Vec::new();
+        let mut at = s;
+        for (cs, ce) in held {
+            if cs > at {
+                out.push((at, cs.min(e)));
+            }
+            at = at.max(ce);
+            if at >= e {
+                break;
+            }
+        }
+        if at < e {
+            out.push((at, e));
+        }
+        out
     }
 
     fn fetch(&self, start: u64, len: u64) -> Result<()> {
@@ -166,65 +239,171 @@ impl<'s> Reader<'s> {
         Ok(())
     }
 
-    /// Reads `len` bytes at absolute `abs`: from the cache, or with one
-    /// aligned fetch (clamped to the region `[rs, re)` it belongs to, so no
-    /// byte outside the region is ever read).
-    fn read_abs(&self, abs: u64, len: usize, rs: u64, re: u64) -> Result<Bytes> {
+    /// Reads `len` bytes at absolute `abs` for the region `owner`: from the
+    /// cache; or, when a planned range holds it, together with the rest of
+    /// that region's plan and every shared planned range; or else with one
+    /// aligned fetch. Fetches are widened only within `bounds` (the probed
+    /// root region), so no byte outside it is ever read.
+    fn read_abs(
+        &self,
+        abs: u64,
+        len: usize,
+        bounds: (u64, u64),
+        owner: (u64, u64),
+    ) -> Result<Bytes> {
         if let Some(v) = self.cached(abs, len) {
             return Ok(v);
         }
         let end = abs + len as u64;
-        // A planned range: fetch the whole rest of this region's plan now.
-        let planned: Vec<(u64, u64)> = {
+        let planned: Vec<Planned> = {
             let mut pending = self.pending.borrow_mut();
-            let hit = pending
-                .iter()
-                .any(|p| p.2 == rs && p.3 == re && abs >= p.0 && end <= p.1);
-            if hit {
-                let (mine, others): (Vec<_>, Vec<_>) =
-                    pending.drain(..).partition(|p| p.2 == rs && p.3 == re);
-                *pending = others;
-                mine.into_iter().map(|p| (p.0, p.1)).collect()
-            } else {
-                Vec::new()
+            let hit = pending.iter().find(|p| {
+                p.bounds == bounds
+                    && p.owner.is_none_or(|o| o == owner)
+                    && abs < p.end
+                    && end > p.start
+            });
+            match hit.copied() {
+                Some(h) => {
+                    let (take, keep): (Vec<_>, Vec<_>) = pending.drain(..).partition(|p| {
+                        p.owner.is_none() || p.owner == h.owner || p.owner == Some(owner)
+                    });
+                    *pending = keep;
+                    take
+                }
+                None => Vec::new(),
             }
         };
         if !planned.is_empty() {
-            self.prefetch_abs(planned, rs, re)?;
+            let mut ranges: Vec<(u64, u64, (u64, u64))> =
+                planned.iter().map(|p| (p.start, p.end, p.bounds)).collect();
+            // The read itself joins the pass (a planned range may hold only part of it).
+            ranges.push((abs, end, bounds));
+            self.fetch_coalesced(ranges)?;
             if let Some(v) = self.cached(abs, len) {
                 return Ok(v);
             }
         }
-        let fs = (abs - abs % ALIGN).max(rs);
-        let fe = end.div_ceil(ALIGN).saturating_mul(ALIGN).min(re).max(end);
-        self.fetch(fs, fe - fs)?;
+        let fs = (abs - abs % ALIGN).max(bounds.0);
+        let fe = end
+            .div_ceil(ALIGN)
+            .saturating_mul(ALIGN)
+            .min(bounds.1)
+            .max(end);
+        let gaps = Self::gaps(&self.chunks.borrow(), fs, fe);
+        if let (Some(first), Some(last)) = (gaps.first(), gaps.last()) {
+            self.fetch(first.0, last.1 - first.0)?;
+        }
         self.cached(abs, len).ok_or(ProbeError::Truncated {
             offset: abs,
             size: self.src.size(),
         })
     }
 
-    /// Fetches the absolute ranges `[start, end)` not yet cached, merging
-    /// those less than [`COALESCE_GAP`] apart into one call each, aligned but
-    /// never beyond the region `[rs, re)`.
-    fn prefetch_abs(&self, mut ranges: Vec<(u64, u64)>, rs: u64, re: u64) -> Result<()> {
-        ranges.retain(|&(s, e)| e > s && self.cached(s, (e - s) as usize).is_none());
-        ranges.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::new();
-        for (s, e) in ranges {
-            match merged.last_mut() {
-                Some(last) if s <= last.1.saturating_add(COALESCE_GAP) => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
+    /// Fetches the parts of the absolute ranges `[start, end)` not yet
+    /// cached, merging those less than [`COALESCE_GAP`] apart into one call
+    /// each, aligned to [`ALIGN`] but never beyond each range's bounds.
+    fn fetch_coalesced(&self, ranges: Vec<(u64, u64, (u64, u64))>) -> Result<()> {
+        let mut todo: Vec<(u64, u64, (u64, u64))> = Vec::new();
+        {
+            let chunks = self.chunks.borrow();
+            for (s, e, b) in ranges {
+                if e > s {
+                    todo.extend(
+                        Self::gaps(&chunks, s, e)
+                            .into_iter()
+                            .map(|(s, e)| (s, e, b)),
+                    );
+                }
             }
         }
-        for (s, e) in merged {
-            let s = (s - s % ALIGN).max(rs);
-            let e = e.div_ceil(ALIGN).saturating_mul(ALIGN).min(re);
-            if e > s {
+        let mut merged = Self::merge(todo);
+        if merged.is_empty() {
+            return Ok(());
+        }
+        // Planned ranges of any region that fall within the gap of a call
+        // made anyway ride along: more bytes, no more calls, and one call
+        // fewer later if that region's plan is needed.
+        loop {
+            let riders: Vec<Planned> = {
+                let mut pending = self.pending.borrow_mut();
+                let (ride, keep): (Vec<_>, Vec<_>) = pending.drain(..).partition(|p| {
+                    merged.iter().any(|&(s, e, b)| {
+                        b == p.bounds
+                            && p.start <= e.saturating_add(COALESCE_GAP)
+                            && p.end.saturating_add(COALESCE_GAP) >= s
+                    })
+                });
+                *pending = keep;
+                ride
+            };
+            if riders.is_empty() {
+                break;
+            }
+            let chunks = self.chunks.borrow();
+            merged.extend(riders.iter().flat_map(|p| {
+                Self::gaps(&chunks, p.start, p.end)
+                    .into_iter()
+                    .map(move |(s, e)| (s, e, p.bounds))
+            }));
+            drop(chunks);
+            merged = Self::merge(merged);
+        }
+        for (s, e, (bs, be)) in merged {
+            let s = (s - s % ALIGN).max(bs);
+            let e = e.div_ceil(ALIGN).saturating_mul(ALIGN).min(be);
+            // Alignment may reach into cached bytes: trim what is held at the ends.
+            let gaps = Self::gaps(&self.chunks.borrow(), s, e);
+            if let (Some(first), Some(last)) = (gaps.first(), gaps.last()) {
+                let (s, e) = (first.0, last.1);
                 self.fetch(s, e - s)?;
             }
         }
         Ok(())
+    }
+
+    /// Sorts ranges and merges those (with the same bounds) less than
+    /// [`COALESCE_GAP`] apart.
+    fn merge(mut ranges: Vec<(u64, u64, (u64, u64))>) -> Vec<(u64, u64, (u64, u64))> {
+        ranges.sort_unstable_by_key(|&(s, e, b)| (b, s, e));
+        let mut merged: Vec<(u64, u64, (u64, u64))> = Vec::new();
+        for (s, e, b) in ranges {
+            match merged.last_mut() {
+                Some(last) if last.2 == b && s <= last.1.saturating_add(COALESCE_GAP) => {
+                    last.1 = last.1.max(e)
+                }
+                _ => merged.push((s, e, b)),
+            }
+        }
+        merged
+    }
+
+    /// Adds ranges to the plan, dropping what is already cached or planned.
+    fn add_planned(&self, ranges: impl IntoIterator<Item = Planned>) {
+        let mut pending = self.pending.borrow_mut();
+        for p in ranges {
+            let dup = pending
+                .iter()
+                .any(|q| q.start == p.start && q.end == p.end && q.bounds == p.bounds);
+            if p.end > p.start && !dup && self.cached(p.start, (p.end - p.start) as usize).is_none()
+            {
+                pending.push(p);
+            }
+        }
+    }
+
+    /// Fetches every shared planned range now (coalesced), leaving the
+    /// regions' own plans pending.
+    fn fetch_shared(&self) -> Result<()> {
+        let shared: Vec<(u64, u64, (u64, u64))> = {
+            let mut pending = self.pending.borrow_mut();
+            let (take, keep): (Vec<_>, Vec<_>) = pending.drain(..).partition(|p| p.owner.is_none());
+            *pending = keep;
+            take.into_iter()
+                .map(|p| (p.start, p.end, p.bounds))
+                .collect()
+        };
+        self.fetch_coalesced(shared)
     }
 }
 
@@ -235,6 +414,10 @@ pub struct Window<'a> {
     reader: &'a Reader<'a>,
     start: u64,
     len: u64,
+    /// Absolute `[start, end)` of the region probing started from (the
+    /// whole source, or a `--offset/--size` region): reads for this window
+    /// may be widened and merged with neighbours up to these bounds.
+    root: (u64, u64),
     whole_disk: bool,
     covered: Option<&'a [(u64, u64)]>,
 }
@@ -299,7 +482,7 @@ impl<'a> Window<'a> {
         match offset.checked_add(len as u64) {
             Some(end) if end <= self.len => {
                 self.reader
-                    .read_abs(self.start + offset, len, self.start, self.start + self.len)
+                    .read_abs(self.start + offset, len, self.root, self.owner())
             }
             _ => Err(ProbeError::OutOfRange {
                 offset,
@@ -319,38 +502,76 @@ impl<'a> Window<'a> {
         }
     }
 
-    /// Fetches the given `(offset, len)` ranges of the region (clamped to it)
-    /// in as few calls as possible, so the probers that follow read from
-    /// memory. See [`crate::sig::read_plan`].
-    pub fn prefetch(&self, ranges: &[(u64, u64)]) -> Result<()> {
-        let abs = ranges
+    /// This window's key in the reader's plan.
+    fn owner(&self) -> (u64, u64) {
+        (self.start, self.start + self.len)
+    }
+
+    /// The given `(offset, len)` ranges as absolute planned ranges, clamped
+    /// to the region.
+    fn planned(&self, ranges: &[(u64, u64)], owner: Option<(u64, u64)>) -> Vec<Planned> {
+        ranges
             .iter()
             .filter(|(off, _)| *off < self.len)
-            .map(|&(off, len)| {
-                (
-                    self.start + off,
-                    self.start + off.saturating_add(len).min(self.len),
-                )
+            .map(|&(off, len)| Planned {
+                start: self.start + off,
+                end: self.start + off.saturating_add(len).min(self.len),
+                bounds: self.root,
+                owner,
             })
-            .collect();
-        self.reader
-            .prefetch_abs(abs, self.start, self.start + self.len)
+            .filter(|p| p.end > p.start)
+            .collect()
+    }
+
+    /// The bytes at `offset` if they are cached, without any I/O: for
+    /// planning reads that depend on a superblock already in memory.
+    pub fn read_cached(&self, offset: u64, len: usize) -> Option<Bytes> {
+        let end = offset.checked_add(len as u64)?;
+        if end > self.len {
+            return None;
+        }
+        self.reader.cached(self.start + offset, len)
+    }
+
+    /// Fetches the given `(offset, len)` ranges of the region (clamped to it)
+    /// in as few calls as possible, so the probers that follow read from
+    /// memory. When anything has to be read, every shared planned range
+    /// ([`Window::plan_shared`]) joins the same pass. See
+    /// [`crate::sig::read_plan`].
+    pub fn prefetch(&self, ranges: &[(u64, u64)]) -> Result<()> {
+        let mine = self.planned(ranges, None);
+        if mine.iter().all(|p| {
+            self.reader
+                .cached(p.start, (p.end - p.start) as usize)
+                .is_some()
+        }) {
+            return Ok(());
+        }
+        self.reader.add_planned(mine);
+        self.reader.fetch_shared()
     }
 
     /// Records ranges that will probably be read, without reading them yet:
-    /// the first read that needs one of them fetches all of them in a few
-    /// coalesced calls. Probing stops early for RAID/LVM/LUKS members, so
-    /// the far parts of the plan are only paid for when a prober gets there.
+    /// the first read that needs one of them fetches all of them (and every
+    /// shared planned range) in a few coalesced calls. Probing stops early
+    /// for RAID/LVM/LUKS members, so the far parts of the plan are only paid
+    /// for when a prober gets there.
     pub fn plan(&self, ranges: &[(u64, u64)]) {
-        let (rs, re) = (self.start, self.start + self.len);
-        let mut pending = self.reader.pending.borrow_mut();
-        for &(off, len) in ranges.iter().filter(|(off, _)| *off < self.len) {
-            let s = rs + off;
-            let e = rs + off.saturating_add(len).min(self.len);
-            if e > s {
-                pending.push((s, e, rs, re));
-            }
-        }
+        let owner = Some(self.owner());
+        self.reader.add_planned(self.planned(ranges, owner));
+    }
+
+    /// Like [`Window::plan`], but the ranges are fetched with whichever
+    /// region's plan is fetched first: for ranges that will be needed
+    /// whatever this region turns out to hold (the first phase of each
+    /// partition once the table is known, ranges derived from a superblock).
+    pub fn plan_shared(&self, ranges: &[(u64, u64)]) {
+        self.reader.add_planned(self.planned(ranges, None));
+    }
+
+    /// Fetches every shared planned range now, in as few calls as possible.
+    pub fn fetch_shared(&self) -> Result<()> {
+        self.reader.fetch_shared()
     }
 
     /// A sub-region (a partition), relative to this one.
@@ -360,6 +581,7 @@ impl<'a> Window<'a> {
                 reader: self.reader,
                 start: self.start + offset,
                 len,
+                root: self.root,
                 whole_disk: false,
                 covered: None,
             }),
@@ -436,5 +658,68 @@ mod tests {
         assert_eq!(w.read_if_present(u64::MAX - 1, 4).unwrap(), None);
         assert_eq!(r.stats().read_calls, 0);
         assert!(r.region(9000, 2000).is_err());
+    }
+
+    #[test]
+    fn shared_plans_join_the_first_fetch_and_neighbours_ride_along() {
+        let data: Vec<u8> = (0..16u32 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+        let src = MemSource::new(data.clone());
+        let r = Reader::new(&src);
+        let w = r.whole();
+        let p1 = w.subregion(1 << 20, 4 << 20).unwrap();
+        let p2 = w.subregion(5 << 20, 4 << 20).unwrap();
+        // The disk's own second phase, two partitions' first phases (shared),
+        // and p2's own second phase, 32 KiB past p1's first phase's end.
+        w.plan(&[(512 * 1024, 4096)]);
+        p1.plan_shared(&[(0, 8192), ((4 << 20) - 8192, 8192)]);
+        p2.plan_shared(&[(0, 8192)]);
+        p2.plan(&[(64 * 1024, 4096)]);
+        assert_eq!(r.stats().read_calls, 0, "planning reads nothing");
+        assert!(w.read_cached(512 * 1024, 16).is_none());
+        // The disk's plan is needed: the shared ranges come with it; p1's
+        // tail and p2's head touch, and p2's own range rides along.
+        assert_eq!(
+            w.read(512 * 1024, 16).unwrap(),
+            data[512 * 1024..512 * 1024 + 16]
+        );
+        assert_eq!(r.stats().read_calls, 3, "{:?}", r.stats());
+        for (win, off) in [
+            (&p1, 0u64),
+            (&p1, (4 << 20) - 100),
+            (&p2, 0),
+            (&p2, 64 * 1024),
+        ] {
+            let abs = (win.start() + off) as usize;
+            assert_eq!(win.read_cached(off, 100).unwrap(), data[abs..abs + 100]);
+        }
+        assert_eq!(r.stats().read_calls, 3);
+        // A read across two chunks (p1's tail into p2's head) is served by a copy.
+        let abs = (5 << 20) - 50;
+        assert_eq!(
+            w.read(abs, 100).unwrap(),
+            data[abs as usize..abs as usize + 100]
+        );
+        assert_eq!(r.stats().read_calls, 3);
+    }
+
+    #[test]
+    fn a_subregion_read_may_widen_to_the_disk_but_not_past_a_probed_region() {
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 241) as u8).collect();
+        let src = MemSource::new(data.clone());
+        let r = Reader::new(&src);
+        // A probed region (blkid --offset/--size) of 10000 bytes at 5000:
+        // nothing outside it is read, even when aligning.
+        let w = r.region(5000, 10_000).unwrap();
+        w.plan(&[(0, 100)]);
+        assert_eq!(w.read(0, 100).unwrap(), data[5000..5100]);
+        // [5000, 8192): aligned at the end only; the start stays at the region's.
+        assert_eq!(r.stats().bytes_read, 3192, "{:?}", r.stats());
+        // A partition of the whole disk: its read is aligned within the disk
+        // ([4096, 8192), starting before the partition).
+        let r = Reader::new(&src);
+        let p = r.whole().subregion(5000, 10_000).unwrap();
+        assert_eq!(p.read(0, 100).unwrap(), data[5000..5100]);
+        assert_eq!(r.stats().bytes_read, 4096, "{:?}", r.stats());
+        assert_eq!(r.whole().read_cached(4096, 4096).unwrap(), data[4096..8192]);
     }
 }

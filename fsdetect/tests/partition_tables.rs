@@ -814,8 +814,9 @@ fn gpt_with_three_filesystems_takes_few_reads() {
     // Each probed region (the disk and its 3 partitions) costs at most 9 read
     // calls with the read plan (fsdetect::sig::read_plan): the head and the
     // tail, then — only if no RAID/LVM/LUKS member stopped the search — the
-    // LUKS2 secondary header slots (128 KiB … 4 MiB) and, from 64 MiB up, the
-    // ZFS uberblock arrays; ranges less than 64 KiB apart share a call. Bigger
+    // LUKS2 secondary header slots (256 KiB … 4 MiB) and, from 64 MiB up, the
+    // ZFS uberblock arrays; ranges less than 64 KiB apart share a call, and
+    // the partitions' heads and tails are fetched with the disk's slots. Bigger
     // merged reads would cut calls but move several times blkid's bytes,
     // which made probing slower than blkid (measured: BENCHMARKS.md).
     // blkid -p needs 43-52 calls per filesystem region.

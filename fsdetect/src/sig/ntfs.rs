@@ -152,6 +152,31 @@ fn record_fits(w: &Window<'_>, off: u64, len: u64) -> bool {
     off.checked_add(len).is_some_and(|end| end <= w.len())
 }
 
+/// The dependent reads of [`probe`] (see [`crate::sig::PlanFn`]): the
+/// start of the MFT and the `$Volume` record, located from the boot sector
+/// in the cache.
+pub fn plan(w: &Window<'_>) -> Vec<(u64, u64)> {
+    if w.len() <= 1024 {
+        return Vec::new();
+    }
+    let Some(block) = w.read_cached(0, 1024) else {
+        return Vec::new();
+    };
+    if slice(&block, MAGIC_OFF, MAGIC.len()) != Some(MAGIC) {
+        return Vec::new();
+    }
+    let Some(boot) = parse_boot(&block) else {
+        return Vec::new();
+    };
+    let rec_len = u64::from(boot.mft_record_size);
+    let mut v = vec![(boot.mft_offset, 4)];
+    if let Some(vol_off) = (MFT_RECORD_VOLUME * rec_len).checked_add(boot.mft_offset) {
+        v.push((vol_off, rec_len.min(MAX_RECORD_READ)));
+    }
+    v.retain(|&(off, len)| record_fits(w, off, len));
+    v
+}
+
 /// An NTFS boot sector at the start of the region.
 pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
     // blkid skips superblock probing on regions of 1 KiB or less.

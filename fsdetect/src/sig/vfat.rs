@@ -186,14 +186,41 @@ fn magic_kind(bs: &[u8]) -> Option<bool> {
     weak.then_some(true)
 }
 
+/// Where the FAT12/16 root directory is and how long it is, in bytes.
+fn fixed_root_dir(bpb: &Bpb<'_>, fat_size: u32) -> (u64, u64) {
+    let root_start = u32::from(bpb.reserved)
+        .wrapping_add(fat_size)
+        .wrapping_mul(u32::from(bpb.sector_size));
+    (
+        u64::from(root_start),
+        u64::from(bpb.dir_entries) * u64::from(DIR_ENTRY),
+    )
+}
+
+/// Byte offset of FAT32 data cluster `cluster` (C's wrapping 32-bit sector math).
+fn fat32_cluster_offset(bpb: &Bpb<'_>, fat_size: u32, cluster: u32) -> u64 {
+    let start_data_sect = u32::from(bpb.reserved).wrapping_add(fat_size);
+    let sect_off = cluster
+        .wrapping_sub(2)
+        .wrapping_mul(u32::from(bpb.cluster_size));
+    u64::from(start_data_sect.wrapping_add(sect_off)) * u64::from(bpb.sector_size)
+}
+
+/// Byte offset of the FAT32 table entry of `cluster`.
+fn fat32_entry_offset(bpb: &Bpb<'_>, cluster: u32) -> u64 {
+    u64::from(bpb.reserved) * u64::from(bpb.sector_size) + u64::from(cluster) * 4
+}
+
+/// Entries of the first FAT, which bounds the root cluster chain.
+fn fat32_entries(bpb: &Bpb<'_>) -> u32 {
+    (u64::from(bpb.fat32_length) * u64::from(bpb.sector_size) / 4) as u32
+}
+
 /// Walks the FAT32 root directory cluster chain (at most 99 clusters, as
 /// blkid) looking for the volume label.
 fn fat32_root_label(w: &Window<'_>, bpb: &Bpb<'_>, fat_size: u32) -> Result<Option<Vec<u8>>> {
-    let ss = u32::from(bpb.sector_size);
-    let cs = u32::from(bpb.cluster_size);
-    let buf_size = cs * ss;
-    let start_data_sect = u32::from(bpb.reserved).wrapping_add(fat_size);
-    let entries = (u64::from(bpb.fat32_length) * u64::from(ss) / 4) as u32;
+    let buf_size = u32::from(bpb.cluster_size) * u32::from(bpb.sector_size);
+    let entries = fat32_entries(bpb);
     let mut next = le32(bpb.bs, 44).unwrap_or(0);
     let mut maxloop = 100;
     loop {
@@ -201,15 +228,16 @@ fn fat32_root_label(w: &Window<'_>, bpb: &Bpb<'_>, fat_size: u32) -> Result<Opti
         if next == 0 || next >= entries || maxloop == 0 {
             return Ok(None);
         }
-        let sect_off = next.wrapping_sub(2).wrapping_mul(cs);
-        let off = u64::from(start_data_sect.wrapping_add(sect_off)) * u64::from(ss);
+        let off = fat32_cluster_offset(bpb, fat_size, next);
         if let Some(l) = search_label(w, off, buf_size / DIR_ENTRY)? {
             return Ok(Some(l));
         }
-        let fat_entry_off = u64::from(bpb.reserved) * u64::from(ss) + u64::from(next) * 4;
-        // blkid reads a whole cluster's worth here; only the first 4 bytes matter.
-        if w.read_if_present(fat_entry_off, buf_size as usize)?
-            .is_none()
+        let fat_entry_off = fat32_entry_offset(bpb, next);
+        // blkid reads a whole cluster's worth here and gives up when that
+        // does not fit; only the first 4 bytes matter, so only those are read.
+        if fat_entry_off
+            .checked_add(u64::from(buf_size))
+            .is_none_or(|end| end > w.len())
         {
             return Ok(None);
         }
@@ -237,6 +265,53 @@ fn fsinfo_ok(w: &Window<'_>, bpb: &Bpb<'_>) -> Result<Option<bool>> {
     Ok(Some(ok1 && ok2))
 }
 
+/// The boot sector of a FAT region, if cached and valid: the BPB, whether
+/// the magic was weak, the cluster count and the FAT sectors.
+fn cached_bpb(block: &[u8]) -> Option<(Bpb<'_>, u32, u32)> {
+    let bs = slice(block, 0, 512)?;
+    let weak = magic_kind(bs)?;
+    let bpb = Bpb::parse(bs)?;
+    let (clusters, fat_size) = bpb.validate(weak)?;
+    if slice(bs, 3, 8) == Some(b"-FVE-FS-") {
+        return None;
+    }
+    Some((bpb, clusters, fat_size))
+}
+
+/// The dependent reads of [`probe`] (see [`crate::sig::PlanFn`]): the
+/// FAT12/16 root directory, or the FAT32 FSInfo sector, first root cluster
+/// and its FAT entry, located from the boot sector in the cache.
+pub fn plan(w: &Window<'_>) -> Vec<(u64, u64)> {
+    if w.len() <= 1024 {
+        return Vec::new();
+    }
+    let Some(block) = w.read_cached(0, 1024) else {
+        return Vec::new();
+    };
+    let Some((bpb, _, fat_size)) = cached_bpb(&block) else {
+        return Vec::new();
+    };
+    let ss = u64::from(bpb.sector_size);
+    if bpb.fat_length != 0 {
+        vec![fixed_root_dir(&bpb, fat_size)]
+    } else if bpb.fat32_length != 0 {
+        let mut v = Vec::new();
+        let fsinfo = u64::from(le16(bpb.bs, 48).unwrap_or(0));
+        if fsinfo != 0 {
+            v.push((fsinfo * ss, 512));
+        }
+        let root = le32(bpb.bs, 44).unwrap_or(0);
+        if root != 0 && root < fat32_entries(&bpb) {
+            let cluster = u64::from(bpb.cluster_size) * ss;
+            v.push((fat32_cluster_offset(&bpb, fat_size, root), cluster));
+            v.push((fat32_entry_offset(&bpb, root), 4));
+        }
+        v
+    } else {
+        Vec::new()
+    }
+}
+
 /// A FAT boot sector at the start of the region.
 pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
     // blkid skips superblock probing on regions of 1 KiB or less.
@@ -247,26 +322,14 @@ pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
     let Some(block) = w.read_if_present(0, 1024)? else {
         return Ok(None);
     };
-    let bs = &block[..512];
-    let Some(weak) = magic_kind(bs) else {
+    let Some((bpb, clusters, fat_size)) = cached_bpb(&block) else {
         return Ok(None);
     };
-    let Some(bpb) = Bpb::parse(bs) else {
-        return Ok(None);
-    };
-    let Some((clusters, fat_size)) = bpb.validate(weak) else {
-        return Ok(None);
-    };
-    if slice(bs, 3, 8) == Some(b"-FVE-FS-") {
-        return Ok(None);
-    }
+    let bs = bpb.bs;
     let mut sig = Signature::new("vfat", Usage::Filesystem, 0);
-    let ss = u32::from(bpb.sector_size);
     let (vol_label, boot_label, serial, version) = if bpb.fat_length != 0 {
-        let root_start = u32::from(bpb.reserved)
-            .wrapping_add(fat_size)
-            .wrapping_mul(ss);
-        let label = search_label(w, u64::from(root_start), u32::from(bpb.dir_entries))?;
+        let (root_start, _) = fixed_root_dir(&bpb, fat_size);
+        let label = search_label(w, root_start, u32::from(bpb.dir_entries))?;
         sig.set("SEC_TYPE", "msdos");
         let version = if clusters < FAT12_MAX {
             Some("FAT12")
