@@ -1,108 +1,46 @@
-//! Running external tools (losetup) safely: argument vectors only, a hard
-//! timeout, and stderr carried into the error so failures explain themselves.
+//! Running external tools (losetup) through the workspace's one runner,
+//! `toolrun`: argument vectors only, a hard timeout, stderr carried into the
+//! error — plus the Debian package to install when the tool is missing.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-use wait_timeout::ChildExt;
 
-/// Why an external command did not succeed.
+/// Why a tool failed: the runner's error, with the package that provides
+/// the tool when it could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum CmdError {
-    /// The program could not be started (usually: not installed).
-    #[error("cannot run {program} (is it installed? Debian package: {package}): {source}")]
+    /// The program is missing or could not be started.
+    #[error("{source} (Debian package: {package})")]
     Spawn {
-        /// Program name.
-        program: String,
-        /// Debian package that provides it.
+        /// The runner's error.
+        #[source]
+        source: toolrun::ToolError,
+        /// The package that ships the program.
         package: &'static str,
-        /// OS error.
-        #[source]
-        source: std::io::Error,
     },
-    /// The program ran longer than allowed and was killed.
-    #[error("{cmdline} timed out after {timeout:?} and was killed")]
-    Timeout {
-        /// The command line, for the message.
-        cmdline: String,
-        /// The limit.
-        timeout: Duration,
-    },
-    /// The program exited non-zero.
-    #[error("{cmdline} failed ({status}): {stderr}")]
-    Failed {
-        /// The command line, for the message.
-        cmdline: String,
-        /// Exit status.
-        status: std::process::ExitStatus,
-        /// Its stderr, trimmed.
-        stderr: String,
-    },
-    /// Waiting on or reading from the child failed.
-    #[error("{cmdline}: {source}")]
-    Io {
-        /// The command line, for the message.
-        cmdline: String,
-        /// OS error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// It timed out, failed or could not be waited for.
+    #[error(transparent)]
+    Tool(toolrun::ToolError),
 }
 
-/// Runs `program args...` with a timeout and returns its stdout on success.
-/// `package` names the Debian package for the "not installed" message.
+impl From<toolrun::ToolError> for CmdError {
+    fn from(e: toolrun::ToolError) -> Self {
+        CmdError::Tool(e)
+    }
+}
+
+/// Runs `program args…` within `timeout` and returns its stdout; `package`
+/// names the Debian package for the "is it installed?" error.
 pub fn run(
     program: &str,
     args: &[&str],
     package: &'static str,
     timeout: Duration,
 ) -> Result<String, CmdError> {
-    let cmdline = std::iter::once(program)
-        .chain(args.iter().copied())
-        .collect::<Vec<_>>()
-        .join(" ");
-    tracing::debug!(%cmdline, "running");
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| CmdError::Spawn {
-            program: program.to_string(),
-            package,
-            source,
-        })?;
-    let io = |source| CmdError::Io {
-        cmdline: cmdline.clone(),
-        source,
-    };
-    // The tools used here print little, so reading after exit cannot dead-lock
-    // on a full pipe in practice; the timeout bounds it regardless.
-    let status = match child.wait_timeout(timeout).map_err(io)? {
-        Some(s) => s,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(CmdError::Timeout { cmdline, timeout });
-        }
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        o.read_to_string(&mut stdout).map_err(io)?;
+    match toolrun::run(program, args, timeout) {
+        Ok(out) => Ok(out.stdout),
+        Err(source @ toolrun::ToolError::Spawn { .. }) => Err(CmdError::Spawn { source, package }),
+        Err(e) => Err(e.into()),
     }
-    if let Some(mut e) = child.stderr.take() {
-        e.read_to_string(&mut stderr).map_err(io)?;
-    }
-    if !status.success() {
-        return Err(CmdError::Failed {
-            cmdline,
-            status,
-            stderr: stderr.trim().to_string(),
-        });
-    }
-    Ok(stdout)
 }
 
 #[cfg(test)]
@@ -118,7 +56,11 @@ mod tests {
         assert!(e.to_string().contains("nonexistent-xyz"), "{e}");
         let e = run("no-such-tool-xyz", &[], "nope", t).unwrap_err();
         assert!(matches!(e, CmdError::Spawn { .. }), "{e}");
+        assert!(e.to_string().contains("Debian package: nope"), "{e}");
         let e = run("sleep", &["5"], "coreutils", Duration::from_millis(100)).unwrap_err();
-        assert!(matches!(e, CmdError::Timeout { .. }), "{e}");
+        assert!(
+            matches!(e, CmdError::Tool(toolrun::ToolError::Timeout { .. })),
+            "{e}"
+        );
     }
 }

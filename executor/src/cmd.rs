@@ -1,81 +1,53 @@
-//! Running external tools: argument vectors only, a timeout, stderr kept for
-//! the error.
+//! Running external tools through the workspace's one runner (`toolrun`):
+//! argument vectors only, a timeout that kills the tool's process group,
+//! stderr kept for the error.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-use wait_timeout::ChildExt;
 
 use crate::error::{Error, Result};
 
-/// What a finished command printed.
+/// What a successful tool run printed.
 #[derive(Debug, Clone)]
 pub struct Output {
     /// Standard output.
     pub stdout: String,
-    /// Standard error.
+    /// Standard error (warnings).
     pub stderr: String,
 }
 
-/// Runs `prog args…`, killing it after `timeout`. A non-zero exit is an
-/// [`Error::Command`] carrying its stderr.
+/// Runs `prog args…` within `timeout`; a non-zero exit is an error carrying
+/// the tool's stderr.
 pub fn run(prog: &str, args: &[&str], timeout: Duration) -> Result<Output> {
-    let cmdline = std::iter::once(prog)
-        .chain(args.iter().copied())
-        .collect::<Vec<_>>()
-        .join(" ");
-    tracing::debug!(cmd = %cmdline, "running");
-    let mut child = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Command {
-            cmd: cmdline.clone(),
-            status: "not started".into(),
-            stderr: e.to_string(),
-        })?;
-    let out = child.stdout.take().map(reader);
-    let err = child.stderr.take().map(reader);
-    let status = match child.wait_timeout(timeout) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::CommandTimeout {
-                cmd: cmdline,
-                secs: timeout.as_secs(),
-            });
-        }
-        Err(e) => {
-            let _ = child.kill();
-            return Err(Error::Command {
-                cmd: cmdline,
-                status: "wait failed".into(),
-                stderr: e.to_string(),
-            });
-        }
-    };
-    let stdout = out.and_then(|h| h.join().ok()).unwrap_or_default();
-    let stderr = err.and_then(|h| h.join().ok()).unwrap_or_default();
-    if !status.success() {
-        return Err(Error::Command {
+    match toolrun::run(prog, args, timeout) {
+        Ok(o) => Ok(Output {
+            stdout: o.stdout,
+            stderr: o.stderr,
+        }),
+        Err(toolrun::ToolError::Timeout { cmdline, .. }) => Err(Error::CommandTimeout {
+            cmd: cmdline,
+            secs: timeout.as_secs(),
+        }),
+        Err(toolrun::ToolError::Failed {
+            cmdline,
+            status,
+            stderr,
+            ..
+        }) => Err(Error::Command {
             cmd: cmdline,
             status: status.to_string(),
-            stderr: stderr.trim().to_string(),
-        });
+            stderr,
+        }),
+        Err(e @ toolrun::ToolError::Spawn { .. }) => Err(Error::Command {
+            cmd: prog.to_string(),
+            status: "not started".into(),
+            stderr: e.to_string(),
+        }),
+        Err(toolrun::ToolError::Wait { cmdline, source }) => Err(Error::Command {
+            cmd: cmdline,
+            status: "wait failed".into(),
+            stderr: source.to_string(),
+        }),
     }
-    Ok(Output { stdout, stderr })
-}
-
-fn reader<R: Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
 }
 
 #[cfg(test)]

@@ -1,11 +1,7 @@
 //! Running `iscsiadm`: an argument vector, a timeout, stdout/stderr captured,
 //! and a non-zero exit turned into [`IscsiError::Iscsiadm`] with its meaning.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-use wait_timeout::ChildExt;
 
 use crate::error::{IscsiError, IscsiadmFailure};
 use crate::exitcode;
@@ -53,40 +49,38 @@ pub(crate) fn iscsiadm(
     timeout: Duration,
 ) -> Result<Output, IscsiError> {
     let program = iscsiadm_program();
-    let shown: Vec<&str> = args
+    let tool = secrets
         .iter()
-        .map(|a| if secrets.contains(a) { "***" } else { *a })
-        .collect();
-    tracing::debug!(op = %ctx.op, "running {program} {}", shown.join(" "));
-    let mut child = Command::new(&program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| IscsiError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
-    let out = child.stdout.take().map(reader);
-    let err = child.stderr.take().map(reader);
-    let status = match child.wait_timeout(timeout) {
-        Ok(Some(s)) => s,
-        Ok(None) | Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
+        .fold(toolrun::Tool::new(&program).args(args), |t, s| t.secret(*s))
+        .timeout(timeout);
+    tracing::debug!(op = %ctx.op, "running {}", tool.cmdline());
+    let out = match tool.run_any_status() {
+        Ok(out) => out,
+        Err(toolrun::ToolError::Timeout { stderr, .. }) => {
             return Err(IscsiError::Timeout {
                 op: ctx.op.clone(),
                 subject: crate::error::subject(&ctx.target, &ctx.portal),
                 timeout,
-                stderr: join(err),
+                stderr,
+            })
+        }
+        Err(toolrun::ToolError::Spawn { source, .. })
+        | Err(toolrun::ToolError::Wait { source, .. }) => {
+            return Err(IscsiError::Spawn { program, source })
+        }
+        Err(e @ toolrun::ToolError::Failed { .. }) => {
+            // run_any_status never fails on the exit status; keep the
+            // runner's words if that ever changes.
+            return Err(IscsiError::Spawn {
+                program,
+                source: std::io::Error::other(e.to_string()),
             });
         }
     };
-    let stdout = join(out);
-    let stderr = join(err);
+    let status = out.status;
+    let stderr = out.stderr;
     match status.code() {
-        Some(0) => Ok(Output { stdout }),
+        Some(0) => Ok(Output { stdout: out.stdout }),
         code => {
             // Killed by a signal: report it as the generic error with a note.
             let code = code.unwrap_or(-1);
@@ -106,18 +100,4 @@ pub(crate) fn iscsiadm(
             })))
         }
     }
-}
-
-type Reader = std::thread::JoinHandle<String>;
-
-fn reader(mut r: impl Read + Send + 'static) -> Reader {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
-}
-
-fn join(h: Option<Reader>) -> String {
-    h.and_then(|h| h.join().ok()).unwrap_or_default()
 }

@@ -1,39 +1,27 @@
-//! A small runner for external commands: argument vector (no shell), a
-//! timeout after which the child is killed, and stderr in the error.
+//! lvm2 and its helpers run through the workspace's one runner (`toolrun`):
+//! argument vector (no shell), a timeout that kills the tool's process
+//! group, and stderr in the error — mapped into [`LvmError`].
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-use wait_timeout::ChildExt;
 
 use crate::error::{LvmError, Result};
 
-/// What a finished command printed.
+/// What a successful run printed.
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// Standard output.
+    /// Standard output (JSON reports).
     pub stdout: String,
-    /// Standard error (lvm2 prints warnings here even on success).
+    /// Standard error (lvm2 warnings).
     pub stderr: String,
 }
 
-/// Renders a command line for messages (arguments with spaces quoted).
+/// The command line as errors show it (same quoting as the runner's).
 pub fn display(program: &str, args: &[String]) -> String {
-    let mut s = program.to_string();
-    for a in args {
-        s.push(' ');
-        if a.is_empty() || a.contains(char::is_whitespace) {
-            s.push_str(&format!("{a:?}"));
-        } else {
-            s.push_str(a);
-        }
-    }
-    s
+    toolrun::Tool::new(program).args(args).cmdline()
 }
 
-/// Runs `program args` with extra environment `env`; fails on a non-zero
-/// exit, a spawn error (naming the Debian `package`) or the timeout.
+/// Runs `program args…` with `env` within `timeout`; `package` names the
+/// Debian package for the "not installed" error.
 pub fn run(
     program: &str,
     package: &'static str,
@@ -41,66 +29,38 @@ pub fn run(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<Output> {
-    let shown = display(program, args);
-    tracing::debug!(command = %shown, "running");
-    let mut child = Command::new(program)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| LvmError::Spawn {
+    let tool = env
+        .iter()
+        .fold(toolrun::Tool::new(program).args(args), |t, (k, v)| {
+            t.env(k, v)
+        })
+        .timeout(timeout);
+    match tool.run() {
+        Ok(o) => Ok(Output {
+            stdout: o.stdout,
+            stderr: o.stderr,
+        }),
+        Err(toolrun::ToolError::Spawn { source, .. })
+        | Err(toolrun::ToolError::Wait { source, .. }) => Err(LvmError::Spawn {
             program: program.to_string(),
             package,
             source,
-        })?;
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
-    let status = match child.wait_timeout(timeout) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(LvmError::Timeout {
-                command: shown,
-                secs: timeout.as_secs(),
-            });
-        }
-        Err(source) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(LvmError::Spawn {
-                program: program.to_string(),
-                package,
-                source,
-            });
-        }
-    };
-    let stdout = t_out.join().unwrap_or_default();
-    let stderr = t_err.join().unwrap_or_default();
-    if !status.success() {
-        return Err(LvmError::Command {
-            command: shown,
+        }),
+        Err(toolrun::ToolError::Timeout { cmdline, .. }) => Err(LvmError::Timeout {
+            command: cmdline,
+            secs: timeout.as_secs(),
+        }),
+        Err(toolrun::ToolError::Failed {
+            cmdline,
+            status,
+            stderr,
+            ..
+        }) => Err(LvmError::Command {
+            command: cmdline,
             status: status.to_string(),
-            stderr: stderr.trim().to_string(),
-        });
+            stderr,
+        }),
     }
-    Ok(Output { stdout, stderr })
 }
 
 #[cfg(test)]

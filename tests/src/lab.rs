@@ -7,13 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use wait_timeout::ChildExt;
 
 /// Default timeout for one external command in a scenario.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -31,49 +29,25 @@ pub fn require_lab() -> PathBuf {
     scratch
 }
 
-/// Runs `prog args…` with a timeout; `Err` carries status and stderr.
+/// Runs `prog args…` with a timeout (the workspace's runner, `toolrun`);
+/// each command and its status go to the scenario log; `Err` carries the
+/// status, stderr and stdout.
 pub fn try_run(prog: &str, args: &[&str], timeout: Duration) -> Result<String, String> {
-    let mut child = Command::new(prog)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawning {prog}: {e}"))?;
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = match child.wait_timeout(timeout).map_err(|e| e.to_string())? {
-        Some(s) => s,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{prog} {} timed out after {timeout:?}",
-                args.join(" ")
-            ));
-        }
-    };
-    let stdout = t_out.join().unwrap_or_default();
-    let stderr = t_err.join().unwrap_or_default();
-    eprintln!("$ {prog} {} -> {status}", args.join(" "));
-    if status.success() {
-        Ok(stdout)
+    let tool = toolrun::Tool::new(prog).args(args).timeout(timeout);
+    let out = tool.run_any_status().map_err(|e| {
+        eprintln!("$ {} -> {e}", tool.cmdline());
+        e.to_string()
+    })?;
+    eprintln!("$ {} -> {}", tool.cmdline(), out.status);
+    if out.status.success() {
+        Ok(out.stdout)
     } else {
         Err(format!(
-            "{prog} {} failed ({status}): {}{}",
-            args.join(" "),
-            stderr.trim(),
-            stdout.trim()
+            "{} failed ({}): {}{}",
+            tool.cmdline(),
+            out.status,
+            out.stderr.trim(),
+            out.stdout.trim()
         ))
     }
 }
