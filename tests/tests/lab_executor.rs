@@ -88,7 +88,23 @@ fn executor_instance_id_iqn_and_fcoe() {
     let iqn = initiator_iqn();
     run("modprobe", &["fcoe"]);
     let _ = try_run("ip", &["link", "del", "gmfc0"], CMD_TIMEOUT);
-    run("ip", &["link", "add", "gmfc0", "type", "dummy"]);
+    // An explicit (locally administered) MAC: a dummy link's random one is
+    // replaced by udev (MACAddressPolicy=persistent) at some point after
+    // creation, and libfcoe derives the WWPN from whatever it was when the
+    // controller was created. Then let udev finish with the link.
+    run(
+        "ip",
+        &[
+            "link",
+            "add",
+            "gmfc0",
+            "address",
+            "02:67:6d:fc:00:01",
+            "type",
+            "dummy",
+        ],
+    );
+    run("udevadm", &["settle", "-t", "30"]);
     run("ip", &["link", "set", "gmfc0", "up"]);
     fs::write("/sys/bus/fcoe/ctlr_create", "gmfc0").unwrap();
     let ctlr = wait_until("the fcoe ctlr", Duration::from_secs(30), || {
@@ -106,6 +122,7 @@ fn executor_instance_id_iqn_and_fcoe() {
         .unwrap()
         .trim()
         .replace(':', "");
+    assert_eq!(mac, "02676dfc0001", "the link's MAC changed under us");
     // The fc_host appears before libfcoe has set its names: wait for the
     // port whose WWPN carries the MAC, not merely for any port.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
