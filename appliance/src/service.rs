@@ -368,7 +368,7 @@ impl Appliance {
             size: out.size,
             copy_mode: out.mode,
             warning,
-            unit_serial: new_unit_serial()?,
+            unit_serial: self.unique_unit_serial()?,
             created: now(),
         };
         self.store.put(Kind::Clone, &c.name, &c)?;
@@ -537,6 +537,39 @@ fn lun_of(p: &Presented) -> Option<u32> {
 
 /// A fresh random unit serial in UUID form (as LIO itself generates), whose
 /// hex digits give a unique NAA WWN.
+impl Appliance {
+    /// A fresh unit serial whose LIO NAA WWN differs from every existing
+    /// clone's. LIO builds the WWN from only the first 25 hex digits of the
+    /// serial, so two serials can differ and still give one WWN — and then
+    /// multipathd would merge two different clones into one map.
+    fn unique_unit_serial(&self) -> Result<String, Error> {
+        let taken: std::collections::BTreeSet<String> = self
+            .list_clones()?
+            .iter()
+            .map(|c| crate::lio::naa_wwn_for_serial(&c.unit_serial))
+            .collect();
+        serial_with_unique_wwn(&taken, new_unit_serial)
+    }
+}
+
+/// The first serial from `generate` whose NAA WWN is not in `taken` (16
+/// tries: with random serials a second one is already astronomically rare).
+fn serial_with_unique_wwn(
+    taken: &std::collections::BTreeSet<String>,
+    mut generate: impl FnMut() -> Result<String, Error>,
+) -> Result<String, Error> {
+    for _ in 0..16 {
+        let s = generate()?;
+        if !taken.contains(&crate::lio::naa_wwn_for_serial(&s)) {
+            return Ok(s);
+        }
+    }
+    Err(Error::io(
+        "choosing a unit serial",
+        std::io::Error::other("16 serials in a row collided with existing WWNs"),
+    ))
+}
+
 fn new_unit_serial() -> Result<String, Error> {
     let mut b = [0u8; 16];
     std::fs::File::open("/dev/urandom")
@@ -560,6 +593,23 @@ mod tests {
     //! and what is handed to the presenter. The presenter here records calls
     //! and answers like the iSCSI backend would (the real one needs LIO).
     use super::*;
+
+    #[test]
+    fn serial_whose_wwn_collides_is_replaced() {
+        // Differs from the taken serial only after LIO's 25th hex digit.
+        let taken_serial = "0b0b0b0b-0000-4000-8000-000000000001";
+        let taken = [crate::lio::naa_wwn_for_serial(taken_serial)]
+            .into_iter()
+            .collect();
+        let mut offered = vec![
+            "0b0b0b0b-1111-4111-8111-222222222222".to_string(),
+            "0b0b0b0b-0000-4000-8000-000000000002".to_string(),
+        ];
+        let s = serial_with_unique_wwn(&taken, || Ok(offered.pop().unwrap())).unwrap();
+        assert_eq!(s, "0b0b0b0b-1111-4111-8111-222222222222");
+        let e = serial_with_unique_wwn(&taken, || Ok(taken_serial.to_string())).unwrap_err();
+        assert!(e.to_string().contains("collided"), "{e}");
+    }
     use std::sync::{Arc, Mutex as StdMutex};
 
     #[derive(Default, Clone)]
