@@ -118,13 +118,6 @@ pub fn probe_signatures(w: &Window<'_>) -> Result<Content> {
     })
 }
 
-/// Whether a partition's second phase (LUKS2 secondary slots, ZFS labels)
-/// joins the shared pass too, instead of being fetched when that
-/// partition's probing first needs it (it still rides along with any call
-/// it is close to). Sharing it saves no call on the fixtures and makes a
-/// disk of LVM/RAID partitions read slots it never needs.
-const SHARE_PARTITION_LATER: bool = false;
-
 /// Whether a table entry is probed for contents: not an extended container,
 /// not empty, and without a problem such as ending past the disk.
 fn probe_partition(p: &Partition) -> bool {
@@ -171,11 +164,11 @@ fn probe_window(reader: &Reader<'_>, w: Window<'_>) -> Result<DiskReport> {
     for pw in &probed {
         let plan = crate::sig::read_plan(pw.len());
         pw.plan_shared(&plan.first);
-        if SHARE_PARTITION_LATER {
-            pw.plan_shared(&plan.later);
-        } else {
-            pw.plan(&plan.later);
-        }
+        // The second phase stays the partition's own (fetched when its
+        // probing gets there, or riding along with a call close to it):
+        // sharing it saved no call on the benchmark's disks and would make
+        // a disk of LVM/RAID partitions read slots it never needs.
+        pw.plan(&plan.later);
     }
     let mut content = probe_signatures(&w.with_partitions(&ranges))?;
     // blkid_probe_use_wiper: a dos table (its entries at 446..510) inside the

@@ -75,6 +75,62 @@ impl PartialEq<Bytes> for Vec<u8> {
     }
 }
 
+/// Read buffers kept by this thread for the next [`Reader`]: fetched ranges
+/// are up to a few hundred KiB, and glibc hands such sizes out as fresh
+/// mappings (or trims them off the heap) on every probe, so each probe paid
+/// a page fault per 4 KiB read — measured 2.5x the probing time of a set of
+/// 35 images in one process. Reused buffers are already mapped.
+mod pool {
+    use std::cell::RefCell;
+
+    /// At most this many buffers are kept…
+    const MAX_BUFFERS: usize = 64;
+    /// …and none larger than this.
+    const MAX_BUFFER: usize = 4 << 20;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A zeroed buffer of `len` bytes, reusing the smallest kept one that fits.
+    pub(super) fn take(len: usize) -> Vec<u8> {
+        let reused = FREE
+            .try_with(|free| {
+                let mut free = free.borrow_mut();
+                let best = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.capacity() >= len)
+                    .min_by_key(|(_, b)| b.capacity())
+                    .map(|(i, _)| i);
+                best.map(|i| free.swap_remove(i))
+            })
+            .ok()
+            .flatten();
+        match reused {
+            Some(mut buf) => {
+                buf.clear();
+                buf.resize(len, 0);
+                buf
+            }
+            None => vec![0u8; len],
+        }
+    }
+
+    /// Keeps a buffer for a later [`take`].
+    pub(super) fn give(buf: Vec<u8>) {
+        if buf.capacity() > MAX_BUFFER || buf.capacity() == 0 {
+            return;
+        }
+        let _ = FREE.try_with(|free| {
+            let mut free = free.borrow_mut();
+            if free.len() < MAX_BUFFERS {
+                free.push(buf);
+            }
+        });
+    }
+}
+
 /// A read cache over one source, shared by every region probed on it.
 pub struct Reader<'s> {
     src: &'s dyn BlockSource,
@@ -228,7 +284,7 @@ impl<'s> Reader<'s> {
     }
 
     fn fetch(&self, start: u64, len: u64) -> Result<()> {
-        let mut buf = vec![0u8; len as usize];
+        let mut buf = pool::take(len as usize);
         self.src.read_exact_at(start, &mut buf)?;
         let mut s = self.stats.get();
         s.read_calls += 1;
@@ -404,6 +460,17 @@ impl<'s> Reader<'s> {
                 .collect()
         };
         self.fetch_coalesced(shared)
+    }
+}
+
+impl Drop for Reader<'_> {
+    /// Hands the read buffers nobody holds any more back to the pool.
+    fn drop(&mut self) {
+        for (_, buf) in self.chunks.get_mut().drain(..) {
+            if let Ok(buf) = Rc::try_unwrap(buf) {
+                pool::give(buf);
+            }
+        }
     }
 }
 
@@ -721,5 +788,26 @@ mod tests {
         assert_eq!(p.read(0, 100).unwrap(), data[5000..5100]);
         assert_eq!(r.stats().bytes_read, 4096, "{:?}", r.stats());
         assert_eq!(r.whole().read_cached(4096, 4096).unwrap(), data[4096..8192]);
+    }
+
+    #[test]
+    fn read_buffers_are_reused_by_the_next_reader() {
+        let src = MemSource::new((0..1u32 << 20).map(|i| (i % 239) as u8).collect());
+        let first = {
+            let r = Reader::new(&src);
+            r.whole().prefetch(&[(0, 200_000)]).unwrap();
+            let p = r.chunks.borrow()[0].1.as_ptr();
+            p
+        };
+        let r = Reader::new(&src);
+        r.whole().prefetch(&[(8192, 100_000)]).unwrap();
+        assert_eq!(
+            r.chunks.borrow()[0].1.as_ptr(),
+            first,
+            "the buffer was reused"
+        );
+        let want: Vec<u8> = (8192..8292u32).map(|i| (i % 239) as u8).collect();
+        assert_eq!(r.whole().read(8192, 100).unwrap(), want);
+        assert_eq!(r.stats().read_calls, 1);
     }
 }
