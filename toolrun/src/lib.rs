@@ -18,7 +18,8 @@ use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
@@ -278,15 +279,14 @@ pub fn run<S: AsRef<OsStr>>(
 /// at even if the end never comes.
 struct Drain {
     buf: Arc<Mutex<Vec<u8>>>,
-    eof: mpsc::Receiver<()>,
+    reader: JoinHandle<()>,
 }
 
 impl Drain {
     fn start<R: Read + Send + 'static>(mut r: R) -> Drain {
         let buf = Arc::new(Mutex::new(Vec::new()));
-        let (tx, eof) = mpsc::channel();
         let sink = Arc::clone(&buf);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut chunk = [0u8; 16 * 1024];
             loop {
                 match r.read(&mut chunk) {
@@ -299,20 +299,20 @@ impl Drain {
                     Err(_) => break,
                 }
             }
-            let _ = tx.send(());
         });
-        Drain { buf, eof }
+        Drain { buf, reader }
     }
 
     /// What was read, waiting until `deadline` at most for the end of the
-    /// pipe.
+    /// pipe (a left-behind helper may hold it open for ever; its reader
+    /// thread is then left to finish on its own).
     fn finish(d: Option<Drain>, deadline: Instant) -> String {
         let Some(d) = d else {
             return String::new();
         };
-        let _ = d
-            .eof
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        while !d.reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let text = match d.buf.lock() {
             Ok(b) => String::from_utf8_lossy(&b).into_owned(),
             Err(p) => String::from_utf8_lossy(&p.into_inner()).into_owned(),
