@@ -228,6 +228,10 @@ fn append_diagnostics(log: &Path) {
         ("lsscsi", &["-t", "-i"]),
         ("iscsiadm", &["-m", "session", "-P", "3"]),
         ("ls", &["-l", "/dev/disk/by-id"]),
+        ("losetup", &["-a"]),
+        ("dmsetup", &["ls", "--tree"]),
+        ("df", &["-h", "/mnt", "/tmp", "/run"]),
+        ("free", &["-m"]),
         ("dmesg", &[]),
     ];
     for (prog, args) in cmds {
