@@ -13,38 +13,16 @@ pub fn read(root: &Root) -> MountTable {
     parse(&root.attr("/proc/self/mountinfo").unwrap_or_default())
 }
 
-/// Parses mountinfo text.
+/// Parses mountinfo text (the workspace's `mountinfo` parser) into the
+/// table by device number.
 pub fn parse(text: &str) -> MountTable {
     let mut t = MountTable::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() < 5 {
-            continue;
-        }
-        t.entry(f[2].to_string()).or_default().push(unescape(f[4]));
+    for e in mountinfo::parse(text) {
+        t.entry(e.dev())
+            .or_default()
+            .push(e.mount_point.to_string_lossy().into_owned());
     }
     t
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -65,29 +65,6 @@ fn parse_majmin(s: &str) -> Option<(u64, u64)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
-/// Unescapes mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = b[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
-            out.push(u8::try_from(v).unwrap_or(b'?'));
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl UsageProbe {
     /// A probe reading `sys` and `proc_` instead of `/sys` and `/proc`.
     pub fn with_roots(sys: impl Into<PathBuf>, proc_: impl Into<PathBuf>) -> Self {
@@ -133,26 +110,16 @@ impl UsageProbe {
     }
 
     fn mountpoint(&self, majmin: Option<(u64, u64)>, devnode: &str) -> Option<String> {
-        let text = fs::read_to_string(self.proc_.join("self/mountinfo")).ok()?;
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(' ').collect();
-            if f.len() < 5 {
-                continue;
-            }
-            let source = f
-                .iter()
-                .position(|x| *x == "-")
-                .and_then(|i| f.get(i + 2))
-                .map(|s| unescape(s));
-            let by_num = majmin.is_some() && parse_majmin(f[2]) == majmin;
-            let by_src = source.as_deref().is_some_and(|s| {
-                s == devnode || fs::canonicalize(s).is_ok_and(|p| p == Path::new(devnode))
-            });
-            if by_num || by_src {
-                return Some(unescape(f[4]));
-            }
-        }
-        None
+        let mounts = mountinfo::read_from(&self.proc_).ok()?;
+        mounts
+            .iter()
+            .find(|e| {
+                let by_num = majmin == Some((u64::from(e.major), u64::from(e.minor)));
+                let by_src = e.source == devnode
+                    || fs::canonicalize(&e.source).is_ok_and(|p| p == Path::new(devnode));
+                by_num || by_src
+            })
+            .map(|e| e.mount_point.to_string_lossy().into_owned())
     }
 
     fn is_swap(&self, devnode: &str) -> bool {
@@ -209,13 +176,6 @@ mod tests {
         assert_eq!(md.rdev(), makedev(1, 3));
         assert_eq!(makedev(8, 16), 0x810);
         assert_eq!(makedev(259, 256), 0x11_0300);
-    }
-
-    #[test]
-    fn unescapes_mountinfo() {
-        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape("/end\\"), "/end\\");
     }
 
     #[test]

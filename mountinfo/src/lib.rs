@@ -1,0 +1,152 @@
+//! `/proc/self/mountinfo`, parsed once for the whole workspace: the
+//! connector finds its own mounts and the filesystems already mounted on the
+//! host (UUID collisions), the executor and the iscsi crate find which
+//! devices are mounted before removing or logging out. Std only, so the
+//! small executor binary can use it.
+//!
+//! Entries carry the device number (`major:minor`) as well as the source,
+//! because a device is often mounted by another name than the one asked
+//! about (a by-id link, a dm name).
+
+use std::path::{Path, PathBuf};
+
+/// One line of mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Mount id.
+    pub id: u32,
+    /// Parent mount id.
+    pub parent: u32,
+    /// Device major number.
+    pub major: u32,
+    /// Device minor number.
+    pub minor: u32,
+    /// Root of the mount within its filesystem.
+    pub root: PathBuf,
+    /// Where it is mounted.
+    pub mount_point: PathBuf,
+    /// Filesystem type.
+    pub fstype: String,
+    /// Mount source (device path for block filesystems).
+    pub source: String,
+}
+
+/// Undoes the octal escapes mountinfo uses for space, tab, newline and
+/// backslash (`\040` is a space); anything else is kept as it is.
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            let oct = &b[i + 1..i + 4];
+            if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
+                let v = (oct[0] - b'0') as u32 * 64
+                    + (oct[1] - b'0') as u32 * 8
+                    + (oct[2] - b'0') as u32;
+                if let Ok(v) = u8::try_from(v) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses mountinfo text; malformed lines are skipped.
+pub fn parse(text: &str) -> Vec<MountEntry> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<MountEntry> {
+    let (pre, post) = line.split_once(" - ")?;
+    let f: Vec<&str> = pre.split(' ').collect();
+    let p: Vec<&str> = post.split(' ').collect();
+    let (major, minor) = f.get(2)?.split_once(':')?;
+    Some(MountEntry {
+        id: f.first()?.parse().ok()?,
+        parent: f.get(1)?.parse().ok()?,
+        major: major.parse().ok()?,
+        minor: minor.parse().ok()?,
+        root: PathBuf::from(unescape(f.get(3)?)),
+        mount_point: PathBuf::from(unescape(f.get(4)?)),
+        fstype: (*p.first()?).to_string(),
+        source: unescape(p.get(1)?),
+    })
+}
+
+/// The current mount table of this process's namespace.
+pub fn current() -> std::io::Result<Vec<MountEntry>> {
+    Ok(parse(&std::fs::read_to_string("/proc/self/mountinfo")?))
+}
+
+impl MountEntry {
+    /// `major:minor`, as sysfs `dev` files spell it.
+    pub fn dev(&self) -> String {
+        format!("{}:{}", self.major, self.minor)
+    }
+}
+
+/// The mount table of the process namespace whose `/proc` is at `proc_root`
+/// (tests point it at a captured tree).
+pub fn read_from(proc_root: &Path) -> std::io::Result<Vec<MountEntry>> {
+    Ok(parse(&std::fs::read_to_string(
+        proc_root.join("self/mountinfo"),
+    )?))
+}
+
+/// Mounts at or below `dir`, deepest first (the order to unmount them in).
+pub fn mounts_under(entries: &[MountEntry], dir: &Path) -> Vec<MountEntry> {
+    let mut v: Vec<MountEntry> = entries
+        .iter()
+        .filter(|e| e.mount_point.starts_with(dir))
+        .cloned()
+        .collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.mount_point.components().count()));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_real_lines() {
+        let t = "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
+                 99 36 7:3 / /var/lib/gold\\040mount/v1 rw - xfs /dev/loop3 rw,nouuid\n\
+                 garbage\n";
+        let m = parse(t);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].fstype, "ext3");
+        assert_eq!(m[0].major, 98);
+        assert_eq!(m[1].mount_point, PathBuf::from("/var/lib/gold mount/v1"));
+        assert_eq!(m[1].source, "/dev/loop3");
+        let under = mounts_under(&m, Path::new("/var/lib/gold mount"));
+        assert_eq!(under.len(), 1);
+        assert_eq!(m[1].dev(), "7:3");
+    }
+
+    #[test]
+    fn unescapes_only_octal_triples() {
+        assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
+        assert_eq!(unescape(r"/tab\011x\134y"), "/tab\tx\\y");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert_eq!(unescape(r"/end\"), r"/end\");
+        assert_eq!(unescape(r"/short\04"), r"/short\04");
+        assert_eq!(unescape(r"/not\089"), r"/not\089");
+    }
+
+    #[test]
+    fn optional_fields_and_missing_separator() {
+        let t = "1 0 8:1 / / rw shared:1 master:2 propagate_from:3 - ext4 /dev/sda1 rw\n\
+                 2 1 8:2 / /x rw ext4 /dev/sda2 rw\n";
+        let m = parse(t);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].source, "/dev/sda1");
+    }
+}
