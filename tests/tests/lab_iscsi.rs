@@ -594,7 +594,7 @@ fn multipath_two_portals_attach_and_remove() {
 // ---------------------------------------------------------------- benchmark
 
 /// How the new LUN is brought in.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
     Targeted,
     Wildcard,
@@ -611,6 +611,77 @@ impl Method {
     }
 }
 
+/// What the host's other N LUNs are doing while the new LUN is brought in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Others {
+    /// Every other LUN already has its disk: a wildcard scan skips them.
+    Attached,
+    /// The target presents them but the host has no disk for them: a
+    /// goldmount host with `node.session.scan=manual` that attached only
+    /// what it mounted. A wildcard scan attaches every one of them.
+    Presented,
+}
+
+impl Others {
+    fn name(self) -> &'static str {
+        match self {
+            Others::Attached => "attached",
+            Others::Presented => "presented, not attached",
+        }
+    }
+}
+
+/// One run: times from the start of the scan (sysfs write or iscsiadm).
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// Until the new LUN's block device exists; `None`: it never came.
+    dev: Option<f64>,
+    /// Until the scan write (or iscsiadm) returned.
+    returned: f64,
+    /// Until all N LUNs of the host had block devices (presented state,
+    /// methods that scan everything); `None` when not applicable or never.
+    all: Option<f64>,
+}
+
+/// One table row: medians over `runs` samples.
+struct Row {
+    bus: &'static str,
+    n: usize,
+    others: Others,
+    method: Method,
+    runs: usize,
+    dev: Option<f64>,
+    returned: f64,
+    all: Option<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+impl Row {
+    fn new(bus: &'static str, n: usize, others: Others, method: Method, samples: &[Sample]) -> Row {
+        let opt = |f: fn(&Sample) -> Option<f64>| {
+            samples
+                .iter()
+                .map(f)
+                .collect::<Option<Vec<f64>>>()
+                .map(median)
+        };
+        Row {
+            bus,
+            n,
+            others,
+            method,
+            runs: samples.len(),
+            dev: opt(|s| s.dev),
+            returned: median(samples.iter().map(|s| s.returned).collect()),
+            all: opt(|s| s.all),
+        }
+    }
+}
+
 fn disk_at(h: u32, c: u32, t: u32, l: u64) -> Option<String> {
     let dir = format!("/sys/class/scsi_device/{h}:{c}:{t}:{l}/device/block");
     fs::read_dir(dir)
@@ -620,25 +691,84 @@ fn disk_at(h: u32, c: u32, t: u32, l: u64) -> Option<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
 }
 
-fn count_disks_on_host(h: u32) -> usize {
+fn has_disk(h: u32, c: u32, t: u32, l: u64) -> bool {
+    disk_at(h, c, t, l).is_some_and(|d| Path::new("/sys/block").join(d).exists())
+}
+
+/// The SCSI devices (`H:C:T:L` entries of `/sys/class/scsi_device`) of host `h`.
+fn scsi_devices_on_host(h: u32) -> Vec<PathBuf> {
+    let prefix = format!("{h}:");
     fs::read_dir("/sys/class/scsi_device")
         .map(|d| {
             d.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .starts_with(&format!("{h}:"))
-                })
-                .count()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
-/// Deletes the disk at H:C:T:L, then times bringing it back with `m` until
-/// the kernel has registered its block device (`…/H:C:T:L/device/block/sdX`;
-/// devtmpfs makes `/dev/sdX` at the same moment, udev rules are paused).
-/// Median of `reps`.
-fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, reps: usize) -> f64 {
+fn count_disks_on_host(h: u32) -> usize {
+    scsi_devices_on_host(h).len()
+}
+
+/// How many SCSI devices of host `h` have their block device registered.
+fn count_block_devices_on_host(h: u32) -> usize {
+    scsi_devices_on_host(h)
+        .iter()
+        .filter(|p| {
+            fs::read_dir(p.join("device/block"))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+/// Deletes every SCSI device of host `h` (what `…/device/delete` does on
+/// detach): the LUNs stay presented by the target, the host has no disk.
+fn detach_all(h: u32) {
+    let t0 = Instant::now();
+    let devs = scsi_devices_on_host(h);
+    for d in &devs {
+        let p = d.join("device/delete");
+        if let Err(e) = fs::write(&p, "1") {
+            // Gone meanwhile is fine; anything else is a broken state restore.
+            assert!(
+                e.kind() == std::io::ErrorKind::NotFound,
+                "write {}: {e}",
+                p.display()
+            );
+        }
+    }
+    wait_until(
+        &format!("host{h} without SCSI devices"),
+        Duration::from_secs(900),
+        || (count_disks_on_host(h) == 0).then_some(()),
+    );
+    eprintln!(
+        "detached {} devices of host{h} in {:.1}s",
+        devs.len(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Attached state: deletes the disk at H:C:T:L only, then times bringing it
+/// back with `m` until the kernel has registered its block device
+/// (`…/H:C:T:L/device/block/sdX`; devtmpfs makes `/dev/sdX` at the same
+/// moment, udev rules are paused). `reps` runs.
+fn time_new_lun(
+    h: u32,
+    c: u32,
+    t: u32,
+    l: u64,
+    m: Method,
+    sid: Option<u32>,
+    reps: usize,
+) -> Vec<Sample> {
     let mut v = Vec::new();
     for _ in 0..reps {
         let sdev = format!("/sys/class/scsi_device/{h}:{c}:{t}:{l}");
@@ -657,8 +787,9 @@ fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, rep
                 adm::rescan_session(sid.unwrap(), Duration::from_secs(600)).unwrap()
             }
         }
+        let returned = ms(t0.elapsed());
         loop {
-            if disk_at(h, c, t, l).is_some_and(|d| Path::new("/sys/block").join(d).exists()) {
+            if has_disk(h, c, t, l) {
                 break;
             }
             assert!(
@@ -667,10 +798,148 @@ fn time_new_lun(h: u32, c: u32, t: u32, l: u64, m: Method, sid: Option<u32>, rep
             );
             std::thread::sleep(Duration::from_millis(2));
         }
-        v.push(t0.elapsed().as_secs_f64() * 1000.0);
+        v.push(Sample {
+            dev: Some(ms(t0.elapsed())),
+            returned,
+            all: None,
+        });
     }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    v
+}
+
+/// How long the clock keeps running after the scan returned: sd probes
+/// asynchronously, so block devices may still be registering.
+const AFTER_RETURN: Duration = Duration::from_secs(300);
+/// Bound on one scan write / iscsiadm run in the presented state.
+const SCAN_LIMIT: Duration = Duration::from_secs(900);
+
+/// Presented state, one run: detaches every disk of host `h` (so all `n`
+/// LUNs are presented, none attached), then starts `m` in a thread and
+/// clocks, from its start, LUN H:C:T:L's block device, the scan's return
+/// and (methods that scan everything) all `n` block devices.
+fn run_presented(h: u32, c: u32, t: u32, l: u64, n: usize, m: Method, sid: Option<u32>) -> Sample {
+    detach_all(h);
+    let scan = format!("/sys/class/scsi_host/host{h}/scan");
+    let t0 = Instant::now();
+    let worker = std::thread::spawn(move || -> Duration {
+        match m {
+            Method::Targeted => fs::write(&scan, format!("{c} {t} {l}"))
+                .unwrap_or_else(|e| panic!("write {scan}: {e}")),
+            Method::Wildcard => {
+                fs::write(&scan, "- - -").unwrap_or_else(|e| panic!("write {scan}: {e}"))
+            }
+            Method::IscsiadmRescan => {
+                let s = sid.unwrap().to_string();
+                match try_run(
+                    "iscsiadm",
+                    &["-m", "session", "-r", &s, "--rescan"],
+                    SCAN_LIMIT,
+                ) {
+                    Ok(out) => eprintln!("iscsiadm --rescan said: {}", out.trim()),
+                    // Reported, not fatal: the row then says what happened.
+                    Err(e) => eprintln!("iscsiadm --rescan failed: {e}"),
+                }
+            }
+        }
+        t0.elapsed()
+    });
+    let scans_all = m != Method::Targeted;
+    let (mut dev, mut returned, mut all) = (None, None, None);
+    let mut worker = Some(worker);
+    let mut last_count = Instant::now();
+    loop {
+        let el = t0.elapsed();
+        if dev.is_none() && has_disk(h, c, t, l) {
+            dev = Some(el);
+        }
+        if worker.as_ref().is_some_and(|w| w.is_finished()) {
+            returned = Some(worker.take().unwrap().join().expect("scan thread panicked"));
+        }
+        // Counting hundreds of sysfs entries costs CPU the scan needs: only
+        // once the LUN of interest is there, and every 100 ms.
+        if scans_all
+            && all.is_none()
+            && dev.is_some()
+            && last_count.elapsed() >= Duration::from_millis(100)
+        {
+            last_count = Instant::now();
+            if count_block_devices_on_host(h) >= n {
+                all = Some(el);
+            }
+        }
+        if dev.is_some() && returned.is_some() && (!scans_all || all.is_some()) {
+            break;
+        }
+        if let Some(r) = returned {
+            if el > r + AFTER_RETURN {
+                eprintln!(
+                    "{m:?}: returned after {:.1}s; {:.0}s later LUN {l} has {} and {}/{n} \
+                     LUNs have block devices: stop the clock",
+                    r.as_secs_f64(),
+                    AFTER_RETURN.as_secs_f64(),
+                    if dev.is_some() { "a disk" } else { "NO disk" },
+                    count_block_devices_on_host(h)
+                );
+                break;
+            }
+        }
+        assert!(
+            returned.is_some() || el < SCAN_LIMIT + Duration::from_secs(60),
+            "{m:?} scan on host{h} still running after {el:?}"
+        );
+        let pause = if dev.is_none() { 2 } else { 20 };
+        std::thread::sleep(Duration::from_millis(pause));
+    }
+    let s = Sample {
+        dev: dev.map(ms),
+        returned: ms(returned.unwrap()),
+        all: all.map(ms),
+    };
+    eprintln!(
+        "presented n={n} {m:?}: device {:?} ms, returned {:.1} ms, all {:?} ms",
+        s.dev, s.returned, s.all
+    );
+    s
+}
+
+/// Soft time budget of the whole scenario: expensive runs are repeated only
+/// while the projected end stays inside it (the lab's `--scenario-timeout`
+/// must leave room for the rest: see BENCHMARKS.md for the command).
+struct Budget {
+    start: Instant,
+    soft: Duration,
+}
+
+impl Budget {
+    /// Up to `want` presented-state runs, fewer when one run is so slow that
+    /// repeating it would overrun the budget.
+    #[allow(clippy::too_many_arguments)]
+    fn presented(
+        &self,
+        want: usize,
+        h: u32,
+        t: u32,
+        l: u64,
+        n: usize,
+        m: Method,
+        sid: Option<u32>,
+    ) -> Vec<Sample> {
+        let mut v = Vec::new();
+        while v.len() < want {
+            let t0 = Instant::now();
+            v.push(run_presented(h, 0, t, l, n, m, sid));
+            let one = t0.elapsed();
+            if v.len() < want && self.start.elapsed() + one > self.soft {
+                eprintln!(
+                    "budget: {m:?} at n={n} took {:.0}s per run; stopping at {} run(s)",
+                    one.as_secs_f64(),
+                    v.len()
+                );
+                break;
+            }
+        }
+        v
+    }
 }
 
 fn scsi_debug_host() -> u32 {
@@ -693,19 +962,28 @@ fn scsi_debug_host() -> u32 {
 
 /// Rescan benchmark: time to get a new LUN's device with a targeted scan vs
 /// a wildcard scan (and, for iSCSI, `iscsiadm --rescan`), with 64 and 512
-/// existing LUNs, on scsi_debug and on the appliance's LIO target. Prints a
-/// table (copied into BENCHMARKS.md by hand from the scenario log).
+/// other LUNs on the host, on scsi_debug and on the appliance's LIO target,
+/// in two states: the other LUNs attached (disks exist), and presented but
+/// not attached (what a goldmount host with manual scan looks like). Prints
+/// a table (copied into BENCHMARKS.md by hand from the scenario log). Takes
+/// ~25 min under TCG: `cargo xtask lab --bench --timeout 4200
+/// --scenario-timeout 3600 bench_targeted_vs_wildcard_scan`.
 #[test]
 #[ignore = "needs the lab kernel"]
 fn bench_targeted_vs_wildcard_scan() {
     let scratch = require_lab();
     let reps = 3;
-    let mut rows: Vec<(String, usize, Method, f64)> = Vec::new();
+    let budget = Budget {
+        start: Instant::now(),
+        soft: Duration::from_secs(2600),
+    };
+    let mut rows: Vec<Row> = Vec::new();
     // udev rule processing for hundreds of disks would swamp the 2 emulated
     // CPUs and blur what the scan methods cost: pause it for the benchmark.
     let _udev = UdevPaused::new();
 
     // scsi_debug: one host, N LUNs (256 per target at most: 2 targets for 512).
+    // Loading it attaches every LUN: attached state first, then presented.
     for (n, tgts, luns) in [(64usize, 1u32, 64u32), (512, 2, 256)] {
         let t0 = Instant::now();
         run(
@@ -730,15 +1008,22 @@ fn bench_targeted_vs_wildcard_scan() {
         );
         let l = u64::from(luns / 2);
         for m in [Method::Targeted, Method::Wildcard] {
-            let ms = time_new_lun(h, 0, 0, l, m, None, reps);
-            rows.push(("scsi_debug".into(), n, m, ms));
-            eprintln!("scsi_debug n={n} {m:?}: {ms:.1} ms");
+            let s = time_new_lun(h, 0, 0, l, m, None, reps);
+            rows.push(Row::new("scsi_debug", n, Others::Attached, m, &s));
             write_table(&rows);
         }
+        for m in [Method::Targeted, Method::Wildcard] {
+            let s = budget.presented(reps, h, 0, l, n, m, None);
+            rows.push(Row::new("scsi_debug", n, Others::Presented, m, &s));
+            write_table(&rows);
+        }
+        detach_all(h);
         run("modprobe", &["-r", "scsi_debug"]);
     }
 
-    // iSCSI: LIO target with N LUNs (sparse 1 MiB fileio backstores).
+    // iSCSI: LIO target with N LUNs (sparse 1 MiB fileio backstores), one
+    // session logged in with manual scan. Presented state first (login
+    // attaches nothing), then attached.
     let target = "iqn.2026-11.io.goldmount.lab:iscsi-bench";
     let initiator = initiator_iqn();
     let lio = Lio::new(LioConfig::new(target, vec![P1.parse().unwrap()]));
@@ -766,34 +1051,58 @@ fn bench_targeted_vs_wildcard_scan() {
                 .unwrap();
         }
         mapped = n;
+        eprintln!(
+            "iSCSI {n} LUNs mapped in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        );
         if adm::find_sessions(target, &portal(P1)).unwrap().is_empty() {
             adm::discover(&portal(P1), None, T).unwrap();
             adm::login(target, &[portal(P1)], None, T).unwrap();
+            let sid = session_for(target, P1);
+            let h = Sysfs::default().session_state(sid).unwrap().address.host;
+            std::thread::sleep(Duration::from_secs(3));
+            assert_eq!(
+                count_disks_on_host(h),
+                0,
+                "login with node.session.scan=manual attached LUNs"
+            );
         }
         let sid = session_for(target, P1);
         let st = Sysfs::default().session_state(sid).unwrap();
-        let h = st.address.host;
+        let (h, tid) = (st.address.host, st.address.target);
+        let l = u64::from(n / 2);
+
+        // Presented, not attached. iscsiadm before wildcard: the last
+        // wildcard run leaves all N attached for the attached state.
+        for m in [Method::Targeted, Method::IscsiadmRescan, Method::Wildcard] {
+            let s = budget.presented(reps, h, tid, l, n as usize, m, Some(sid));
+            rows.push(Row::new(
+                "iscsi (LIO)",
+                n as usize,
+                Others::Presented,
+                m,
+                &s,
+            ));
+            write_table(&rows);
+        }
+
+        // Attached.
         fs::write(format!("/sys/class/scsi_host/host{h}/scan"), "- - -").unwrap();
         wait_until(&format!("{n} iSCSI LUNs"), Duration::from_secs(900), || {
-            (count_disks_on_host(h) >= n as usize).then_some(())
+            (count_block_devices_on_host(h) >= n as usize).then_some(())
         });
-        eprintln!("iSCSI {n} LUNs up in {:.1}s", t0.elapsed().as_secs_f64());
-        let l = u64::from(n / 2);
         for m in [Method::Targeted, Method::Wildcard, Method::IscsiadmRescan] {
-            // iscsiadm --rescan takes minutes at 512 LUNs and is hundreds of
-            // times slower either way: one run keeps the scenario in budget.
-            let r = if matches!(m, Method::IscsiadmRescan) {
-                1
-            } else {
-                reps
-            };
-            let ms = time_new_lun(h, 0, st.address.target, l, m, Some(sid), r);
-            rows.push(("iscsi (LIO)".into(), n as usize, m, ms));
-            eprintln!("iscsi n={n} {m:?}: {ms:.1} ms");
+            // iscsiadm --rescan re-probes every attached disk: minutes at 512
+            // LUNs and hundreds of times slower either way, so one run.
+            let r = if m == Method::IscsiadmRescan { 1 } else { reps };
+            let s = time_new_lun(h, 0, tid, l, m, Some(sid), r);
+            rows.push(Row::new("iscsi (LIO)", n as usize, Others::Attached, m, &s));
             write_table(&rows);
         }
     }
     // Tear the many disks down before logout (faster, and leaves no trace).
+    let sid = session_for(target, P1);
+    detach_all(Sysfs::default().session_state(sid).unwrap().address.host);
     let _ = try_run(
         "iscsiadm",
         &["-m", "node", "-T", target, "-p", P1, "--logout"],
@@ -801,6 +1110,7 @@ fn bench_targeted_vs_wildcard_scan() {
     );
 
     let table = write_table(&rows);
+    eprintln!("scenario took {:.0}s", budget.start.elapsed().as_secs_f64());
     println!("\nBENCH-TABLE-BEGIN\n{table}BENCH-TABLE-END");
 }
 
@@ -820,25 +1130,54 @@ impl Drop for UdevPaused {
     }
 }
 
-/// Renders the rows as a Markdown table and writes it to
-/// `<results>/bench_rescan.md` (after every row, so a timeout keeps the rest).
-fn write_table(rows: &[(String, usize, Method, f64)]) -> String {
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "never".to_string(), |x| format!("{x:.1}"))
+}
+
+/// Renders the rows as a Markdown table, prints it to the scenario log and
+/// writes it to `<results>/bench_rescan.md` when that is writable (after
+/// every row, so a timeout keeps the rest).
+fn write_table(rows: &[Row]) -> String {
     let mut table = String::from(
-        "| bus | existing LUNs | method | new LUN's device (ms, median of 3; iscsiadm: 1 run) | × targeted |\n|---|---:|---|---:|---:|\n",
+        "| bus | existing LUNs | other LUNs | method | new LUN's device (ms, median) | × targeted \
+         | scan / iscsiadm returned (ms) | all N LUNs' devices (ms) | runs |\n\
+         |---|---:|---|---|---:|---:|---:|---:|---:|\n",
     );
-    for (bus, n, m, ms) in rows {
+    for r in rows {
         let base = rows
             .iter()
-            .find(|(b, k, mm, _)| b == bus && k == n && matches!(mm, Method::Targeted))
-            .map(|r| r.3)
-            .unwrap();
+            .find(|b| {
+                b.bus == r.bus && b.n == r.n && b.others == r.others && b.method == Method::Targeted
+            })
+            .and_then(|b| b.dev);
+        let ratio = match (r.dev, base) {
+            (Some(d), Some(b)) => format!("{:.1}", d / b),
+            _ => "–".to_string(),
+        };
+        let all = match (r.others, r.method) {
+            (Others::Presented, m) if m != Method::Targeted => fmt_ms(r.all),
+            _ => "–".to_string(),
+        };
         table.push_str(&format!(
-            "| {bus} | {n} | {} | {ms:.1} | {:.1} |\n",
-            m.name(),
-            ms / base
+            "| {} | {} | {} | {} | {} | {ratio} | {:.1} | {all} | {} |\n",
+            r.bus,
+            r.n,
+            r.others.name(),
+            r.method.name(),
+            fmt_ms(r.dev),
+            r.returned,
+            r.runs
         ));
     }
-    fs::create_dir_all(results_dir()).unwrap();
-    fs::write(results_dir().join("bench_rescan.md"), &table).unwrap();
+    eprintln!("{table}");
+    let dir = results_dir();
+    if let Err(e) =
+        fs::create_dir_all(&dir).and_then(|()| fs::write(dir.join("bench_rescan.md"), &table))
+    {
+        eprintln!(
+            "not written to {} ({e}); the table is in this log",
+            dir.display()
+        );
+    }
     table
 }
