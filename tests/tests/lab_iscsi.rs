@@ -1044,7 +1044,9 @@ fn bench_targeted_vs_wildcard_scan() {
                 name: format!("gm_bench_{i}"),
                 file: f,
                 size: 1 << 20,
-                unit_serial: format!("0b0b0b0b-0000-4000-8000-{i:012x}"),
+                // The LUN number in the first 25 hex digits: LIO builds the
+                // NAA WWN from those only, so each LUN gets its own WWID.
+                unit_serial: format!("0b{i:06x}-0000-4000-8000-000000000000"),
             };
             lio.ensure_backstore(&b).unwrap();
             lio.map_lun(i, &b.name, std::slice::from_ref(&initiator))
