@@ -242,7 +242,7 @@ impl<'s> Reader<'s> {
         if !Self::gaps(&chunks, abs, end).is_empty() {
             return None;
         }
-        let mut out = vec![0u8; len];
+        let mut out = pool::take(len);
         for (start, data) in chunks.iter() {
             let cs = (*start).max(abs);
             let ce = (start + data.len() as u64).min(end);
@@ -251,11 +251,21 @@ impl<'s> Reader<'s> {
                 out[(cs - abs) as usize..(ce - abs) as usize].copy_from_slice(src);
             }
         }
+        drop(chunks);
+        // Kept as a chunk of its own: a second read of it is a view again,
+        // and the buffer goes back to the pool with the others.
+        let out = Rc::new(out);
+        self.chunks.borrow_mut().push((abs, Rc::clone(&out)));
         Some(Bytes {
-            buf: Rc::new(out),
+            buf: out,
             start: 0,
             end: len,
         })
+    }
+
+    /// True when the cache holds every byte of `[s, e)`.
+    fn holds(&self, s: u64, e: u64) -> bool {
+        Self::gaps(&self.chunks.borrow(), s, e).is_empty()
     }
 
     /// The parts of `[s, e)` that no cached chunk holds.
@@ -441,8 +451,7 @@ impl<'s> Reader<'s> {
             let dup = pending
                 .iter()
                 .any(|q| q.start == p.start && q.end == p.end && q.bounds == p.bounds);
-            if p.end > p.start && !dup && self.cached(p.start, (p.end - p.start) as usize).is_none()
-            {
+            if p.end > p.start && !dup && !self.holds(p.start, p.end) {
                 pending.push(p);
             }
         }
@@ -607,11 +616,7 @@ impl<'a> Window<'a> {
     /// [`crate::sig::read_plan`].
     pub fn prefetch(&self, ranges: &[(u64, u64)]) -> Result<()> {
         let mine = self.planned(ranges, None);
-        if mine.iter().all(|p| {
-            self.reader
-                .cached(p.start, (p.end - p.start) as usize)
-                .is_some()
-        }) {
+        if mine.iter().all(|p| self.reader.holds(p.start, p.end)) {
             return Ok(());
         }
         self.reader.add_planned(mine);
