@@ -105,6 +105,18 @@ fn seqno(dev: &Path) -> u64 {
 /// The udev rule's autoactivation command (69-lvm.rules runs `pvscan --cache`
 /// then `vgchange -aay --autoactivation event`), run directly so the outcome
 /// does not depend on systemd-run in the guest.
+/// Removes lvm2's event-autoactivation records (`/run/lvm/pvs_online`,
+/// `vgs_online`, `pvs_lookup`), as on a host that has not seen these PVs.
+fn forget_autoactivation_records() {
+    for d in ["pvs_online", "vgs_online", "pvs_lookup"] {
+        if let Ok(entries) = fs::read_dir(Path::new("/run/lvm").join(d)) {
+            for e in entries.flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 fn udev_style_autoactivate(dev: &Loop) {
     let _ = try_run(
         "lvm",
@@ -297,8 +309,8 @@ fn lvm_two_pv_clone_missing_pv_and_corrupt_metadata() {
     assert!(!Path::new("/dev/vg_crpt_x1").exists());
 }
 
-/// Guard off: the udev-style autoactivation brings the clone up under the
-/// gold VG's name (the trap seen in the lab). import_clone refuses while
+/// Guard off: the host's own udev rules autoactivate the clone under the
+/// gold VG's name when its change event arrives (the trap seen in the lab). import_clone refuses while
 /// that accidental LV is mounted (naming the mount), then, once unmounted,
 /// removes exactly those dm devices and imports under a unique name; the
 /// gold's metadata is unchanged.
@@ -316,13 +328,24 @@ fn lvm_accidental_activation_is_undone_before_import() {
     fs::copy(&gold_img, &clone_img).unwrap();
     let clone = Loop::new(&clone_img);
     drop(gold); // only the clone is attached now, as on a fresh host
-    udev_style_autoactivate(&clone);
-    if dm_on(&clone.0).is_empty() {
-        // pvscan remembers the gold PV UUID as online (/run/lvm/pvs_online)
-        // and skips the clone; reproduce the trap's effect directly: the
-        // clone's LVs active under the gold VG's name.
-        lvmc(&["vgchange", "-q", "--devices", clone.s(), "-ay", "vg_acc"]);
-    }
+    // A host that never had the gold: lvm2's autoactivation records of it
+    // (made when the gold was built here) would make pvscan treat the clone
+    // as a duplicate of an online PV and skip it.
+    forget_autoactivation_records();
+    // The real trap: the kernel's change event for the clone, handled by
+    // the host's own udev rules (69-lvm.rules: pvscan --cache --checkcomplete,
+    // then `vgchange -aay` — run directly from udev where systemd is absent).
+    let sysname = clone.0.file_name().unwrap().to_str().unwrap().to_string();
+    run(
+        "udevadm",
+        &[
+            "trigger",
+            "--action=change",
+            "--settle",
+            &format!("/sys/class/block/{sysname}"),
+        ],
+    );
+    run("udevadm", &["settle", "-t", "60"]);
     let accidental = dm_on(&clone.0);
     assert!(
         accidental.iter().any(|n| n.starts_with("vg_acc-")),
