@@ -117,13 +117,24 @@ fn forget_autoactivation_records() {
     }
 }
 
-fn udev_style_autoactivate(dev: &Loop) {
-    let _ = try_run(
-        "lvm",
-        &["pvscan", "--cache", "--activate", "ay", dev.s()],
-        CMD_TIMEOUT,
+/// What the host's udev does when a clone LUN appears: lvm2's records of
+/// the gold are forgotten (a host that never had it), then the kernel's
+/// change event for `dev` goes through the host's own rules (69-lvm.rules:
+/// `pvscan --cache --checkcomplete`, then `vgchange -aay` straight from
+/// udev where systemd is absent).
+fn host_udev_sees(dev: &Loop) {
+    forget_autoactivation_records();
+    let sysname = dev.0.file_name().unwrap().to_str().unwrap().to_string();
+    run(
+        "udevadm",
+        &[
+            "trigger",
+            "--action=change",
+            "--settle",
+            &format!("/sys/class/block/{sysname}"),
+        ],
     );
-    run("udevadm", &["settle"]);
+    run("udevadm", &["settle", "-t", "60"]);
 }
 
 /// Gold VG active on the host, guard installed; a clone appears and is NOT
@@ -147,7 +158,7 @@ fn lvm_guarded_clone_import_and_teardown() {
     let clone_img = scratch.join("clone1.img");
     fs::copy(&gold_img, &clone_img).unwrap();
     let clone = Loop::new(&clone_img);
-    udev_style_autoactivate(&clone);
+    host_udev_sees(&clone);
     assert!(
         dm_on(&clone.0).is_empty(),
         "guarded clone was activated: {:?}",
@@ -327,25 +338,12 @@ fn lvm_accidental_activation_is_undone_before_import() {
     let clone_img = scratch.join("acc-clone.img");
     fs::copy(&gold_img, &clone_img).unwrap();
     let clone = Loop::new(&clone_img);
-    drop(gold); // only the clone is attached now, as on a fresh host
-    // A host that never had the gold: lvm2's autoactivation records of it
-    // (made when the gold was built here) would make pvscan treat the clone
-    // as a duplicate of an online PV and skip it.
-    forget_autoactivation_records();
-    // The real trap: the kernel's change event for the clone, handled by
-    // the host's own udev rules (69-lvm.rules: pvscan --cache --checkcomplete,
-    // then `vgchange -aay` — run directly from udev where systemd is absent).
-    let sysname = clone.0.file_name().unwrap().to_str().unwrap().to_string();
-    run(
-        "udevadm",
-        &[
-            "trigger",
-            "--action=change",
-            "--settle",
-            &format!("/sys/class/block/{sysname}"),
-        ],
-    );
-    run("udevadm", &["settle", "-t", "60"]);
+    // Only the clone is attached now, as on a fresh host.
+    drop(gold);
+    // The real trap: the host's own udev rules activate the clone (lvm2's
+    // records of the gold, made when it was built here, are forgotten first:
+    // with them pvscan would take the clone for a duplicate and skip it).
+    host_udev_sees(&clone);
     let accidental = dm_on(&clone.0);
     assert!(
         accidental.iter().any(|n| n.starts_with("vg_acc-")),
