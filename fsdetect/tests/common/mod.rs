@@ -27,18 +27,37 @@ pub struct Fixture {
     pub needs_loop: bool,
 }
 
-/// A process-wide scratch directory under the cargo target dir, wiped at start.
+/// A process-wide scratch directory under the cargo target dir, wiped at
+/// start. The directories of earlier test processes that are gone are
+/// removed too (a static cannot clean up after itself at exit).
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let base = option_env!("CARGO_TARGET_TMPDIR")
+        let parent = option_env!("CARGO_TARGET_TMPDIR")
             .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir)
-            .join(format!("fsdetect-fixtures-{}", std::process::id()));
+            .unwrap_or_else(std::env::temp_dir);
+        remove_dead_scratch_dirs(&parent);
+        let base = parent.join(format!("fsdetect-fixtures-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         base
     })
+}
+
+/// Removes `fsdetect-fixtures-<pid>` directories whose process is gone.
+fn remove_dead_scratch_dirs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("fsdetect-fixtures-") else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Which Debian package ships a tool, for the error message when it is missing.
