@@ -479,10 +479,21 @@ fn import_vgs(
     for vg in &plan.vgs {
         let original = vg.metadata.name.clone();
         if let Err(e) = vg.require_complete() {
+            // Say so when the host's own LVM already activated (part of) it:
+            // goldmount leaves that alone, an operator has to know.
+            let by_host = lvm::dm::active_on(&vg.device_paths());
+            let host_note = if by_host.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the host's LVM has already activated {} on these devices (autoactivation: run `goldmount guard install`; goldmount undoes it when the whole VG is mounted)",
+                    by_host.join(", ")
+                )
+            };
             skipped.push(Skipped {
                 source: format!("volume group {original}"),
                 what: "LVM2_member".into(),
-                reason: format!("not activated: {e}"),
+                reason: format!("not activated: {e}{host_note}"),
             });
             continue;
         }

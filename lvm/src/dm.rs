@@ -239,6 +239,20 @@ pub fn remove_dm(lvm: &Lvm, devs: &[DmDevice]) -> Result<Vec<String>> {
     Ok(removed)
 }
 
+/// The names of dm devices built directly on any of `devices` (whatever
+/// else they span). Used to tell an operator that the host already has
+/// something active on a clone goldmount refuses to import; empty when
+/// nothing is or the devices cannot be read.
+pub fn active_on(devices: &[PathBuf]) -> Vec<String> {
+    let devs: BTreeSet<String> = devices.iter().filter_map(|d| dev_of(d).ok()).collect();
+    list_dm(Path::new("/sys/block"))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.slaves.iter().any(|s| devs.contains(s)))
+        .map(|d| d.name)
+        .collect()
+}
+
 /// Detects and undoes an accidental activation of the clone on `devices`
 /// (e.g. udev autoactivation under the gold VG's name). Returns the dm names
 /// removed; errors if any of them is in use, naming the holder.

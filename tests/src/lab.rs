@@ -52,6 +52,39 @@ pub fn try_run(prog: &str, args: &[&str], timeout: Duration) -> Result<String, S
     }
 }
 
+/// Removes lvm2's event-autoactivation records (`/run/lvm/pvs_online`,
+/// `vgs_online`, `pvs_lookup`), as on a host that has never seen these PVs:
+/// with a record of the gold's PV, pvscan takes a clone for a duplicate and
+/// leaves it alone, which hides the autoactivation trap.
+pub fn forget_lvm_autoactivation_records() {
+    for d in ["pvs_online", "vgs_online", "pvs_lookup"] {
+        if let Ok(entries) = fs::read_dir(Path::new("/run/lvm").join(d)) {
+            for e in entries.flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Sends the kernel event `action` (add, change) for block device `dev`
+/// through the host's own udev rules and waits until they have run. With
+/// lvm2's 69-lvm.rules that is `pvscan --cache --checkcomplete` and, once a
+/// VG is complete, `vgchange -aay` (straight from udev where systemd is
+/// absent): exactly how a host autoactivates a clone LUN.
+pub fn host_udev_event(dev: &Path, action: &str) {
+    let sysname = dev.file_name().unwrap().to_str().unwrap().to_string();
+    run(
+        "udevadm",
+        &[
+            "trigger",
+            &format!("--action={action}"),
+            "--settle",
+            &format!("/sys/class/block/{sysname}"),
+        ],
+    );
+    run("udevadm", &["settle", "-t", "60"]);
+}
+
 /// [`try_run`] that panics on failure.
 pub fn run(prog: &str, args: &[&str]) -> String {
     try_run(prog, args, CMD_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))

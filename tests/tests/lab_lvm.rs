@@ -105,36 +105,14 @@ fn seqno(dev: &Path) -> u64 {
 /// The udev rule's autoactivation command (69-lvm.rules runs `pvscan --cache`
 /// then `vgchange -aay --autoactivation event`), run directly so the outcome
 /// does not depend on systemd-run in the guest.
-/// Removes lvm2's event-autoactivation records (`/run/lvm/pvs_online`,
-/// `vgs_online`, `pvs_lookup`), as on a host that has not seen these PVs.
-fn forget_autoactivation_records() {
-    for d in ["pvs_online", "vgs_online", "pvs_lookup"] {
-        if let Ok(entries) = fs::read_dir(Path::new("/run/lvm").join(d)) {
-            for e in entries.flatten() {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
-}
-
 /// What the host's udev does when a clone LUN appears: lvm2's records of
 /// the gold are forgotten (a host that never had it), then the kernel's
 /// change event for `dev` goes through the host's own rules (69-lvm.rules:
 /// `pvscan --cache --checkcomplete`, then `vgchange -aay` straight from
 /// udev where systemd is absent).
 fn host_udev_sees(dev: &Loop) {
-    forget_autoactivation_records();
-    let sysname = dev.0.file_name().unwrap().to_str().unwrap().to_string();
-    run(
-        "udevadm",
-        &[
-            "trigger",
-            "--action=change",
-            "--settle",
-            &format!("/sys/class/block/{sysname}"),
-        ],
-    );
-    run("udevadm", &["settle", "-t", "60"]);
+    forget_lvm_autoactivation_records();
+    host_udev_event(&dev.0, "change");
 }
 
 /// Gold VG active on the host, guard installed; a clone appears and is NOT

@@ -871,9 +871,12 @@ fn mount_xfs_only_clone_while_gold_xfs_mounted() {
     drop(xfs);
 }
 
-/// Scenario 3: a VG across two LUNs of one clone set. With one LUN the VG is
-/// reported as incomplete and nothing is activated; with both
-/// (`--wwid A --wwid B`) its LV mounts with the gold's contents.
+/// Scenario 3: a VG across two LUNs of one clone set, on a host without the
+/// guard whose udev has autoactivated the clone under the gold's name. With
+/// one LUN the VG is reported as incomplete (and the host's activation
+/// named) and goldmount activates nothing; with both (`--wwid A --wwid B`)
+/// it undoes the host's activation and the LV mounts with the gold's
+/// contents.
 #[test]
 #[ignore = "needs the lab kernel"]
 fn mount_vg_spanning_two_luns() {
@@ -930,14 +933,21 @@ fn mount_vg_spanning_two_luns() {
     let (l0, w0, _) = rig.clone_and_present("sa1", "span-a");
     let (l1, w1, _) = rig.clone_and_present("sb1", "span-b");
     let disks = rig.attach(&[(l0, &w0), (l1, &w1)]);
-    // No guard in this scenario: the host's own udev rules (69-lvm.rules,
-    // `vgchange -aay` run directly where systemd is absent) may activate the
-    // clone's VG under the gold's name once both PVs are there, depending on
-    // whether the gold's PVs were still recorded online. Let udev finish so
-    // that what follows is goldmount's doing alone.
-    run("udevadm", &["settle", "-t", "60"]);
+    // No guard in this scenario, and the host behaves as one that never had
+    // the gold: its own udev rules (69-lvm.rules) see both LUNs arrive and
+    // autoactivate the clone's VG under the gold's name — the trap
+    // goldmount must survive. (Whether it springs unprovoked depends on
+    // lvm2's records of the gold built above and on event timing.)
+    forget_lvm_autoactivation_records();
+    for d in &disks {
+        host_udev_event(d, "add");
+    }
     let by_udev = dm_on_disk(&disks[0]);
-    eprintln!("dm devices on the clone after udev settled (host autoactivation): {by_udev:?}");
+    eprintln!("dm devices on the clone after the host's udev ran: {by_udev:?}");
+    assert!(
+        !by_udev.is_empty(),
+        "the host's udev rules did not autoactivate the unguarded clone; the trap was not set"
+    );
 
     // One LUN only: refused with the reason, nothing activated, no state.
     vols.add("half");
@@ -946,6 +956,10 @@ fn mount_vg_spanning_two_luns() {
     assert!(
         e.contains("missing") || e.contains("Missing"),
         "the error should name the missing PV: {e}"
+    );
+    assert!(
+        e.contains("already activated"),
+        "the error should say the host activated the clone: {e}"
     );
     assert_eq!(
         dm_on_disk(&disks[0]),
@@ -959,13 +973,12 @@ fn mount_vg_spanning_two_luns() {
 
     vols.add("s1");
     let m = gm_mount("s1", &[&w0, &w1]);
-    if !by_udev.is_empty() {
-        let notes = m["notes"].to_string();
-        assert!(
-            notes.contains("undid an accidental activation"),
-            "the host had activated the clone; goldmount must have undone it first: {m}"
-        );
-    }
+    assert!(
+        m["notes"]
+            .to_string()
+            .contains("undid an accidental activation"),
+        "the host had activated the clone; goldmount must have undone it first: {m}"
+    );
     let mounts = m["mounts"].as_array().unwrap();
     assert_eq!(mounts.len(), 1, "{m}");
     let p = PathBuf::from(mounts[0]["mount_path"].as_str().unwrap());
