@@ -103,6 +103,50 @@ fn describe_holder(h: &crate::inventory::Holder) -> String {
     }
 }
 
+/// True for the dm uuid kpartx gives a partition of a multipath map
+/// (`part1-mpath-3600…`).
+fn is_kpartx_partition(dm_uuid: &str) -> bool {
+    dm_uuid
+        .split_once('-')
+        .is_some_and(|(p, rest)| p.starts_with("part") && rest.starts_with("mpath-"))
+}
+
+/// Appends to `out` why the device at `sys` is in use: its mountpoints and
+/// its holders, except the multipath map `map` above it; a kpartx
+/// partition map counts only through its own use.
+fn usage(
+    root: &Root,
+    mt: &mounts::MountTable,
+    dev_name: &str,
+    sys: &str,
+    map: Option<&str>,
+    out: &mut Vec<String>,
+) {
+    if let Some(d) = root.attr(format!("{sys}/dev")) {
+        for m in mt.get(&d).into_iter().flatten() {
+            out.push(format!("{dev_name} mounted at {m}"));
+        }
+    }
+    for h in holders(root, &format!("{sys}/holders")) {
+        if map == Some(h.name.as_str()) {
+            continue;
+        }
+        if h.dm_uuid.as_deref().is_some_and(is_kpartx_partition) {
+            let name = h.dm_name.clone().unwrap_or_else(|| h.name.clone());
+            usage(
+                root,
+                mt,
+                &name,
+                &format!("/sys/block/{}", h.name),
+                None,
+                out,
+            );
+            continue;
+        }
+        out.push(format!("{dev_name} {}", describe_holder(&h)));
+    }
+}
+
 /// Works out the stack of `arg` and whether it is in use, without touching
 /// anything.
 pub fn plan(root: &Root, arg: &str) -> Result<Stack> {
@@ -142,21 +186,14 @@ pub fn plan(root: &Root, arg: &str) -> Result<Stack> {
         None => vec![name.clone()],
     };
     // In use: the top device or its partitions mounted, or anything stacked
-    // on them (LVM, kpartx partitions, md) other than the map itself.
+    // on them (LVM, md, a used kpartx partition) other than the map itself.
+    // kpartx's own partition maps of the map are not a use: `multipath -f`
+    // removes them with the map, unless they are mounted or held themselves.
     let mt = mounts::read(root);
     let mut in_use = Vec::new();
+    let map_kname = map.as_ref().map(|(dm, _)| dm.clone());
     let mut check = |dev_name: &str, sys: &str| {
-        if let Some(d) = root.attr(format!("{sys}/dev")) {
-            for m in mt.get(&d).into_iter().flatten() {
-                in_use.push(format!("{dev_name} mounted at {m}"));
-            }
-        }
-        for h in holders(root, &format!("{sys}/holders")) {
-            if map.as_ref().is_some_and(|(dm, _)| *dm == h.name) {
-                continue;
-            }
-            in_use.push(format!("{dev_name} {}", describe_holder(&h)));
-        }
+        usage(root, &mt, dev_name, sys, map_kname.as_deref(), &mut in_use);
     };
     let mut devs = vec![top.clone()];
     devs.extend(paths.iter().filter(|p| **p != top).cloned());
@@ -258,4 +295,18 @@ fn flush_map(dm_name: &str, opts: &RemoveOptions) -> Result<()> {
         tries: opts.map_tries.max(1),
         detail: last,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kpartx_partition_uuids() {
+        assert!(is_kpartx_partition("part1-mpath-36001405abc"));
+        assert!(is_kpartx_partition("part12-mpath-36001405abc"));
+        assert!(!is_kpartx_partition("mpath-36001405abc"));
+        assert!(!is_kpartx_partition("LVM-abcdef"));
+        assert!(!is_kpartx_partition("part1-LVM-abc"));
+    }
 }

@@ -500,6 +500,47 @@ fn wait_times_out_naming_what_it_waited_for() {
     assert_eq!(e.exit_code(), 4);
 }
 
+/// Adds, in a scratch copy of a tree, a kpartx partition map `dm-9`
+/// (`part1-mpath-…`) stacked on multipath map `map`.
+fn add_kpartx_partition(r: &Root, map: &str) -> String {
+    let base = r.path("/sys/devices/virtual/block/dm-9");
+    std::fs::create_dir_all(base.join("dm")).unwrap();
+    std::fs::create_dir_all(base.join("holders")).unwrap();
+    std::fs::write(base.join("dev"), "254:9\n").unwrap();
+    let map_name = r.attr(format!("/sys/block/{map}/dm/name")).unwrap();
+    let map_uuid = r.attr(format!("/sys/block/{map}/dm/uuid")).unwrap();
+    std::fs::write(base.join("dm/name"), format!("{map_name}-part1\n")).unwrap();
+    std::fs::write(base.join("dm/uuid"), format!("part1-{map_uuid}\n")).unwrap();
+    std::os::unix::fs::symlink("../devices/virtual/block/dm-9", r.path("/sys/block/dm-9")).unwrap();
+    // holders/ of the map holds a link to the partition map.
+    let holders = std::fs::canonicalize(r.path(format!("/sys/block/{map}")))
+        .unwrap()
+        .join("holders");
+    std::os::unix::fs::symlink(&base, holders.join("dm-9")).unwrap();
+    format!("{map_name}-part1")
+}
+
+/// kpartx's partition map of a multipath map is not a reason to refuse:
+/// `multipath -f` removes it with the map. Mounted, it is, and by name.
+#[test]
+fn remove_plan_kpartx_partition_counts_only_when_used() {
+    let (_t, r) = scratch("sysfs-multipath");
+    let sd = disk_at(&r, "0:0:0:0");
+    let (dm, _) = remove::plan(&r, &format!("/dev/{sd}"))
+        .unwrap()
+        .map
+        .unwrap();
+    let part = add_kpartx_partition(&r, &dm);
+    let st = remove::plan(&r, &format!("/dev/{sd}")).unwrap();
+    assert!(st.in_use.is_empty(), "{:?}", st.in_use);
+
+    let mut mi = std::fs::read_to_string(r.path("/proc/self/mountinfo")).unwrap();
+    mi.push_str("98 1 254:9 / /srv/p1 rw - ext4 /dev/mapper/p1 rw\n");
+    std::fs::write(r.path("/proc/self/mountinfo"), mi).unwrap();
+    let st = remove::plan(&r, &format!("/dev/{sd}")).unwrap();
+    assert_eq!(st.in_use, vec![format!("{part} mounted at /srv/p1")]);
+}
+
 #[test]
 fn remove_plans_stack_and_refuses_when_held() {
     let r = root("sysfs-multipath");
