@@ -381,7 +381,9 @@ fn node_for(
 ) -> Result<(PathBuf, bool)> {
     match partition {
         None => Ok((disk.to_path_buf(), false)),
-        Some(n) => match partmap::kernel_partition_node(disk, n, offset) {
+        Some(n) => match partmap::kernel_partition_node(disk, n, offset)
+            .or_else(|| partmap::kpartx_partition_node(disk, n, offset, size))
+        {
             Some(node) => Ok((node, false)),
             None => Ok((attach_loop(j, disk, offset, size, read_only)?, true)),
         },

@@ -230,29 +230,77 @@ pub fn logout(target_iqn: &str, portal: &str) {
 /// SCSI address (host, channel, target id) of the session to `target_iqn`,
 /// read from sysfs (`/sys/class/iscsi_session/session*/`).
 pub fn session_scsi_address(target_iqn: &str) -> Option<(u32, u32, u32)> {
-    for e in fs::read_dir("/sys/class/iscsi_session").ok()?.flatten() {
-        let p = e.path();
-        let name = fs::read_to_string(p.join("targetname")).unwrap_or_default();
-        if name.trim() != target_iqn {
-            continue;
+    session_scsi_addresses(target_iqn).into_iter().next()
+}
+
+/// The SCSI addresses of every session to `target_iqn` (one per portal
+/// logged in), sorted.
+pub fn session_scsi_addresses(target_iqn: &str) -> Vec<(u32, u32, u32)> {
+    let Ok(entries) = fs::read_dir("/sys/class/iscsi_session") else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u32, u32, u32)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            let name = fs::read_to_string(p.join("targetname")).unwrap_or_default();
+            if name.trim() != target_iqn {
+                return None;
+            }
+            let tid: u32 = fs::read_to_string(p.join("target_id"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()?;
+            // .../hostN/sessionM/iscsi_session/sessionM: the hostN component.
+            let real = fs::canonicalize(&p).ok()?;
+            let host = real.components().find_map(|c| {
+                c.as_os_str()
+                    .to_str()?
+                    .strip_prefix("host")?
+                    .parse::<u32>()
+                    .ok()
+            })?;
+            Some((host, 0, tid))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// multipathd with a minimal config (every SCSI disk multipathed, no
+/// friendly names), stopped at the end with its config removed.
+pub struct Multipathd;
+
+impl Multipathd {
+    /// Starts it and waits for its socket.
+    pub fn start() -> Self {
+        if !Path::new("/sbin/multipathd").exists() {
+            panic!("multipathd missing: apt-get install multipath-tools");
         }
-        let tid: u32 = fs::read_to_string(p.join("target_id"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        // .../hostN/sessionM/iscsi_session/sessionM: find the hostN component.
-        let real = fs::canonicalize(&p).ok()?;
-        let host = real.components().find_map(|c| {
-            c.as_os_str()
-                .to_str()?
-                .strip_prefix("host")?
-                .parse::<u32>()
+        run("modprobe", &["dm_multipath"]);
+        fs::write(
+            "/etc/multipath.conf",
+            "defaults {\n    user_friendly_names no\n    find_multipaths no\n}\n\
+             blacklist {\n    devnode \"^(ram|loop|fd|md|dm-|sr|scd|st|nbd)[0-9]*\"\n}\n",
+        )
+        .unwrap();
+        fs::create_dir_all("/etc/multipath").unwrap();
+        run("multipathd", &[]);
+        wait_until("multipathd socket", Duration::from_secs(60), || {
+            try_run("multipathd", &["show", "status"], CMD_TIMEOUT)
                 .ok()
-        })?;
-        return Some((host, 0, tid));
+                .map(|_| ())
+        });
+        Multipathd
     }
-    None
+}
+
+impl Drop for Multipathd {
+    fn drop(&mut self) {
+        let _ = try_run("multipathd", &["shutdown"], CMD_TIMEOUT);
+        let _ = fs::remove_file("/etc/multipath.conf");
+    }
 }
 
 /// A targeted scan of exactly one LUN: `echo "C T L" > .../hostN/scan`.

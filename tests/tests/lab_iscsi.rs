@@ -483,39 +483,6 @@ fn reused_lun_number_detected_and_repaired() {
     ));
 }
 
-/// multipathd with a minimal config, stopped (by pid) at the end.
-struct Multipathd;
-
-impl Multipathd {
-    fn start() -> Self {
-        if !Path::new("/sbin/multipathd").exists() {
-            panic!("multipathd missing: apt-get install multipath-tools");
-        }
-        run("modprobe", &["dm_multipath"]);
-        fs::write(
-            "/etc/multipath.conf",
-            "defaults {\n    user_friendly_names no\n    find_multipaths no\n}\n\
-             blacklist {\n    devnode \"^(ram|loop|fd|md|dm-|sr|scd|st|nbd)[0-9]*\"\n}\n",
-        )
-        .unwrap();
-        fs::create_dir_all("/etc/multipath").unwrap();
-        run("multipathd", &[]);
-        wait_until("multipathd socket", WAIT, || {
-            try_run("multipathd", &["show", "status"], T)
-                .ok()
-                .map(|_| ())
-        });
-        Multipathd
-    }
-}
-
-impl Drop for Multipathd {
-    fn drop(&mut self) {
-        let _ = try_run("multipathd", &["shutdown"], T);
-        let _ = fs::remove_file("/etc/multipath.conf");
-    }
-}
-
 fn dm_with_uuid(uuid: &str) -> Option<String> {
     fs::read_dir("/sys/block").ok()?.flatten().find_map(|e| {
         let u = fs::read_to_string(e.path().join("dm/uuid")).ok()?;

@@ -15,6 +15,8 @@ use appliance::lio::{Lio, LioConfig};
 use goldmount_tests::lab::*;
 
 const PORTAL: &str = "127.0.0.1:3260";
+/// The appliance's second portal (a second path for multipath).
+const PORTAL2: &str = "127.0.0.2:3260";
 const DISK_WAIT: Duration = Duration::from_secs(90);
 const GM_TIMEOUT: Duration = Duration::from_secs(400);
 const MIB: u64 = 1 << 20;
@@ -320,26 +322,43 @@ struct Rig {
     lio: Lio,
     iqn: String,
     initiator: String,
-    addr: Option<(u32, u32, u32)>,
+    portals: Vec<&'static str>,
+    /// SCSI (host, channel, target) of each session, once logged in.
+    addrs: Vec<(u32, u32, u32)>,
     disks: Vec<PathBuf>,
 }
 
 impl Rig {
     fn start(scratch: &Path, xfs: &ReflinkXfs, port: u16, tag: &str) -> Rig {
+        Rig::start_on(scratch, xfs, port, tag, &[PORTAL])
+    }
+
+    /// The appliance listening on every portal of `portals` (one session,
+    /// so one path, per portal).
+    fn start_on(
+        scratch: &Path,
+        xfs: &ReflinkXfs,
+        port: u16,
+        tag: &str,
+        portals: &[&'static str],
+    ) -> Rig {
         let iqn = format!("iqn.2026-11.io.goldmount.lab:{tag}");
         let initiator = initiator_iqn();
+        let data = xfs.mnt.join("data");
+        let mut args = vec![
+            "--backend",
+            "iscsi",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--target-iqn",
+            &iqn,
+        ];
+        for p in portals {
+            args.extend(["--portal", p]);
+        }
         let app = ApplianceProc::start(
             &format!("127.0.0.1:{port}"),
-            &[
-                "--backend",
-                "iscsi",
-                "--data-dir",
-                xfs.mnt.join("data").to_str().unwrap(),
-                "--portal",
-                PORTAL,
-                "--target-iqn",
-                &iqn,
-            ],
+            &args,
             &scratch.join("appliance.log"),
         );
         app.post(
@@ -348,10 +367,14 @@ impl Rig {
         );
         Rig {
             app,
-            lio: Lio::new(LioConfig::new(&iqn, vec![PORTAL.parse().unwrap()])),
+            lio: Lio::new(LioConfig::new(
+                &iqn,
+                portals.iter().map(|p| p.parse().unwrap()).collect(),
+            )),
             iqn,
             initiator,
-            addr: None,
+            portals: portals.to_vec(),
+            addrs: Vec::new(),
             disks: Vec::new(),
         }
     }
@@ -383,22 +406,41 @@ impl Rig {
         )
     }
 
-    /// Logs in once (manual scan), then a targeted scan of each LUN; waits
-    /// for each disk and its udev link.
+    /// Logs in once per portal (manual scan), then a targeted scan of each
+    /// LUN on every session; waits for a disk of each LUN and its udev link.
     fn attach(&mut self, luns: &[(u32, &str)]) -> Vec<PathBuf> {
-        if self.addr.is_none() {
-            discover(PORTAL);
-            set_manual_scan(&self.iqn, PORTAL);
-            login(&self.iqn, PORTAL);
-            self.addr = Some(wait_until("the iSCSI session", DISK_WAIT, || {
-                session_scsi_address(&self.iqn)
-            }));
+        if self.addrs.is_empty() {
+            for p in &self.portals {
+                discover(p);
+                set_manual_scan(&self.iqn, p);
+                login(&self.iqn, p);
+            }
+            let n = self.portals.len();
+            self.addrs = wait_until("the iSCSI sessions", DISK_WAIT, || {
+                let a = session_scsi_addresses(&self.iqn);
+                (a.len() == n).then_some(a)
+            });
         }
-        let (h, c, t) = self.addr.unwrap();
-        for (lun, _) in luns {
-            scan_lun(h, c, t, *lun);
+        for (h, c, t) in self.addrs.clone() {
+            for (lun, _) in luns {
+                scan_lun(h, c, t, *lun);
+            }
         }
-        let devs: Vec<PathBuf> = luns.iter().map(|(_, w)| wait_disk(w, DISK_WAIT)).collect();
+        let devs: Vec<PathBuf> = luns
+            .iter()
+            .map(|(_, w)| {
+                if self.portals.len() > 1 {
+                    // Several paths: multipathd takes the by-id links over
+                    // for its map, so only the SCSI disk itself is awaited.
+                    let sd = wait_until(&format!("a disk with wwid {w}"), DISK_WAIT, || {
+                        disk_with_wwid(w)
+                    });
+                    PathBuf::from("/dev").join(sd)
+                } else {
+                    wait_disk(w, DISK_WAIT)
+                }
+            })
+            .collect();
         self.disks.extend(devs.iter().cloned());
         devs
     }
@@ -420,7 +462,9 @@ impl Drop for Rig {
             let name = d.file_name().unwrap().to_string_lossy().into_owned();
             let _ = fs::write(format!("/sys/block/{name}/device/delete"), "1");
         }
-        logout(&self.iqn, PORTAL);
+        for p in &self.portals {
+            logout(&self.iqn, p);
+        }
         self.app.kill();
         wipe_lio(&self.lio, std::slice::from_ref(&self.initiator));
     }
@@ -994,6 +1038,138 @@ fn mount_vg_spanning_two_luns() {
     drop(vols);
     drop(rig);
     drop(xfs);
+}
+
+/// Scenario: the clone reaches the host over two portals and multipathd
+/// owns it (kpartx, as Debian's multipath-tools installs it, maps its GPT
+/// partitions). `goldmount mount --wwid` takes the multipath map from the
+/// executor's verified wait, not one of its paths, assembles the gold's
+/// fstab tree from kpartx's partition maps (checked against the table and
+/// the map's dm table), and unmounts without a trace; then the executor's
+/// remove-device takes the map, kpartx's partition maps and both paths
+/// away.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn mount_multipath_clone_fstab_tree() {
+    let scratch = require_lab();
+    let root = gm_env(&scratch);
+    let xfs = ReflinkXfs::create(&scratch, 1024);
+    let _mpd = Multipathd::start();
+    let mut rig = Rig::start_on(&scratch, &xfs, 8486, "e2e-mpath", &[PORTAL, PORTAL2]);
+    let vols = Volumes::new();
+    let img = goldmount_tests::golddisk::build(&xfs.mnt, "mpgold.img").unwrap();
+    rig.import_gold("mpgold", &img);
+    let (lun, wwn, _) = rig.clone_and_present("mp1", "mpgold");
+    rig.attach(&[(lun, &wwn)]);
+    let hex = wwn.trim_start_matches("naa.");
+    let map = wait_until("the multipath map over both paths", DISK_WAIT, || {
+        let dm = dm_with_uuid(&format!("mpath-3{hex}"))?;
+        (fs::read_dir(format!("/sys/block/{dm}/slaves"))
+            .ok()?
+            .count()
+            == 2)
+            .then_some(dm)
+    });
+    run("udevadm", &["settle", "-t", "60"]);
+    let paths: Vec<String> = fs::read_dir(format!("/sys/block/{map}/slaves"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    eprintln!("map {map} over {paths:?}; holders: {:?}", holders_of(&map));
+
+    vols.add("mp1");
+    let m = gm_mount("mp1", &[&wwn]);
+    let dev = m["devices"][0].as_str().unwrap().to_string();
+    let dev_kname = fs::canonicalize(&dev)
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        dev_kname, map,
+        "goldmount should mount from the map, not a path: {m}"
+    );
+    assert_eq!(m["layout"], "fstab", "{m}");
+    // kpartx mapped the map's partitions (Debian's multipath-tools rules):
+    // goldmount mounts those, no offset loops of its own.
+    assert_eq!(holders_of(&map).len(), 3, "kpartx partition maps of {map}");
+    for mi in m["mounts"].as_array().unwrap() {
+        assert_eq!(mi["via_offset_loop"], false, "{mi}");
+        let src = mi["source"].as_str().unwrap();
+        assert!(
+            src.starts_with("/dev/mapper/") && src.contains("-part"),
+            "not a kpartx partition map: {mi}"
+        );
+    }
+    let vol = PathBuf::from(m["path"].as_str().unwrap());
+    for (rel, content) in goldmount_tests::golddisk::FILES {
+        assert_eq!(
+            fs::read_to_string(vol.join(rel)).unwrap(),
+            *content,
+            "{rel} in the multipath clone"
+        );
+    }
+    // A write through the map reaches the clone, not the gold.
+    fs::write(vol.join("srv/data/mp1.txt"), "written over multipath\n").unwrap();
+    gm(&["unmount", "--volume", "mp1"]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(mounts_under(&root).is_empty());
+    let left: Vec<String> = holders_of(&map)
+        .into_iter()
+        .filter(|h| h.starts_with("loop"))
+        .collect();
+    assert!(left.is_empty(), "loop devices left on the map: {left:?}");
+
+    // remove-device: map (with any kpartx partition maps) and both paths.
+    let r = executor::remove::remove(
+        &executor::sysfs::Root::host(),
+        &format!("/dev/{map}"),
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("remove-device of the unmounted map: {e}"));
+    eprintln!("removal: {r:?}");
+    assert!(r.map_removed.is_some(), "{r:?}");
+    assert_eq!(
+        dm_with_uuid(&format!("mpath-3{hex}")),
+        None,
+        "map left behind"
+    );
+    for p in &paths {
+        assert!(
+            !Path::new("/sys/block").join(p).exists(),
+            "path {p} left behind"
+        );
+    }
+    rig.disks.clear();
+    for (what, st) in [
+        ("unpresent", rig.app.delete("/v1/presentations/mp1")),
+        ("delete clone", rig.app.delete("/v1/clones/mp1")),
+    ] {
+        assert!(st == 200 || st == 204, "{what} mp1 -> {st}");
+    }
+    drop(vols);
+    drop(rig);
+    drop(xfs);
+}
+
+/// The dm device whose uuid is `uuid` (kernel name).
+fn dm_with_uuid(uuid: &str) -> Option<String> {
+    fs::read_dir("/sys/block").ok()?.flatten().find_map(|e| {
+        let u = fs::read_to_string(e.path().join("dm/uuid")).ok()?;
+        (u.trim() == uuid).then(|| e.file_name().to_string_lossy().into_owned())
+    })
+}
+
+/// Kernel names of what is stacked on `dev` (its `holders`).
+fn holders_of(dev: &str) -> Vec<String> {
+    fs::read_dir(format!("/sys/block/{dev}/holders"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Scenario 4: a clone whose LVM metadata text is zeroed (the mda header's
