@@ -2,29 +2,9 @@
 //! read that reached it (offset, length), then the totals. For tuning the
 //! read plan (`fsdetect::sig::read_plan`) against real images.
 
-use std::cell::RefCell;
 use std::process::ExitCode;
 
-use fsdetect::{BlockSource, FileSource};
-
-/// A source that records the reads it serves.
-struct Traced {
-    inner: FileSource,
-    log: RefCell<Vec<(u64, usize)>>,
-}
-
-impl BlockSource for Traced {
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> fsdetect::Result<()> {
-        self.log.borrow_mut().push((offset, buf.len()));
-        self.inner.read_exact_at(offset, buf)
-    }
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-    fn logical_sector_size(&self) -> u32 {
-        self.inner.logical_sector_size()
-    }
-}
+use fsdetect::{BlockSource, FileSource, TracedSource};
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,18 +25,15 @@ fn main() -> ExitCode {
             Some(n) => src.with_sector_size(n),
             None => src,
         };
-        let t = Traced {
-            inner: src,
-            log: RefCell::new(Vec::new()),
-        };
+        let t = TracedSource::new(src);
         match fsdetect::probe_disk(&t) {
             Ok(r) => {
                 println!("{path}: size {} -> {:?}", t.size(), r.io);
-                for (off, len) in t.log.borrow().iter() {
+                for (off, len) in t.reads() {
                     println!(
                         "  {off:>12} +{len:<9} [{:#x}..{:#x})",
                         off,
-                        off + *len as u64
+                        off + len as u64
                     );
                 }
             }

@@ -35,5 +35,5 @@ pub use error::{ProbeError, Result};
 pub use probe::{probe_disk, probe_region, probe_signatures, Content, DiskReport, PartitionReport};
 pub use reader::{Bytes, IoStats, Reader, Window};
 pub use signature::{Signature, Tag, Usage};
-pub use source::{BlockSource, FileSource, MemSource};
+pub use source::{BlockSource, FileSource, MemSource, TracedSource};
 pub use table::{GptHeader, Partition, PartitionKind, PartitionTable, PartitionType, TableKind};

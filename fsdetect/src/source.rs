@@ -24,6 +24,48 @@ pub trait BlockSource {
     fn logical_sector_size(&self) -> u32;
 }
 
+/// Any source, recording every read it serves as (offset, length): to show
+/// *which* reads a probe made, where [`crate::IoStats`] only counts them
+/// (benchmarks, the `trace_reads` example, read-plan tests).
+#[derive(Debug)]
+pub struct TracedSource<S> {
+    inner: S,
+    reads: std::cell::RefCell<Vec<(u64, usize)>>,
+}
+
+impl<S: BlockSource> TracedSource<S> {
+    /// Wraps `inner`, with no reads recorded yet.
+    pub fn new(inner: S) -> Self {
+        TracedSource {
+            inner,
+            reads: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The reads served so far, in order.
+    pub fn reads(&self) -> Vec<(u64, usize)> {
+        self.reads.borrow().clone()
+    }
+
+    /// Forgets the reads recorded so far.
+    pub fn clear(&self) {
+        self.reads.borrow_mut().clear();
+    }
+}
+
+impl<S: BlockSource> BlockSource for TracedSource<S> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.reads.borrow_mut().push((offset, buf.len()));
+        self.inner.read_exact_at(offset, buf)
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn logical_sector_size(&self) -> u32 {
+        self.inner.logical_sector_size()
+    }
+}
+
 /// An image file or block device opened read-only.
 #[derive(Debug)]
 pub struct FileSource {

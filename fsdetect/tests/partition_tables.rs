@@ -764,41 +764,18 @@ fn random_damage_never_panics() {
     println!("{tables} of 1800 damaged images still had a table");
 }
 
-/// Logs every read that reaches the source, to explain read counts.
-struct LoggingSource {
-    inner: FileSource,
-    log: std::cell::RefCell<Vec<(u64, usize)>>,
-}
-
-impl fsdetect::BlockSource for LoggingSource {
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> fsdetect::Result<()> {
-        self.log.borrow_mut().push((offset, buf.len()));
-        self.inner.read_exact_at(offset, buf)
-    }
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-    fn logical_sector_size(&self) -> u32 {
-        self.inner.logical_sector_size()
-    }
-}
-
 #[test]
 fn gpt_with_three_filesystems_takes_few_reads() {
     let fx = fx_pt::fixture("pt_gpt3");
-    let src = LoggingSource {
-        inner: FileSource::open(&fx.path).unwrap(),
-        log: Default::default(),
-    };
+    let src = fsdetect::TracedSource::new(FileSource::open(&fx.path).unwrap());
     // The table alone: the primary header and entries come with the head.
     let reader = Reader::new(&src);
     read_table(&reader.whole()).unwrap().unwrap();
     let table_calls = reader.stats().read_calls;
-    src.log.borrow_mut().clear();
+    src.clear();
     let r = probe_disk(&src).unwrap();
     let log: Vec<String> = src
-        .log
-        .borrow()
+        .reads()
         .iter()
         .map(|(o, l)| format!("{o}+{l}"))
         .collect();
