@@ -268,6 +268,15 @@ pub fn session_scsi_addresses(target_iqn: &str) -> Vec<(u32, u32, u32)> {
     out
 }
 
+/// The kernel name of the dm device whose uuid is `uuid` (a multipath map
+/// is `mpath-3<naa hex>`).
+pub fn dm_with_uuid(uuid: &str) -> Option<String> {
+    fs::read_dir("/sys/block").ok()?.flatten().find_map(|e| {
+        let u = fs::read_to_string(e.path().join("dm/uuid")).ok()?;
+        (u.trim() == uuid).then(|| e.file_name().to_string_lossy().into_owned())
+    })
+}
+
 /// multipathd with a minimal config (every SCSI disk multipathed, no
 /// friendly names), stopped at the end with its config removed.
 pub struct Multipathd;

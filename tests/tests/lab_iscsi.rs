@@ -483,13 +483,6 @@ fn reused_lun_number_detected_and_repaired() {
     ));
 }
 
-fn dm_with_uuid(uuid: &str) -> Option<String> {
-    fs::read_dir("/sys/block").ok()?.flatten().find_map(|e| {
-        let u = fs::read_to_string(e.path().join("dm/uuid")).ok()?;
-        (u.trim() == uuid).then(|| e.file_name().to_string_lossy().into_owned())
-    })
-}
-
 /// One LUN behind two portals (127.0.0.1 and 127.0.0.2): two sessions, two
 /// paths, one multipath map `mpath-<wwid>`; wait-for-device returns the map;
 /// logout is refused while the map holds the paths; remove-device flushes the

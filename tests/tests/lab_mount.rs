@@ -1153,14 +1153,6 @@ fn mount_multipath_clone_fstab_tree() {
     drop(xfs);
 }
 
-/// The dm device whose uuid is `uuid` (kernel name).
-fn dm_with_uuid(uuid: &str) -> Option<String> {
-    fs::read_dir("/sys/block").ok()?.flatten().find_map(|e| {
-        let u = fs::read_to_string(e.path().join("dm/uuid")).ok()?;
-        (u.trim() == uuid).then(|| e.file_name().to_string_lossy().into_owned())
-    })
-}
-
 /// Kernel names of what is stacked on `dev` (its `holders`).
 fn holders_of(dev: &str) -> Vec<String> {
     fs::read_dir(format!("/sys/block/{dev}/holders"))
