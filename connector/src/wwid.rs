@@ -11,30 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use executor::sysfs::Root;
 use executor::wait::{MultipathPolicy, WaitSpec};
-/// Normalises WWID spellings: `naa.6001405ab…`, `0x6001405ab…`, `6001405ab…`,
-/// and `wwn-0x…` all compare equal.
-pub fn normalize(w: &str) -> String {
-    let w = w.trim().to_ascii_lowercase();
-    let w = w.strip_prefix("wwn-").unwrap_or(&w);
-    let w = w
-        .strip_prefix("naa.")
-        .or_else(|| w.strip_prefix("0x"))
-        .unwrap_or(w);
-    w.to_string()
-}
-
-/// One scan of /sys/block for a loop device whose backing file is `file`.
-pub fn find_loop(file: &Path) -> Option<PathBuf> {
-    for entry in std::fs::read_dir("/sys/block").ok()?.flatten() {
-        let bf = entry.path().join("loop/backing_file");
-        if let Ok(bf) = std::fs::read_to_string(bf) {
-            if Path::new(bf.trim()) == file {
-                return Some(PathBuf::from("/dev").join(entry.file_name()));
-            }
-        }
-    }
-    None
-}
 
 /// Waits up to `timeout` for the device with this identity: an absolute
 /// path is a loop backend's backing file, anything else a SCSI WWID.
@@ -68,7 +44,9 @@ pub fn wait_for(wwid: &str, timeout: Duration) -> Result<PathBuf> {
 fn wait_for_loop(file: &Path, timeout: Duration) -> Result<PathBuf> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(d) = find_loop(file) {
+        // The appliance's loop backend attaches the whole file: offset 0,
+        // no size limit.
+        if let Some(d) = crate::partmap::find_loop(file, 0, 0) {
             return Ok(d);
         }
         if Instant::now() >= deadline {
@@ -78,17 +56,5 @@ fn wait_for_loop(file: &Path, timeout: Duration) -> Result<PathBuf> {
             );
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spellings_compare_equal() {
-        assert_eq!(normalize("naa.6001405ABC"), "6001405abc");
-        assert_eq!(normalize("0x6001405abc"), "6001405abc");
-        assert_eq!(normalize("wwn-0x6001405abc"), "6001405abc");
     }
 }
