@@ -516,6 +516,9 @@ fn add_kpartx_partition(r: &Root, map: &str) -> String {
     let holders = std::fs::canonicalize(r.path(format!("/sys/block/{map}")))
         .unwrap()
         .join("holders");
+    // git keeps no empty directories: the captured map's empty `holders/`
+    // exists only in the tree it was captured from.
+    std::fs::create_dir_all(&holders).unwrap();
     std::os::unix::fs::symlink(&base, holders.join("dm-9")).unwrap();
     format!("{map_name}-part1")
 }

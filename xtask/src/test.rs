@@ -47,7 +47,8 @@ pub fn main(args: &[String]) -> Result<()> {
             "warnings",
         ])?;
     }
-    cargo(&["test", "--workspace"])?;
+    // --no-fail-fast: one CI run reports every failing test binary, not the first.
+    cargo(&["test", "--workspace", "--no-fail-fast"])?;
     if lab {
         crate::lab::main(&["--install".to_string()])?;
     }
