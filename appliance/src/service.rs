@@ -204,7 +204,16 @@ impl Appliance {
             }
         };
         let hosts: Vec<Host> = self.store.list(Kind::Host)?;
-        self.presenter.prepare(&hosts)?;
+        if let Err(e) = self.presenter.prepare(&hosts) {
+            // A host the backend could not be prepared for (e.g. LIO's ACL
+            // refused) is not kept: the caller sees the error, and a retry
+            // starts from nothing instead of finding a half-registered host.
+            if outcome == Outcome::Created {
+                self.store.delete(Kind::Host, &host.name)?;
+                tracing::warn!(host = %host.name, error = %e, "registration undone: backend not prepared");
+            }
+            return Err(e);
+        }
         Ok((host, outcome))
     }
 

@@ -199,3 +199,42 @@ fn bad_requests_and_idempotency() {
     );
     assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
 }
+
+/// The iSCSI backend on a machine where LIO's configfs is not there (this
+/// host's kernel has no LIO; the root is pointed at a path that does not
+/// exist so the test means the same everywhere): registering a host fails
+/// with a 500 that names the configfs root and the modules to load, and the
+/// host is not kept — a list shows nothing, and the same request fails the
+/// same way again instead of answering "already registered".
+#[test]
+fn registration_is_undone_when_the_backend_cannot_take_the_host() {
+    let tmp = TempDir::new_in(std::path::Path::new("/dev/shm"), "api-nolio");
+    let data = tmp.path().join("data");
+    let missing = tmp.path().join("no-configfs");
+    let srv = Server::start_with(
+        &data,
+        "iscsi",
+        &[
+            "--portal",
+            "127.0.0.1:3260",
+            "--configfs-root",
+            missing.to_str().unwrap(),
+        ],
+    );
+    let body = json!({"name":"h1","iqns":["iqn.2026-11.t:h1"]}).to_string();
+    for attempt in 0..2 {
+        let (s, v) = srv.req("POST", "/v1/hosts", Some(&body));
+        assert_eq!((s, code(&v)), (500, "internal"), "attempt {attempt}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains(missing.to_str().unwrap()), "{msg}");
+        assert!(msg.contains("modprobe"), "{msg}");
+        let (s, v) = srv.req("GET", "/v1/hosts", None);
+        assert_eq!((s, v.clone()), (200, json!([])), "attempt {attempt}");
+        let (s, v) = srv.req("GET", "/v1/hosts/h1", None);
+        assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
+    }
+    assert!(
+        !missing.exists(),
+        "nothing may be created where configfs should be"
+    );
+}
