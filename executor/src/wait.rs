@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::hctl::Hctl;
 use crate::inventory::{holders, DmInfo};
+use crate::iscsi_sysfs;
 use crate::rescan::{self, ScanTarget};
 use crate::sysfs::Root;
 use crate::uevent::Listener;
@@ -19,8 +20,10 @@ use crate::vpd;
 /// Whether to return a multipath map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MultipathPolicy {
-    /// Wait for the map when multipathd runs and owns the WWID (listed in
-    /// /etc/multipath/wwids, or more than one path is up); else the path.
+    /// Wait for the map when multipathd runs and the LUN is multipathed:
+    /// its WWID is in /etc/multipath/wwids, more than one path is up, or the
+    /// path came through an iSCSI target this host has several sessions to
+    /// (the other paths are on their way). Else the path.
     #[default]
     Auto,
     /// The map must appear (fail on timeout otherwise).
@@ -344,12 +347,21 @@ impl Waiter<'_> {
                     MultipathPolicy::Require => true,
                     MultipathPolicy::Never => false,
                     MultipathPolicy::Auto => {
-                        multipathd_running(root) && (paths.len() > 1 || in_wwids_file(root, id))
+                        multipathd_running(root)
+                            && (paths.len() > 1
+                                || in_wwids_file(root, id)
+                                || iscsi_sessions_to_target(root, first) > 1)
                     }
                 };
                 if want_map {
                     return Ok(Look::Pending(format!(
-                        "path(s) {names} up, waiting for the multipath map"
+                        "path(s) {names} up, waiting for the multipath map{}",
+                        match iscsi_sessions_to_target(root, first) {
+                            n if n > 1 => format!(
+                                " ({n} iSCSI sessions to this target: more paths are coming)"
+                            ),
+                            _ => String::new(),
+                        }
                     )));
                 }
                 (first.clone(), format!("/dev/{first}"), None)
@@ -402,6 +414,26 @@ pub fn multipathd_running(root: &Root) -> bool {
         .iter()
         .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
         .any(|p| root.attr(format!("/proc/{p}/comm")).as_deref() == Some("multipathd"))
+}
+
+/// Logged-in iSCSI sessions to the target that SCSI disk `name` came
+/// through (0 when it is not an iSCSI disk). More than one means the LUN has
+/// (or will have) more than one path: with multipathd running, the device to
+/// hand out is the map, even while only the first path is up — handing out
+/// that path would let a mount win the race against multipathd and leave the
+/// LUN on a single path, its partitions visible twice to LVM.
+fn iscsi_sessions_to_target(root: &Root, name: &str) -> usize {
+    let Some(own) = root
+        .real(format!("/sys/block/{name}"))
+        .and_then(|real| iscsi_sysfs::session_in_path(&real))
+        .and_then(|id| iscsi_sysfs::session(root, id))
+    else {
+        return 0;
+    };
+    iscsi_sysfs::sessions(root)
+        .iter()
+        .filter(|s| s.target_name == own.target_name && s.state == "LOGGED_IN")
+        .count()
 }
 
 fn in_wwids_file(root: &Root, id: &Identity) -> bool {

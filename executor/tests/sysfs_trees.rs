@@ -576,3 +576,52 @@ fn remove_plans_stack_and_refuses_when_held() {
     let e = remove::plan(&r, "/dev/sdzz").unwrap_err();
     assert_eq!(e.exit_code(), 3);
 }
+
+/// The first path of a LUN is up, the second not yet scanned, and multipathd
+/// has not made the map: with two iSCSI sessions to the target, `Auto`
+/// waits for the map (handing out the path would race multipathd) and says
+/// why. With the other session gone it hands out the path at once.
+#[test]
+fn wait_auto_waits_for_the_map_while_other_sessions_to_the_target_exist() {
+    let (_t, r) = scratch("sysfs-multipath");
+    let first = disk_at(&r, "1:0:0:1");
+    let second = disk_at(&r, "0:0:0:1");
+    let wwid = r.attr(format!("/sys/block/{first}/device/wwid")).unwrap();
+    // Before multipathd: no map holds the path; the other path is not there.
+    for sd in [&first, &second] {
+        let holders = std::fs::canonicalize(r.path(format!("/sys/block/{sd}")))
+            .unwrap()
+            .join("holders");
+        for h in std::fs::read_dir(&holders).unwrap().flatten() {
+            std::fs::remove_file(h.path()).unwrap();
+        }
+    }
+    std::fs::remove_file(r.path(format!("/sys/block/{second}"))).unwrap();
+    // The wwids file would say so too; here only the sessions may.
+    let _ = std::fs::remove_file(r.path("/etc/multipath/wwids"));
+    // multipathd runs (the capture has no /proc/<pid> of it).
+    std::fs::create_dir_all(r.path("/proc/4242")).unwrap();
+    std::fs::write(r.path("/proc/4242/comm"), "multipathd\n").unwrap();
+    let spec = WaitSpec {
+        wwid: wwid.clone(),
+        serial: None,
+        location: None,
+        timeout: Duration::from_millis(400),
+        multipath: MultipathPolicy::Auto,
+    };
+    let e = wait::wait(&r, &spec).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::WaitTimeout { .. }), "{msg}");
+    assert!(msg.contains("waiting for the multipath map"), "{msg}");
+    assert!(msg.contains("2 iSCSI sessions to this target"), "{msg}");
+
+    // One session left logged in: a single-path LUN, the path is the device.
+    std::fs::write(
+        r.path("/sys/class/iscsi_session/session1/state"),
+        "FAILED\n",
+    )
+    .unwrap();
+    let f = wait::wait(&r, &spec).unwrap();
+    assert_eq!(f.node, format!("/dev/{first}"));
+    assert!(f.multipath.is_none());
+}
