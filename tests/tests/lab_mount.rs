@@ -485,12 +485,14 @@ fn by_original(m: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
         .collect()
 }
 
-/// VG names of the LVs a manifest mounted (`/dev/mapper/<vg>-<lv>`).
+/// VG names of the LVs a manifest mounted (`/dev/mapper/<vg>-<lv>`; a
+/// partition — kpartx's `/dev/mapper/<map>-part<N>` on multipath — is not one).
 fn manifest_vgs(m: &serde_json::Value) -> BTreeSet<String> {
     m["mounts"]
         .as_array()
         .unwrap()
         .iter()
+        .filter(|mi| mi["partition"].is_null())
         .filter_map(|mi| {
             let s = mi["source"].as_str()?;
             let dm = s.strip_prefix("/dev/mapper/")?;
@@ -556,6 +558,11 @@ fn lvm_stage(
     stage.gold_file = rig.import_gold("gold", &img);
     let (lun, wwn, _) = rig.clone_and_present("live", "gold");
     stage.live_dev = rig.attach(&[(lun, &wwn)]).remove(0);
+    if rig.portals.len() > 1 {
+        // Mount from the map over every path, not from the first path up.
+        map_of(&wwn, rig.portals.len());
+        run("udevadm", &["settle", "-t", "60"]);
+    }
     vols.add("gold");
     let t = Instant::now();
     let m = gm_mount("gold", &[&wwn]);
@@ -1148,6 +1155,230 @@ fn mount_multipath_clone_fstab_tree() {
     ] {
         assert!(st == 200 || st == 204, "{what} mp1 -> {st}");
     }
+    drop(vols);
+    drop(rig);
+    drop(xfs);
+}
+
+/// Flushes every unused multipath map when dropped (after the volumes are
+/// unmounted, before the rig deletes the paths): a map left without paths
+/// would queue I/O for the scenarios after this one.
+struct FlushMaps;
+
+impl Drop for FlushMaps {
+    fn drop(&mut self) {
+        let _ = try_run("multipath", &["-F"], CMD_TIMEOUT);
+    }
+}
+
+/// The multipath map (kernel name) over `wwn`, once it has `paths` paths.
+fn map_of(wwn: &str, paths: usize) -> String {
+    let hex = wwn.trim_start_matches("naa.");
+    wait_until(&format!("the multipath map of {wwn}"), DISK_WAIT, || {
+        let dm = dm_with_uuid(&format!("mpath-3{hex}"))?;
+        (fs::read_dir(format!("/sys/block/{dm}/slaves"))
+            .ok()?
+            .count()
+            == paths)
+            .then_some(dm)
+    })
+}
+
+/// The kernel names a dm device is stacked on (its `slaves`).
+fn slaves_of(dev: &str) -> Vec<String> {
+    fs::read_dir(format!("/sys/block/{dev}/slaves"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn kname(p: &str) -> String {
+    fs::canonicalize(p)
+        .unwrap_or_else(|e| panic!("{p}: {e}"))
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Scenario: LVM on multipath. The gold disk (GPT, VG `vg_gold` on p2) and a
+/// clone of it are each presented on two portals, so each is a multipath map
+/// with kpartx partition maps; the live gold is mounted by goldmount from its
+/// map, then the clone from its map. The clone's VG is renamed, and its LVs
+/// must sit on the clone map's partition map — not on one path's partition,
+/// which would lose the second path and let lvm see the PV twice. The host's
+/// VGs and the gold's LVM metadata do not change; teardown leaves the maps
+/// free for `remove-device`.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn mount_lvm_clone_on_multipath_next_to_gold() {
+    let scratch = require_lab();
+    let root = gm_env(&scratch);
+    let xfs = ReflinkXfs::create(&scratch, 1536);
+    let _mpd = Multipathd::start();
+    let mut rig = Rig::start_on(&scratch, &xfs, 8487, "e2e-mplvm", &[PORTAL, PORTAL2]);
+    let _flush = FlushMaps;
+    let vols = Volumes::new();
+    let st = lvm_stage(&scratch, &xfs, &mut rig, &vols, &root);
+    let live_wwn = fs::read_to_string(format!(
+        "/sys/block/{}/device/wwid",
+        st.live_dev.file_name().unwrap().to_string_lossy()
+    ))
+    .unwrap()
+    .trim()
+    .to_string();
+    let gold_map = map_of(&live_wwn, 2);
+    let gold_vol = gm(&["list", "--json"]).unwrap();
+    assert!(
+        gold_vol.contains(&format!("/dev/{gold_map}")),
+        "the live gold should be mounted from its map {gold_map}: {gold_vol}"
+    );
+    let gold_sums = tree_sums(&root.join("gold"));
+    let vgs_before = host_vgs(false);
+    let dm_before = dm_names();
+    let gold_p2 = holders_of(&gold_map)
+        .into_iter()
+        .find(|h| {
+            fs::read_to_string(format!("/sys/block/{h}/dm/uuid"))
+                .map(|u| u.trim().starts_with("part2-mpath-"))
+                .unwrap_or(false)
+        })
+        .map(|h| PathBuf::from("/dev").join(h))
+        .unwrap_or_else(|| panic!("no kpartx partition 2 on the gold's map {gold_map}"));
+    let gold_seq = seqno(&gold_p2);
+
+    let (lun, wwn, _) = rig.clone_and_present("mc1", "gold");
+    rig.attach(&[(lun, &wwn)]);
+    let map = map_of(&wwn, 2);
+    run("udevadm", &["settle", "-t", "60"]);
+    let paths = slaves_of(&map);
+    eprintln!("clone map {map} over {paths:?}; gold map {gold_map}");
+
+    vols.add("mc1");
+    let m = gm_mount("mc1", &[&wwn]);
+    eprintln!("notes: {}", m["notes"]);
+    assert_eq!(
+        kname(m["devices"][0].as_str().unwrap()),
+        map,
+        "goldmount should mount from the map, not a path: {m}"
+    );
+    assert_eq!(m["layout"], "fstab", "{m}");
+    let vgs = manifest_vgs(&m);
+    assert_eq!(vgs.len(), 1, "{m}");
+    let vg = vgs.into_iter().next().unwrap();
+    assert_ne!(vg, "vg_gold", "the clone's VG was not renamed: {m}");
+    let tree = by_original(&m);
+    for mp in ["/", "/boot", "/home", "/srv/data"] {
+        assert!(tree.contains_key(mp), "{mp} not mounted: {m}");
+    }
+    assert_eq!(tree_sums(&root.join("mc1")), gold_sums, "contents differ");
+
+    // Every LV of the clone sits on the clone map's partition 2 (kpartx).
+    let p2: Vec<String> = holders_of(&map)
+        .into_iter()
+        .filter(|h| {
+            fs::read_to_string(format!("/sys/block/{h}/dm/uuid"))
+                .map(|u| u.trim().starts_with("part2-mpath-"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(
+        p2.len(),
+        1,
+        "kpartx partition 2 of {map}: {:?}",
+        holders_of(&map)
+    );
+    let p2 = p2[0].clone();
+    let mut lvs = 0;
+    for mi in m["mounts"].as_array().unwrap() {
+        let src = mi["source"].as_str().unwrap();
+        if !src.starts_with(&format!("/dev/mapper/{vg}-")) {
+            continue;
+        }
+        lvs += 1;
+        let lv = kname(src);
+        assert_eq!(
+            slaves_of(&lv),
+            vec![p2.clone()],
+            "{src} ({lv}) is not on {p2}"
+        );
+    }
+    assert_eq!(lvs, 2, "root and home LVs expected: {m}");
+    // Nothing holds a path's own partitions (where the kernel made them).
+    for p in &paths {
+        for e in fs::read_dir(format!("/sys/block/{p}")).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(p.as_str()) {
+                let held: Vec<_> = fs::read_dir(e.path().join("holders"))
+                    .map(|d| d.flatten().map(|h| h.file_name()).collect())
+                    .unwrap_or_default();
+                assert!(held.is_empty(), "path partition {n} is held by {held:?}");
+            }
+        }
+    }
+
+    // A write in the clone stays there.
+    fs::write(root.join("mc1/home/alice/mp.txt"), "only in mc1\n").unwrap();
+    run("sync", &[]);
+    assert_eq!(tree_sums(&root.join("gold")), gold_sums, "the gold changed");
+    assert_eq!(host_vgs(false), vgs_before, "host VGs changed");
+
+    gm(&["unmount", "--volume", "mc1"]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(mounts_under(&root.join("mc1")).is_empty());
+    assert!(
+        holders_of(&p2).is_empty(),
+        "{p2} still held: {:?}",
+        holders_of(&p2)
+    );
+    assert!(
+        dm_names().iter().all(|n| !n.starts_with(vg.as_str())),
+        "clone LVs left: {:?}",
+        dm_names()
+    );
+    let r = executor::remove::remove(
+        &executor::sysfs::Root::host(),
+        &format!("/dev/{map}"),
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("remove-device of the clone's map: {e}"));
+    assert!(r.map_removed.is_some(), "{r:?}");
+    for p in &paths {
+        assert!(!Path::new("/sys/block").join(p).exists(), "path {p} left");
+    }
+    rig.disks.retain(|d| !paths.iter().any(|p| d.ends_with(p)));
+    assert_eq!(
+        dm_names(),
+        dm_before,
+        "dm devices after the clone's teardown"
+    );
+    assert_eq!(host_vgs(false), vgs_before);
+    assert_eq!(
+        seqno(&gold_p2),
+        gold_seq,
+        "seqno of vg_gold on the gold's map"
+    );
+
+    // The gold: unmounted, its map removed the same way.
+    gm(&["unmount", "--volume", "gold"]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(mounts_under(&root).is_empty(), "{:?}", mounts_under(&root));
+    let r = executor::remove::remove(
+        &executor::sysfs::Root::host(),
+        &format!("/dev/{gold_map}"),
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("remove-device of the gold's map: {e}"));
+    assert!(r.map_removed.is_some(), "{r:?}");
+    rig.disks.clear();
+    for (what, st) in [
+        ("unpresent", rig.app.delete("/v1/presentations/mc1")),
+        ("delete clone", rig.app.delete("/v1/clones/mc1")),
+    ] {
+        assert!(st == 200 || st == 204, "{what} mc1 -> {st}");
+    }
+    drop(st);
     drop(vols);
     drop(rig);
     drop(xfs);
