@@ -67,7 +67,8 @@ pub struct UnresolvedEntry {
 pub struct Manifest {
     /// Volume name.
     pub volume: String,
-    /// Devices (LUNs) it came from.
+    /// Devices (LUNs) it came from; a multipath map as `/dev/mapper/<name>`
+    /// (stable across boots, unlike `/dev/dm-N`).
     pub devices: Vec<PathBuf>,
     /// The volume path to bind-mount.
     pub path: PathBuf,

@@ -33,6 +33,31 @@ pub fn kernel_partition_node(disk: &Path, number: u32, start_bytes: u64) -> Opti
     None
 }
 
+/// The name a person knows a device-mapper device by: `/dev/mapper/<name>`
+/// for `/dev/dm-N` (a multipath map is `/dev/mapper/<wwid>` or its alias),
+/// when that node exists and is the same device; anything else unchanged.
+/// The kernel name stays the identity goldmount compares; this is for the
+/// manifest a person or the appliance reads — `dm-N` changes across boots.
+pub fn display_path(dev: &Path) -> PathBuf {
+    let Some(name) = dev.file_name().and_then(|n| n.to_str()) else {
+        return dev.to_path_buf();
+    };
+    if !name.starts_with("dm-") {
+        return dev.to_path_buf();
+    }
+    let dm_name = std::fs::read_to_string(PathBuf::from("/sys/block").join(name).join("dm/name"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    if dm_name.is_empty() || dm_name.contains('/') {
+        return dev.to_path_buf();
+    }
+    let mapper = PathBuf::from("/dev/mapper").join(&dm_name);
+    match (std::fs::canonicalize(&mapper), std::fs::canonicalize(dev)) {
+        (Ok(a), Ok(b)) if a == b => mapper,
+        _ => dev.to_path_buf(),
+    }
+}
+
 /// kpartx's partition map for partition `number` of dm device `disk` (a
 /// multipath map), if it maps exactly `size_bytes` of `disk` from
 /// `start_bytes`: its dm uuid is `part<N>-<uuid of disk>`, and its table (one

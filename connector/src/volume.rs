@@ -878,7 +878,7 @@ fn mount_steps(
     }
     Ok(Manifest {
         volume: req.volume.clone(),
-        devices: devices.to_vec(),
+        devices: devices.iter().map(|d| partmap::display_path(d)).collect(),
         path: vpath,
         read_only: req.read_only,
         layout: layout_kind,

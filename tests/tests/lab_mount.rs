@@ -1088,6 +1088,10 @@ fn mount_multipath_clone_fstab_tree() {
     vols.add("mp1");
     let m = gm_mount("mp1", &[&wwn]);
     let dev = m["devices"][0].as_str().unwrap().to_string();
+    assert!(
+        dev.starts_with("/dev/mapper/"),
+        "the manifest names the map by its dm name: {m}"
+    );
     let dev_kname = fs::canonicalize(&dev)
         .unwrap()
         .file_name()
@@ -1260,6 +1264,13 @@ fn mount_lvm_clone_on_multipath_next_to_gold() {
     vols.add("mc1");
     let m = gm_mount("mc1", &[&wwn]);
     eprintln!("notes: {}", m["notes"]);
+    assert!(
+        m["devices"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/mapper/"),
+        "the manifest names the map by its dm name: {m}"
+    );
     assert_eq!(
         kname(m["devices"][0].as_str().unwrap()),
         map,
