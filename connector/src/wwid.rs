@@ -12,6 +12,9 @@ use anyhow::{bail, Context, Result};
 use executor::sysfs::Root;
 use executor::wait::{MultipathPolicy, WaitSpec};
 
+/// Bound on `udevadm settle` (its own `-t 30`, plus slack).
+const UDEV_SETTLE: Duration = Duration::from_secs(35);
+
 /// Waits up to `timeout` for the device with this identity: an absolute
 /// path is a loop backend's backing file, anything else a SCSI WWID.
 pub fn wait_for(wwid: &str, timeout: Duration) -> Result<PathBuf> {
@@ -36,8 +39,17 @@ pub fn wait_for(wwid: &str, timeout: Duration) -> Result<PathBuf> {
         repaired = ?found.repaired,
         event_driven = found.event_driven,
         elapsed_ms = found.elapsed_ms,
+        claimed = ?found.claimed,
         "device verified"
     );
+    if found.multipath.is_some() && Path::new("/run/udev/control").exists() {
+        // kpartx makes the map's partition maps from udev's handling of the
+        // map's own event; let udev finish it before the partitions are
+        // looked up (else they would be mapped with offset loops instead).
+        if let Err(e) = crate::tools::run("udevadm", &["settle", "-t", "30"], UDEV_SETTLE) {
+            tracing::warn!(error = %e, "udevadm settle after the multipath map");
+        }
+    }
     Ok(PathBuf::from(found.node))
 }
 

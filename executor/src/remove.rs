@@ -60,6 +60,10 @@ pub struct Removal {
     pub map_removed: Option<String>,
     /// SCSI paths deleted.
     pub deleted: Vec<String>,
+    /// The WWID taken out of /etc/multipath/wwids with the map (`multipath
+    /// -w`): the LUN leaves this host, so nothing of it stays in the host's
+    /// multipath configuration — wait-for-device may have put it there.
+    pub wwid_forgotten: Option<String>,
     /// Flush failures that did not stop the removal (e.g. forced).
     pub warnings: Vec<String>,
 }
@@ -228,6 +232,7 @@ pub fn remove(root: &Root, arg: &str, opts: &RemoveOptions) -> Result<Removal> {
         flushed: Vec::new(),
         map_removed: None,
         deleted: Vec::new(),
+        wwid_forgotten: None,
         warnings: Vec::new(),
     };
     let mut to_flush: Vec<String> = stack.map.iter().map(|(dm, _)| dm.clone()).collect();
@@ -241,9 +246,21 @@ pub fn remove(root: &Root, arg: &str, opts: &RemoveOptions) -> Result<Removal> {
             Err(e) => return Err(e),
         }
     }
-    if let Some((_, dm_name)) = &stack.map {
+    if let Some((dm, dm_name)) = &stack.map {
+        let wwid = root
+            .attr(format!("/sys/block/{dm}/dm/uuid"))
+            .and_then(|u| u.strip_prefix("mpath-").map(str::to_string));
         flush_map(dm_name, opts)?;
         r.map_removed = Some(dm_name.clone());
+        if let Some(w) = wwid.filter(|w| listed_in_wwids(root, w)) {
+            // Before the paths go: multipath resolves the WWID itself.
+            match cmd::run("multipath", &["-w", &w], opts.cmd_timeout) {
+                Ok(_) => r.wwid_forgotten = Some(w),
+                Err(e) => r
+                    .warnings
+                    .push(format!("WWID {w} left in /etc/multipath/wwids: {e}")),
+            }
+        }
     }
     for p in &stack.paths {
         tracing::info!(device = %p, "deleting SCSI device");
@@ -266,6 +283,14 @@ pub fn remove(root: &Root, arg: &str, opts: &RemoveOptions) -> Result<Removal> {
         }
     }
     Ok(r)
+}
+
+/// Whether /etc/multipath/wwids lists `wwid` (as `/<wwid>/`).
+fn listed_in_wwids(root: &Root, wwid: &str) -> bool {
+    root.attr("/etc/multipath/wwids").is_some_and(|t| {
+        t.lines()
+            .any(|l| l.trim().strip_prefix('/').and_then(|l| l.strip_suffix('/')) == Some(wwid))
+    })
 }
 
 /// `multipath -f MAP` with bounded retries (dmsetup remove when the

@@ -77,6 +77,10 @@ pub struct Found {
     pub serial: Option<String>,
     /// Stale devices deleted and rescanned on the way.
     pub repaired: Vec<String>,
+    /// What was done to make multipathd take the LUN when it did not on its
+    /// own (`multipath -a`, `multipathd add path`), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub claimed: Vec<String>,
     /// Whether kernel uevents woke us (false: sysfs polling).
     pub event_driven: bool,
     /// Time taken.
@@ -226,10 +230,17 @@ struct Waiter<'a> {
     repaired_at: HashSet<Hctl>,
     repaired: Vec<String>,
     last: String,
+    /// When the paths were first seen without the map we want.
+    map_wanted_since: Option<Instant>,
+    claimed: Vec<String>,
 }
 
+/// How long multipathd gets to build a map on its own (find_multipaths
+/// `no`, `greedy`, or `yes` with two paths up) before goldmount asks it.
+const CLAIM_GRACE: Duration = Duration::from_secs(2);
+
 enum Look {
-    Found(Found),
+    Found(Box<Found>),
     Pending(String),
 }
 
@@ -354,13 +365,27 @@ impl Waiter<'_> {
                     }
                 };
                 if want_map {
+                    let since = *self.map_wanted_since.get_or_insert_with(Instant::now);
+                    if root.is_host()
+                        && self.claimed.is_empty()
+                        && since.elapsed() >= CLAIM_GRACE
+                        && multipathd_running(root)
+                    {
+                        let path_names: Vec<&str> = paths.iter().map(|p| p.name.as_str()).collect();
+                        self.claimed = claim_for_multipath(&path_names, in_wwids_file(root, id));
+                    }
                     return Ok(Look::Pending(format!(
-                        "path(s) {names} up, waiting for the multipath map{}",
+                        "path(s) {names} up, waiting for the multipath map{}{}",
                         match iscsi_sessions_to_target(root, first) {
                             n if n > 1 => format!(
                                 " ({n} iSCSI sessions to this target: more paths are coming)"
                             ),
                             _ => String::new(),
+                        },
+                        if self.claimed.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; asked multipathd: {}", self.claimed.join("; "))
                         }
                     )));
                 }
@@ -382,7 +407,7 @@ impl Waiter<'_> {
                 }
             }
         }
-        Ok(Look::Found(Found {
+        Ok(Look::Found(Box::new(Found {
             node,
             device,
             paths,
@@ -390,9 +415,10 @@ impl Waiter<'_> {
             wwid: id.wwid(),
             serial: id.serial.clone(),
             repaired: self.repaired.clone(),
+            claimed: self.claimed.clone(),
             event_driven: false,
             elapsed_ms: 0,
-        }))
+        })))
     }
 }
 
@@ -436,6 +462,42 @@ fn iscsi_sessions_to_target(root: &Root, name: &str) -> usize {
         .count()
 }
 
+/// Asks multipathd to take the LUN whose verified paths are `paths` when it
+/// has not built the map on its own: with Debian's default
+/// `find_multipaths strict` (and RHEL's `yes` while one path is up)
+/// multipathd only maps WWIDs listed in /etc/multipath/wwids. As os-brick
+/// does: `multipath -a /dev/<path>` lists the WWID (skipped when listed),
+/// then `multipathd add path <path>` for each path. Failures are logged and
+/// reported, never fatal: the wait goes on and times out naming what it saw.
+/// Returns what was run, with the outcome.
+fn claim_for_multipath(paths: &[&str], listed: bool) -> Vec<String> {
+    const T: Duration = Duration::from_secs(20);
+    let mut done = Vec::new();
+    let Some(first) = paths.first() else {
+        return done;
+    };
+    let mut step = |prog: &str, args: &[&str]| {
+        let line = format!("{prog} {}", args.join(" "));
+        match crate::cmd::run(prog, args, T) {
+            Ok(o) => {
+                tracing::info!(cmd = %line, out = %o.stdout.trim(), "asked multipathd to take the LUN");
+                done.push(line);
+            }
+            Err(e) => {
+                tracing::warn!(cmd = %line, error = %e, "multipath claim step failed");
+                done.push(format!("{line} (failed: {e})"));
+            }
+        }
+    };
+    if !listed {
+        step("multipath", &["-a", &format!("/dev/{first}")]);
+    }
+    for p in paths {
+        step("multipathd", &["add", "path", p]);
+    }
+    done
+}
+
 fn in_wwids_file(root: &Root, id: &Identity) -> bool {
     let Some(text) = root.attr("/etc/multipath/wwids") else {
         return false;
@@ -469,13 +531,15 @@ pub fn wait(root: &Root, spec: &WaitSpec) -> Result<Found> {
         repaired_at: HashSet::new(),
         repaired: Vec::new(),
         last: String::new(),
+        map_wanted_since: None,
+        claimed: Vec::new(),
     };
     loop {
         match w.look()? {
             Look::Found(mut f) => {
                 f.event_driven = listener.is_some();
                 f.elapsed_ms = t0.elapsed().as_millis() as u64;
-                return Ok(f);
+                return Ok(*f);
             }
             Look::Pending(note) => {
                 tracing::debug!(%note, "waiting");

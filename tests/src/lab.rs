@@ -277,8 +277,10 @@ pub fn dm_with_uuid(uuid: &str) -> Option<String> {
     })
 }
 
-/// multipathd with a minimal config (every SCSI disk multipathed, no
-/// friendly names), stopped at the end with its config removed.
+/// multipathd as a stock Debian 12 host runs it: `find_multipaths` left at
+/// the default, `strict` — a map is made only for a WWID listed in
+/// /etc/multipath/wwids, so goldmount's wait has to ask for it — no friendly
+/// names; stopped at the end with its config removed.
 pub struct Multipathd;
 
 impl Multipathd {
@@ -290,7 +292,7 @@ impl Multipathd {
         run("modprobe", &["dm_multipath"]);
         fs::write(
             "/etc/multipath.conf",
-            "defaults {\n    user_friendly_names no\n    find_multipaths no\n}\n\
+            "defaults {\n    user_friendly_names no\n}\n\
              blacklist {\n    devnode \"^(ram|loop|fd|md|dm-|sr|scd|st|nbd)[0-9]*\"\n}\n",
         )
         .unwrap();

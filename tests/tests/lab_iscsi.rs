@@ -514,6 +514,20 @@ fn multipath_two_portals_attach_and_remove() {
     let f = wait::wait(&Root::host(), &spec(&l, None, MultipathPolicy::Require)).unwrap();
     eprintln!("multipath: {f:?}");
     assert_eq!(f.paths.len(), 2, "{f:?}");
+    // Debian's find_multipaths strict maps only listed WWIDs: the wait had to
+    // list this one and hand multipathd the paths.
+    assert!(
+        f.claimed
+            .first()
+            .is_some_and(|c| c.starts_with("multipath -a ")),
+        "{:?}",
+        f.claimed
+    );
+    assert!(
+        f.claimed.iter().all(|c| !c.contains("failed")),
+        "{:?}",
+        f.claimed
+    );
     let hex = l.wwn.trim_start_matches("naa.");
     let uuid = format!("mpath-3{hex}");
     let dm = dm_with_uuid(&uuid).unwrap_or_else(|| panic!("no dm map with uuid {uuid}"));
@@ -542,6 +556,14 @@ fn multipath_two_portals_attach_and_remove() {
     assert!(r.map_removed.is_some());
     assert_eq!(r.deleted.len(), 2);
     assert_eq!(dm_with_uuid(&uuid), None, "map left behind");
+    let mp_wwid = format!("3{hex}");
+    assert_eq!(r.wwid_forgotten.as_deref(), Some(mp_wwid.as_str()), "{r:?}");
+    // `multipath -w` comments the line out; a listed WWID is `/<wwid>/`.
+    let wwids = fs::read_to_string("/etc/multipath/wwids").unwrap_or_default();
+    assert!(
+        !wwids.lines().any(|l| l.trim() == format!("/{mp_wwid}/")),
+        "WWID left in the wwids file: {wwids}"
+    );
     assert_eq!(disk_with_wwid(&l.wwn), None, "a path left behind");
     for p in [P1, P2] {
         assert!(matches!(

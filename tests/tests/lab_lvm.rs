@@ -26,7 +26,21 @@ impl Loop {
 }
 
 impl Drop for Loop {
+    /// Takes down what is stacked on the loop device first: the host's udev
+    /// rules may have autoactivated a VG on it behind the test's back (a
+    /// clone's loop device appearing makes `pvscan -aay` activate the gold's
+    /// VG), and `losetup -d` of a held device only sets autoclear — the VG
+    /// would outlive the scenario and break the next one's `vgcreate`.
     fn drop(&mut self) {
+        let name = self.0.file_name().unwrap().to_string_lossy().into_owned();
+        if let Ok(holders) = fs::read_dir(format!("/sys/block/{name}/holders")) {
+            for h in holders.flatten() {
+                if let Ok(dm) = fs::read_to_string(h.path().join("dm/name")) {
+                    eprintln!("loop {name}: removing dm {} stacked on it", dm.trim());
+                    let _ = try_run("dmsetup", &["remove", "--retry", dm.trim()], CMD_TIMEOUT);
+                }
+            }
+        }
         let _ = try_run("losetup", &["-d", self.s()], CMD_TIMEOUT);
     }
 }

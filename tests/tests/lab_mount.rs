@@ -559,9 +559,9 @@ fn lvm_stage(
     let (lun, wwn, _) = rig.clone_and_present("live", "gold");
     stage.live_dev = rig.attach(&[(lun, &wwn)]).remove(0);
     if rig.portals.len() > 1 {
-        // Mount from the map over every path, not from the first path up.
-        map_of(&wwn, rig.portals.len());
-        run("udevadm", &["settle", "-t", "60"]);
+        // Every path up before the mount (goldmount would wait for the map
+        // anyway: several sessions to the target).
+        wait_paths(&wwn, rig.portals.len());
     }
     vols.add("gold");
     let t = Instant::now();
@@ -1069,24 +1069,16 @@ fn mount_multipath_clone_fstab_tree() {
     let (lun, wwn, _) = rig.clone_and_present("mp1", "mpgold");
     rig.attach(&[(lun, &wwn)]);
     let hex = wwn.trim_start_matches("naa.");
-    let map = wait_until("the multipath map over both paths", DISK_WAIT, || {
-        let dm = dm_with_uuid(&format!("mpath-3{hex}"))?;
-        (fs::read_dir(format!("/sys/block/{dm}/slaves"))
-            .ok()?
-            .count()
-            == 2)
-            .then_some(dm)
-    });
-    run("udevadm", &["settle", "-t", "60"]);
-    let paths: Vec<String> = fs::read_dir(format!("/sys/block/{map}/slaves"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    eprintln!("map {map} over {paths:?}; holders: {:?}", holders_of(&map));
+    // Both paths up; no map yet (find_multipaths strict, a new WWID): the
+    // map is goldmount's to ask for.
+    wait_paths(&wwn, 2);
+    assert_eq!(dm_with_uuid(&format!("mpath-3{hex}")), None);
 
     vols.add("mp1");
     let m = gm_mount("mp1", &[&wwn]);
+    let map = map_of(&wwn, 2);
+    let paths = slaves_of(&map);
+    eprintln!("map {map} over {paths:?}; holders: {:?}", holders_of(&map));
     let dev = m["devices"][0].as_str().unwrap().to_string();
     assert!(
         dev.starts_with("/dev/mapper/"),
@@ -1142,6 +1134,11 @@ fn mount_multipath_clone_fstab_tree() {
     eprintln!("removal: {r:?}");
     assert!(r.map_removed.is_some(), "{r:?}");
     assert_eq!(
+        r.wwid_forgotten.as_deref(),
+        Some(format!("3{hex}").as_str()),
+        "the WWID goldmount listed for multipathd leaves with the LUN: {r:?}"
+    );
+    assert_eq!(
         dm_with_uuid(&format!("mpath-3{hex}")),
         None,
         "map left behind"
@@ -1173,6 +1170,20 @@ impl Drop for FlushMaps {
     fn drop(&mut self) {
         let _ = try_run("multipath", &["-F"], CMD_TIMEOUT);
     }
+}
+
+/// Waits until `n` SCSI disks (paths) carry `wwn`.
+fn wait_paths(wwn: &str, n: usize) {
+    wait_until(&format!("{n} paths of {wwn}"), DISK_WAIT, || {
+        let count = fs::read_dir("/sys/block")
+            .ok()?
+            .flatten()
+            .filter(|e| {
+                fs::read_to_string(e.path().join("device/wwid")).is_ok_and(|w| w.trim() == wwn)
+            })
+            .count();
+        (count == n).then_some(())
+    });
 }
 
 /// The multipath map (kernel name) over `wwn`, once it has `paths` paths.
@@ -1256,13 +1267,13 @@ fn mount_lvm_clone_on_multipath_next_to_gold() {
 
     let (lun, wwn, _) = rig.clone_and_present("mc1", "gold");
     rig.attach(&[(lun, &wwn)]);
-    let map = map_of(&wwn, 2);
-    run("udevadm", &["settle", "-t", "60"]);
-    let paths = slaves_of(&map);
-    eprintln!("clone map {map} over {paths:?}; gold map {gold_map}");
+    wait_paths(&wwn, 2);
 
     vols.add("mc1");
     let m = gm_mount("mc1", &[&wwn]);
+    let map = map_of(&wwn, 2);
+    let paths = slaves_of(&map);
+    eprintln!("clone map {map} over {paths:?}; gold map {gold_map}");
     eprintln!("notes: {}", m["notes"]);
     assert!(
         m["devices"][0]

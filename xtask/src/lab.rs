@@ -219,7 +219,10 @@ fn summarize(
     let mut failed = 0;
     for name in scenarios {
         match results.scenarios.iter().find(|r| &r.name == name) {
-            Some(r) if r.passed => eprintln!("  PASS {:7.1}s  {name}", r.secs),
+            Some(r) if r.passed && r.detail.is_empty() => {
+                eprintln!("  PASS {:7.1}s  {name}", r.secs)
+            }
+            Some(r) if r.passed => eprintln!("  PASS {:7.1}s  {name} ({})", r.secs, r.detail),
             Some(r) => {
                 failed += 1;
                 eprintln!(

@@ -189,6 +189,7 @@ fn run_scenario(plan: &Plan, name: &str) -> Result<ScenarioResult> {
     for (k, v) in &plan.env {
         cmd.env(k, v);
     }
+    let before = BlockState::now();
     let t0 = Instant::now();
     let status = proc::run_logged(cmd, &log, Duration::from_secs(plan.scenario_timeout_secs))?;
     let secs = t0.elapsed().as_secs_f64();
@@ -209,7 +210,26 @@ fn run_scenario(plan: &Plan, name: &str) -> Result<ScenarioResult> {
     if !passed {
         append_diagnostics(&log);
     }
-    // Leave no session behind for the next scenario.
+    // Leave nothing behind for the next scenario: dm devices and loop
+    // devices a scenario left (its own bug, or the host's udev activating a
+    // VG behind its back) would make the next one fail for no reason of its
+    // own — that is how a `vgcreate vg_span` once failed in CI.
+    let left = BlockState::now().minus(&before);
+    let detail = if left.is_empty() {
+        detail
+    } else {
+        let msg = format!("left behind (removed): {}", left.describe());
+        say(&format!("leak {name}: {msg}"));
+        if let Ok(mut f) = fs::OpenOptions::new().append(true).open(&log) {
+            let _ = writeln!(f, "\n===== lab: {msg} =====");
+        }
+        left.remove();
+        if detail.is_empty() {
+            msg
+        } else {
+            format!("{detail}; {msg}")
+        }
+    };
     let _ = proc::capture("iscsiadm", &["-m", "node", "--logoutall=all"], SHORT);
     let _ = fs::remove_dir_all(&scratch);
     Ok(ScenarioResult {
@@ -219,6 +239,79 @@ fn run_scenario(plan: &Plan, name: &str) -> Result<ScenarioResult> {
         detail,
         log: log_name,
     })
+}
+
+/// dm devices (by dm name) and attached loop devices (by kernel name).
+#[derive(Default)]
+struct BlockState {
+    dm: Vec<String>,
+    loops: Vec<String>,
+}
+
+impl BlockState {
+    fn now() -> Self {
+        let mut st = BlockState::default();
+        for e in fs::read_dir("/sys/block").into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(dm) = fs::read_to_string(e.path().join("dm/name")) {
+                st.dm.push(dm.trim().to_string());
+            } else if name.starts_with("loop") && e.path().join("loop/backing_file").exists() {
+                st.loops.push(name);
+            }
+        }
+        st.dm.sort();
+        st.loops.sort();
+        st
+    }
+
+    fn minus(self, before: &BlockState) -> BlockState {
+        BlockState {
+            dm: self
+                .dm
+                .into_iter()
+                .filter(|d| !before.dm.contains(d))
+                .collect(),
+            loops: self
+                .loops
+                .into_iter()
+                .filter(|l| !before.loops.contains(l))
+                .collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.dm.is_empty() && self.loops.is_empty()
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.dm.is_empty() {
+            parts.push(format!("dm {}", self.dm.join(", ")));
+        }
+        if !self.loops.is_empty() {
+            parts.push(format!("loop {}", self.loops.join(", ")));
+        }
+        parts.join("; ")
+    }
+
+    /// dm devices top-down (a device is removed once nothing holds it),
+    /// then the loop devices.
+    fn remove(&self) {
+        let mut left = self.dm.clone();
+        for _ in 0..4 {
+            if left.is_empty() {
+                break;
+            }
+            left.retain(|d| {
+                proc::capture("dmsetup", &["remove", "--retry", d], SHORT)
+                    .map(|c| !c.status.success())
+                    .unwrap_or(true)
+            });
+        }
+        for l in &self.loops {
+            let _ = proc::capture("losetup", &["-d", &format!("/dev/{l}")], SHORT);
+        }
+    }
 }
 
 /// What a storage engineer wants to see after a failure.
