@@ -42,10 +42,15 @@ SUBCOMMANDS:
                    and serial, verified from its VPD pages; with a place
                    (--hctl/--iscsi-session/--fc-target + --lun) a stale device
                    there is deleted and rescanned once before failing. Prints
-                   the node: the multipath map when multipathd owns the WWID.
+                   the node: the multipath map when multipathd runs and the
+                   LUN has several paths (up, listed in /etc/multipath/wwids,
+                   or several iSCSI sessions to its target); with no map 2 s
+                   on, lists the WWID (multipath -a) and adds the paths to
+                   multipathd (find_multipaths strict maps only listed WWIDs).
                    --timeout: 30s default; 500ms, 2m, or plain seconds
-  remove-device    flush, remove the multipath map holding DEV, delete every
-                   SCSI path; refuses when mounted or held unless --force.
+  remove-device    flush, remove the multipath map holding DEV (and its WWID
+                   from /etc/multipath/wwids), delete every SCSI path;
+                   refuses when mounted or held unless --force.
                    --dry-run shows the stack and what holds it
 
 GLOBAL OPTIONS:
