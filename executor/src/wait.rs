@@ -22,8 +22,9 @@ use crate::vpd;
 pub enum MultipathPolicy {
     /// Wait for the map when multipathd runs and the LUN is multipathed:
     /// its WWID is in /etc/multipath/wwids, more than one path is up, or the
-    /// path came through an iSCSI target this host has several sessions to
-    /// (the other paths are on their way). Else the path.
+    /// path came through an iSCSI target this host has several sessions to,
+    /// or an FC target with several online ports (the other paths are on
+    /// their way). Else the path.
     #[default]
     Auto,
     /// The map must appear (fail on timeout otherwise).
@@ -361,7 +362,7 @@ impl Waiter<'_> {
                         multipathd_running(root)
                             && (paths.len() > 1
                                 || in_wwids_file(root, id)
-                                || iscsi_sessions_to_target(root, first) > 1)
+                                || more_paths_expected(root, first).is_some())
                     }
                 };
                 if want_map {
@@ -376,11 +377,9 @@ impl Waiter<'_> {
                     }
                     return Ok(Look::Pending(format!(
                         "path(s) {names} up, waiting for the multipath map{}{}",
-                        match iscsi_sessions_to_target(root, first) {
-                            n if n > 1 => format!(
-                                " ({n} iSCSI sessions to this target: more paths are coming)"
-                            ),
-                            _ => String::new(),
+                        match more_paths_expected(root, first) {
+                            Some(why) => format!(" ({why}: more paths are coming)"),
+                            None => String::new(),
                         },
                         if self.claimed.is_empty() {
                             String::new()
@@ -448,6 +447,51 @@ pub fn multipathd_running(root: &Root) -> bool {
 /// hand out is the map, even while only the first path is up — handing out
 /// that path would let a mount win the race against multipathd and leave the
 /// LUN on a single path, its partitions visible twice to LVM.
+/// Why SCSI disk `name` is one of several paths to its LUN even while it is
+/// the only one up: several logged-in iSCSI sessions to its target, or
+/// several online FCP ports of its FC target (same WWNN). None otherwise.
+fn more_paths_expected(root: &Root, name: &str) -> Option<String> {
+    match iscsi_sessions_to_target(root, name) {
+        n if n > 1 => return Some(format!("{n} iSCSI sessions to this target")),
+        _ => {}
+    }
+    match fc_ports_of_target(root, name) {
+        n if n > 1 => Some(format!("{n} online FC ports of this target")),
+        _ => None,
+    }
+}
+
+/// Online remote ports with the FCP target role that share the WWNN of the
+/// remote port FC disk `name` came through (0 when it is not an FC disk):
+/// the ports of one array a host is zoned to, each a path to its LUNs.
+fn fc_ports_of_target(root: &Root, name: &str) -> usize {
+    let Some(real) = root.real(format!("/sys/block/{name}")) else {
+        return 0;
+    };
+    let Some(rport) = real.split('/').find(|c| c.starts_with("rport-")) else {
+        return 0;
+    };
+    let node = |r: &str| {
+        root.attr(format!("/sys/class/fc_remote_ports/{r}/node_name"))
+            .and_then(|n| fc::normalize_wwn(&n))
+    };
+    let Some(own) = node(rport) else {
+        return 0;
+    };
+    root.list("/sys/class/fc_remote_ports")
+        .iter()
+        .filter(|r| node(r).as_deref() == Some(own.as_str()))
+        .filter(|r| {
+            let d = format!("/sys/class/fc_remote_ports/{r}");
+            root.attr(format!("{d}/port_state"))
+                .is_some_and(|s| s.eq_ignore_ascii_case("online"))
+                && root
+                    .attr(format!("{d}/roles"))
+                    .is_some_and(|s| s.contains("FCP Target"))
+        })
+        .count()
+}
+
 fn iscsi_sessions_to_target(root: &Root, name: &str) -> usize {
     let Some(own) = root
         .real(format!("/sys/block/{name}"))

@@ -625,3 +625,35 @@ fn wait_auto_waits_for_the_map_while_other_sessions_to_the_target_exist() {
     assert_eq!(f.node, format!("/dev/{first}"));
     assert!(f.multipath.is_none());
 }
+
+/// The FC side of the same rule, on the hand-made FC tree (labelled as such
+/// in its README): sdq came through one of three online FCP ports of its
+/// array (same WWNN), so with multipathd running `Auto` waits for the map;
+/// with the other two ports blocked it is a single-path LUN.
+#[test]
+fn wait_auto_waits_for_the_map_while_other_fc_target_ports_are_online() {
+    let (_t, r) = scratch("sysfs-fc-handmade");
+    std::fs::create_dir_all(r.path("/proc/4242")).unwrap();
+    std::fs::write(r.path("/proc/4242/comm"), "multipathd\n").unwrap();
+    let wwid = r.attr("/sys/block/sdq/device/wwid").unwrap();
+    let spec = WaitSpec {
+        wwid,
+        serial: None,
+        location: None,
+        timeout: Duration::from_millis(400),
+        multipath: MultipathPolicy::Auto,
+    };
+    let e = wait::wait(&r, &spec).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::WaitTimeout { .. }), "{msg}");
+    assert!(msg.contains("3 online FC ports of this target"), "{msg}");
+
+    for rport in ["rport-5:0-1", "rport-7:0-0"] {
+        let state = std::fs::canonicalize(r.path(format!("/sys/class/fc_remote_ports/{rport}")))
+            .unwrap()
+            .join("port_state");
+        std::fs::write(state, "Blocked\n").unwrap();
+    }
+    let f = wait::wait(&r, &spec).unwrap();
+    assert_eq!(f.node, "/dev/sdq");
+}
