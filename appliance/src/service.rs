@@ -203,8 +203,9 @@ impl Appliance {
                 (h, Outcome::Created)
             }
         };
-        let hosts: Vec<Host> = self.store.list(Kind::Host)?;
-        if let Err(e) = self.presenter.prepare(&hosts) {
+        // Only this host: another host's state is not this request's concern
+        // (every host was prepared when it registered, and on start).
+        if let Err(e) = self.presenter.prepare_host(&host) {
             // A host the backend could not be prepared for (e.g. LIO's ACL
             // refused) is not kept: the caller sees the error, and a retry
             // starts from nothing instead of finding a half-registered host.

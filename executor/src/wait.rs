@@ -234,6 +234,8 @@ struct Waiter<'a> {
     /// When the paths were first seen without the map we want.
     map_wanted_since: Option<Instant>,
     claimed: Vec<String>,
+    /// multipathd refused the paths as blacklisted: `Auto` uses the path.
+    blacklisted: bool,
 }
 
 /// How long multipathd gets to build a map on its own (find_multipaths
@@ -359,7 +361,8 @@ impl Waiter<'_> {
                     MultipathPolicy::Require => true,
                     MultipathPolicy::Never => false,
                     MultipathPolicy::Auto => {
-                        multipathd_running(root)
+                        !self.blacklisted
+                            && multipathd_running(root)
                             && (paths.len() > 1
                                 || in_wwids_file(root, id)
                                 || more_paths_expected(root, first).is_some())
@@ -373,7 +376,9 @@ impl Waiter<'_> {
                         && multipathd_running(root)
                     {
                         let path_names: Vec<&str> = paths.iter().map(|p| p.name.as_str()).collect();
-                        self.claimed = claim_for_multipath(&path_names, in_wwids_file(root, id));
+                        let claim = claim_for_multipath(&path_names, in_wwids_file(root, id));
+                        self.claimed = claim.steps;
+                        self.blacklisted = claim.blacklisted;
                     }
                     return Ok(Look::Pending(format!(
                         "path(s) {names} up, waiting for the multipath map{}{}",
@@ -513,33 +518,59 @@ fn iscsi_sessions_to_target(root: &Root, name: &str) -> usize {
 /// does: `multipath -a /dev/<path>` lists the WWID (skipped when listed),
 /// then `multipathd add path <path>` for each path. Failures are logged and
 /// reported, never fatal: the wait goes on and times out naming what it saw.
-/// Returns what was run, with the outcome.
-fn claim_for_multipath(paths: &[&str], listed: bool) -> Vec<String> {
+/// When multipathd answers "blacklisted" for every path, the host's
+/// configuration excludes this LUN from multipath: the WWID listed here is
+/// taken out again and the claim says so (the caller then uses the path).
+fn claim_for_multipath(paths: &[&str], listed: bool) -> Claim {
     const T: Duration = Duration::from_secs(20);
-    let mut done = Vec::new();
+    let mut claim = Claim::default();
     let Some(first) = paths.first() else {
-        return done;
+        return claim;
     };
-    let mut step = |prog: &str, args: &[&str]| {
+    let mut step = |prog: &str, args: &[&str]| -> String {
         let line = format!("{prog} {}", args.join(" "));
         match crate::cmd::run(prog, args, T) {
             Ok(o) => {
-                tracing::info!(cmd = %line, out = %o.stdout.trim(), "asked multipathd to take the LUN");
-                done.push(line);
+                let out = o.stdout.trim().to_string();
+                tracing::info!(cmd = %line, %out, "asked multipathd to take the LUN");
+                claim.steps.push(if out.is_empty() || out == "ok" {
+                    line
+                } else {
+                    format!("{line} ({out})")
+                });
+                out
             }
             Err(e) => {
                 tracing::warn!(cmd = %line, error = %e, "multipath claim step failed");
-                done.push(format!("{line} (failed: {e})"));
+                claim.steps.push(format!("{line} (failed: {e})"));
+                String::new()
             }
         }
     };
+    let dev = format!("/dev/{first}");
     if !listed {
-        step("multipath", &["-a", &format!("/dev/{first}")]);
+        step("multipath", &["-a", &dev]);
     }
+    let mut blacklisted = true;
     for p in paths {
-        step("multipathd", &["add", "path", p]);
+        blacklisted &= step("multipathd", &["add", "path", p]).contains("blacklisted");
     }
-    done
+    if blacklisted {
+        if !listed {
+            step("multipath", &["-w", &dev]);
+        }
+        claim.blacklisted = true;
+    }
+    claim
+}
+
+/// What [`claim_for_multipath`] did.
+#[derive(Default)]
+struct Claim {
+    /// Each command with its outcome.
+    steps: Vec<String>,
+    /// multipathd refused every path as blacklisted.
+    blacklisted: bool,
 }
 
 fn in_wwids_file(root: &Root, id: &Identity) -> bool {
@@ -577,6 +608,7 @@ pub fn wait(root: &Root, spec: &WaitSpec) -> Result<Found> {
         last: String::new(),
         map_wanted_since: None,
         claimed: Vec::new(),
+        blacklisted: false,
     };
     loop {
         match w.look()? {

@@ -286,14 +286,22 @@ pub struct Multipathd;
 impl Multipathd {
     /// Starts it and waits for its socket.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts it with `extra` appended to multipath.conf (e.g. a blacklist
+    /// section the host's admin wrote).
+    pub fn start_with(extra: &str) -> Self {
         if !Path::new("/sbin/multipathd").exists() {
             panic!("multipathd missing: apt-get install multipath-tools");
         }
         run("modprobe", &["dm_multipath"]);
         fs::write(
             "/etc/multipath.conf",
-            "defaults {\n    user_friendly_names no\n}\n\
-             blacklist {\n    devnode \"^(ram|loop|fd|md|dm-|sr|scd|st|nbd)[0-9]*\"\n}\n",
+            format!(
+                "defaults {{\n    user_friendly_names no\n}}\n\
+                 blacklist {{\n    devnode \"^(ram|loop|fd|md|dm-|sr|scd|st|nbd)[0-9]*\"\n}}\n{extra}"
+            ),
         )
         .unwrap();
         fs::create_dir_all("/etc/multipath").unwrap();

@@ -573,6 +573,70 @@ fn multipath_two_portals_attach_and_remove() {
     }
 }
 
+/// The host's admin keeps the appliance's LUNs out of multipath (a
+/// `blacklist` device section for LIO's vendor/product). multipathd runs and
+/// the LUN has two paths, so `Auto` first waits for a map; when multipathd
+/// answers "blacklisted" for every path, the wait hands out a path instead
+/// of timing out, and the WWID it listed for multipathd is taken out again.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn multipath_blacklisted_lun_uses_the_path() {
+    let scratch = require_lab();
+    let xfs = ReflinkXfs::create(&scratch, 512);
+    let _mpd = Multipathd::start_with(
+        "blacklist {\n    device {\n        vendor \"LIO-ORG\"\n        product \".*\"\n    }\n}\n",
+    );
+    let target = "iqn.2026-11.io.goldmount.lab:iscsi-mpbl";
+    let (app, _td) = appliance(&scratch, &xfs, target, &[P1, P2], "127.0.0.1:8475");
+    gold(&app, &xfs, "g");
+    let l = present(&app, "c0", "g");
+    adm::discover(&portal(P1), None, T).unwrap();
+    let rep = adm::login(target, &[portal(P1), portal(P2)], None, T).unwrap();
+    assert_eq!(rep.logged_in.len(), 2, "{rep:?}");
+    for p in [P1, P2] {
+        let loc = ScanTarget::IscsiSession {
+            session: session_for(target, p),
+            lun: l.lun,
+        };
+        executor::rescan::scan(&Root::host(), &loc).unwrap();
+    }
+    let f = wait::wait(&Root::host(), &spec(&l, None, MultipathPolicy::Auto)).unwrap();
+    eprintln!("blacklisted: {f:?}");
+    assert!(f.multipath.is_none(), "{f:?}");
+    assert!(f.node.starts_with("/dev/sd"), "{f:?}");
+    assert!(
+        f.claimed.iter().any(|c| c.contains("blacklisted")),
+        "{:?}",
+        f.claimed
+    );
+    let hex = l.wwn.trim_start_matches("naa.");
+    assert_eq!(dm_with_uuid(&format!("mpath-3{hex}")), None);
+    let wwids = fs::read_to_string("/etc/multipath/wwids").unwrap_or_default();
+    assert!(
+        !wwids.lines().any(|x| x.trim() == format!("/3{hex}/")),
+        "WWID left listed: {wwids}"
+    );
+    // Both paths go; the sessions are free again.
+    let _ = try_run("udevadm", &["settle", "-t", "60"], T);
+    for p in &f.paths {
+        let r = executor::remove::remove(
+            &Root::host(),
+            &format!("/dev/{}", p.name),
+            &Default::default(),
+        );
+        if let Err(e) = r {
+            panic!("remove-device {}: {e}", p.name);
+        }
+    }
+    assert_eq!(disk_with_wwid(&l.wwn), None, "a path left behind");
+    for p in [P1, P2] {
+        assert!(matches!(
+            adm::logout_if_unused(target, &portal(p), T).unwrap(),
+            LogoutOutcome::LoggedOut(_)
+        ));
+    }
+}
+
 // ---------------------------------------------------------------- benchmark
 
 /// How the new LUN is brought in.

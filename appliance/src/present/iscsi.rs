@@ -36,6 +36,14 @@ impl Presenter for IscsiPresenter {
         "iscsi"
     }
 
+    fn prepare_host(&self, host: &Host) -> Result<(), Error> {
+        if host.iqns.is_empty() {
+            // An FC-only host: nothing for the iSCSI target to hold for it.
+            return Ok(());
+        }
+        self.prepare(std::slice::from_ref(host))
+    }
+
     fn prepare(&self, hosts: &[Host]) -> Result<(), Error> {
         self.lio.ensure_target()?;
         for iqn in hosts.iter().flat_map(|h| h.iqns.iter()) {

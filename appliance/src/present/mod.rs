@@ -33,6 +33,12 @@ pub trait Presenter: Send + Sync {
     /// the ACLs of all registered hosts). Called at start and on host changes.
     fn prepare(&self, hosts: &[Host]) -> Result<(), Error>;
 
+    /// Prepares for one host being registered (its ACLs); a failure undoes
+    /// the registration. By default the same as [`Presenter::prepare`] for it.
+    fn prepare_host(&self, host: &Host) -> Result<(), Error> {
+        self.prepare(std::slice::from_ref(host))
+    }
+
     /// Makes `req.clone` visible to `req.host`; returns the details the host
     /// needs to find the disk. Idempotent.
     fn present(&self, req: &PresentRequest<'_>) -> Result<Presented, Error>;
