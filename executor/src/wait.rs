@@ -527,7 +527,7 @@ fn claim_for_multipath(paths: &[&str], listed: bool) -> Claim {
     let Some(first) = paths.first() else {
         return claim;
     };
-    let mut step = |prog: &str, args: &[&str]| -> String {
+    let mut step = |prog: &str, args: &[&str]| -> Option<String> {
         let line = format!("{prog} {}", args.join(" "));
         match crate::cmd::run(prog, args, T) {
             Ok(o) => {
@@ -538,25 +538,24 @@ fn claim_for_multipath(paths: &[&str], listed: bool) -> Claim {
                 } else {
                     format!("{line} ({out})")
                 });
-                out
+                Some(out)
             }
             Err(e) => {
                 tracing::warn!(cmd = %line, error = %e, "multipath claim step failed");
                 claim.steps.push(format!("{line} (failed: {e})"));
-                String::new()
+                None
             }
         }
     };
     let dev = format!("/dev/{first}");
-    if !listed {
-        step("multipath", &["-a", &dev]);
-    }
+    let added = !listed && step("multipath", &["-a", &dev]).is_some();
     let mut blacklisted = true;
     for p in paths {
-        blacklisted &= step("multipathd", &["add", "path", p]).contains("blacklisted");
+        blacklisted &=
+            step("multipathd", &["add", "path", p]).is_some_and(|out| out.contains("blacklisted"));
     }
     if blacklisted {
-        if !listed {
+        if added {
             step("multipath", &["-w", &dev]);
         }
         claim.blacklisted = true;

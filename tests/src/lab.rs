@@ -286,12 +286,12 @@ pub struct Multipathd;
 impl Multipathd {
     /// Starts it and waits for its socket.
     pub fn start() -> Self {
-        Self::start_with("")
+        Self::start_with_blacklist("")
     }
 
-    /// Starts it with `extra` appended to multipath.conf (e.g. a blacklist
-    /// section the host's admin wrote).
-    pub fn start_with(extra: &str) -> Self {
+    /// Starts it with `entries` added to multipath.conf's blacklist section
+    /// (e.g. a `device { vendor … }` block the host's admin wrote).
+    pub fn start_with_blacklist(entries: &str) -> Self {
         if !Path::new("/sbin/multipathd").exists() {
             panic!("multipathd missing: apt-get install multipath-tools");
         }
@@ -300,7 +300,7 @@ impl Multipathd {
             "/etc/multipath.conf",
             format!(
                 "defaults {{\n    user_friendly_names no\n}}\n\
-                 blacklist {{\n    devnode \"^(ram|loop|fd|md|dm-|sr|scd|st|nbd)[0-9]*\"\n}}\n{extra}"
+                 blacklist {{\n    devnode \"^(ram|loop|fd|md|dm-|sr|scd|st|nbd)[0-9]*\"\n{entries}}}\n"
             ),
         )
         .unwrap();

@@ -583,8 +583,8 @@ fn multipath_two_portals_attach_and_remove() {
 fn multipath_blacklisted_lun_uses_the_path() {
     let scratch = require_lab();
     let xfs = ReflinkXfs::create(&scratch, 512);
-    let _mpd = Multipathd::start_with(
-        "blacklist {\n    device {\n        vendor \"LIO-ORG\"\n        product \".*\"\n    }\n}\n",
+    let _mpd = Multipathd::start_with_blacklist(
+        "    device {\n        vendor \"LIO-ORG\"\n        product \".*\"\n    }\n",
     );
     let target = "iqn.2026-11.io.goldmount.lab:iscsi-mpbl";
     let (app, _td) = appliance(&scratch, &xfs, target, &[P1, P2], "127.0.0.1:8475");
