@@ -16,8 +16,9 @@ use executor::wait::{MultipathPolicy, WaitSpec};
 const UDEV_SETTLE: Duration = Duration::from_secs(35);
 
 /// Waits up to `timeout` for the device with this identity: an absolute
-/// path is a loop backend's backing file, anything else a SCSI WWID.
-pub fn wait_for(wwid: &str, timeout: Duration) -> Result<PathBuf> {
+/// path is a loop backend's backing file, anything else a SCSI WWID, taken
+/// through a multipath map as `multipath` says (see [`MultipathPolicy`]).
+pub fn wait_for(wwid: &str, timeout: Duration, multipath: MultipathPolicy) -> Result<PathBuf> {
     let as_path = Path::new(wwid.trim());
     if as_path.is_absolute() {
         return wait_for_loop(as_path, timeout);
@@ -27,7 +28,7 @@ pub fn wait_for(wwid: &str, timeout: Duration) -> Result<PathBuf> {
         serial: None,
         location: None,
         timeout,
-        multipath: MultipathPolicy::Auto,
+        multipath,
     };
     let found = executor::wait::wait(&Root::host(), &spec).with_context(|| {
         format!("waiting for the device with WWID {wwid} (is the LUN presented to this host and the session logged in?)")

@@ -500,3 +500,43 @@ fn btrfs_and_xfs_clones_mount_next_to_their_gold() {
         );
     }
 }
+
+/// A LUN that never appears: `mount --wwid` gives up after `--timeout`
+/// naming the WWID and what to check, mounts nothing, records nothing.
+/// A bad `--multipath` value is refused before anything is waited for.
+#[test]
+fn a_lun_that_never_appears_is_a_clear_error() {
+    let env = Env::new();
+    let wwid = "naa.6001405000000000000000000000dead";
+    for mp in ["auto", "require", "never"] {
+        let o = env.gm(&[
+            "mount",
+            "--wwid",
+            wwid,
+            "--volume",
+            "ghost",
+            "--timeout",
+            "1",
+            "--multipath",
+            mp,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{mp}: {err}");
+        assert!(err.contains(wwid), "{mp}: {err}");
+        assert!(err.contains("is the LUN presented"), "{mp}: {err}");
+    }
+    assert!(env.gm_ok(&["list"]).contains("no volumes"));
+    assert!(!env.root().join("ghost").exists());
+    let o = env.gm(&[
+        "mount",
+        "--wwid",
+        wwid,
+        "--volume",
+        "ghost",
+        "--multipath",
+        "sometimes",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("auto") && err.contains("never"), "{err}");
+}

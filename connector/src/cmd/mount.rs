@@ -8,6 +8,7 @@ use clap::Args;
 use connector::config::Config;
 use connector::manifest::Manifest;
 use connector::volume::{self, Ctx, MountRequest};
+use executor::wait::MultipathPolicy;
 
 /// Arguments of `goldmount mount`.
 #[derive(Args, Debug)]
@@ -26,6 +27,12 @@ pub struct MountArgs {
     /// How long to wait for `--wwid` to appear, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
+    /// For `--wwid`: `auto` takes the multipath map when multipathd runs and
+    /// the LUN has (or will have) several paths, asking multipathd for it
+    /// when it does not make it on its own; `require` fails without a map;
+    /// `never` takes a path even when a map exists.
+    #[arg(long, value_enum, default_value_t = Multipath::Auto)]
+    multipath: Multipath,
     /// Volume name: the tree appears at <volumes_root>/<NAME>.
     #[arg(long, value_name = "NAME")]
     volume: String,
@@ -49,6 +56,27 @@ pub struct MountArgs {
     /// Print the manifest as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `--multipath` values (the executor's wait policy).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Multipath {
+    /// The map when the LUN is multipathed, else the path.
+    Auto,
+    /// The map, or an error.
+    Require,
+    /// Always a path.
+    Never,
+}
+
+impl From<Multipath> for MultipathPolicy {
+    fn from(m: Multipath) -> Self {
+        match m {
+            Multipath::Auto => MultipathPolicy::Auto,
+            Multipath::Require => MultipathPolicy::Require,
+            Multipath::Never => MultipathPolicy::Never,
+        }
+    }
 }
 
 /// Prints a manifest for people.
@@ -94,6 +122,7 @@ pub fn run(cfg: Config, args: &MountArgs) -> Result<()> {
         devices.push(connector::wwid::wait_for(
             w,
             Duration::from_secs(args.timeout),
+            args.multipath.into(),
         )?);
     }
     let ctx = Ctx::open(cfg)?;
