@@ -252,7 +252,7 @@ pub fn remove(root: &Root, arg: &str, opts: &RemoveOptions) -> Result<Removal> {
             .and_then(|u| u.strip_prefix("mpath-").map(str::to_string));
         flush_map(dm_name, opts)?;
         r.map_removed = Some(dm_name.clone());
-        if let Some(w) = wwid.filter(|w| listed_in_wwids(root, w)) {
+        if let Some(w) = wwid.filter(|w| crate::wait::listed_wwids(root).contains(w)) {
             // Before the paths go: multipath resolves the WWID itself.
             match cmd::run("multipath", &["-w", &w], opts.cmd_timeout) {
                 Ok(_) => r.wwid_forgotten = Some(w),
@@ -283,14 +283,6 @@ pub fn remove(root: &Root, arg: &str, opts: &RemoveOptions) -> Result<Removal> {
         }
     }
     Ok(r)
-}
-
-/// Whether /etc/multipath/wwids lists `wwid` (as `/<wwid>/`).
-fn listed_in_wwids(root: &Root, wwid: &str) -> bool {
-    root.attr("/etc/multipath/wwids").is_some_and(|t| {
-        t.lines()
-            .any(|l| l.trim().strip_prefix('/').and_then(|l| l.strip_suffix('/')) == Some(wwid))
-    })
 }
 
 /// `multipath -f MAP` with bounded retries (dmsetup remove when the

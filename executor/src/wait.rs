@@ -357,15 +357,17 @@ impl Waiter<'_> {
                 )
             }
             None => {
+                let expected = match self.spec.multipath {
+                    MultipathPolicy::Never => None,
+                    _ => more_paths_expected(root, first),
+                };
                 let want_map = match self.spec.multipath {
                     MultipathPolicy::Require => true,
                     MultipathPolicy::Never => false,
                     MultipathPolicy::Auto => {
                         !self.blacklisted
                             && multipathd_running(root)
-                            && (paths.len() > 1
-                                || in_wwids_file(root, id)
-                                || more_paths_expected(root, first).is_some())
+                            && (paths.len() > 1 || in_wwids_file(root, id) || expected.is_some())
                     }
                 };
                 if want_map {
@@ -382,7 +384,7 @@ impl Waiter<'_> {
                     }
                     return Ok(Look::Pending(format!(
                         "path(s) {names} up, waiting for the multipath map{}{}",
-                        match more_paths_expected(root, first) {
+                        match expected {
                             Some(why) => format!(" ({why}: more paths are coming)"),
                             None => String::new(),
                         },
@@ -446,15 +448,12 @@ pub fn multipathd_running(root: &Root) -> bool {
         .any(|p| root.attr(format!("/proc/{p}/comm")).as_deref() == Some("multipathd"))
 }
 
-/// Logged-in iSCSI sessions to the target that SCSI disk `name` came
-/// through (0 when it is not an iSCSI disk). More than one means the LUN has
-/// (or will have) more than one path: with multipathd running, the device to
-/// hand out is the map, even while only the first path is up — handing out
-/// that path would let a mount win the race against multipathd and leave the
-/// LUN on a single path, its partitions visible twice to LVM.
 /// Why SCSI disk `name` is one of several paths to its LUN even while it is
 /// the only one up: several logged-in iSCSI sessions to its target, or
 /// several online FCP ports of its FC target (same WWNN). None otherwise.
+/// With multipathd running, the device to hand out is then the map: handing
+/// out the first path would let a mount win the race against multipathd and
+/// leave the LUN on a single path, its partitions visible twice to LVM.
 fn more_paths_expected(root: &Root, name: &str) -> Option<String> {
     match iscsi_sessions_to_target(root, name) {
         n if n > 1 => return Some(format!("{n} iSCSI sessions to this target")),
@@ -497,6 +496,8 @@ fn fc_ports_of_target(root: &Root, name: &str) -> usize {
         .count()
 }
 
+/// Logged-in iSCSI sessions to the target that SCSI disk `name` came
+/// through (0 when it is not an iSCSI disk).
 fn iscsi_sessions_to_target(root: &Root, name: &str) -> usize {
     let Some(own) = root
         .real(format!("/sys/block/{name}"))
@@ -573,12 +574,18 @@ struct Claim {
 }
 
 fn in_wwids_file(root: &Root, id: &Identity) -> bool {
-    let Some(text) = root.attr("/etc/multipath/wwids") else {
-        return false;
-    };
-    text.lines()
+    listed_wwids(root).iter().any(|w| id.wwid_matches(w))
+}
+
+/// The WWIDs /etc/multipath/wwids lists (`/<wwid>/` lines; `multipath -w`
+/// comments a line out, and a commented line lists nothing).
+pub(crate) fn listed_wwids(root: &Root) -> Vec<String> {
+    root.attr("/etc/multipath/wwids")
+        .unwrap_or_default()
+        .lines()
         .filter_map(|l| l.trim().strip_prefix('/')?.strip_suffix('/'))
-        .any(|w| id.wwid_matches(w))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Waits for the device described by `spec`.

@@ -1201,7 +1201,12 @@ fn map_of(wwn: &str, paths: usize) -> String {
 
 /// The kernel names a dm device is stacked on (its `slaves`).
 fn slaves_of(dev: &str) -> Vec<String> {
-    fs::read_dir(format!("/sys/block/{dev}/slaves"))
+    stack_links(dev, "slaves")
+}
+
+/// Kernel names in `/sys/block/<dev>/<dir>` (`holders` or `slaves`).
+fn stack_links(dev: &str, dir: &str) -> Vec<String> {
+    fs::read_dir(format!("/sys/block/{dev}/{dir}"))
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -1408,13 +1413,7 @@ fn mount_lvm_clone_on_multipath_next_to_gold() {
 
 /// Kernel names of what is stacked on `dev` (its `holders`).
 fn holders_of(dev: &str) -> Vec<String> {
-    fs::read_dir(format!("/sys/block/{dev}/holders"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    stack_links(dev, "holders")
 }
 
 /// Scenario 4: a clone whose LVM metadata text is zeroed (the mda header's
