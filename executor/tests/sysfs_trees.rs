@@ -577,6 +577,24 @@ fn remove_plans_stack_and_refuses_when_held() {
     assert_eq!(e.exit_code(), 3);
 }
 
+/// Makes a scratch tree show a running multipathd (the captures have no
+/// /proc/<pid> of it).
+fn multipathd_runs(r: &Root) {
+    std::fs::create_dir_all(r.path("/proc/4242")).unwrap();
+    std::fs::write(r.path("/proc/4242/comm"), "multipathd\n").unwrap();
+}
+
+/// A short `Auto` wait for `wwid`.
+fn auto_spec(wwid: &str) -> WaitSpec {
+    WaitSpec {
+        wwid: wwid.to_string(),
+        serial: None,
+        location: None,
+        timeout: Duration::from_millis(400),
+        multipath: MultipathPolicy::Auto,
+    }
+}
+
 /// The first path of a LUN is up, the second not yet scanned, and multipathd
 /// has not made the map: with two iSCSI sessions to the target, `Auto`
 /// waits for the map (handing out the path would race multipathd) and says
@@ -599,16 +617,8 @@ fn wait_auto_waits_for_the_map_while_other_sessions_to_the_target_exist() {
     std::fs::remove_file(r.path(format!("/sys/block/{second}"))).unwrap();
     // The wwids file would say so too; here only the sessions may.
     let _ = std::fs::remove_file(r.path("/etc/multipath/wwids"));
-    // multipathd runs (the capture has no /proc/<pid> of it).
-    std::fs::create_dir_all(r.path("/proc/4242")).unwrap();
-    std::fs::write(r.path("/proc/4242/comm"), "multipathd\n").unwrap();
-    let spec = WaitSpec {
-        wwid: wwid.clone(),
-        serial: None,
-        location: None,
-        timeout: Duration::from_millis(400),
-        multipath: MultipathPolicy::Auto,
-    };
+    multipathd_runs(&r);
+    let spec = auto_spec(&wwid);
     let e = wait::wait(&r, &spec).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::WaitTimeout { .. }), "{msg}");
@@ -626,23 +636,15 @@ fn wait_auto_waits_for_the_map_while_other_sessions_to_the_target_exist() {
     assert!(f.multipath.is_none());
 }
 
-/// The FC side of the same rule, on the hand-made FC tree (labelled as such
-/// in its README): sdq came through one of three online FCP ports of its
+/// The FC side of the same rule, on the hand-made FC tree (labelled so in
+/// fixtures/README.md): sdq came through one of three online FCP ports of its
 /// array (same WWNN), so with multipathd running `Auto` waits for the map;
 /// with the other two ports blocked it is a single-path LUN.
 #[test]
 fn wait_auto_waits_for_the_map_while_other_fc_target_ports_are_online() {
     let (_t, r) = scratch("sysfs-fc-handmade");
-    std::fs::create_dir_all(r.path("/proc/4242")).unwrap();
-    std::fs::write(r.path("/proc/4242/comm"), "multipathd\n").unwrap();
-    let wwid = r.attr("/sys/block/sdq/device/wwid").unwrap();
-    let spec = WaitSpec {
-        wwid,
-        serial: None,
-        location: None,
-        timeout: Duration::from_millis(400),
-        multipath: MultipathPolicy::Auto,
-    };
+    multipathd_runs(&r);
+    let spec = auto_spec(&r.attr("/sys/block/sdq/device/wwid").unwrap());
     let e = wait::wait(&r, &spec).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::WaitTimeout { .. }), "{msg}");

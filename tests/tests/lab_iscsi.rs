@@ -483,6 +483,25 @@ fn reused_lun_number_detected_and_repaired() {
     ));
 }
 
+/// Discovery through the first portal finds the second; one login to both
+/// gives two sessions; a targeted scan of `lun` on each makes its two paths.
+fn login_both_portals_and_scan(target: &str, lun: u64) {
+    let found = adm::discover(&portal(P1), None, T).unwrap();
+    assert!(
+        found.iter().any(|d| d.portal == portal(P2)),
+        "discovery lacks {P2}: {found:?}"
+    );
+    let rep = adm::login(target, &[portal(P1), portal(P2)], None, T).unwrap();
+    assert_eq!(rep.logged_in, vec![portal(P1), portal(P2)]);
+    for p in [P1, P2] {
+        let loc = ScanTarget::IscsiSession {
+            session: session_for(target, p),
+            lun,
+        };
+        executor::rescan::scan(&Root::host(), &loc).unwrap();
+    }
+}
+
 /// One LUN behind two portals (127.0.0.1 and 127.0.0.2): two sessions, two
 /// paths, one multipath map `mpath-<wwid>`; wait-for-device returns the map;
 /// logout is refused while the map holds the paths; remove-device flushes the
@@ -497,20 +516,7 @@ fn multipath_two_portals_attach_and_remove() {
     let (app, _td) = appliance(&scratch, &xfs, target, &[P1, P2], "127.0.0.1:8474");
     gold(&app, &xfs, "g");
     let l = present(&app, "c0", "g");
-    let found = adm::discover(&portal(P1), None, T).unwrap();
-    assert!(
-        found.iter().any(|d| d.portal == portal(P2)),
-        "discovery lacks {P2}: {found:?}"
-    );
-    let rep = adm::login(target, &[portal(P1), portal(P2)], None, T).unwrap();
-    assert_eq!(rep.logged_in, vec![portal(P1), portal(P2)]);
-    for p in [P1, P2] {
-        let loc = ScanTarget::IscsiSession {
-            session: session_for(target, p),
-            lun: l.lun,
-        };
-        executor::rescan::scan(&Root::host(), &loc).unwrap();
-    }
+    login_both_portals_and_scan(target, l.lun);
     let f = wait::wait(&Root::host(), &spec(&l, None, MultipathPolicy::Require)).unwrap();
     eprintln!("multipath: {f:?}");
     assert_eq!(f.paths.len(), 2, "{f:?}");
@@ -590,16 +596,7 @@ fn multipath_blacklisted_lun_uses_the_path() {
     let (app, _td) = appliance(&scratch, &xfs, target, &[P1, P2], "127.0.0.1:8475");
     gold(&app, &xfs, "g");
     let l = present(&app, "c0", "g");
-    adm::discover(&portal(P1), None, T).unwrap();
-    let rep = adm::login(target, &[portal(P1), portal(P2)], None, T).unwrap();
-    assert_eq!(rep.logged_in.len(), 2, "{rep:?}");
-    for p in [P1, P2] {
-        let loc = ScanTarget::IscsiSession {
-            session: session_for(target, p),
-            lun: l.lun,
-        };
-        executor::rescan::scan(&Root::host(), &loc).unwrap();
-    }
+    login_both_portals_and_scan(target, l.lun);
     let f = wait::wait(&Root::host(), &spec(&l, None, MultipathPolicy::Auto)).unwrap();
     eprintln!("blacklisted: {f:?}");
     assert!(f.multipath.is_none(), "{f:?}");

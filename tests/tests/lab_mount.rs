@@ -449,6 +449,11 @@ impl Rig {
     fn detach(&mut self, dev: &Path, clone: &str) {
         delete_disk(dev);
         self.disks.retain(|d| d != dev);
+        self.retire(clone);
+    }
+
+    /// The appliance unpresents and deletes the clone (its disks already gone).
+    fn retire(&self, clone: &str) {
         let st = self.app.delete(&format!("/v1/presentations/{clone}"));
         assert!(st == 200 || st == 204, "unpresent {clone} -> {st}");
         let st = self.app.delete(&format!("/v1/clones/{clone}"));
@@ -1150,12 +1155,7 @@ fn mount_multipath_clone_fstab_tree() {
         );
     }
     rig.disks.clear();
-    for (what, st) in [
-        ("unpresent", rig.app.delete("/v1/presentations/mp1")),
-        ("delete clone", rig.app.delete("/v1/clones/mp1")),
-    ] {
-        assert!(st == 200 || st == 204, "{what} mp1 -> {st}");
-    }
+    rig.retire("mp1");
     drop(vols);
     drop(rig);
     drop(xfs);
@@ -1399,12 +1399,7 @@ fn mount_lvm_clone_on_multipath_next_to_gold() {
     .unwrap_or_else(|e| panic!("remove-device of the gold's map: {e}"));
     assert!(r.map_removed.is_some(), "{r:?}");
     rig.disks.clear();
-    for (what, st) in [
-        ("unpresent", rig.app.delete("/v1/presentations/mc1")),
-        ("delete clone", rig.app.delete("/v1/clones/mc1")),
-    ] {
-        assert!(st == 200 || st == 204, "{what} mc1 -> {st}");
-    }
+    rig.retire("mc1");
     drop(st);
     drop(vols);
     drop(rig);
