@@ -4,7 +4,7 @@
 use fsdetect::{Content, DiskReport, PartitionKind, Signature};
 
 use crate::manifest::Skipped;
-use crate::mounter::is_mountable;
+use crate::engine::fs_kind;
 
 /// A filesystem on the LUN that goldmount will mount.
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ fn member_kind(t: &str) -> Option<MemberKind> {
 /// Why a signature is not mounted, or `None` if it is mountable.
 fn skip_reason(sig: &Signature) -> Option<String> {
     let t = sig.fs_type.as_str();
-    if is_mountable(t) {
+    if fs_kind::lookup(t).is_some() {
         return None;
     }
     Some(match t {
@@ -101,12 +101,6 @@ fn skip_reason(sig: &Signature) -> Option<String> {
         "crypto_LUKS" => "LUKS-encrypted: needs its key; goldmount does not open it".into(),
         "linux_raid_member" => "md RAID member: arrays are not assembled from clones".into(),
         "jbd" => "external ext3/4 journal: used by its filesystem, not mounted".into(),
-        "LVM2_member" => {
-            "LVM physical volume: clone-safe LVM import is not available in this build".into()
-        }
-        "zfs_member" => {
-            "ZFS pool member: clone-safe pool import is not available in this build".into()
-        }
         other => format!("{other} is not a filesystem goldmount mounts"),
     })
 }
@@ -173,8 +167,19 @@ pub fn classify(report: &DiskReport) -> Found {
         place(None, 0, report.size, None, &report.content, &mut found);
         return found;
     }
+    let overlaps = overlapping(report);
     for pr in &report.partitions {
         let p = &pr.partition;
+        if let Some(other) = overlaps.iter().find(|(n, _)| *n == p.number).map(|(_, o)| *o) {
+            found.skipped.push(Skipped {
+                source: format!("partition {}", p.number),
+                what: "partition".into(),
+                reason: format!(
+                    "overlaps partition {other}: the same bytes would be mounted twice, so neither is mounted (fix the partition table)"
+                ),
+            });
+            continue;
+        }
         if let Some(problem) = &p.problem {
             found.skipped.push(Skipped {
                 source: format!("partition {}", p.number),
@@ -193,6 +198,31 @@ pub fn classify(report: &DiskReport) -> Found {
     found
 }
 
+/// Partitions whose byte ranges overlap another's (extended containers
+/// excepted: their logical partitions lie inside them by design), each with
+/// the number of one partition it overlaps.
+fn overlapping(report: &DiskReport) -> Vec<(u32, u32)> {
+    let parts: Vec<&fsdetect::Partition> = report
+        .partitions
+        .iter()
+        .map(|p| &p.partition)
+        .filter(|p| p.kind != PartitionKind::Extended && p.size > 0)
+        .collect();
+    let mut out = Vec::new();
+    for a in &parts {
+        for b in &parts {
+            if a.number != b.number
+                && a.start < b.start.saturating_add(b.size)
+                && b.start < a.start.saturating_add(a.size)
+            {
+                out.push((a.number, b.number));
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// Classifies what fsdetect found on a logical volume or other mapped device
 /// (no partition table is looked at there).
 pub fn classify_volume(
@@ -202,10 +232,12 @@ pub fn classify_volume(
 ) -> Result<Candidate, Skipped> {
     let source = format!("logical volume {}/{}", lv.0, lv.1);
     match content {
-        Content::Found { signature } => match skip_reason(signature).or_else(|| {
-            member_kind(&signature.fs_type)
-                .map(|_| "nested volume groups/pools on an LV are not imported".to_string())
-        }) {
+        Content::Found { signature } => match member_kind(&signature.fs_type)
+            .map(|_| {
+                "a volume group or pool nested on a logical volume is not imported".to_string()
+            })
+            .or_else(|| skip_reason(signature))
+        {
             None => Ok(Candidate {
                 partition: None,
                 offset: 0,

@@ -143,6 +143,32 @@ pub fn parse_spec(raw: &str) -> Spec {
     Spec::Path(raw.to_string())
 }
 
+/// Parses the bytes of a clone's fstab: [`parse`] line by line, except that
+/// a line that is not valid UTF-8 is skipped and reported with its number
+/// (one bad byte must not drop the whole file). Also reports more than one
+/// entry for `/`.
+pub fn parse_bytes(bytes: &[u8]) -> (Vec<Entry>, Vec<String>) {
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        match std::str::from_utf8(line) {
+            Ok(text) => entries.extend(parse(text)),
+            Err(e) => problems.push(format!(
+                "line {} of the clone's /etc/fstab is not valid UTF-8 (byte {}): that line was ignored",
+                i + 1,
+                e.valid_up_to() + 1
+            )),
+        }
+    }
+    let roots = entries.iter().filter(|e| e.mountpoint == "/").count();
+    if roots > 1 {
+        problems.push(format!(
+            "the clone's /etc/fstab has more than one entry for / ({roots}); the first one is used"
+        ));
+    }
+    (entries, problems)
+}
+
 /// Parses fstab text into the entries that could be local filesystems, in
 /// file order. Comments, blank lines, malformed lines, swap, network and
 /// pseudo filesystems are dropped; `noauto` entries are kept (the caller
@@ -224,5 +250,15 @@ mod tests {
         );
         assert_eq!(e[0].mountpoint, "/");
         assert_eq!(e[3].options, "noauto");
+    }
+
+    #[test]
+    fn a_bad_byte_drops_one_line_and_says_which() {
+        let mut t = b"UUID=a / xfs defaults\nUUID=b /boot ext4 defaults\n".to_vec();
+        t.extend_from_slice(b"UUID=c /h\xffme ext4 defaults\nUUID=d / ext4 defaults\n");
+        let (e, problems) = parse_bytes(&t);
+        assert_eq!(e.len(), 3);
+        assert!(problems[0].contains("line 3"), "{problems:?}");
+        assert!(problems[1].contains("more than one entry for /"), "{problems:?}");
     }
 }

@@ -2,7 +2,8 @@
 //! from the clone's own fstab, or one readable directory per filesystem.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+
+use hostfs::clonefs::ClonePath;
 
 use crate::discover::Candidate;
 use crate::fstab::{Entry, Spec};
@@ -13,10 +14,13 @@ use crate::manifest::UnresolvedEntry;
 pub struct Planned {
     /// Index into the candidate list.
     pub cand: usize,
-    /// Mount point.
-    pub target: PathBuf,
+    /// Mount point inside the volume (resolved against the volume's root
+    /// directory fd when mounted, never joined as a string).
+    pub mount_point: ClonePath,
     /// Mountpoint on the original host, when known from fstab.
     pub original: Option<String>,
+    /// The fstab entry says `nofail`: a failed mount is skipped, not fatal.
+    pub nofail: bool,
 }
 
 /// Keeps names readable and safe as a single path component.
@@ -54,8 +58,8 @@ pub fn flat_name(c: &Candidate) -> String {
     }
 }
 
-/// Each filesystem at `<root>/<name>`, names made unique with `-2`, `-3`…
-pub fn flat(cands: &[Candidate], root: &Path) -> Vec<Planned> {
+/// Each filesystem at `<volume>/<name>`, names made unique with `-2`, `-3`…
+pub fn flat(cands: &[Candidate]) -> Vec<Planned> {
     let mut used = HashSet::new();
     let mut out = Vec::new();
     for (i, c) in cands.iter().enumerate() {
@@ -66,11 +70,15 @@ pub fn flat(cands: &[Candidate], root: &Path) -> Vec<Planned> {
             name = format!("{base}-{n}");
             n += 1;
         }
-        out.push(Planned {
-            cand: i,
-            target: root.join(name),
-            original: None,
-        });
+        // `name` is sanitised to one safe component, so this cannot fail.
+        if let Ok(mount_point) = ClonePath::parse(&name) {
+            out.push(Planned {
+                cand: i,
+                mount_point,
+                original: None,
+                nofail: false,
+            });
+        }
     }
     out
 }
@@ -117,7 +125,6 @@ pub fn from_fstab(
     entries: &[Entry],
     cands: &[Candidate],
     root_cand: usize,
-    volume_path: &Path,
 ) -> Option<(Vec<Planned>, Vec<UnresolvedEntry>)> {
     let root_entry = entries.iter().find(|e| e.mountpoint == "/")?;
     if resolve(root_entry, cands).ok()? != root_cand {
@@ -127,18 +134,24 @@ pub fn from_fstab(
     let mut unresolved = Vec::new();
     let mut used = HashSet::new();
     for e in entries {
+        let mount_point = match ClonePath::parse(&e.mountpoint) {
+            Ok(p) => p,
+            Err(why) => {
+                unresolved.push(UnresolvedEntry {
+                    spec: e.raw_spec.clone(),
+                    mountpoint: e.mountpoint.clone(),
+                    reason: format!("mount point refused: it would lead outside the volume ({why})"),
+                });
+                continue;
+            }
+        };
         match resolve(e, cands) {
             Ok(i) if used.insert(i) => {
-                let rel = e.mountpoint.trim_start_matches('/');
-                let target = if rel.is_empty() {
-                    volume_path.to_path_buf()
-                } else {
-                    volume_path.join(rel)
-                };
                 planned.push(Planned {
                     cand: i,
-                    target,
+                    mount_point,
                     original: Some(e.mountpoint.clone()),
+                    nofail: e.options.split(',').any(|o| o == "nofail"),
                 });
             }
             Ok(_) => unresolved.push(UnresolvedEntry {
@@ -153,7 +166,8 @@ pub fn from_fstab(
             }),
         }
     }
-    planned.sort_by_key(|p| p.target.components().count());
+    // Parents before children; a stable sort keeps fstab order otherwise.
+    planned.sort_by_key(|p| if p.mount_point.is_root() { 0 } else { p.mount_point.components().len() });
     Some((planned, unresolved))
 }
 
@@ -187,12 +201,9 @@ mod tests {
             cand(2, "ext4", Some("data"), "b"),
             cand(3, "xfs", None, "c"),
         ];
-        let p = flat(&c, Path::new("/v"));
-        let t: Vec<_> = p
-            .iter()
-            .map(|p| p.target.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(t, vec!["/v/data", "/v/data-2", "/v/p3"]);
+        let p = flat(&c);
+        let t: Vec<_> = p.iter().map(|p| p.mount_point.to_string()).collect();
+        assert_eq!(t, vec!["/data", "/data-2", "/p3"]);
     }
 
     #[test]
@@ -205,18 +216,30 @@ mod tests {
         let entries = crate::fstab::parse(
             "LABEL=home /home ext4 defaults\nUUID=u2 / xfs defaults\nUUID=U1 /boot ext4 defaults\n/dev/sdz1 /opt ext4 defaults\n",
         );
-        let (plan, unresolved) = from_fstab(&entries, &c, 1, Path::new("/v")).unwrap();
+        let (plan, unresolved) = from_fstab(&entries, &c, 1).unwrap();
         let t: Vec<_> = plan
             .iter()
-            .map(|p| (p.cand, p.target.to_string_lossy().into_owned()))
+            .map(|p| (p.cand, p.mount_point.to_string()))
             .collect();
-        assert_eq!(t[0], (1, "/v".to_string()));
-        assert!(t.contains(&(0, "/v/boot".to_string())));
-        assert!(t.contains(&(2, "/v/home".to_string())));
+        assert_eq!(t[0], (1, "/".to_string()));
+        assert!(t.contains(&(0, "/boot".to_string())));
+        assert!(t.contains(&(2, "/home".to_string())));
         assert_eq!(unresolved.len(), 1);
         assert!(unresolved[0].reason.contains("/dev/sdz1"));
         // A root entry that names another filesystem is not this root.
-        assert!(from_fstab(&entries, &c, 0, Path::new("/v")).is_none());
+        assert!(from_fstab(&entries, &c, 0).is_none());
+    }
+
+    #[test]
+    fn mount_points_that_climb_out_are_refused() {
+        let c = vec![cand(1, "xfs", None, "r"), cand(2, "ext4", None, "d")];
+        let entries = crate::fstab::parse(
+            "UUID=r / xfs defaults\nUUID=d /../../../etc ext4 defaults\nUUID=d /.. ext4 nofail\n",
+        );
+        let (plan, unresolved) = from_fstab(&entries, &c, 0).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(unresolved.len(), 2);
+        assert!(unresolved.iter().all(|u| u.reason.contains("outside the volume")));
     }
 
     #[test]
@@ -227,10 +250,10 @@ mod tests {
         home.lv = Some(("vg_gold".into(), "home".into()));
         let c = vec![root, home];
         let entries = crate::fstab::parse("/dev/mapper/vg_gold-root / xfs defaults\n/dev/vg_gold/home /home ext4 defaults\n/dev/vg_other/x /x ext4 defaults\n");
-        let (plan, unresolved) = from_fstab(&entries, &c, 0, Path::new("/v")).unwrap();
+        let (plan, unresolved) = from_fstab(&entries, &c, 0).unwrap();
         assert_eq!(plan.len(), 2);
-        assert_eq!(plan[1].target, Path::new("/v/home"));
+        assert_eq!(plan[1].mount_point.to_string(), "/home");
         assert!(unresolved[0].reason.contains("vg_other/x"));
-        assert_eq!(flat(&c, Path::new("/v"))[1].target, Path::new("/v/home"));
+        assert_eq!(flat(&c)[1].mount_point.to_string(), "/home");
     }
 }

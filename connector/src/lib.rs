@@ -1,9 +1,11 @@
-//! goldmount's host-side pipeline as a library: probe a LUN, map its
+//! goldmount's host-side engine as a library: probe a LUN, map its
 //! partitions, assemble the original mount tree, mount clone-safely, journal
-//! every step, and tear it all down. The `goldmount` binary is a thin CLI over it.
+//! every step, publish the tree to consumers, and tear it all down. The
+//! `goldmount` binary is a thin CLI over [`engine::Engine`].
 
 pub mod config;
 pub mod discover;
+pub mod engine;
 pub mod fstab;
 pub mod layout;
 pub mod lock;
@@ -13,6 +15,5 @@ pub mod mountinfo;
 pub mod partmap;
 pub mod state;
 pub mod tools;
-pub mod volume;
 pub mod wwid;
 pub mod zfs;

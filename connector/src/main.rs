@@ -1,16 +1,29 @@
 //! The `goldmount` command line: the host side of copy-data virtualization.
+//! A thin door onto the engine: it parses arguments into typed requests,
+//! prints results, and turns engine error kinds into exit codes.
 
 mod cmd;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use connector::config::Config;
+use connector::engine::{Engine, EngineError};
 
 /// goldmount: bring copy-data clones up on this host and take them down again.
 #[derive(Parser)]
-#[command(name = "goldmount", version, about, long_about = None)]
+#[command(
+    name = "goldmount",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit status: 0 done; 1 internal error or something unavailable (a LUN that never \
+appeared, a missing tool); 2 invalid request or usage; 3 conflict (the data is held by another \
+volume, the volume exists with other devices, it is in use); 4 not found; 5 busy (another \
+goldmount process is changing that volume — try again)."
+)]
 struct Cli {
     /// Config file (default /etc/goldmount/config.toml if it exists).
     #[arg(long, global = true, value_name = "FILE")]
@@ -31,6 +44,13 @@ enum Command {
     Unmount(cmd::unmount::UnmountArgs),
     /// List the volumes on this host.
     List(cmd::list::ListArgs),
+    /// Roll back interrupted mounts and finish interrupted unmounts now
+    /// (mount and unmount also do it once when they start).
+    Recover(cmd::recover::RecoverArgs),
+    /// Bind a mounted volume's whole tree at another path for a consumer.
+    Publish(cmd::publish::PublishArgs),
+    /// Take a consumer's publication down (one reference at a time).
+    Unpublish(cmd::publish::UnpublishArgs),
     /// Check, install or remove the host setting that keeps LVM from
     /// autoactivating clone LUNs (LVM's devices file; reversible).
     Guard(cmd::guard::GuardArgs),
@@ -42,33 +62,45 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("GOLDMOUNT_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     if let Command::Probe(args) = &cli.command {
         return cmd::probe::run(args);
     }
-    if let Command::Guard(args) = &cli.command {
-        return match Config::load(cli.config.as_deref()).and_then(|cfg| cmd::guard::run(&cfg, args))
-        {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("goldmount guard: {e:#}");
-                ExitCode::from(1)
-            }
-        };
-    }
-    let result = Config::load(cli.config.as_deref()).and_then(|cfg| match &cli.command {
-        Command::Mount(a) => cmd::mount::run(cfg, a),
-        Command::Unmount(a) => cmd::unmount::run(cfg, a),
-        Command::List(a) => cmd::list::run(cfg, a),
-        Command::Probe(_) | Command::Guard(_) => Ok(()),
-    });
+    let result = run(&cli);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let engine = e.chain().find_map(|c| c.downcast_ref::<EngineError>());
             eprintln!("goldmount: {e:#}");
-            ExitCode::from(1)
+            if let Some(h) = engine.and_then(|x| x.hint.as_deref()) {
+                eprintln!("  hint: {h}");
+            }
+            ExitCode::from(engine.map(|x| x.kind.exit_code()).unwrap_or(1))
         }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    let engine = Engine::open(cfg)?;
+    // Recovery once at process start, for the commands that change things.
+    if matches!(
+        cli.command,
+        Command::Mount(_) | Command::Unmount(_) | Command::Publish(_) | Command::Unpublish(_)
+    ) {
+        cmd::recover::at_start(&engine)?;
+    }
+    match &cli.command {
+        Command::Mount(a) => cmd::mount::run(&engine, a),
+        Command::Unmount(a) => cmd::unmount::run(&engine, a),
+        Command::List(a) => cmd::list::run(&engine, a),
+        Command::Recover(a) => cmd::recover::run(&engine, a),
+        Command::Publish(a) => cmd::publish::run_publish(&engine, a),
+        Command::Unpublish(a) => cmd::publish::run_unpublish(&engine, a),
+        Command::Guard(a) => cmd::guard::run(&engine, a),
+        Command::Probe(_) => Ok(()),
     }
 }

@@ -1,6 +1,6 @@
-//! Mounting and unmounting one filesystem: the options a clone needs (XFS
-//! `nouuid` beside its gold copy, read-only without log replay), and who is
-//! holding a busy mount.
+//! Facts about mounts the engine needs: who is holding a busy mount, which
+//! XFS/btrfs UUIDs are mounted already, and unmounting by path for the ZFS
+//! datasets zfs(8) mounted (the engine's own mounts go by mount id).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,73 +22,6 @@ pub enum UmountError {
     /// umount failed for another reason.
     #[error(transparent)]
     Tool(#[from] ToolError),
-}
-
-/// Filesystem types goldmount mounts.
-pub fn is_mountable(fs_type: &str) -> bool {
-    matches!(
-        fs_type,
-        "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "vfat" | "ntfs" | "iso9660" | "squashfs"
-    )
-}
-
-/// The kernel driver (or FUSE helper) to mount NTFS with: ntfs3 when the
-/// kernel has it, ntfs-3g otherwise.
-fn ntfs_type() -> &'static str {
-    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if fs.lines().any(|l| l.trim_end().ends_with("ntfs3")) {
-        "ntfs3"
-    } else {
-        "ntfs-3g"
-    }
-}
-
-/// The `-t` value for a blkid TYPE.
-pub fn mount_type(fs_type: &str) -> String {
-    match fs_type {
-        "ntfs" => ntfs_type().to_string(),
-        t => t.to_string(),
-    }
-}
-
-/// Mount options for a clone's filesystem.
-///
-/// * read-only mounts must not write either: XFS `norecovery`, ext3/4 `noload`
-///   (a plain `ro` mount would still replay the journal onto the clone);
-/// * XFS refuses a second filesystem with a UUID that is already mounted —
-///   the gold copy or another clone — unless `nouuid`.
-pub fn options_for(fs_type: &str, read_only: bool, uuid_already_mounted: bool) -> String {
-    let mut o: Vec<&str> = Vec::new();
-    if read_only {
-        o.push("ro");
-        match fs_type {
-            "xfs" => o.push("norecovery"),
-            "ext3" | "ext4" => o.push("noload"),
-            _ => {}
-        }
-    }
-    if fs_type == "xfs" && uuid_already_mounted {
-        o.push("nouuid");
-    }
-    if matches!(fs_type, "iso9660" | "squashfs") && !read_only {
-        o.push("ro");
-    }
-    if o.is_empty() {
-        "defaults".to_string()
-    } else {
-        o.join(",")
-    }
-}
-
-/// `mount -t TYPE -o OPTIONS SOURCE TARGET`.
-pub fn mount(source: &Path, target: &Path, mtype: &str, options: &str) -> Result<(), ToolError> {
-    let (s, t) = (source.to_string_lossy(), target.to_string_lossy());
-    tools::run(
-        "mount",
-        &["-t", mtype, "-o", options, &s, &t],
-        DEFAULT_TIMEOUT,
-    )
-    .map(|_| ())
 }
 
 /// True if `target` is a mount point right now.
@@ -179,18 +112,4 @@ pub fn mounted_uuids() -> HashSet<String> {
         }
     }
     set
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_protect_clones() {
-        assert_eq!(options_for("xfs", false, true), "nouuid");
-        assert_eq!(options_for("xfs", true, false), "ro,norecovery");
-        assert_eq!(options_for("ext4", true, false), "ro,noload");
-        assert_eq!(options_for("ext4", false, true), "defaults");
-        assert_eq!(options_for("squashfs", false, false), "ro");
-    }
 }

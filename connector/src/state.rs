@@ -49,19 +49,42 @@ pub enum Phase {
     Mounted,
     /// Teardown in progress (resumed on restart).
     Unmounting,
+    /// Recovery could not undo a step: left alone, with the reason, so that
+    /// it blocks nothing else; `recover` and `unmount` try again.
+    Quarantined,
+}
+
+/// A loop device's identity as recorded when goldmount made it: undo
+/// detaches a loop device only while it still is this one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoopId {
+    /// `st_dev` of the backing file.
+    pub backing_dev: u64,
+    /// `st_ino` of the backing file.
+    pub backing_ino: u64,
+    /// Byte offset into the backing.
+    pub offset: u64,
+    /// Byte length (0 = to the end).
+    pub size_limit: u64,
+    /// The owner tag goldmount wrote into the loop device.
+    pub tag: String,
 }
 
 /// One action goldmount takes on the host, recorded so it can be undone.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    /// A directory goldmount created (removed on teardown if empty).
+    /// A directory goldmount created (removed on teardown if empty), named
+    /// relative to a trusted anchor directory and resolved inside it.
     MakeDir {
-        /// The directory.
-        path: PathBuf,
+        /// The anchor (the volumes root, the volume path, the staging dir).
+        root: PathBuf,
+        /// The directory inside the anchor (`/srv/data`).
+        path: String,
     },
     /// A loop device over a byte range of a device or image (a partition the
-    /// kernel did not map, or an image given as `--device`).
+    /// kernel did not map, or an image given as a device), tagged so that
+    /// goldmount can tell it from anybody else's.
     AttachLoop {
         /// What it reads from.
         backing: PathBuf,
@@ -71,8 +94,12 @@ pub enum Action {
         size: u64,
         /// Read-only loop.
         read_only: bool,
+        /// The owner tag written into the loop device before it exists.
+        tag: String,
         /// The loop device, once known.
         device: Option<PathBuf>,
+        /// Its identity, once known.
+        identity: Option<LoopId>,
     },
     /// A clone's volume group renamed (if it collided) and activated on
     /// exactly its devices; deactivated on teardown.
@@ -93,16 +120,25 @@ pub enum Action {
         /// The clone's vdev devices.
         devices: Vec<PathBuf>,
     },
-    /// A mount.
+    /// A mount, identified by the kernel's mount id once made.
     Mount {
         /// Device mounted.
         source: PathBuf,
-        /// Mount point.
+        /// `major:minor` of the source, recorded before mounting.
+        source_devno: String,
+        /// Mount point (host path, resolved inside the volume).
         target: PathBuf,
         /// Filesystem type.
         fstype: String,
-        /// Options passed with `-o`.
+        /// Options, as shown in the manifest.
         options: String,
+        /// The kernel's mount id, once mounted (reused by the kernel after
+        /// an unmount: never trusted alone).
+        mnt_id: Option<u32>,
+        /// The kernel's 64-bit unique mount id (Linux ≥ 6.8), never reused
+        /// while the system runs; checked with the mount id before undo.
+        #[serde(default)]
+        mnt_unique: Option<u64>,
     },
 }
 
@@ -131,6 +167,37 @@ pub struct VolumeRecord {
     pub steps: Vec<Step>,
     /// The manifest, once mounted.
     pub manifest: Option<Manifest>,
+    /// The data this volume holds (checked and recorded under one lock
+    /// before any step is taken).
+    #[serde(default)]
+    pub claims: Vec<crate::engine::claim::Claim>,
+    /// The options it was mounted with (a repeated request must match).
+    #[serde(default)]
+    pub options: crate::engine::types::MountOptions,
+    /// Why it is quarantined, when it is.
+    #[serde(default)]
+    pub quarantine: Option<String>,
+    /// Consumers of the volume's tree (bind mounts at their paths).
+    #[serde(default)]
+    pub publications: Vec<crate::engine::publish::Publication>,
+}
+
+impl VolumeRecord {
+    /// A new record in phase `Mounting`, before its first step.
+    pub fn new(name: &str, devices: Vec<PathBuf>, read_only: bool) -> Self {
+        Self {
+            name: name.to_string(),
+            devices,
+            read_only,
+            phase: Phase::Mounting,
+            steps: Vec::new(),
+            manifest: None,
+            claims: Vec::new(),
+            options: Default::default(),
+            quarantine: None,
+            publications: Vec::new(),
+        }
+    }
 }
 
 /// Handle on the state database.
@@ -262,7 +329,11 @@ impl StateStore {
             let mut out = Vec::new();
             for item in t.iter().map_err(|e| self.err(e))? {
                 let (k, v) = item.map_err(|e| self.err(e))?;
-                out.push(self.decode(k.value(), v.value())?);
+                match self.decode(k.value(), v.value()) {
+                    Ok(r) => out.push(r),
+                    // One unreadable record must not block every other volume.
+                    Err(e) => tracing::warn!(error = %e, "skipping an unreadable state record"),
+                }
             }
             Ok(out)
         })
@@ -302,17 +373,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s/state.redb");
         let s = StateStore::open(&p).unwrap();
-        let rec = VolumeRecord {
-            name: "v1".into(),
-            devices: vec!["/dev/loop9".into()],
-            read_only: false,
-            phase: Phase::Mounting,
-            steps: vec![Step {
-                action: Action::MakeDir { path: "/x".into() },
-                done: false,
-            }],
-            manifest: None,
-        };
+        let mut rec = VolumeRecord::new("v1", vec!["/dev/loop9".into()], false);
+        rec.steps.push(Step {
+            action: Action::MakeDir {
+                root: "/r".into(),
+                path: "/x".into(),
+            },
+            done: false,
+        });
         s.put(&rec).unwrap();
         let s2 = StateStore::open(&p).unwrap();
         assert_eq!(s2.get("v1").unwrap().unwrap(), rec);
@@ -332,20 +400,21 @@ mod tests {
                 std::thread::spawn(move || {
                     let s = StateStore::open(&p).unwrap();
                     for n in 0..25 {
-                        let rec = VolumeRecord {
-                            name: format!("v{i}"),
-                            devices: vec![format!("/dev/loop{i}").into()],
-                            read_only: false,
-                            phase: Phase::Mounting,
-                            steps: vec![
-                                Step {
-                                    action: Action::MakeDir { path: "/x".into() },
-                                    done: true,
-                                };
-                                n
-                            ],
-                            manifest: None,
-                        };
+                        let mut rec = VolumeRecord::new(
+                            &format!("v{i}"),
+                            vec![format!("/dev/loop{i}").into()],
+                            false,
+                        );
+                        rec.steps = vec![
+                            Step {
+                                action: Action::MakeDir {
+                                    root: "/r".into(),
+                                    path: "/x".into(),
+                                },
+                                done: true,
+                            };
+                            n
+                        ];
                         s.put(&rec).unwrap();
                         assert_eq!(s.get(&rec.name).unwrap().unwrap(), rec);
                     }

@@ -393,30 +393,29 @@ fn an_interrupted_mount_is_rolled_back_on_the_next_run() {
         ],
     );
     let store = StateStore::open(&env.dir.path().join("state.redb")).unwrap();
-    store
-        .put(&VolumeRecord {
-            name: "crashed".into(),
-            devices: vec![img.clone()],
+    let mut rec = VolumeRecord::new("crashed", vec![img.clone()], false);
+    rec.phase = Phase::Mounting;
+    rec.steps.push(Step {
+        action: Action::AttachLoop {
+            backing: img.clone(),
+            offset: 1048576,
+            size: 4194304,
             read_only: false,
-            phase: Phase::Mounting,
-            steps: vec![Step {
-                action: Action::AttachLoop {
-                    backing: img.clone(),
-                    offset: 1048576,
-                    size: 4194304,
-                    read_only: false,
-                    device: None,
-                },
-                done: false,
-            }],
-            manifest: None,
-        })
-        .unwrap();
+            tag: "goldmount:0123456789abcdef:1".into(),
+            device: None,
+            identity: None,
+        },
+        done: false,
+    });
+    store.put(&rec).unwrap();
     assert_eq!(loops_backed_by(&img), 1, "{dev}");
-    // Any mount/unmount first rolls back interrupted volumes whose lock is free.
+    // Any mount/unmount first rolls back interrupted volumes whose lock is
+    // free — and the loop device over the same file that someone else made
+    // (no goldmount tag) is never touched.
     env.gm_ok(&["unmount", "--volume", "other"]);
-    assert_eq!(loops_backed_by(&img), 0);
+    assert_eq!(loops_backed_by(&img), 1);
     assert!(store.get("crashed").unwrap().is_none());
+    tool("losetup", &["-d", dev.trim()]);
 }
 
 #[test]

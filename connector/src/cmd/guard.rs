@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use connector::config::Config;
-use connector::state::StateStore;
+use connector::engine::Engine;
 
 /// What to do with the guard.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -31,19 +30,16 @@ pub struct GuardArgs {
     json: bool,
 }
 
-/// The devices of every volume in the state store (none without a store).
-fn clone_devices(cfg: &Config) -> Result<Vec<PathBuf>> {
-    if !cfg.state_path.exists() {
-        return Ok(Vec::new());
-    }
-    Ok(StateStore::open(&cfg.state_path)?.clone_devices()?)
+/// The devices of every volume in the state store.
+fn clone_devices(engine: &Engine) -> Result<Vec<PathBuf>> {
+    Ok(engine.store().clone_devices()?)
 }
 
 /// Runs `goldmount guard`.
-pub fn run(cfg: &Config, args: &GuardArgs) -> Result<()> {
+pub fn run(engine: &Engine, args: &GuardArgs) -> Result<()> {
     let st = match args.action {
-        GuardAction::Status => lvm::check_autoactivation_guard(&clone_devices(cfg)?)?,
-        GuardAction::Install => lvm::install_autoactivation_guard(&clone_devices(cfg)?)?,
+        GuardAction::Status => lvm::check_autoactivation_guard(&clone_devices(engine)?)?,
+        GuardAction::Install => lvm::install_autoactivation_guard(&clone_devices(engine)?)?,
         GuardAction::Remove => lvm::remove_autoactivation_guard()?,
     };
     if args.json {

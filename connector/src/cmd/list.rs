@@ -1,9 +1,8 @@
-//! `goldmount list`: the volumes this host has, from the state store.
+//! `goldmount list`: the volumes this host has, from the engine.
 
 use anyhow::Result;
 use clap::Args;
-use connector::config::Config;
-use connector::volume::Ctx;
+use connector::engine::Engine;
 
 /// Arguments of `goldmount list`.
 #[derive(Args, Debug)]
@@ -14,47 +13,47 @@ pub struct ListArgs {
 }
 
 /// Runs `goldmount list`.
-pub fn run(cfg: Config, args: &ListArgs) -> Result<()> {
-    let ctx = Ctx::open(cfg)?;
-    let recs = ctx.store.list()?;
+pub fn run(engine: &Engine, args: &ListArgs) -> Result<()> {
+    let vols = engine.list()?;
     if args.json {
-        let v: Vec<serde_json::Value> = recs
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "volume": r.name,
-                    "devices": r.devices,
-                    "phase": r.phase,
-                    "read_only": r.read_only,
-                    "manifest": r.manifest,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&vols)?);
         return Ok(());
     }
-    if recs.is_empty() {
+    if vols.is_empty() {
         println!("no volumes");
     }
-    for r in recs {
-        let mounts = r.manifest.as_ref().map(|m| m.mounts.len()).unwrap_or(0);
-        let path = r
+    for v in vols {
+        let mounts = v.manifest.as_ref().map(|m| m.mounts.len()).unwrap_or(0);
+        let path = v
             .manifest
             .as_ref()
             .map(|m| m.path.display().to_string())
             .unwrap_or_default();
         println!(
-            "{:<24} {:<10} {:<20} {} mounts  {}",
-            r.name,
-            format!("{:?}", r.phase).to_lowercase(),
-            r.devices
+            "{:<24} {:<11} {:<20} {} mounts  {}{}",
+            v.volume,
+            format!("{:?}", v.phase).to_lowercase(),
+            v.devices
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect::<Vec<_>>()
                 .join(","),
             mounts,
-            path
+            path,
+            v.quarantine
+                .as_deref()
+                .map(|q| format!("  ({q})"))
+                .unwrap_or_default()
         );
+        for p in &v.publications {
+            println!(
+                "  published at {} for {}{} ({} refs)",
+                p.target.display(),
+                p.id,
+                if p.read_only { ", read-only" } else { "" },
+                p.refs
+            );
+        }
     }
     Ok(())
 }

@@ -5,26 +5,27 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use connector::config::Config;
+use connector::engine::{self, DeviceSource, Engine, MountOptions, MountRequest};
 use connector::manifest::Manifest;
-use connector::volume::{self, Ctx, MountRequest};
-use executor::wait::MultipathPolicy;
 
 /// Arguments of `goldmount mount`.
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["device", "wwid"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["device", "wwid", "loop_backing"])))]
 pub struct MountArgs {
     /// The LUN's block device (or an image file, attached through a loop
     /// device). Repeat for a clone set whose volume group spans several LUNs.
     #[arg(long, value_name = "DEV")]
     device: Vec<PathBuf>,
     /// Wait for the device with this WWID (naa.…), verified from the
-    /// device's VPD pages (the multipath map when multipathd owns it), or —
-    /// for the appliance's loop backend — this backing file path.
+    /// device's VPD pages (the multipath map when multipathd owns it).
     /// Repeatable, like --device.
     #[arg(long, value_name = "WWID")]
     wwid: Vec<String>,
-    /// How long to wait for `--wwid` to appear, in seconds.
+    /// The appliance's loop backend: wait for the loop device it attached
+    /// over this clone file (absolute path). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    loop_backing: Vec<PathBuf>,
+    /// How long to wait for `--wwid` / `--loop-backing` to appear, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
     /// For `--wwid`: `auto` takes the multipath map when multipathd runs and
@@ -53,6 +54,10 @@ pub struct MountArgs {
     /// btrfstune -m and retry. Changes the clone's superblocks: opt-in.
     #[arg(long, conflicts_with = "read_only")]
     btrfs_new_fsid: bool,
+    /// Let setuid binaries and device nodes of the clone take effect (mount
+    /// without nosuid,nodev). Only for a clone trusted as much as the host.
+    #[arg(long)]
+    allow_suid_dev: bool,
     /// Print the manifest as JSON.
     #[arg(long)]
     json: bool,
@@ -69,12 +74,12 @@ pub enum Multipath {
     Never,
 }
 
-impl From<Multipath> for MultipathPolicy {
+impl From<Multipath> for engine::Multipath {
     fn from(m: Multipath) -> Self {
         match m {
-            Multipath::Auto => MultipathPolicy::Auto,
-            Multipath::Require => MultipathPolicy::Require,
-            Multipath::Never => MultipathPolicy::Never,
+            Multipath::Auto => engine::Multipath::Auto,
+            Multipath::Require => engine::Multipath::Require,
+            Multipath::Never => engine::Multipath::Never,
         }
     }
 }
@@ -116,27 +121,46 @@ pub fn print_manifest(m: &Manifest) {
 }
 
 /// Runs `goldmount mount`.
-pub fn run(cfg: Config, args: &MountArgs) -> Result<()> {
-    let mut devices = args.device.clone();
+pub fn run(engine: &Engine, args: &MountArgs) -> Result<()> {
+    let timeout = Duration::from_secs(args.timeout);
+    let mut sources: Vec<DeviceSource> = args
+        .device
+        .iter()
+        .map(|p| DeviceSource::Device { path: p.clone() })
+        .collect();
     for w in &args.wwid {
-        devices.push(connector::wwid::wait_for(
-            w,
-            Duration::from_secs(args.timeout),
-            args.multipath.into(),
-        )?);
+        if w.starts_with('/') {
+            return Err(engine::EngineError::invalid(format!(
+                "--wwid {w}: a path is not a WWID"
+            ))
+            .with_hint("for the appliance's loop backend use --loop-backing FILE")
+            .into());
+        } else {
+            sources.push(DeviceSource::Wwid {
+                wwid: w.clone(),
+                timeout,
+                multipath: args.multipath.into(),
+            });
+        }
     }
-    let ctx = Ctx::open(cfg)?;
-    let m = volume::mount(
-        &ctx,
-        &MountRequest {
-            volume: args.volume.clone(),
-            devices,
+    for f in &args.loop_backing {
+        sources.push(DeviceSource::LoopBacking {
+            file: f.clone(),
+            timeout,
+        });
+    }
+    let req = MountRequest {
+        volume: super::volume(&args.volume)?,
+        sources,
+        options: MountOptions {
             read_only: args.read_only,
             regen_xfs_uuid: args.regen_uuid,
             zfs_reguid: args.zfs_reguid,
             btrfs_new_fsid: args.btrfs_new_fsid,
+            allow_suid_dev: args.allow_suid_dev,
         },
-    )?;
+    };
+    let m = engine.mount(&req)?.into_inner();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&m)?);
     } else {

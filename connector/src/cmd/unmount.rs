@@ -2,8 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use connector::config::Config;
-use connector::volume::{self, Ctx};
+use connector::engine::Engine;
 
 /// Arguments of `goldmount unmount`.
 #[derive(Args, Debug)]
@@ -11,7 +10,8 @@ pub struct UnmountArgs {
     /// Volume name.
     #[arg(long, value_name = "NAME")]
     volume: String,
-    /// Detach busy mounts lazily instead of refusing (reports what it did).
+    /// Detach busy mounts lazily and take publications down instead of
+    /// refusing (reports what it did).
     #[arg(long)]
     force: bool,
     /// Print the report as JSON.
@@ -20,9 +20,8 @@ pub struct UnmountArgs {
 }
 
 /// Runs `goldmount unmount`.
-pub fn run(cfg: Config, args: &UnmountArgs) -> Result<()> {
-    let ctx = Ctx::open(cfg)?;
-    let r = volume::unmount(&ctx, &args.volume, args.force)?;
+pub fn run(engine: &Engine, args: &UnmountArgs) -> Result<()> {
+    let r = engine.unmount(&super::volume(&args.volume)?, args.force)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else if r.not_mounted {

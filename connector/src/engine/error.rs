@@ -1,0 +1,109 @@
+//! Engine errors with a kind, so every front door can map them without
+//! matching strings: the CLI to exit codes, the control API to HTTP status,
+//! the Docker plugin to its `Err` text, CSI to gRPC codes.
+
+use std::fmt;
+
+/// What sort of failure it is — the one thing a front door decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request itself is wrong (a bad name, a bad path, conflicting
+    /// options); retrying the same request cannot succeed.
+    Invalid,
+    /// Something the request names does not exist (a volume, a device).
+    NotFound,
+    /// The request collides with what exists: the data is claimed by another
+    /// volume, the volume exists with other devices, it is in use.
+    Conflict,
+    /// Another operation on the same volume is in progress; retry later.
+    Busy,
+    /// Something outside goldmount is not there or not answering (a LUN that
+    /// never appears, a missing kernel feature, a tool that is not installed).
+    Unavailable,
+    /// A failure goldmount did not foresee; the message says what happened.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The CLI's exit status for this kind (documented in `goldmount --help`).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Internal | ErrorKind::Unavailable => 1,
+            ErrorKind::Invalid => 2,
+            ErrorKind::Conflict => 3,
+            ErrorKind::NotFound => 4,
+            ErrorKind::Busy => 5,
+        }
+    }
+}
+
+/// An engine failure: its kind, what happened, and — as data, not CLI
+/// wording — what the caller can do about it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineError {
+    /// What sort of failure.
+    pub kind: ErrorKind,
+    /// What was expected, what was found.
+    pub message: String,
+    /// What to try next, if anything helps.
+    pub hint: Option<String>,
+}
+
+impl EngineError {
+    /// A failure of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    /// Adds what the caller can do.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    /// Shorthand for [`ErrorKind::Invalid`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+    /// Shorthand for [`ErrorKind::Conflict`].
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+    /// Shorthand for [`ErrorKind::Internal`].
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+    /// Turns an error chain from a pipeline stage into an engine error: an
+    /// `EngineError` anywhere in the chain keeps its kind (with the outer
+    /// context prepended), anything else is `Internal`.
+    pub fn from_chain(e: anyhow::Error) -> Self {
+        let text = format!("{e:#}");
+        if let Some(inner) = e.chain().find_map(|c| c.downcast_ref::<EngineError>()) {
+            let mut out = inner.clone();
+            out.message = text;
+            return out;
+        }
+        Self::internal(text)
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<crate::state::StateError> for EngineError {
+    fn from(e: crate::state::StateError) -> Self {
+        Self::new(ErrorKind::Unavailable, e.to_string())
+            .with_hint("check that the state store's directory is writable and not on a full filesystem")
+    }
+}
+
+/// The engine's result type.
+pub type EngineResult<T> = Result<T, EngineError>;

@@ -1,0 +1,192 @@
+//! The one table of filesystem kinds goldmount mounts: how to mount each, how
+//! to mount it without writing, what to do when its UUID is already mounted
+//! (the gold copy or another clone), and whether it can hold the original
+//! host's `/etc/fstab`. Every decision about a filesystem type reads this.
+
+/// What to do when a filesystem with the same UUID is already mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UuidCollision {
+    /// The kernel does not care (ext*, vfat…).
+    Ignore,
+    /// XFS refuses a second mount of one UUID: mount with `nouuid`.
+    NoUuid,
+    /// btrfs: the kernel's temp-fsid (≥ 6.7) or the opt-in `btrfstune -m`.
+    BtrfsFsid,
+}
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct FsKind {
+    /// blkid's TYPE.
+    pub blkid: &'static str,
+    /// Data options that keep a read-only mount from writing (journal replay).
+    pub read_only_data: &'static [&'static str],
+    /// Always read-only (iso9660, squashfs).
+    pub always_read_only: bool,
+    /// UUID-collision rule.
+    pub uuid_collision: UuidCollision,
+    /// Can be the root of an installed system (holds `/etc/fstab`).
+    pub may_hold_fstab: bool,
+}
+
+/// Every kind goldmount mounts, in no particular order.
+pub const FS_KINDS: &[FsKind] = &[
+    FsKind {
+        blkid: "ext2",
+        read_only_data: &[],
+        always_read_only: false,
+        uuid_collision: UuidCollision::Ignore,
+        may_hold_fstab: true,
+    },
+    FsKind {
+        blkid: "ext3",
+        read_only_data: &["noload"],
+        always_read_only: false,
+        uuid_collision: UuidCollision::Ignore,
+        may_hold_fstab: true,
+    },
+    FsKind {
+        blkid: "ext4",
+        read_only_data: &["noload"],
+        always_read_only: false,
+        uuid_collision: UuidCollision::Ignore,
+        may_hold_fstab: true,
+    },
+    FsKind {
+        blkid: "xfs",
+        read_only_data: &["norecovery"],
+        always_read_only: false,
+        uuid_collision: UuidCollision::NoUuid,
+        may_hold_fstab: true,
+    },
+    FsKind {
+        blkid: "btrfs",
+        read_only_data: &[],
+        always_read_only: false,
+        uuid_collision: UuidCollision::BtrfsFsid,
+        may_hold_fstab: true,
+    },
+    FsKind {
+        blkid: "vfat",
+        read_only_data: &[],
+        always_read_only: false,
+        uuid_collision: UuidCollision::Ignore,
+        may_hold_fstab: false,
+    },
+    FsKind {
+        blkid: "ntfs",
+        read_only_data: &[],
+        always_read_only: false,
+        uuid_collision: UuidCollision::Ignore,
+        may_hold_fstab: false,
+    },
+    FsKind {
+        blkid: "iso9660",
+        read_only_data: &[],
+        always_read_only: true,
+        uuid_collision: UuidCollision::Ignore,
+        may_hold_fstab: false,
+    },
+    FsKind {
+        blkid: "squashfs",
+        read_only_data: &[],
+        always_read_only: true,
+        uuid_collision: UuidCollision::Ignore,
+        may_hold_fstab: false,
+    },
+];
+
+/// The row for a blkid TYPE, if goldmount mounts it.
+pub fn lookup(blkid: &str) -> Option<&'static FsKind> {
+    FS_KINDS.iter().find(|k| k.blkid == blkid)
+}
+
+/// How to mount one filesystem: the `-t` type, the flags, the data string,
+/// and the options as a person reads them (for the manifest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    /// Kernel filesystem type (`ntfs3`, or the FUSE helper `ntfs-3g`).
+    pub fstype: String,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// `nosuid,nodev` (the default for clone data).
+    pub nosuid_nodev: bool,
+    /// Filesystem-specific options.
+    pub data: Vec<&'static str>,
+}
+
+impl MountPlan {
+    /// The options as `mount -o` would take them.
+    pub fn options(&self) -> String {
+        let mut o: Vec<&str> = Vec::new();
+        o.push(if self.read_only { "ro" } else { "rw" });
+        if self.nosuid_nodev {
+            o.extend(["nosuid", "nodev"]);
+        }
+        o.extend(self.data.iter().copied());
+        o.join(",")
+    }
+    /// Only the filesystem-specific part (`nouuid,norecovery`).
+    pub fn data_string(&self) -> String {
+        self.data.join(",")
+    }
+}
+
+impl FsKind {
+    /// The mount for this kind: read-only without replay when asked, `nouuid`
+    /// when an XFS with this UUID is already mounted, `nosuid,nodev` unless
+    /// the caller opted out.
+    pub fn plan(&self, read_only: bool, uuid_mounted: bool, allow_suid_dev: bool) -> MountPlan {
+        let ro = read_only || self.always_read_only;
+        let mut data: Vec<&'static str> = Vec::new();
+        if read_only {
+            data.extend(self.read_only_data.iter().copied());
+        }
+        if uuid_mounted && self.uuid_collision == UuidCollision::NoUuid {
+            data.push("nouuid");
+        }
+        MountPlan {
+            fstype: kernel_type(self.blkid),
+            read_only: ro,
+            nosuid_nodev: !allow_suid_dev,
+            data,
+        }
+    }
+}
+
+/// The kernel driver (or FUSE helper) for a blkid TYPE: NTFS through ntfs3
+/// when the kernel has it, ntfs-3g otherwise.
+fn kernel_type(blkid: &str) -> String {
+    if blkid != "ntfs" {
+        return blkid.to_string();
+    }
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if fs.lines().any(|l| l.trim_end().ends_with("ntfs3")) {
+        "ntfs3".into()
+    } else {
+        "ntfs-3g".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn plans_protect_clones_and_the_host() {
+        let xfs = lookup("xfs").unwrap();
+        assert_eq!(xfs.plan(false, true, false).options(), "rw,nosuid,nodev,nouuid");
+        assert_eq!(
+            xfs.plan(true, false, false).options(),
+            "ro,nosuid,nodev,norecovery"
+        );
+        let ext4 = lookup("ext4").unwrap();
+        assert_eq!(ext4.plan(true, false, false).options(), "ro,nosuid,nodev,noload");
+        assert_eq!(ext4.plan(false, true, false).options(), "rw,nosuid,nodev");
+        assert_eq!(ext4.plan(false, false, true).options(), "rw");
+        assert!(lookup("squashfs").unwrap().plan(false, false, false).read_only);
+        assert!(lookup("swap").is_none());
+        assert!(lookup("ext4").unwrap().may_hold_fstab && !lookup("vfat").unwrap().may_hold_fstab);
+    }
+}

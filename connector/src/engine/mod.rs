@@ -1,0 +1,355 @@
+//! The engine: one typed API over the whole life of a volume — mount,
+//! unmount, list, get, recover, publish — that every front door (the CLI,
+//! the daemon's control API, the Docker plugin, CSI) calls and only
+//! translates. Requests are validated types, results say whether anything
+//! changed, errors carry a kind.
+
+pub mod claim;
+pub mod error;
+pub mod fs_kind;
+pub mod journal;
+pub mod pipeline;
+pub mod publish;
+pub mod source;
+pub mod stage_lvm;
+pub mod types;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::lock::VolumeLock;
+use crate::manifest::Manifest;
+use crate::mounter;
+use crate::state::{Action, Phase, StateStore, VolumeRecord};
+pub use error::{EngineError, EngineResult, ErrorKind};
+use journal::{Journal, UndoLog};
+pub use publish::Publication;
+pub use types::{
+    DeviceSource, MountOptions, MountRequest, Multipath, Outcome, RecoveryReport, UnmountReport,
+    VolumeName,
+};
+
+/// What the engine knows about one volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeStatus {
+    /// Volume name.
+    pub volume: String,
+    /// The devices it was mounted from.
+    pub devices: Vec<PathBuf>,
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// The manifest, once mounted.
+    pub manifest: Option<Manifest>,
+    /// Why it is quarantined, if it is.
+    pub quarantine: Option<String>,
+    /// Who consumes it.
+    pub publications: Vec<Publication>,
+}
+
+impl From<VolumeRecord> for VolumeStatus {
+    fn from(r: VolumeRecord) -> Self {
+        Self {
+            volume: r.name,
+            devices: r.devices,
+            phase: r.phase,
+            read_only: r.read_only,
+            manifest: r.manifest,
+            quarantine: r.quarantine,
+            publications: r.publications,
+        }
+    }
+}
+
+/// The engine over one host's state.
+pub struct Engine {
+    cfg: Config,
+    store: StateStore,
+}
+
+impl Engine {
+    /// Opens the state store the config names. Does not recover: call
+    /// [`recover`](Self::recover) once at process start.
+    pub fn open(cfg: Config) -> EngineResult<Self> {
+        let store = StateStore::open(&cfg.state_path)?;
+        Ok(Self { cfg, store })
+    }
+
+    /// The paths in use.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The state store (for host settings that need the clones' devices).
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    fn lock(&self, volume: &VolumeName) -> EngineResult<VolumeLock> {
+        VolumeLock::try_acquire(&self.cfg.lock_dir(), volume.as_str())
+            .map_err(|e| EngineError::new(ErrorKind::Unavailable, format!("{e:#}")))?
+            .ok_or_else(|| {
+                EngineError::new(
+                    ErrorKind::Busy,
+                    format!("volume {volume} is being changed by another goldmount process"),
+                )
+                .with_hint("try again when it finishes")
+            })
+    }
+
+    /// Mounts everything on the request's devices under the volume path and
+    /// returns the manifest: `Created` when this call mounted it, `Existing`
+    /// when the same request had already been satisfied.
+    pub fn mount(&self, req: &MountRequest) -> EngineResult<Outcome<Manifest>> {
+        if req.sources.is_empty() {
+            return Err(EngineError::invalid(format!(
+                "no device given for volume {}",
+                req.volume
+            )));
+        }
+        let mut devices: Vec<PathBuf> = Vec::new();
+        for s in &req.sources {
+            let d = source::resolve(s)?;
+            if devices.contains(&d) {
+                return Err(EngineError::invalid(format!(
+                    "device {} given twice",
+                    d.display()
+                )));
+            }
+            devices.push(d);
+        }
+        let lock = self.lock(&req.volume)?;
+        let name = req.volume.as_str();
+        if let Some(rec) = self.store.get(name)? {
+            return match (&rec.phase, &rec.manifest) {
+                (Phase::Mounted, Some(m)) if rec.devices == devices && rec.options == req.options => {
+                    Ok(Outcome::Existing(m.clone()))
+                }
+                (Phase::Mounted, _) => Err(EngineError::conflict(format!(
+                    "volume {name} is already mounted from {} with other devices or options",
+                    shown(&rec.devices)
+                ))
+                .with_hint(format!("unmount volume {name} first"))),
+                _ => Err(EngineError::conflict(format!(
+                    "volume {name} has an unfinished record ({:?}{})",
+                    rec.phase,
+                    rec.quarantine
+                        .as_deref()
+                        .map(|q| format!(": {q}"))
+                        .unwrap_or_default()
+                ))
+                .with_hint("run recovery (goldmount recover), or unmount the volume")),
+            };
+        }
+        // Claim the data under the host-wide lock, recorded before any step.
+        let mut rec = VolumeRecord::new(name, devices.clone(), req.options.read_only);
+        rec.options = req.options.clone();
+        {
+            let _claims = claim::ClaimsLock::acquire(&self.cfg.run_dir)?;
+            for d in &devices {
+                rec.claims.push(claim::claim_for(d, req.options.read_only)?);
+            }
+            claim::check(&rec.claims, name, &self.store.list()?)?;
+            self.store.put(&rec)?;
+        }
+        let mut j = Journal::new(&self.store, rec);
+        let mut run = pipeline::Run::new(&self.cfg, &self.store, name, &req.options);
+        match pipeline::mount_steps(&mut run, &mut j, &devices) {
+            Ok(m) => {
+                j.rec.phase = Phase::Mounted;
+                j.rec.manifest = Some(m.clone());
+                j.save().map_err(EngineError::from_chain)?;
+                Ok(Outcome::Created(m))
+            }
+            Err(e) => {
+                let mut log = UndoLog::default();
+                let rollback = j.undo_all(true, &mut log);
+                let mut err = EngineError::from_chain(e);
+                match rollback {
+                    Ok(()) => {
+                        let _ = self.store.delete(name);
+                        drop(j);
+                        lock.release_and_remove();
+                        err.message = format!(
+                            "mounting volume {name} failed; everything was rolled back: {}",
+                            err.message
+                        );
+                    }
+                    Err(re) => {
+                        let why = format!("the rollback of a failed mount failed: {re:#}");
+                        j.rec.phase = Phase::Quarantined;
+                        j.rec.quarantine = Some(why.clone());
+                        let _ = j.save();
+                        err.message = format!(
+                            "mounting volume {name} failed ({}) and {why}; the volume is quarantined: check mounts under {}",
+                            err.message,
+                            self.cfg.volumes_root.join(name).display()
+                        );
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Unmounts a volume and undoes every step, newest first. Refuses,
+    /// changing nothing, while something uses it or it is published, unless
+    /// `force` (busy mounts are then detached lazily, publications taken down).
+    pub fn unmount(&self, volume: &VolumeName, force: bool) -> EngineResult<UnmountReport> {
+        let lock = self.lock(volume)?;
+        let name = volume.as_str();
+        let Some(mut rec) = self.store.get(name)? else {
+            lock.release_and_remove();
+            return Ok(UnmountReport {
+                volume: name.to_string(),
+                not_mounted: true,
+                ..Default::default()
+            });
+        };
+        let mut report = UnmountReport {
+            volume: name.to_string(),
+            ..Default::default()
+        };
+        if !rec.publications.is_empty() {
+            if !force {
+                return Err(EngineError::conflict(format!(
+                    "volume {name} is published at {}",
+                    rec.publications
+                        .iter()
+                        .map(|p| p.target.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .with_hint("unpublish it first, or unmount with force"));
+            }
+            publish::take_down_all(&self.store, &mut rec, &mut report)?;
+        }
+        if !force {
+            let mut busy = Vec::new();
+            for s in &rec.steps {
+                if let Action::Mount { target, .. } = &s.action {
+                    let h = mounter::holders(target);
+                    if !h.is_empty() {
+                        busy.push(format!("{}: {}", target.display(), h.join("; ")));
+                    }
+                }
+            }
+            if !busy.is_empty() {
+                return Err(EngineError::conflict(format!(
+                    "volume {name} is in use, nothing was changed: {}",
+                    busy.join(" | ")
+                ))
+                .with_hint("stop what uses it, or unmount with force to detach it lazily"));
+            }
+        }
+        rec.phase = Phase::Unmounting;
+        let mut j = Journal::new(&self.store, rec);
+        j.save().map_err(EngineError::from_chain)?;
+        let mut log = UndoLog::default();
+        j.undo_all(force, &mut log).map_err(EngineError::from_chain)?;
+        self.store.delete(name)?;
+        drop(j);
+        lock.release_and_remove();
+        report.undone.extend(log.undone);
+        report.forced.extend(log.forced);
+        Ok(report)
+    }
+
+    /// Every volume on this host.
+    pub fn list(&self) -> EngineResult<Vec<VolumeStatus>> {
+        Ok(self.store.list()?.into_iter().map(VolumeStatus::from).collect())
+    }
+
+    /// One volume.
+    pub fn get(&self, volume: &VolumeName) -> EngineResult<VolumeStatus> {
+        self.store
+            .get(volume.as_str())?
+            .map(VolumeStatus::from)
+            .ok_or_else(|| {
+                EngineError::new(ErrorKind::NotFound, format!("no volume {volume} on this host"))
+            })
+    }
+
+    /// Rolls back interrupted mounts and finishes interrupted unmounts (a
+    /// volume whose lock is held is in progress and left alone). A record
+    /// that cannot be undone is quarantined with the reason and blocks
+    /// nothing else. Run once at process start, and on demand.
+    pub fn recover(&self) -> EngineResult<RecoveryReport> {
+        let mut report = RecoveryReport::default();
+        for rec in self.store.list()? {
+            if rec.phase == Phase::Mounted {
+                continue;
+            }
+            let Ok(name) = VolumeName::parse(&rec.name) else {
+                continue;
+            };
+            let Ok(lock) = self.lock(&name) else {
+                report.in_progress.push(rec.name.clone());
+                continue;
+            };
+            let phase = rec.phase;
+            tracing::warn!(volume = %rec.name, phase = ?phase, "recovering an interrupted operation");
+            let mut j = Journal::new(&self.store, rec);
+            let mut log = UndoLog::default();
+            match j.undo_all(phase == Phase::Mounting, &mut log) {
+                Ok(()) => {
+                    self.store.delete(name.as_str())?;
+                    drop(j);
+                    lock.release_and_remove();
+                    match phase {
+                        Phase::Mounting => report.rolled_back.push(name.to_string()),
+                        _ => report.finished.push(name.to_string()),
+                    }
+                }
+                Err(e) => {
+                    let why = format!(
+                        "recovery could not undo {} step(s): {e:#}; check the mounts under {} and the loop devices of this volume, then run recovery again",
+                        j.rec.steps.len(),
+                        self.cfg.volumes_root.join(name.as_str()).display()
+                    );
+                    j.rec.phase = Phase::Quarantined;
+                    j.rec.quarantine = Some(why.clone());
+                    j.save().map_err(EngineError::from_chain)?;
+                    report.quarantined.push((name.to_string(), why));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Publishes a mounted volume's whole tree at `target` for consumer `id`
+    /// (a recursive bind; every submount read-only when asked). The same id
+    /// and target again adds a reference and answers `Existing`.
+    pub fn publish(
+        &self,
+        volume: &VolumeName,
+        id: &str,
+        target: &std::path::Path,
+        read_only: bool,
+    ) -> EngineResult<Outcome<Publication>> {
+        let _lock = self.lock(volume)?;
+        publish::publish(&self.store, &self.cfg, volume, id, target, read_only)
+    }
+
+    /// Drops one reference of consumer `id`; at zero its bind mount is taken
+    /// down (`force`: lazily when busy). Unknown id: `Existing(())`.
+    pub fn unpublish(
+        &self,
+        volume: &VolumeName,
+        id: &str,
+        force: bool,
+    ) -> EngineResult<Outcome<u32>> {
+        let _lock = self.lock(volume)?;
+        publish::unpublish(&self.store, volume, id, force)
+    }
+}
+
+fn shown(v: &[PathBuf]) -> String {
+    v.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

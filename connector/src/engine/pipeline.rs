@@ -1,0 +1,660 @@
+//! The mount pipeline, one stage after another over one list of items:
+//! open the devices → discover what is on them → give every partition a
+//! node → import volume groups → find the original layout → mount → import
+//! pools. Every change to the host goes through the [`Journal`].
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use hostfs::clonefs::{ClonePath, CloneRoot, DirJournal, PathError, ResolvedDir};
+
+use super::error::{EngineError, ErrorKind};
+use super::fs_kind::{self, MountPlan, UuidCollision};
+use super::journal::Journal;
+use super::types::MountOptions;
+use crate::config::Config;
+use crate::discover::{self, Candidate, Member, MemberKind};
+use crate::fstab;
+use crate::layout::{self, Planned};
+use crate::manifest::{Layout, Manifest, MountInfo, Skipped, UnresolvedEntry};
+use crate::mounter;
+use crate::partmap;
+use crate::state::{Action, StateStore};
+use crate::tools::{self, DEFAULT_TIMEOUT};
+use crate::zfs;
+
+/// How much of a clone's `/etc/fstab` is read at most.
+pub const FSTAB_CAP: u64 = 1024 * 1024;
+/// How long reading it may take.
+const FSTAB_DEADLINE: Duration = Duration::from_secs(5);
+/// Most entries of one kind recorded in a manifest (a hostile fstab must not
+/// grow the state store without bound).
+const MANIFEST_LIST_CAP: usize = 256;
+
+/// A filesystem to mount and the node it is reached by.
+struct Item {
+    cand: Candidate,
+    node: PathBuf,
+    via_loop: bool,
+}
+
+/// Everything the stages share.
+pub struct Run<'a> {
+    /// Paths.
+    pub cfg: &'a Config,
+    /// The state store (other volumes' records, for reserved names).
+    pub store: &'a StateStore,
+    /// The volume's name.
+    pub volume: &'a str,
+    /// The choices of this mount.
+    pub opts: &'a MountOptions,
+    notes: Vec<String>,
+    skipped: Vec<Skipped>,
+    unresolved: Vec<UnresolvedEntry>,
+}
+
+impl<'a> Run<'a> {
+    /// A run for one volume.
+    pub fn new(cfg: &'a Config, store: &'a StateStore, volume: &'a str, opts: &'a MountOptions) -> Self {
+        Self {
+            cfg,
+            store,
+            volume,
+            opts,
+            notes: Vec::new(),
+            skipped: Vec::new(),
+            unresolved: Vec::new(),
+        }
+    }
+
+    fn volume_path(&self) -> PathBuf {
+        self.cfg.volumes_root.join(self.volume)
+    }
+}
+
+/// Directories created by `ensure_dir`, journaled before each is made.
+struct DirSteps<'j, 'a> {
+    j: &'j mut Journal<'a>,
+    root: PathBuf,
+}
+
+impl DirJournal for DirSteps<'_, '_> {
+    fn will_create(&mut self, p: &ClonePath) -> std::result::Result<(), String> {
+        self.j
+            .begin(Action::MakeDir {
+                root: self.root.clone(),
+                path: p.to_string(),
+            })
+            .map_err(|e| format!("{e:#}"))
+    }
+    fn created(&mut self, _p: &ClonePath, by_us: bool) -> std::result::Result<(), String> {
+        let r = if by_us {
+            self.j.finish(None)
+        } else {
+            // Someone else made it meanwhile: not ours to remove.
+            self.j.forget_last()
+        };
+        r.map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// Creates (journaled) and opens directory `p` inside the trusted `root`.
+fn ensure_dir(j: &mut Journal<'_>, root: &Path, p: &ClonePath) -> Result<ResolvedDir> {
+    let r = CloneRoot::open(root).with_context(|| format!("opening {}", root.display()))?;
+    let mut steps = DirSteps {
+        j,
+        root: root.to_path_buf(),
+    };
+    Ok(r.ensure_dir(p, &mut steps)?)
+}
+
+/// Mounts `node` on `dir` (journaled by mount id), as `plan` says.
+fn mount_at(j: &mut Journal<'_>, node: &Path, dir: &ResolvedDir, plan: &MountPlan) -> Result<()> {
+    let devno = devno_of(node)?;
+    let target = dir.host_path().to_path_buf();
+    let pending = Action::Mount {
+        source: node.to_path_buf(),
+        source_devno: devno.clone(),
+        target: target.clone(),
+        fstype: plan.fstype.clone(),
+        options: plan.options(),
+        mnt_id: None,
+        mnt_unique: None,
+    };
+    j.step(pending, |_| {
+        let id = mount_syscall(node, dir, plan).with_context(|| {
+            format!(
+                "mounting {} ({}) on {}",
+                node.display(),
+                plan.fstype,
+                target.display()
+            )
+        })?;
+        Ok((
+            Action::Mount {
+                source: node.to_path_buf(),
+                source_devno: devno.clone(),
+                target: target.clone(),
+                fstype: plan.fstype.clone(),
+                options: plan.options(),
+                mnt_id: Some(id.mnt_id),
+                mnt_unique: id.unique_id,
+            },
+            (),
+        ))
+    })
+}
+
+fn devno_of(node: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(node).with_context(|| format!("{} is gone", node.display()))?;
+    let r = md.rdev();
+    Ok(format!("{}:{}", rustix::fs::major(r), rustix::fs::minor(r)))
+}
+
+/// The kernel mount itself; a FUSE type (ntfs-3g) goes through its helper
+/// onto the resolved directory's verified host path.
+fn mount_syscall(node: &Path, dir: &ResolvedDir, plan: &MountPlan) -> Result<hostfs::mountfd::MountId> {
+    use hostfs::mountfd::{mount_on, MountOptions as Flags};
+    if plan.fstype == "ntfs-3g" {
+        let t = dir.host_path().to_string_lossy().into_owned();
+        let n = node.to_string_lossy().into_owned();
+        let opts = plan.options();
+        tools::run("mount", &["-t", "ntfs-3g", "-o", &opts, &n, &t], DEFAULT_TIMEOUT)?;
+        let devno = devno_of(node).unwrap_or_default();
+        return mountinfo::current()?
+            .into_iter()
+            .filter(|m| m.mount_point == dir.host_path())
+            .map(|m| hostfs::mountfd::MountId {
+                mnt_id: m.id,
+                unique_id: None,
+                major: m.major,
+                minor: m.minor,
+                host_path: m.mount_point.clone(),
+                mount_options: m.mount_options.clone(),
+            })
+            .next_back()
+            .ok_or_else(|| anyhow!("ntfs-3g mounted {n} ({devno}) but the mount is not in mountinfo"));
+    }
+    let flags = Flags {
+        read_only: plan.read_only,
+        nosuid: plan.nosuid_nodev,
+        nodev: plan.nosuid_nodev,
+        noexec: false,
+    };
+    let id = mount_on(dir, node, &plan.fstype, flags, &plan.data_string()).map_err(|e| {
+        let text = e.to_string();
+        let ro = text.contains("EROFS") || text.contains("EACCES") || text.contains("ead-only");
+        if ro && !plan.read_only {
+            anyhow!("{text}; the device is read-only: mount the volume read-only (--read-only)")
+        } else {
+            anyhow!("{text}")
+        }
+    })?;
+    Ok(id)
+}
+
+/// Runs the whole mount for `devices` (already claimed) and returns the manifest.
+pub fn mount_steps(run: &mut Run<'_>, j: &mut Journal<'_>, devices: &[PathBuf]) -> Result<Manifest> {
+    let mut items: Vec<Item> = Vec::new();
+    let mut members: Vec<(Member, PathBuf)> = Vec::new();
+    // Discover: what is on each device.
+    let mut found_any = false;
+    for device in devices {
+        let disk = if std::fs::metadata(device)?.file_type().is_file() {
+            run.notes.push(format!(
+                "{} is an image file: attached through a loop device",
+                device.display()
+            ));
+            j.attach_loop(device, 0, 0, run.opts.read_only)?
+        } else {
+            device.to_path_buf()
+        };
+        let src = fsdetect::FileSource::open(&disk)
+            .with_context(|| format!("opening {}", disk.display()))?;
+        let report =
+            fsdetect::probe_disk(&src).with_context(|| format!("probing {}", disk.display()))?;
+        drop(src);
+        if let Some(t) = &report.table {
+            if t.gpt_header == Some(fsdetect::GptHeader::Backup) {
+                run.notes.push(format!(
+                    "{}: the primary GPT header is damaged; the backup GPT at the end of the device was used",
+                    device.display()
+                ));
+            }
+            for w in &t.warnings {
+                run.notes.push(format!("{}: {w}", device.display()));
+            }
+        }
+        let found = discover::classify(&report);
+        found_any |= !found.candidates.is_empty() || !found.members.is_empty();
+        // Nodes: the kernel's partition, kpartx's map, or an offset loop.
+        for c in found.candidates {
+            let (node, via_loop) = node_for(j, &disk, c.partition, c.offset, c.size, run.opts.read_only)?;
+            items.push(Item { cand: c, node, via_loop });
+        }
+        for m in found.members {
+            let (node, _) = node_for(j, &disk, m.partition, m.offset, m.size, run.opts.read_only)?;
+            members.push((m, node));
+        }
+        for mut sk in found.skipped {
+            if devices.len() > 1 {
+                sk.source = format!("{} {}", device.display(), sk.source);
+            }
+            run.skipped.push(sk);
+        }
+    }
+    if !found_any {
+        bail!(EngineError::new(
+            ErrorKind::Invalid,
+            format!("nothing mountable on {}", nothing_mounted(devices, &run.skipped, &run.notes))
+        ));
+    }
+    if items.iter().any(|i| i.via_loop) {
+        run.notes.push("the kernel created no partition nodes: partitions were mapped with offset loop devices".into());
+    }
+    // Volume groups: imported clone-safely, their LVs become items.
+    let pvs: Vec<(&Member, PathBuf)> = members
+        .iter()
+        .filter(|(m, _)| m.kind == MemberKind::Lvm)
+        .map(|(m, n)| (m, n.clone()))
+        .collect();
+    if !pvs.is_empty() {
+        let (lvs, skipped, notes) = super::stage_lvm::import_vgs(run.store, run.volume, run.opts, j, &pvs)?;
+        items.extend(lvs.into_iter().map(|(cand, node)| Item { cand, node, via_loop: false }));
+        run.skipped.extend(skipped);
+        run.notes.extend(notes);
+    }
+    // Layout: the original tree, if one filesystem holds an fstab whose "/" is itself.
+    let cands: Vec<Candidate> = items.iter().map(|i| i.cand.clone()).collect();
+    let mut plan: Option<(Vec<Planned>, Vec<UnresolvedEntry>)> = None;
+    for (i, item) in items.iter().enumerate() {
+        let Some(bytes) = read_fstab(run, j, item, i)? else {
+            continue;
+        };
+        let (entries, problems) = fstab::parse_bytes(&bytes);
+        if let Some(p) = layout::from_fstab(&entries, &cands, i) {
+            run.notes.extend(problems);
+            plan = Some(p);
+            break;
+        }
+    }
+    let (layout_kind, planned, unresolved) = match plan {
+        Some((p, u)) => (Layout::Fstab, p, u),
+        None => (Layout::Flat, layout::flat(&cands), Vec::new()),
+    };
+    run.unresolved.extend(unresolved);
+    if layout_kind == Layout::Fstab {
+        let used: HashSet<usize> = planned.iter().map(|p| p.cand).collect();
+        for (i, c) in cands.iter().enumerate() {
+            if !used.contains(&i) {
+                run.skipped.push(Skipped {
+                    source: c.describe(),
+                    what: c.signature.fs_type.clone(),
+                    reason: "not named by the clone's /etc/fstab; mount the volume without its fstab tree to reach it".into(),
+                });
+            }
+        }
+    }
+    // Mount: the volume directory, then every filesystem, parents first.
+    std::fs::create_dir_all(&run.cfg.volumes_root)
+        .with_context(|| format!("creating {}", run.cfg.volumes_root.display()))?;
+    let vpath = run.volume_path();
+    let vol_rel = ClonePath::parse(run.volume).map_err(|e| anyhow!("{e}"))?;
+    ensure_dir(j, &run.cfg.volumes_root, &vol_rel)?;
+    let mut mounted_uuids = mounter::mounted_uuids();
+    let mut mounts = Vec::new();
+    for p in &planned {
+        let item = &items[p.cand];
+        match mount_one(run, j, &vpath, p, item, layout_kind, &mut mounted_uuids) {
+            Ok(Some(mi)) => mounts.push(mi),
+            Ok(None) => {}
+            // Refused mount point: listed in `unresolved`, the rest goes on.
+            Err(e) if is_skip(&e) => {}
+            Err(e) if p.nofail && !p.mount_point.is_root() => run.skipped.push(Skipped {
+                source: item.cand.describe(),
+                what: item.cand.signature.fs_type.clone(),
+                reason: format!("the fstab entry for {} says nofail and its mount failed: {e:#}", p.mount_point),
+            }),
+            Err(e) => {
+                return Err(e.context(match &p.original {
+                    Some(o) => format!("the clone's fstab entry for {o} could not be mounted"),
+                    None => format!("{} could not be mounted", item.cand.describe()),
+                }))
+            }
+        }
+    }
+    // Pools.
+    let vdevs: Vec<(&Member, PathBuf)> = members
+        .iter()
+        .filter(|(m, _)| m.kind == MemberKind::Zfs)
+        .map(|(m, n)| (m, n.clone()))
+        .collect();
+    if !vdevs.is_empty() {
+        import_pools(run, j, &vpath, &vdevs, &mut mounts)?;
+    }
+    if mounts.is_empty() {
+        bail!(EngineError::new(
+            ErrorKind::Invalid,
+            format!("nothing could be mounted from {}", nothing_mounted(devices, &run.skipped, &run.notes))
+        ));
+    }
+    let mut m = Manifest {
+        volume: run.volume.to_string(),
+        devices: devices.iter().map(|d| partmap::display_path(d)).collect(),
+        path: vpath,
+        read_only: run.opts.read_only,
+        layout: layout_kind,
+        mounts,
+        skipped: std::mem::take(&mut run.skipped),
+        unresolved: std::mem::take(&mut run.unresolved),
+        notes: std::mem::take(&mut run.notes),
+    };
+    cap_manifest(&mut m);
+    Ok(m)
+}
+
+/// Keeps a manifest's lists bounded, saying how much was left out.
+fn cap_manifest(m: &mut Manifest) {
+    let cut = |len: usize, what: &str, notes: &mut Vec<String>| {
+        if len > MANIFEST_LIST_CAP {
+            notes.push(format!(
+                "{} more {what} not listed (the manifest keeps {MANIFEST_LIST_CAP})",
+                len - MANIFEST_LIST_CAP
+            ));
+        }
+    };
+    let mut extra = Vec::new();
+    cut(m.skipped.len(), "skipped items", &mut extra);
+    cut(m.unresolved.len(), "unresolved fstab entries", &mut extra);
+    cut(m.notes.len(), "notes", &mut extra);
+    m.skipped.truncate(MANIFEST_LIST_CAP);
+    m.unresolved.truncate(MANIFEST_LIST_CAP);
+    m.notes.truncate(MANIFEST_LIST_CAP);
+    m.notes.extend(extra);
+}
+
+/// Mounts one planned filesystem; `None` when it was skipped (with the reason
+/// recorded).
+fn mount_one(
+    run: &mut Run<'_>,
+    j: &mut Journal<'_>,
+    vpath: &Path,
+    p: &Planned,
+    item: &Item,
+    layout_kind: Layout,
+    mounted_uuids: &mut HashSet<String>,
+) -> Result<Option<MountInfo>> {
+    let c = &item.cand;
+    let t = c.signature.fs_type.as_str();
+    let kind = fs_kind::lookup(t).ok_or_else(|| anyhow!("{t} is not a filesystem goldmount mounts"))?;
+    // The target, resolved inside the volume by fd (a symlink in the clone
+    // is followed as on the original host, never out of the volume).
+    let dir = if run.opts.read_only && layout_kind == Layout::Fstab && !p.mount_point.is_root() {
+        match CloneRoot::open(vpath).and_then(|r| r.resolve_dir(&p.mount_point)) {
+            Ok(d) => d,
+            Err(PathError::NotFound { .. }) => {
+                run.skipped.push(Skipped {
+                    source: c.describe(),
+                    what: t.to_string(),
+                    reason: format!("mount point {} does not exist in the read-only root", p.mount_point),
+                });
+                return Ok(None);
+            }
+            Err(e) => return Err(refused(run, p, c, e)),
+        }
+    } else {
+        match ensure_dir(j, vpath, &p.mount_point) {
+            Ok(d) => d,
+            Err(e) => match e.downcast::<PathError>() {
+                Ok(pe) => return Err(refused(run, p, c, pe)),
+                Err(e) => return Err(e),
+            },
+        }
+    };
+    if dir.host_path() != vpath.join(p.mount_point.as_relative()) && !p.mount_point.is_root() {
+        run.notes.push(format!(
+            "{} is a symbolic link inside the clone: {} was mounted where it leads, {}",
+            p.mount_point,
+            c.describe(),
+            dir.host_path().display()
+        ));
+    }
+    let uuid = c.signature.uuid();
+    let dup = uuid.as_ref().is_some_and(|u| mounted_uuids.contains(u));
+    let ro = run.opts.read_only;
+    let mut plan = kind.plan(ro, dup, run.opts.allow_suid_dev);
+    if let Err(e) = mount_at(j, &item.node, &dir, &plan) {
+        j.forget_last()?;
+        match kind.uuid_collision {
+            // Another clone of the same gold may have mounted its XFS meanwhile.
+            UuidCollision::NoUuid if !dup => {
+                plan = kind.plan(ro, true, run.opts.allow_suid_dev);
+                mount_at(j, &item.node, &dir, &plan).map_err(|e2| e2.context(format!("{e:#}")))?;
+            }
+            UuidCollision::BtrfsFsid if run.opts.btrfs_new_fsid && !ro => {
+                // Kernels without temp-fsid (< 6.7) refuse a second device with
+                // a mounted fsid: give the clone its own (metadata_uuid) and retry.
+                let n = item.node.to_string_lossy();
+                tools::run("btrfstune", &["-m", &n], DEFAULT_TIMEOUT)
+                    .with_context(|| format!("giving the btrfs of {} a new fsid", c.describe()))?;
+                mount_at(j, &item.node, &dir, &plan).map_err(|e2| e2.context(format!("{e:#}")))?;
+                run.notes.push(format!("{}: btrfs fsid changed (btrfstune -m, --btrfs-new-fsid)", c.describe()));
+            }
+            UuidCollision::BtrfsFsid if dup => {
+                return Err(e.context(
+                    "this kernel refuses a second btrfs with an fsid that is already mounted (the gold copy \
+                     or another clone); --btrfs-new-fsid gives the clone its own fsid (btrfstune -m, \
+                     changes the clone)",
+                ))
+            }
+            _ => return Err(e),
+        }
+    }
+    if kind.uuid_collision == UuidCollision::NoUuid && run.opts.regen_xfs_uuid && !ro {
+        // The mount replayed the log; now give the clone its own UUID.
+        let mut log = super::journal::UndoLog::default();
+        j.undo_last(false, &mut log)?;
+        let n = item.node.to_string_lossy();
+        tools::run("xfs_admin", &["-U", "generate", &n], DEFAULT_TIMEOUT)
+            .with_context(|| format!("regenerating the XFS UUID of {}", c.describe()))?;
+        plan = kind.plan(false, false, run.opts.allow_suid_dev);
+        mount_at(j, &item.node, &dir, &plan)?;
+        run.notes.push(format!("{}: XFS UUID regenerated (--regen-uuid)", c.describe()));
+    }
+    if let Some(u) = &uuid {
+        mounted_uuids.insert(u.clone());
+    }
+    Ok(Some(MountInfo {
+        source: item.node.clone(),
+        fs_type: t.to_string(),
+        uuid: if run.opts.regen_xfs_uuid && t == "xfs" { None } else { uuid },
+        label: c.signature.label(),
+        partition: c.partition,
+        original_mountpoint: p.original.clone(),
+        mount_path: dir.host_path().to_path_buf(),
+        options: plan.options(),
+        via_offset_loop: item.via_loop,
+    }))
+}
+
+/// A mount point the clone's content would lead outside the volume (or that
+/// is not a directory): refused and listed; the rest of the tree goes on.
+fn refused(run: &mut Run<'_>, p: &Planned, c: &Candidate, e: PathError) -> anyhow::Error {
+    let reason = format!("mount point {} refused: {e}", p.mount_point);
+    run.unresolved.push(UnresolvedEntry {
+        spec: c.describe(),
+        mountpoint: p.mount_point.to_string(),
+        reason: if matches!(e, PathError::Escapes { .. }) {
+            format!("{reason} (it would lead outside the volume)")
+        } else {
+            reason.clone()
+        },
+    });
+    anyhow!(SkipMount(reason))
+}
+
+/// Marker: the mount was refused and listed; not an error of the volume.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SkipMount(String);
+
+/// Looks for `/etc/fstab` on an item through a temporary read-only,
+/// `nosuid,nodev` mount without journal replay, read by fd with a size and
+/// time cap. Problems with the file become notes; `None` when there is none.
+fn read_fstab(run: &mut Run<'_>, j: &mut Journal<'_>, item: &Item, i: usize) -> Result<Option<Vec<u8>>> {
+    let t = item.cand.signature.fs_type.as_str();
+    let Some(kind) = fs_kind::lookup(t).filter(|k| k.may_hold_fstab) else {
+        return Ok(None);
+    };
+    let staging = run.cfg.staging_dir();
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    let rel = ClonePath::parse(&format!("{}-{i}", run.volume)).map_err(|e| anyhow!("{e}"))?;
+    let mark = j.rec.steps.len();
+    let dir = ensure_dir(j, &staging, &rel)?;
+    let plan = kind.plan(true, true, false);
+    let bytes = match mount_at(j, &item.node, &dir, &plan) {
+        Ok(()) => {
+            let fstab = ClonePath::parse("/etc/fstab").map_err(|e| anyhow!("{e}"))?;
+            match CloneRoot::open(dir.host_path()).map_err(hostfs::clonefs::ReadError::Path).and_then(|r| r.read_file(&fstab, FSTAB_CAP, FSTAB_DEADLINE)) {
+                Ok(b) => Some(b),
+                Err(hostfs::clonefs::ReadError::NotFound { .. }) => None,
+                Err(hostfs::clonefs::ReadError::Path(PathError::NotFound { .. })) => None,
+                Err(e) => {
+                    run.notes.push(format!(
+                        "{}: /etc/fstab not used: {e}; its filesystems are mounted flat",
+                        item.cand.describe()
+                    ));
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            j.forget_last()?;
+            tracing::info!("cannot look for /etc/fstab on {}: {e:#}", item.cand.describe());
+            None
+        }
+    };
+    // Undo the staging mount and its directory right away.
+    let mut log = super::journal::UndoLog::default();
+    while j.rec.steps.len() > mark {
+        j.undo_last(false, &mut log)?;
+    }
+    Ok(bytes)
+}
+
+/// The device node of a partition (the kernel's, kpartx's, or an offset
+/// loop device) or of the whole device; and whether a loop was needed.
+fn node_for(
+    j: &mut Journal<'_>,
+    disk: &Path,
+    partition: Option<u32>,
+    offset: u64,
+    size: u64,
+    read_only: bool,
+) -> Result<(PathBuf, bool)> {
+    match partition {
+        None => Ok((disk.to_path_buf(), false)),
+        Some(n) => match partmap::kernel_partition_node(disk, n, offset)
+            .or_else(|| partmap::kpartx_partition_node(disk, n, offset, size))
+        {
+            Some(node) => Ok((node, false)),
+            None => Ok((j.attach_loop(disk, offset, size, read_only)?, true)),
+        },
+    }
+}
+
+/// "DEVICES: why each thing was skipped" for the nothing-to-mount errors,
+/// with what the probe noticed about the partition table.
+fn nothing_mounted(devices: &[PathBuf], skipped: &[Skipped], notes: &[String]) -> String {
+    let names: Vec<String> = devices.iter().map(|d| d.display().to_string()).collect();
+    let mut why: Vec<String> = skipped
+        .iter()
+        .map(|s| format!("{}: {}", s.source, s.reason))
+        .collect();
+    why.extend(notes.iter().filter(|n| !n.contains("attached through a loop device")).cloned());
+    if why.is_empty() {
+        format!("{} (no filesystem found)", names.join(", "))
+    } else {
+        format!("{}: {}", names.join(", "), why.join("; "))
+    }
+}
+
+/// Imports each ZFS pool of the clone by GUID under a unique name, with its
+/// datasets mounted under the volume path.
+fn import_pools(
+    run: &mut Run<'_>,
+    j: &mut Journal<'_>,
+    vpath: &Path,
+    vdevs: &[(&Member, PathBuf)],
+    mounts: &mut Vec<MountInfo>,
+) -> Result<()> {
+    let mut pools: Vec<(u64, String, Vec<PathBuf>)> = Vec::new();
+    for (m, node) in vdevs {
+        let guid = m.signature.uuid().and_then(|u| u.parse::<u64>().ok());
+        let Some(guid) = guid else {
+            run.skipped.push(Skipped {
+                source: m.describe(),
+                what: "zfs_member".into(),
+                reason: "no pool GUID in its label".into(),
+            });
+            continue;
+        };
+        let name = m.signature.label().unwrap_or_else(|| "pool".into());
+        match pools.iter_mut().find(|p| p.0 == guid) {
+            Some(p) => p.2.push(node.clone()),
+            None => pools.push((guid, name, vec![node.clone()])),
+        }
+    }
+    for (guid, name, devices) in pools {
+        if run.opts.read_only {
+            run.skipped.push(Skipped {
+                source: format!("ZFS pool {name}"),
+                what: "zfs_member".into(),
+                reason: "read-only import of ZFS pools is not supported yet".into(),
+            });
+            continue;
+        }
+        let new_name = zfs::unique_pool_name(&name, run.volume);
+        let action = Action::ImportPool {
+            name: new_name.clone(),
+            guid,
+            devices: devices.clone(),
+        };
+        let reguid = run.opts.zfs_reguid;
+        let pool = j.step(action.clone(), |_| {
+            let p = zfs::import_clone(&devices, guid, &new_name, vpath, reguid)
+                .with_context(|| format!("importing ZFS pool {name} of the clone"))?;
+            Ok((action, p))
+        })?;
+        for ds in pool.datasets {
+            match (ds.mountpoint, ds.skipped) {
+                (Some(mp), _) => mounts.push(MountInfo {
+                    source: PathBuf::from(&ds.name),
+                    fs_type: "zfs".into(),
+                    uuid: Some(pool.guid.to_string()),
+                    label: Some(name.clone()),
+                    partition: None,
+                    original_mountpoint: None,
+                    mount_path: mp,
+                    options: "zfs".into(),
+                    via_offset_loop: false,
+                }),
+                (None, Some(why)) => run.skipped.push(Skipped {
+                    source: ds.name,
+                    what: "zfs dataset".into(),
+                    reason: why,
+                }),
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True for the error a refused mount point produces (listed, not fatal).
+pub fn is_skip(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<SkipMount>().is_some())
+}

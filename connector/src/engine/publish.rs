@@ -1,0 +1,173 @@
+//! Publications: consumers of a volume's tree. Each is a recursive bind of
+//! the whole tree (the original host's `/`, `/boot`, `/srv/data`…) at a
+//! caller's path — "mount it at /media/pgsql1", Docker's `Mount(ID)`, CSI's
+//! `NodePublishVolume` — with a reference count per consumer id, recorded in
+//! the volume's state before it is made.
+
+use std::path::{Path, PathBuf};
+
+use hostfs::bind::{self, Target};
+use serde::{Deserialize, Serialize};
+
+use super::error::{EngineError, EngineResult, ErrorKind};
+use super::types::{Outcome, UnmountReport, VolumeName};
+use crate::config::Config;
+use crate::state::{Phase, StateStore, VolumeRecord};
+
+/// One consumer of a volume's tree.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Publication {
+    /// The consumer's id (Docker's mount ID, a CSI target, a name).
+    pub id: String,
+    /// Where the tree is bound.
+    pub target: PathBuf,
+    /// Every mount of the publication is read-only.
+    pub read_only: bool,
+    /// How many times this consumer asked for it (`docker cp` reuses an ID).
+    pub refs: u32,
+    /// Directories made for the target (removed when it goes).
+    pub created_dirs: Vec<PathBuf>,
+    /// The kernel's ids of the bind mounts (top first), once bound.
+    pub mount_ids: Vec<u32>,
+}
+
+fn forbidden(cfg: &Config) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = bind::DEFAULT_FORBIDDEN.iter().map(PathBuf::from).collect();
+    v.push(cfg.volumes_root.clone());
+    v.push(cfg.run_dir.clone());
+    if let Some(p) = cfg.state_path.parent() {
+        v.push(p.to_path_buf());
+    }
+    v
+}
+
+fn mounted(store: &StateStore, volume: &VolumeName) -> EngineResult<VolumeRecord> {
+    let rec = store.get(volume.as_str())?.ok_or_else(|| {
+        EngineError::new(ErrorKind::NotFound, format!("no volume {volume} on this host"))
+    })?;
+    if rec.phase != Phase::Mounted {
+        return Err(EngineError::conflict(format!(
+            "volume {volume} is not mounted ({:?})",
+            rec.phase
+        )));
+    }
+    Ok(rec)
+}
+
+/// See [`Engine::publish`](super::Engine::publish). The caller holds the volume lock.
+pub fn publish(
+    store: &StateStore,
+    cfg: &Config,
+    volume: &VolumeName,
+    id: &str,
+    target: &Path,
+    read_only: bool,
+) -> EngineResult<Outcome<Publication>> {
+    if id.is_empty() || id.len() > 256 || id.chars().any(|c| c.is_control()) {
+        return Err(EngineError::invalid(format!("invalid publication id {id:?}")));
+    }
+    let t = Target::parse(target, &forbidden(cfg))
+        .map_err(|e| EngineError::invalid(e.to_string()))?;
+    let mut rec = mounted(store, volume)?;
+    let source = cfg.volumes_root.join(volume.as_str());
+    if let Some(p) = rec.publications.iter_mut().find(|p| p.id == id) {
+        if p.target != t.path() || p.read_only != read_only {
+            return Err(EngineError::conflict(format!(
+                "consumer {id} already has volume {volume} at {}{}",
+                p.target.display(),
+                if p.read_only { " (read-only)" } else { "" }
+            )));
+        }
+        p.refs += 1;
+        let out = p.clone();
+        store.put(&rec)?;
+        return Ok(Outcome::Existing(out));
+    }
+    if let Some(p) = rec.publications.iter().find(|p| p.target == t.path()) {
+        return Err(EngineError::conflict(format!(
+            "{} already holds volume {volume} for consumer {}",
+            t.path().display(),
+            p.id
+        )));
+    }
+    rec.publications.push(Publication {
+        id: id.to_string(),
+        target: t.path().to_path_buf(),
+        read_only,
+        refs: 1,
+        created_dirs: Vec::new(),
+        mount_ids: Vec::new(),
+    });
+    store.put(&rec)?;
+    match bind::publish(&source, &t, read_only) {
+        Ok(p) => {
+            let last = rec.publications.len() - 1;
+            rec.publications[last].created_dirs = p.created_dirs;
+            rec.publications[last].mount_ids = p.mount_ids;
+            let out = rec.publications[last].clone();
+            store.put(&rec)?;
+            Ok(Outcome::Created(out))
+        }
+        Err(e) => {
+            rec.publications.pop();
+            store.put(&rec)?;
+            Err(EngineError::new(ErrorKind::Invalid, format!("publishing volume {volume} at {}: {e}", t.path().display())))
+        }
+    }
+}
+
+/// See [`Engine::unpublish`](super::Engine::unpublish). Returns the references left.
+pub fn unpublish(
+    store: &StateStore,
+    volume: &VolumeName,
+    id: &str,
+    force: bool,
+) -> EngineResult<Outcome<u32>> {
+    let Some(mut rec) = store.get(volume.as_str())? else {
+        return Ok(Outcome::Existing(0));
+    };
+    let Some(i) = rec.publications.iter().position(|p| p.id == id) else {
+        return Ok(Outcome::Existing(0));
+    };
+    if rec.publications[i].refs > 1 {
+        rec.publications[i].refs -= 1;
+        let left = rec.publications[i].refs;
+        store.put(&rec)?;
+        return Ok(Outcome::Created(left));
+    }
+    take_down(&rec.publications[i], force)?;
+    rec.publications.remove(i);
+    store.put(&rec)?;
+    Ok(Outcome::Created(0))
+}
+
+fn take_down(p: &Publication, force: bool) -> EngineResult<()> {
+    let t = Target::parse::<PathBuf>(&p.target, &[]).map_err(|e| EngineError::internal(e.to_string()))?;
+    bind::unpublish_expected(&t, &p.mount_ids, &p.created_dirs, force).map_err(|e| {
+        let kind = if matches!(e, bind::BindError::Busy { .. }) {
+            ErrorKind::Conflict
+        } else {
+            ErrorKind::Internal
+        };
+        EngineError::new(kind, format!("taking down {}: {e}", p.target.display()))
+            .with_hint("stop what uses it, or force it (lazy detach)")
+    })?;
+    Ok(())
+}
+
+/// Takes every publication of `rec` down (forced unmount of the volume).
+pub fn take_down_all(
+    store: &StateStore,
+    rec: &mut VolumeRecord,
+    report: &mut UnmountReport,
+) -> EngineResult<()> {
+    while let Some(p) = rec.publications.last().cloned() {
+        take_down(&p, true)?;
+        report
+            .undone
+            .push(format!("took down the publication at {}", p.target.display()));
+        rec.publications.pop();
+        store.put(rec)?;
+    }
+    Ok(())
+}
