@@ -208,10 +208,13 @@ pub fn mount_on(
     };
     let cdata = CString::new(data)
         .map_err(|_| MountError::Invalid(format!("mount options {data:?} contain a NUL byte")))?;
+    let before_path = dir
+        .current_host_path()
+        .unwrap_or_else(|_| dir.host_path().to_path_buf());
     let before: HashSet<u32> = mountinfo::current()
         .map_err(|e| io_err("reading /proc/self/mountinfo", e))?
         .into_iter()
-        .filter(|e| e.mount_point == dir.host_path())
+        .filter(|e| e.mount_point == before_path)
         .map(|e| e.id)
         .collect();
     rustix::mount::mount(

@@ -680,3 +680,63 @@ fn umount2_through_proc_self_fd() {
     rustix::mount::unmount(&via, UnmountFlags::NOFOLLOW).unwrap();
     assert!(mounted_at(&d).is_empty());
 }
+
+/// Swaps a symlink to the outside dir in at the moment `ensure_dir` is
+/// about to create a component (the journal hook runs at exactly that
+/// point): the swapped-in link is refused, nothing is created outside.
+struct Racer {
+    link_at: PathBuf,
+    target: PathBuf,
+    events: Vec<String>,
+}
+
+impl DirJournal for Racer {
+    fn will_create(&mut self, p: &ClonePath) -> Result<(), String> {
+        symlink(&self.target, &self.link_at).map_err(|e| e.to_string())?;
+        self.events.push(format!("will {p}"));
+        Ok(())
+    }
+    fn created(&mut self, p: &ClonePath, by_us: bool) -> Result<(), String> {
+        self.events.push(format!("created {p} {by_us}"));
+        Ok(())
+    }
+}
+
+#[test]
+fn ensure_dir_refuses_a_symlink_swapped_in_during_creation() {
+    let fx = Fixture::new();
+    let before = snapshot(fx.base.path().join("outside").as_path());
+    let root = fx.clone_root();
+    let mut racer = Racer {
+        link_at: fx.root().join("srv"),
+        target: fx.outside(),
+        events: Vec::new(),
+    };
+    let e = root.ensure_dir(&cp("/srv/data"), &mut racer).unwrap_err();
+    assert!(matches!(e, PathError::NotADirectory { .. }), "{e}");
+    assert_eq!(racer.events, ["will /srv", "created /srv false"]);
+    assert!(!fx.outside().join("data").exists());
+    assert_eq!(snapshot(fx.base.path().join("outside").as_path()), before);
+}
+
+#[test]
+fn mount_on_follows_the_fd_not_the_path() {
+    let fx = Fixture::new();
+    let root = fx.clone_root();
+    let dir = root.ensure_dir(&cp("/home"), &mut NoJournal).unwrap();
+    // After resolution the clone swaps the directory for a link to the host.
+    fs::rename(fx.root().join("home"), fx.root().join("home.old")).unwrap();
+    symlink(fx.outside(), fx.root().join("home")).unwrap();
+    let id = mount_on(
+        &dir,
+        Path::new("none"),
+        "tmpfs",
+        MountOptions::default(),
+        "",
+    )
+    .unwrap();
+    assert_eq!(id.host_path, fx.root().join("home.old"));
+    assert!(mounted_at(&fx.outside()).is_empty());
+    assert!(fx.outside().join("f").is_file());
+    assert_eq!(unmount(&id, false).unwrap(), UnmountOutcome::Unmounted);
+}
