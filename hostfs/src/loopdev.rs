@@ -690,7 +690,12 @@ fn open_new_node(device: &Path, number: u32, read_only: bool) -> Result<File, Lo
         .map_err(|e| io_err("fstat", device, e, "retry"))?;
     let sys = PathBuf::from(format!("/sys/block/loop{number}/dev"));
     let expected = read_dev_file(&sys);
-    if !meta.file_type().is_block_device() || Some(meta.rdev()) != expected {
+    // Without a readable sysfs, a loop-major block device is accepted.
+    let matches = match expected {
+        Some(dev) => meta.rdev() == dev,
+        None => major(meta.rdev()) == LOOP_MAJOR,
+    };
+    if !meta.file_type().is_block_device() || !matches {
         return Err(LoopError::NotALoopDevice {
             path: device.to_owned(),
             found: format!(
@@ -710,7 +715,9 @@ fn open_new_node(device: &Path, number: u32, read_only: bool) -> Result<File, Lo
 }
 
 /// `LOOP_CONFIGURE`, or `LOOP_SET_FD` + `LOOP_SET_STATUS64` where the kernel
-/// lacks it.
+/// lacks it. `EINVAL` also means "bad argument" to a kernel that has
+/// `LOOP_CONFIGURE`, so it only leads to the fallback on kernels older than
+/// 5.8; `ENOTTY` always does.
 fn bind(dev: &File, backing: &File, info: &LoopInfo64) -> io::Result<()> {
     let mut config = LoopConfig {
         fd: backing.as_raw_fd() as u32,
@@ -719,10 +726,18 @@ fn bind(dev: &File, backing: &File, info: &LoopInfo64) -> io::Result<()> {
         reserved: [0; 8],
     };
     match ioctl_ptr(dev.as_fd(), LOOP_CONFIGURE, &mut config) {
-        Ok(_) => return Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY) | Some(libc::EINVAL)) => {}
-        Err(e) => return Err(e),
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => bind_legacy(dev, backing, info),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !kernel_has_loop_configure() => {
+            bind_legacy(dev, backing, info)
+        }
+        Err(e) => Err(e),
     }
+}
+
+/// The pre-5.8 way: bind, then set range, flags and tag. A kill between the
+/// two ioctls leaves an untagged loop without autoclear.
+fn bind_legacy(dev: &File, backing: &File, info: &LoopInfo64) -> io::Result<()> {
     ioctl_val(
         dev.as_fd(),
         LOOP_SET_FD,
@@ -735,6 +750,20 @@ fn bind(dev: &File, backing: &File, info: &LoopInfo64) -> io::Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Linux ≥ 5.8 (or a release string we cannot read: then assume so).
+fn kernel_has_loop_configure() -> bool {
+    let Ok(release) = fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return true;
+    };
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(ma), Some(mi)) => (ma, mi) >= (5, 8),
+        _ => true,
+    }
 }
 
 /// Reads the identity back, checks it against the spec, and swaps the
@@ -1038,5 +1067,61 @@ int main(void){printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %d %d %d %d %d %d
         info.lo_file_name[..3].copy_from_slice(b"abc");
         let id = info.identity();
         assert!(info.matches(&id));
+    }
+
+    /// The pre-5.8 fallback, run on this kernel: the same tag, range and
+    /// autoclear end up on the device, and closing it unbinds it.
+    #[test]
+    fn legacy_set_fd_and_status_bind_the_same_identity() {
+        let dir = std::env::temp_dir().join(format!("loopdev-legacy-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("l.img");
+        File::create(&img).unwrap().set_len(1 << 20).unwrap();
+        let tag = format!("gmtest:{}:legacy", std::process::id());
+        let backing = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&img)
+            .unwrap();
+        let mut info = LoopInfo64::zeroed();
+        info.lo_offset = 4096;
+        info.lo_sizelimit = 8192;
+        info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        info.lo_file_name[..tag.len()].copy_from_slice(tag.as_bytes());
+        let control = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/loop-control")
+            .unwrap();
+        // Other tests bind devices concurrently: retry on EBUSY.
+        let (device, dev) = (0..32)
+            .find_map(|_| {
+                let n = ioctl_val(control.as_fd(), LOOP_CTL_GET_FREE, 0).unwrap() as u32;
+                let device = PathBuf::from(format!("/dev/loop{n}"));
+                let dev = open_new_node(&device, n, false).unwrap();
+                match bind_legacy(&dev, &backing, &info) {
+                    Ok(()) => Some((device, dev)),
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => None,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+            .expect("a free loop device within 32 tries");
+        let got = get_status(dev.as_fd()).unwrap();
+        let meta = backing.metadata().unwrap();
+        assert_eq!(
+            got.identity(),
+            LoopIdentity {
+                backing_dev: meta.dev(),
+                backing_ino: meta.ino(),
+                offset: 4096,
+                size_limit: 8192,
+                tag: tag.clone(),
+                autoclear: true,
+                read_only: false,
+            }
+        );
+        drop(dev);
+        assert!(!matches!(status(&device).unwrap(), Some(id) if id.tag == tag));
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -279,7 +279,6 @@ fn a_mount_keeps_the_loop_until_umount() {
     );
     m.umount();
     wait_unbound(&device, &t);
-    assert!(!in_use(&device) || !bound_with(&device, &t));
 }
 
 #[test]
