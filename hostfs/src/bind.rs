@@ -164,7 +164,7 @@ pub enum BindError {
         mount_id: u64,
     },
     /// The target already publishes this source.
-    #[error("{target:?} already publishes {source_path:?} (mount ids {mount_ids:?}); treat the request as done")]
+    #[error("{target:?} already publishes {source_path:?} (mount ids {mount_ids:?}, read-only: {read_only}); treat the request as done if the mode matches, else unpublish first")]
     AlreadyPublished {
         /// The volume.
         source_path: PathBuf,
@@ -172,6 +172,9 @@ pub enum BindError {
         target: PathBuf,
         /// The existing publication's mounts, top first.
         mount_ids: Vec<u32>,
+        /// Whether the existing publication's top mount is read-only (a
+        /// request for another mode is not the same publication).
+        read_only: bool,
     },
     /// A created-directory record names a path that is neither the target
     /// nor one of its ancestors.
@@ -625,10 +628,15 @@ fn check_target(source: &Path, tpath: &Path, dir: &OwnedFd) -> Result<(), BindEr
                         .collect()
                 })
                 .unwrap_or_else(|_| vec![t.mnt_id as u32]);
+            let read_only = rustix::fs::fstatvfs(dir)
+                .map_err(sys("statvfs", tpath))?
+                .f_flag
+                .contains(rustix::fs::StatVfsMountFlags::RDONLY);
             return Err(BindError::AlreadyPublished {
                 source_path: source.to_path_buf(),
                 target: tpath.to_path_buf(),
                 mount_ids,
+                read_only,
             });
         }
         return Err(BindError::MountPoint {
@@ -787,7 +795,7 @@ fn unpublish_impl(
             mounts: foreign,
         });
     }
-    let holders = find_holders(&ids, tpath);
+    let holders = stable_holders(&ids, tpath);
     if !lazy && !holders.is_empty() {
         return Err(busy(tpath, tpath, holders));
     }
@@ -795,13 +803,13 @@ fn unpublish_impl(
     if foreign.is_empty() && holders.is_empty() {
         // Children before parents: reverse of the top-first order.
         for m in tree.iter().rev() {
-            match unmount_checked(m, UnmountFlags::empty()) {
+            match unmount_retrying(m) {
                 Ok(()) => unmounted.push(m.mount_point.clone()),
                 Err(BindError::Sys { source, .. })
                     if source.raw_os_error() == Some(libc::EBUSY) =>
                 {
                     if !lazy {
-                        let holders = find_holders(&ids, tpath);
+                        let holders = stable_holders(&ids, tpath);
                         return Err(busy(tpath, &m.mount_point, holders));
                     }
                     break;
@@ -819,7 +827,7 @@ fn unpublish_impl(
     }
     // Lazy: detach whatever of ours is still stacked at the target.
     let holders = if holders.is_empty() {
-        find_holders(&ids, tpath)
+        stable_holders(&ids, tpath)
     } else {
         holders
     };
@@ -908,6 +916,37 @@ impl MountPoint {
     }
 }
 
+/// Pauses between unmount attempts that failed with `EBUSY`. A path walk
+/// over the mount (a `/proc` scan such as lsof, a monitoring agent or our
+/// own holder search statx-ing `/proc/<pid>/fd/*`), or a child forked by
+/// another thread that has not yet exec'ed and still holds a copy of an fd,
+/// pins a mount for a moment, and umount2 counts references exactly — the
+/// tests saw this as spurious Busy with no holder about one run in five.
+const BUSY_RETRY_MS: &[u64] = &[2, 5, 10, 20, 50, 100];
+
+/// [`unmount_checked`], retried on `EBUSY` after each pause of
+/// [`BUSY_RETRY_MS`] (about 190 ms in all) before the tree counts as busy.
+fn unmount_retrying(m: &mountinfo::MountEntry) -> Result<(), BindError> {
+    let mut pauses = BUSY_RETRY_MS.iter();
+    loop {
+        match unmount_checked(m, UnmountFlags::empty()) {
+            Err(BindError::Sys { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
+                match pauses.next() {
+                    Some(ms) => std::thread::sleep(std::time::Duration::from_millis(*ms)),
+                    None => {
+                        return Err(BindError::Sys {
+                            op: "umount",
+                            path: m.mount_point.clone(),
+                            source,
+                        })
+                    }
+                }
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Unmounts `m` after checking that its mount point, reached without
 /// following links, shows that very mount.
 fn unmount_checked(m: &mountinfo::MountEntry, flags: UnmountFlags) -> Result<(), BindError> {
@@ -928,6 +967,18 @@ fn unmount_checked(m: &mountinfo::MountEntry, flags: UnmountFlags) -> Result<(),
         });
     }
     mp.unmount(flags, p)
+}
+
+/// [`find_holders`] twice, 20 ms apart, keeping only what both saw: a
+/// file some thread has open for a moment is not a holder.
+fn stable_holders(ids: &HashSet<u32>, target: &Path) -> Vec<Holder> {
+    let first = find_holders(ids, target);
+    if first.is_empty() {
+        return first;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let second = find_holders(ids, target);
+    first.into_iter().filter(|h| second.contains(h)).collect()
 }
 
 /// Processes whose cwd, root or open files are on one of the mounts `ids`
@@ -956,12 +1007,31 @@ fn find_holders(ids: &HashSet<u32>, target: &Path) -> Vec<Holder> {
             .map(|s| s.trim_end().to_string())
             .unwrap_or_default();
         for (what, link) in links {
+            // statx, readlink, statx: an fd closed and reused in between
+            // (a busy process) must not pair one file's path with
+            // another's mount.
+            let look = || {
+                statx(CWD, &link, AtFlags::STATX_DONT_SYNC, StatxFlags::MNT_ID)
+                    .ok()
+                    .map(|st| {
+                        (
+                            st.stx_mnt_id,
+                            st.stx_dev_major,
+                            st.stx_dev_minor,
+                            st.stx_ino,
+                        )
+                    })
+            };
+            let before = look();
             let Ok(dest) = readlinkat(CWD, &link, Vec::new()) else {
                 continue;
             };
             let dest = PathBuf::from(OsStr::from_bytes(dest.to_bytes()));
-            let on_ours = statx(CWD, &link, AtFlags::STATX_DONT_SYNC, StatxFlags::MNT_ID)
-                .is_ok_and(|st| u32::try_from(st.stx_mnt_id).is_ok_and(|id| ids.contains(&id)));
+            let after = look();
+            let on_ours = before.is_some()
+                && before == after
+                && before
+                    .is_some_and(|(id, ..)| u32::try_from(id).is_ok_and(|id| ids.contains(&id)));
             if on_ours || dest.starts_with(target) {
                 out.push(Holder {
                     pid,

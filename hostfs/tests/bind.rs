@@ -192,7 +192,14 @@ fn read_write_publication_shows_the_whole_tree_and_goes_away() {
     // A repeated request is recognised, and binds nothing more.
     let before = under(&a).len();
     match publish(&rig.src, &t, false) {
-        Err(BindError::AlreadyPublished { mount_ids, .. }) => assert_eq!(mount_ids, p.mount_ids),
+        Err(BindError::AlreadyPublished {
+            mount_ids,
+            read_only,
+            ..
+        }) => {
+            assert_eq!(mount_ids, p.mount_ids);
+            assert!(!read_only);
+        }
         other => panic!("expected AlreadyPublished, got {other:?}"),
     }
     assert_eq!(under(&a).len(), before);
@@ -260,6 +267,13 @@ fn read_only_publication_is_read_only_in_every_submount() {
     for l in under(&rig.src) {
         assert!(l.options.iter().any(|x| x == "rw"), "source changed: {l:?}");
     }
+    assert!(matches!(
+        publish(&rig.src, &t, false),
+        Err(BindError::AlreadyPublished {
+            read_only: true,
+            ..
+        })
+    ));
     // Read-write and read-only publications of one volume side by side.
     let t2 = rig.target("pub/b2");
     let p2 = publish(&rig.src, &t2, false).unwrap();
