@@ -3,124 +3,14 @@
 //! offset loop devices. Real mkfs-made disks; real mounts; real teardown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 
-#[path = "../../tests/src/golddisk.rs"]
-mod golddisk;
-
-const MIB: u64 = 1024 * 1024;
-
-fn tool(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} is needed for this test ({e})"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Isolated goldmount paths for one test.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("volumes")
-    }
-    fn gm(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_goldmount"))
-            .args(args)
-            .env("GOLDMOUNT_VOLUMES_ROOT", self.root())
-            .env("GOLDMOUNT_STATE", self.dir.path().join("state.redb"))
-            .env("GOLDMOUNT_RUN_DIR", self.dir.path().join("run"))
-            .output()
-            .unwrap()
-    }
-    fn gm_ok(&self, args: &[&str]) -> String {
-        let o = self.gm(args);
-        assert!(
-            o.status.success(),
-            "goldmount {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    fn mount_json(&self, img: &Path, volume: &str, extra: &[&str]) -> serde_json::Value {
-        let mut args = vec![
-            "mount",
-            "--device",
-            img.to_str().unwrap(),
-            "--volume",
-            volume,
-            "--json",
-        ];
-        args.extend(extra);
-        serde_json::from_str(&self.gm_ok(&args)).unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Best-effort cleanup if a test failed half-way: unmount anything under our dir.
-        let mi = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut targets: Vec<String> = mi
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|t| t.starts_with(self.dir.path().to_str().unwrap()))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let _ = Command::new("umount").args(["-l", &t]).status();
-        }
-    }
-}
-
-fn write_into(disk: &Path, offset: u64, fs_img: &Path) {
-    let data = fs::read(fs_img).unwrap();
-    let f = fs::OpenOptions::new().write(true).open(disk).unwrap();
-    for (i, chunk) in data.chunks(MIB as usize).enumerate() {
-        if chunk.iter().any(|&b| b != 0) {
-            f.write_all_at(chunk, offset + (i as u64) * MIB).unwrap();
-        }
-    }
-}
-
-/// The shared gold disk: GPT, /boot ext4, root xfs with an fstab, data ext4.
-fn gold_disk(dir: &Path) -> PathBuf {
-    golddisk::build(dir, "gold.img").unwrap()
-}
-
-fn loops_backed_by(path: &Path) -> usize {
-    tool("losetup", &["-a"])
-        .lines()
-        .filter(|l| l.contains(path.to_str().unwrap()))
-        .count()
-}
-
-fn mounts_under(dir: &Path) -> usize {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            l.split(' ')
-                .nth(4)
-                .is_some_and(|t| t.starts_with(dir.to_str().unwrap()))
-        })
-        .count()
-}
+use common::{gold_disk, loops_backed_by, mounts_under, tool, write_into, Env, MIB};
 
 #[test]
 fn fstab_tree_of_a_gold_and_two_clones_then_clean_teardown() {

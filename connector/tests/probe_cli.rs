@@ -261,3 +261,63 @@ fn region_probe_matches_blkid_offset() {
     );
     assert!(String::from_utf8_lossy(&ours.stdout).contains("ID_FS_LABEL=inner"));
 }
+
+/// A loop device over `img`, detached on drop.
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+#[test]
+fn every_io_mode_gives_blkids_answer_on_a_block_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = ext4_image(dir.path());
+    let out = Command::new("losetup")
+        .args(["--find", "--show", "--read-only"])
+        .arg(&img)
+        .output()
+        .expect("losetup (util-linux)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lo = Loop(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    let blkid = Command::new("blkid")
+        .args(["-p", "-o", "udev", &lo.0])
+        .output()
+        .unwrap();
+    assert_eq!(code(&blkid), 0);
+    for mode in [
+        None,
+        Some("no-read-ahead"),
+        Some("direct"),
+        Some("read-ahead"),
+    ] {
+        let mut cmd = goldmount();
+        cmd.args(["probe", "--format", "udev"]);
+        if let Some(m) = mode {
+            cmd.args(["--io", m]);
+        }
+        let ours = cmd.arg(&lo.0).output().unwrap();
+        assert_eq!(code(&ours), 0, "--io {mode:?}: {}", stderr(&ours));
+        // A whole loop device is no partition: no ID_PART_ENTRY_* lines,
+        // exactly as blkid.
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&blkid.stdout),
+            "--io {mode:?}"
+        );
+        assert!(stderr(&ours).is_empty(), "{}", stderr(&ours));
+    }
+    let json = goldmount()
+        .args(["probe", "--json", &lo.0])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(v[0].get("partition_entry").is_none(), "{v}");
+    let bad = goldmount()
+        .args(["probe", "--io", "sometimes", &lo.0])
+        .output()
+        .unwrap();
+    assert_eq!(code(&bad), 2, "clap rejects an unknown --io mode");
+}

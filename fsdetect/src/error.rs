@@ -60,6 +60,14 @@ pub enum ProbeError {
         /// Size of the source.
         size: u64,
     },
+    /// A sysfs attribute of a block device was missing or not what the
+    /// kernel writes there (e.g. a partition's `start`).
+    Sysfs {
+        /// The attribute's path.
+        path: PathBuf,
+        /// What was expected and what was found.
+        problem: String,
+    },
 }
 
 impl fmt::Display for ProbeError {
@@ -103,6 +111,11 @@ impl fmt::Display for ProbeError {
             ProbeError::BadRegion { offset, len, size } => write!(
                 f,
                 "region of {len} bytes at offset {offset} does not fit the {size}-byte source"
+            ),
+            ProbeError::Sysfs { path, problem } => write!(
+                f,
+                "{}: {problem} (is /sys mounted, and is this a kernel block device?)",
+                path.display()
             ),
         }
     }

@@ -20,6 +20,7 @@
 
 pub mod bytes;
 pub mod checksum;
+pub mod entry;
 pub mod error;
 pub mod gpt;
 pub mod mbr;
@@ -31,9 +32,10 @@ pub mod source;
 pub mod table;
 pub mod udev;
 
+pub use entry::PartEntry;
 pub use error::{ProbeError, Result};
 pub use probe::{probe_disk, probe_region, probe_signatures, Content, DiskReport, PartitionReport};
 pub use reader::{Bytes, IoStats, Reader, Window};
 pub use signature::{Signature, Tag, Usage};
-pub use source::{BlockSource, FileSource, MemSource, TracedSource};
+pub use source::{BlockSource, FileSource, MemSource, ReadMode, TracedSource};
 pub use table::{GptHeader, Partition, PartitionKind, PartitionTable, PartitionType, TableKind};

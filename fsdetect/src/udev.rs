@@ -1,5 +1,6 @@
 //! `blkid -p -o udev` output, byte for byte, so the two can be diffed.
 
+use crate::entry::PartEntry;
 use crate::probe::{Content, DiskReport};
 
 /// libblkid's whitelist for udev-safe characters.
@@ -145,6 +146,13 @@ fn push_udev_line(out: &mut String, name: &str, value: &[u8]) {
 /// The whole `blkid -p -o udev` text for a probed disk or region. Returns the
 /// text and blkid's exit status (0 found, 2 nothing, 8 ambivalent).
 pub fn format_udev(report: &DiskReport) -> (String, i32) {
+    format_udev_with_entry(report, None)
+}
+
+/// The same for a partition device, whose table entry on its disk (found
+/// through sysfs, see [`crate::entry`]) blkid prints after everything else
+/// as `ID_PART_ENTRY_*`. An entry alone is a find (exit status 0).
+pub fn format_udev_with_entry(report: &DiskReport, entry: Option<&PartEntry>) -> (String, i32) {
     let mut out = String::new();
     match &report.content {
         Content::Ambivalent { signatures } => {
@@ -179,8 +187,40 @@ pub fn format_udev(report: &DiskReport) -> (String, i32) {
         }
         push_udev_line(&mut out, "PTTYPE", t.kind.as_str().as_bytes());
     }
-    let status = if report.found_anything() { 0 } else { 2 };
+    if let Some(e) = entry {
+        push_entry_lines(&mut out, e);
+    }
+    let status = if report.found_anything() || entry.is_some() {
+        0
+    } else {
+        2
+    };
     (out, status)
+}
+
+/// libblkid's PART_ENTRY_* values in the order it sets them, printed as
+/// blkid's print_udev_format does: NAME and TYPE encoded, the rest as is.
+fn push_entry_lines(out: &mut String, e: &PartEntry) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "ID_PART_ENTRY_SCHEME={}", e.scheme);
+    if let Some(name) = &e.name {
+        let _ = writeln!(out, "ID_PART_ENTRY_NAME={}", encode_string(name.as_bytes()));
+    }
+    if let Some(uuid) = &e.uuid {
+        let _ = writeln!(out, "ID_PART_ENTRY_UUID={uuid}");
+    }
+    let _ = writeln!(
+        out,
+        "ID_PART_ENTRY_TYPE={}",
+        encode_string(e.part_type.as_bytes())
+    );
+    if e.flags != 0 {
+        let _ = writeln!(out, "ID_PART_ENTRY_FLAGS=0x{:x}", e.flags);
+    }
+    let _ = writeln!(out, "ID_PART_ENTRY_NUMBER={}", e.number);
+    let _ = writeln!(out, "ID_PART_ENTRY_OFFSET={}", e.offset);
+    let _ = writeln!(out, "ID_PART_ENTRY_SIZE={}", e.size);
+    let _ = writeln!(out, "ID_PART_ENTRY_DISK={}:{}", e.disk.0, e.disk.1);
 }
 
 #[cfg(test)]
@@ -199,5 +239,53 @@ mod tests {
         assert_eq!(safe_string(b"a\xffb"), "a_b");
         assert_eq!(safe_string(b"x\x05y"), "x\x05y");
         assert_eq!(encode_string(b"ab\0cd"), "ab");
+    }
+
+    #[test]
+    fn entry_lines_in_blkid_order_with_encoded_name_and_type() {
+        let report = DiskReport {
+            size: 1 << 20,
+            sector_size: 512,
+            content: Content::Empty,
+            table: None,
+            partitions: Vec::new(),
+            io: crate::IoStats::default(),
+        };
+        assert_eq!(format_udev_with_entry(&report, None), (String::new(), 2));
+        let e = PartEntry {
+            scheme: "gpt".into(),
+            name: Some("Linux data ü/x".into()),
+            uuid: Some("11111111-2222-4333-8444-555555555555".into()),
+            part_type: "0fc63daf-8483-4772-8e79-3d69d8477de4".into(),
+            flags: 0x8000_0000_0000_0004,
+            number: 3,
+            offset: 2048,
+            size: 32768,
+            disk: (8, 16),
+        };
+        let (text, rc) = format_udev_with_entry(&report, Some(&e));
+        assert_eq!(rc, 0);
+        assert_eq!(
+            text,
+            "ID_PART_ENTRY_SCHEME=gpt\n\
+             ID_PART_ENTRY_NAME=Linux\\x20data\\x20ü\\x2fx\n\
+             ID_PART_ENTRY_UUID=11111111-2222-4333-8444-555555555555\n\
+             ID_PART_ENTRY_TYPE=0fc63daf-8483-4772-8e79-3d69d8477de4\n\
+             ID_PART_ENTRY_FLAGS=0x8000000000000004\n\
+             ID_PART_ENTRY_NUMBER=3\n\
+             ID_PART_ENTRY_OFFSET=2048\n\
+             ID_PART_ENTRY_SIZE=32768\n\
+             ID_PART_ENTRY_DISK=8:16\n"
+        );
+        let mbr = PartEntry {
+            scheme: "dos".into(),
+            name: None,
+            uuid: Some("0a1b2c3d-05".into()),
+            part_type: "0x83".into(),
+            flags: 0,
+            ..e
+        };
+        let (text, _) = format_udev_with_entry(&report, Some(&mbr));
+        assert!(text.starts_with("ID_PART_ENTRY_SCHEME=dos\nID_PART_ENTRY_UUID=0a1b2c3d-05\nID_PART_ENTRY_TYPE=0x83\nID_PART_ENTRY_NUMBER=3\n"), "{text}");
     }
 }

@@ -9,6 +9,8 @@
 //!   descriptor of its root (`openat2` with `RESOLVE_IN_ROOT`), creates
 //!   directories with `mkdirat` on those fds, mounts onto the resolved fd and
 //!   reads files without following links, with a size cap;
+//! * [`mountfd`] mounts onto such a resolved directory fd and unmounts a
+//!   mount only after checking, by fd, that it is the one that was made;
 //! * [`loopdev`] attaches loop devices with the kernel ioctls, tagged with an
 //!   owner string and autoclear, so a crash never leaves one behind and undo
 //!   can prove a loop device is the one goldmount made;
@@ -18,3 +20,4 @@
 pub mod bind;
 pub mod clonefs;
 pub mod loopdev;
+pub mod mountfd;

@@ -29,6 +29,10 @@ pub struct MountEntry {
     pub fstype: String,
     /// Mount source (device path for block filesystems).
     pub source: String,
+    /// Per-mount options (field 6, e.g. `rw,nosuid,nodev,relatime`): what
+    /// this mount point enforces, as opposed to the superblock options after
+    /// the separator. Callers check `nosuid`/`nodev` here.
+    pub mount_options: String,
 }
 
 /// Undoes the octal escapes mountinfo uses for space, tab, newline and
@@ -76,6 +80,7 @@ fn parse_line(line: &str) -> Option<MountEntry> {
         mount_point: PathBuf::from(unescape(f.get(4)?)),
         fstype: (*p.first()?).to_string(),
         source: unescape(p.get(1)?),
+        mount_options: (*f.get(5)?).to_string(),
     })
 }
 
@@ -129,6 +134,16 @@ mod tests {
         let under = mounts_under(&m, Path::new("/var/lib/gold mount"));
         assert_eq!(under.len(), 1);
         assert_eq!(m[1].dev(), "7:3");
+        assert_eq!(m[0].mount_options, "rw,noatime");
+        assert_eq!(m[1].mount_options, "rw");
+    }
+
+    #[test]
+    fn mount_options_of_this_process() {
+        let m = current().unwrap();
+        let root = m.iter().find(|e| e.mount_point == Path::new("/")).unwrap();
+        let opts: Vec<&str> = root.mount_options.split(',').collect();
+        assert!(opts.contains(&"rw") || opts.contains(&"ro"), "{opts:?}");
     }
 
     #[test]

@@ -1,12 +1,28 @@
-//! Host packages the test suite needs, installed idempotently with apt-get.
+//! Host packages the build and the test suite need, installed idempotently
+//! with apt-get.
 //!
-//! The fixture images are made at test time by the real tools (mkfs.*,
-//! sgdisk, cryptsetup, xorriso, zfs-fuse…) and compared against blkid, so a
-//! fresh Debian 12 machine needs these before `cargo test` means anything.
+//! The workspace build needs C headers and libclang (`BUILD_PACKAGES`); the
+//! fixture images are made at test time by the real tools (mkfs.*, sgdisk,
+//! cryptsetup, xorriso, zfs-fuse…) and compared against blkid, so a fresh
+//! Debian 12 machine needs these before `cargo test` means anything.
 
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{ensure, Context, Result};
+
+/// Debian packages a `cargo build` of the workspace needs, installed by
+/// every command that builds it (see `main.rs`) before the first build:
+/// the iscsi crate's build script runs bindgen (which loads libclang and
+/// needs clang's own headers, both from `libclang-dev`) over
+/// `/usr/include/libopeniscsiusr.h` (`libopeniscsiusr-dev`); a C compiler
+/// and linker come with `build-essential`. xtask itself needs none of them.
+pub const BUILD_PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "libopeniscsiusr-dev",
+    "libclang-dev",
+];
 
 /// Debian packages for the host (non-lab) tests.
 pub const HOST_TEST_PACKAGES: &[&str] = &[
@@ -58,18 +74,27 @@ fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs the packages that are missing (apt-get update first, once).
+/// Set once this process has run `apt-get update`: one command may install
+/// in several steps (build prerequisites, then test tools), and the package
+/// lists do not go stale in between.
+static UPDATED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the packages that are missing (apt-get update first, once per
+/// process); does nothing, and needs no root, when all are installed.
 pub fn ensure_apt(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
     eprintln!("xtask: apt-get install {}", missing.join(" "));
-    let st = Command::new("apt-get")
-        .args(["update", "-q"])
-        .status()
-        .context("running apt-get update")?;
-    ensure!(st.success(), "apt-get update failed ({st})");
+    if !UPDATED.load(Ordering::Relaxed) {
+        let st = Command::new("apt-get")
+            .args(["update", "-q"])
+            .status()
+            .context("running apt-get update")?;
+        ensure!(st.success(), "apt-get update failed ({st})");
+        UPDATED.store(true, Ordering::Relaxed);
+    }
     let st = Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
@@ -82,4 +107,98 @@ pub fn ensure_apt(packages: &[&str]) -> Result<()> {
         missing.join(" ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use std::path::Path;
+
+    /// Every `*-sys` crate the workspace can build, with the Debian packages
+    /// its build needs. A new `-sys` crate in Cargo.lock fails the test
+    /// below until it is listed here (and its packages in BUILD_PACKAGES).
+    const SYS_CRATES: &[(&str, &[&str])] = &[
+        // bindgen's libclang (loaded at build time) and clang's headers.
+        ("clang-sys", &["libclang-dev"]),
+        // Pure Rust: the Linux syscall numbers and structs.
+        ("linux-raw-sys", &[]),
+        // Windows only, never built here.
+        ("windows-sys", &[]),
+    ];
+
+    fn workspace_file(rel: &str) -> String {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn every_sys_crate_in_the_lock_file_has_its_packages_installed() {
+        let lock = workspace_file("Cargo.lock");
+        let sys: Vec<&str> = lock
+            .lines()
+            .filter_map(|l| l.strip_prefix("name = \""))
+            .filter_map(|l| l.strip_suffix('"'))
+            .filter(|n| n.ends_with("-sys"))
+            .collect();
+        assert!(sys.contains(&"clang-sys"), "Cargo.lock: {sys:?}");
+        for name in sys {
+            let (_, pkgs) = SYS_CRATES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| {
+                    panic!("{name} is new in Cargo.lock: list its Debian build packages in SYS_CRATES and BUILD_PACKAGES")
+                });
+            for p in *pkgs {
+                assert!(BUILD_PACKAGES.contains(p), "{name} needs {p}");
+            }
+        }
+    }
+
+    /// The iscsi build script names the packages it needs in its panic
+    /// message; each of them must be in BUILD_PACKAGES.
+    #[test]
+    fn the_iscsi_build_script_needs_only_listed_packages() {
+        let build_rs = workspace_file("iscsi/build.rs");
+        let named: Vec<&str> = build_rs
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("lib") && w.ends_with("-dev"))
+            .collect();
+        assert!(named.contains(&"libopeniscsiusr-dev"), "{named:?}");
+        assert!(named.contains(&"libclang-dev"), "{named:?}");
+        for p in named {
+            assert!(BUILD_PACKAGES.contains(&p), "iscsi/build.rs needs {p}");
+        }
+    }
+
+    /// xtask must build before BUILD_PACKAGES are there: nothing in its
+    /// own dependency tree may need a C library or bindgen.
+    #[test]
+    fn xtask_itself_needs_no_build_package() {
+        let out = Command::new(env!("CARGO"))
+            .args(["tree", "--offline", "-p", "xtask", "-e", "normal,build"])
+            .args(["--prefix", "none", "--format", "{p}"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8(out.stdout).unwrap();
+        assert!(tree.contains("serde_json"), "{tree}");
+        for line in tree.lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            let needs = SYS_CRATES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(&[][..], |(_, p)| *p);
+            assert!(
+                needs.is_empty() && !["bindgen", "iscsi", "cc", "pkg-config"].contains(&name),
+                "xtask depends on {line}, which needs {needs:?}"
+            );
+        }
+    }
 }
