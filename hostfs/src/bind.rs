@@ -37,6 +37,11 @@
 //!   tree private again after attaching: that would cut the link to those
 //!   copies, and unmounting ours would no longer take them down.
 //!
+//! Without the private step the danger is real, not theoretical: with the
+//! volume shared, a publication made by `open_tree` alone is a peer of it,
+//! and unmounting the publication's `/boot` and `/srv/data` unmounted the
+//! volume's too (the tests catch this if the propagation reset is removed).
+//!
 //! Because the publication holds its own references to the volume's
 //! filesystems, the engine must unpublish before it unmounts the volume
 //! (unmounting the volume's mounts succeeds, but the filesystems stay alive
