@@ -346,9 +346,9 @@ pub struct Published {
 pub struct Holder {
     /// Process id.
     pub pid: u32,
-    /// Its command name (`/proc/<pid>/comm`).
+    /// Its command name (`/proc/PID/comm`).
     pub comm: String,
-    /// "cwd", "root" or "fd <n>".
+    /// `cwd`, `root` or `fd N`.
     pub what: String,
     /// Where that points, as `/proc` shows it.
     pub path: PathBuf,
@@ -923,7 +923,7 @@ impl MountPoint {
 
 /// Pauses between unmount attempts that failed with `EBUSY`. A path walk
 /// over the mount (a `/proc` scan such as lsof, a monitoring agent or our
-/// own holder search statx-ing `/proc/<pid>/fd/*`), or a child forked by
+/// own holder search statx-ing `/proc/PID/fd/*`), or a child forked by
 /// another thread that has not yet exec'ed and still holds a copy of an fd,
 /// pins a mount for a moment, and umount2 counts references exactly — the
 /// tests saw this as spurious Busy with no holder about one run in five.
