@@ -37,6 +37,11 @@
 //!   tree private again after attaching: that would cut the link to those
 //!   copies, and unmounting ours would no longer take them down.
 //!
+//! Without the private step the danger is real, not theoretical: with the
+//! volume shared, a publication made by `open_tree` alone is a peer of it,
+//! and unmounting the publication's `/boot` and `/srv/data` unmounted the
+//! volume's too (the tests catch this if the propagation reset is removed).
+//!
 //! Because the publication holds its own references to the volume's
 //! filesystems, the engine must unpublish before it unmounts the volume
 //! (unmounting the volume's mounts succeeds, but the filesystems stay alive
@@ -341,9 +346,9 @@ pub struct Published {
 pub struct Holder {
     /// Process id.
     pub pid: u32,
-    /// Its command name (`/proc/<pid>/comm`).
+    /// Its command name (`/proc/PID/comm`).
     pub comm: String,
-    /// "cwd", "root" or "fd <n>".
+    /// `cwd`, `root` or `fd N`.
     pub what: String,
     /// Where that points, as `/proc` shows it.
     pub path: PathBuf,
@@ -918,7 +923,7 @@ impl MountPoint {
 
 /// Pauses between unmount attempts that failed with `EBUSY`. A path walk
 /// over the mount (a `/proc` scan such as lsof, a monitoring agent or our
-/// own holder search statx-ing `/proc/<pid>/fd/*`), or a child forked by
+/// own holder search statx-ing `/proc/PID/fd/*`), or a child forked by
 /// another thread that has not yet exec'ed and still holds a copy of an fd,
 /// pins a mount for a moment, and umount2 counts references exactly — the
 /// tests saw this as spurious Busy with no holder about one run in five.

@@ -208,20 +208,64 @@ impl Drop for Env {
     }
 }
 
-/// Lazily unmounts everything mounted under `dir` (deepest first) and
-/// detaches every loop device whose backing file is under `dir`.
+/// Lazily unmounts everything mounted under `dir` and detaches every loop
+/// device backed by a file under `dir` (and the loop devices stacked on
+/// those: offset loops of partitions are backed by the whole-disk loop).
+/// Mounts can hide each other (a clone that mounted over a parent of its
+/// own tree), so this goes round until nothing is left or nothing changes.
 pub fn cleanup_under(dir: &Path) {
-    let mut targets: Vec<PathBuf> = mounts().into_iter().map(|m| m.target).collect();
-    targets.retain(|t| t.starts_with(dir));
-    targets.sort_by_key(|t| std::cmp::Reverse(t.components().count()));
-    for t in targets {
-        let _ = Command::new("umount").arg("-l").arg(&t).status();
-    }
-    for (dev, backing) in loop_devices() {
-        if backing.starts_with(dir) {
-            let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+    let mut left = usize::MAX;
+    for _ in 0..8 {
+        let mut targets: Vec<PathBuf> = mount_lines_under(dir)
+            .into_iter()
+            .map(|m| m.target)
+            .collect();
+        if targets.is_empty() || targets.len() == left {
+            break;
+        }
+        left = targets.len();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.components().count()));
+        for t in targets {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&t)
+                .stderr(Stdio::null())
+                .status();
         }
     }
+    // Stacked loops first: a busy backing loop would only be marked autoclear.
+    let mut ours = loops_under(dir);
+    ours.reverse();
+    for dev in ours {
+        let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+    }
+}
+
+/// Loop devices backed by a file under `dir`, then those backed by them,
+/// and so on (parents before the loops stacked on them).
+pub fn loops_under(dir: &Path) -> Vec<PathBuf> {
+    stacked(&loop_devices(), &|b: &Path| b.starts_with(dir))
+}
+
+/// The loops whose backing satisfies `root`, then those backed by any of
+/// them, transitively, parents first.
+fn stacked(all: &[(PathBuf, PathBuf)], root: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = all
+        .iter()
+        .filter(|(_, b)| root(b))
+        .map(|(d, _)| d.clone())
+        .collect();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i].clone();
+        for (d, b) in all {
+            if *b == parent && !found.contains(d) {
+                found.push(d.clone());
+            }
+        }
+        i += 1;
+    }
+    found
 }
 
 /// Runs `c` with piped output, killing it (SIGKILL) after `timeout`.
@@ -351,9 +395,10 @@ pub fn loop_devices() -> Vec<(PathBuf, PathBuf)> {
     out
 }
 
-/// How many loop devices have `path` as their backing file.
+/// How many loop devices have `path` as their backing file, counting the
+/// loops stacked on those (a partition's offset loop on the disk's loop).
 pub fn loops_backed_by(path: &Path) -> usize {
-    loop_devices().iter().filter(|(_, b)| b == path).count()
+    stacked(&loop_devices(), &|b: &Path| b == path).len()
 }
 
 /// Copies `fs_img` into `disk` at `offset`, skipping zero blocks (stays sparse).
