@@ -368,10 +368,21 @@ fn unmount_checked(
             Err(e) => return gone_or(mnt_id, || not_ours(format!("nothing statx can see ({e})"))),
         }
         drop(fd);
-        rustix::mount::unmount(
-            proc_fd_path(parent_fd.as_fd()).join(name),
-            UnmountFlags::NOFOLLOW,
-        )
+        // A path walk that is passing through the mount (another thread's
+        // /proc scan, a forked child not yet exec'ed, a reader thread just
+        // closing its fd) pins it for a moment: retry EBUSY briefly before
+        // calling the mount busy.
+        let by_name = proc_fd_path(parent_fd.as_fd()).join(name);
+        let mut tries = 0;
+        loop {
+            match rustix::mount::unmount(&by_name, UnmountFlags::NOFOLLOW) {
+                Err(Errno::BUSY) if tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r,
+            }
+        }
     };
     match result {
         Ok(()) if lazy => Ok(UnmountOutcome::Detached),
