@@ -207,16 +207,22 @@ fn fstab_mount_points_with_dotdot_stay_inside_the_volume() {
 }
 
 /// A clone whose root has `data` as a symlink `target` and an fstab line
-/// mounting a filesystem on `/data`: it is mounted inside the volume, the
-/// host directory the link names gets no mount and no entries, and nothing
-/// is created outside the volume.
-fn symlinked_mount_point_stays_inside(link: &dyn Fn(&Path) -> String) {
+/// mounting a filesystem on `/data`: the host directory the link names gets
+/// no mount and no entries, and nothing is created outside the volume. The
+/// link is followed as on the original host, inside the clone: when its
+/// target exists in the clone (`in_clone`), the filesystem is mounted there,
+/// inside the volume; otherwise the mount point is refused and listed with
+/// the reason, and the rest of the tree mounts.
+fn symlinked_mount_point_stays_inside(link: &dyn Fn(&Path) -> String, in_clone: bool) {
     let env = Env::new();
     let hostdir = env.path().join("hostdir");
     fs::create_dir(&hostdir).unwrap();
     fs::write(hostdir.join("host-file"), "host\n").unwrap();
     let root = hostile::tree(env.path(), "root.tree");
     std::os::unix::fs::symlink(link(&hostdir), root.join("data")).unwrap();
+    if in_clone {
+        fs::create_dir_all(root.join(hostdir.strip_prefix("/").unwrap())).unwrap();
+    }
     let fstab = line(1, "/", "defaults") + &line(2, "/data", "defaults");
     let disk = CloneDisk {
         root: &root,
@@ -242,22 +248,48 @@ fn symlinked_mount_point_stays_inside(link: &dyn Fn(&Path) -> String) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["original_mountpoint"] == "/data")
-        .unwrap_or_else(|| panic!("/data is not mounted: {m}"));
-    let at = PathBuf::from(data["mount_path"].as_str().unwrap());
-    assert_eq!(fs::read_to_string(at.join("whoami")).unwrap(), "data");
+        .find(|x| x["original_mountpoint"] == "/data");
+    if in_clone {
+        let data = data.unwrap_or_else(|| panic!("/data is not mounted: {m}"));
+        let at = PathBuf::from(data["mount_path"].as_str().unwrap());
+        assert_eq!(at, vol.join(hostdir.strip_prefix("/").unwrap()), "{m}");
+        assert_eq!(fs::read_to_string(at.join("whoami")).unwrap(), "data");
+        assert!(m["notes"].to_string().contains("symbolic link"), "{m}");
+    } else {
+        assert!(data.is_none(), "{m}");
+        let refused = m["unresolved"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["mountpoint"] == "/data")
+            .unwrap_or_else(|| panic!("/data is neither mounted nor listed: {m}"));
+        assert!(refused["reason"].as_str().unwrap().contains("symlink"), "{m}");
+        assert_eq!(m["mounts"].as_array().unwrap().len(), 1, "{m}");
+    }
     unmount_clean(&env, "link", &disk);
     assert_eq!(listing(&env), before, "entries left outside the volume");
 }
 
 #[test]
 fn an_absolute_symlink_in_the_clone_does_not_lead_out() {
-    symlinked_mount_point_stays_inside(&|host| host.display().to_string());
+    symlinked_mount_point_stays_inside(&|host| host.display().to_string(), false);
 }
 
 #[test]
 fn a_relative_symlink_in_the_clone_does_not_lead_out() {
-    symlinked_mount_point_stays_inside(&|host| format!("{}{}", "../".repeat(24), host.display()));
+    symlinked_mount_point_stays_inside(
+        &|host| format!("{}{}", "../".repeat(24), host.display()),
+        false,
+    );
+}
+
+#[test]
+fn a_symlinked_mount_point_is_followed_inside_the_clone() {
+    symlinked_mount_point_stays_inside(&|host| host.display().to_string(), true);
+    symlinked_mount_point_stays_inside(
+        &|host| format!("{}{}", "../".repeat(24), host.display()),
+        true,
+    );
 }
 
 #[test]
