@@ -173,7 +173,7 @@ fn read_only_mount_writes_nothing() {
     assert!(m["mounts"][0]["options"]
         .as_str()
         .unwrap()
-        .contains("ro,noload"));
+        .contains("ro,nosuid,nodev,noload"));
     assert!(fs::write(env.root().join("ro/ro/x"), b"x").is_err());
     env.gm_ok(&["unmount", "--volume", "ro"]);
     assert!(
@@ -338,7 +338,8 @@ fn one_volume_from_two_luns() {
         "--volume",
         "other",
     ]);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("already mounted as volume pair"));
+    assert_eq!(o.status.code(), Some(3), "a second claim on held data is a conflict");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("volume pair already holds"));
     env.gm_ok(&["unmount", "--volume", "pair"]);
     assert_eq!(loops_backed_by(&a) + loops_backed_by(&b), 0);
 }

@@ -251,8 +251,14 @@ pub fn mount_on(
         .iter()
         .find(|e| !at.iter().any(|o| o.parent == e.id))
         .ok_or_else(unidentified)?;
+    // btrfs (and other filesystems with anonymous device numbers) show
+    // `0:N` in mountinfo, not the device's number: then the new top mount
+    // must name the source device and have the type asked for.
     let matches = match rdev {
-        Some(r) => (top.major, top.minor) == (rustix::fs::major(r), rustix::fs::minor(r)),
+        Some(r) => {
+            (top.major, top.minor) == (rustix::fs::major(r), rustix::fs::minor(r))
+                || (top.fstype == fstype && Path::new(&top.source) == source)
+        }
         None => top.fstype == fstype,
     };
     if before.contains(&top.id) || !matches {

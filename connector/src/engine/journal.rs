@@ -211,12 +211,13 @@ impl<'a> Journal<'a> {
         };
         match &step.action {
             Action::Mount {
+                source,
                 target,
                 source_devno,
                 mnt_id,
                 mnt_unique,
                 ..
-            } => undo_mount(target, source_devno, *mnt_id, *mnt_unique, lazy, log)?,
+            } => undo_mount(source, target, source_devno, *mnt_id, *mnt_unique, lazy, log)?,
             Action::MakeDir { root, path } => undo_dir(root, path, log),
             Action::ImportVg { devices, .. } => {
                 // The VG's current name comes from the devices themselves (a
@@ -272,6 +273,7 @@ fn is_read_only_error(msg: &str) -> bool {
 }
 
 fn undo_mount(
+    source: &Path,
     target: &Path,
     source_devno: &str,
     mnt_id: Option<u32>,
@@ -292,7 +294,10 @@ fn undo_mount(
             let found = mountinfo::current()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|m| m.mount_point == target && m.dev() == source_devno)
+                .filter(|m| {
+                    m.mount_point == target
+                        && (m.dev() == source_devno || Path::new(&m.source) == source)
+                })
                 .map(|m| m.id)
                 .next_back();
             match found {

@@ -427,7 +427,9 @@ fn mount_one(
     let ro = run.opts.read_only;
     let mut plan = kind.plan(ro, dup, run.opts.allow_suid_dev);
     if let Err(e) = mount_at(j, &item.node, &dir, &plan) {
-        j.forget_last()?;
+        // Undo rather than forget: the mount may have happened even though
+        // it could not be identified.
+        j.undo_last(false, &mut super::journal::UndoLog::default())?;
         match kind.uuid_collision {
             // Another clone of the same gold may have mounted its XFS meanwhile.
             UuidCollision::NoUuid if !dup => {
@@ -532,7 +534,7 @@ fn read_fstab(run: &mut Run<'_>, j: &mut Journal<'_>, item: &Item, i: usize) -> 
             }
         }
         Err(e) => {
-            j.forget_last()?;
+            j.undo_last(false, &mut super::journal::UndoLog::default())?;
             tracing::info!("cannot look for /etc/fstab on {}: {e:#}", item.cand.describe());
             None
         }
