@@ -3,8 +3,8 @@
 
 use fsdetect::{Content, DiskReport, PartitionKind, Signature};
 
-use crate::manifest::Skipped;
 use crate::engine::fs_kind;
+use crate::manifest::Skipped;
 
 /// A filesystem on the LUN that goldmount will mount.
 #[derive(Debug, Clone)]
@@ -170,7 +170,11 @@ pub fn classify(report: &DiskReport) -> Found {
     let overlaps = overlapping(report);
     for pr in &report.partitions {
         let p = &pr.partition;
-        if let Some(other) = overlaps.iter().find(|(n, _)| *n == p.number).map(|(_, o)| *o) {
+        if let Some(other) = overlaps
+            .iter()
+            .find(|(n, _)| *n == p.number)
+            .map(|(_, o)| *o)
+        {
             found.skipped.push(Skipped {
                 source: format!("partition {}", p.number),
                 what: "partition".into(),

@@ -259,6 +259,9 @@ mod tests {
         let (e, problems) = parse_bytes(&t);
         assert_eq!(e.len(), 3);
         assert!(problems[0].contains("line 3"), "{problems:?}");
-        assert!(problems[1].contains("more than one entry for /"), "{problems:?}");
+        assert!(
+            problems[1].contains("more than one entry for /"),
+            "{problems:?}"
+        );
     }
 }

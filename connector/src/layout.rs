@@ -140,7 +140,9 @@ pub fn from_fstab(
                 unresolved.push(UnresolvedEntry {
                     spec: e.raw_spec.clone(),
                     mountpoint: e.mountpoint.clone(),
-                    reason: format!("mount point refused: it would lead outside the volume ({why})"),
+                    reason: format!(
+                        "mount point refused: it would lead outside the volume ({why})"
+                    ),
                 });
                 continue;
             }
@@ -167,7 +169,13 @@ pub fn from_fstab(
         }
     }
     // Parents before children; a stable sort keeps fstab order otherwise.
-    planned.sort_by_key(|p| if p.mount_point.is_root() { 0 } else { p.mount_point.components().len() });
+    planned.sort_by_key(|p| {
+        if p.mount_point.is_root() {
+            0
+        } else {
+            p.mount_point.components().len()
+        }
+    });
     Some((planned, unresolved))
 }
 
@@ -239,7 +247,9 @@ mod tests {
         let (plan, unresolved) = from_fstab(&entries, &c, 0).unwrap();
         assert_eq!(plan.len(), 1);
         assert_eq!(unresolved.len(), 2);
-        assert!(unresolved.iter().all(|u| u.reason.contains("outside the volume")));
+        assert!(unresolved
+            .iter()
+            .all(|u| u.reason.contains("outside the volume")));
     }
 
     #[test]

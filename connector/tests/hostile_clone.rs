@@ -263,7 +263,10 @@ fn symlinked_mount_point_stays_inside(link: &dyn Fn(&Path) -> String, in_clone: 
             .iter()
             .find(|u| u["mountpoint"] == "/data")
             .unwrap_or_else(|| panic!("/data is neither mounted nor listed: {m}"));
-        assert!(refused["reason"].as_str().unwrap().contains("symlink"), "{m}");
+        assert!(
+            refused["reason"].as_str().unwrap().contains("symlink"),
+            "{m}"
+        );
         assert_eq!(m["mounts"].as_array().unwrap().len(), 1, "{m}");
     }
     unmount_clean(&env, "link", &disk);

@@ -338,7 +338,11 @@ fn one_volume_from_two_luns() {
         "--volume",
         "other",
     ]);
-    assert_eq!(o.status.code(), Some(3), "a second claim on held data is a conflict");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a second claim on held data is a conflict"
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("volume pair already holds"));
     env.gm_ok(&["unmount", "--volume", "pair"]);
     assert_eq!(loops_backed_by(&a) + loops_backed_by(&b), 0);

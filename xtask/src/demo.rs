@@ -233,7 +233,7 @@ pub fn main(_args: &[String]) -> Result<()> {
     std::env::set_var("GOLDMOUNT_RUN_DIR", dir.join("run"));
     for (name, bf) in &backing {
         let t = Instant::now();
-        show(&gm, &["mount", "--wwid", bf, "--volume", name])?;
+        show(&gm, &["mount", "--loop-backing", bf, "--volume", name])?;
         println!(
             "   ({:.0} ms from device present to all mounted)",
             t.elapsed().as_secs_f64() * 1000.0

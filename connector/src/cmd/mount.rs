@@ -130,11 +130,11 @@ pub fn run(engine: &Engine, args: &MountArgs) -> Result<()> {
         .collect();
     for w in &args.wwid {
         if w.starts_with('/') {
-            return Err(engine::EngineError::invalid(format!(
-                "--wwid {w}: a path is not a WWID"
-            ))
-            .with_hint("for the appliance's loop backend use --loop-backing FILE")
-            .into());
+            return Err(
+                engine::EngineError::invalid(format!("--wwid {w}: a path is not a WWID"))
+                    .with_hint("for the appliance's loop backend use --loop-backing FILE")
+                    .into(),
+            );
         } else {
             sources.push(DeviceSource::Wwid {
                 wwid: w.clone(),

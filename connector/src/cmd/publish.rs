@@ -44,10 +44,9 @@ pub struct UnpublishArgs {
 
 /// Runs `goldmount publish`.
 pub fn run_publish(engine: &Engine, a: &PublishArgs) -> Result<()> {
-    let id = a
-        .id
-        .clone()
-        .unwrap_or_else(|| a.target.display().to_string());
+    let id =
+        a.id.clone()
+            .unwrap_or_else(|| a.target.display().to_string());
     let out = engine.publish(&super::volume(&a.volume)?, &id, &a.target, a.read_only)?;
     let created = out.created();
     let p = out.into_inner();
@@ -57,7 +56,11 @@ pub fn run_publish(engine: &Engine, a: &PublishArgs) -> Result<()> {
         println!(
             "volume {} {} at {} for {} ({} refs{})",
             a.volume,
-            if created { "published" } else { "already published" },
+            if created {
+                "published"
+            } else {
+                "already published"
+            },
             p.target.display(),
             p.id,
             p.refs,
@@ -71,8 +74,14 @@ pub fn run_publish(engine: &Engine, a: &PublishArgs) -> Result<()> {
 pub fn run_unpublish(engine: &Engine, a: &UnpublishArgs) -> Result<()> {
     match engine.unpublish(&super::volume(&a.volume)?, &a.id, a.force)? {
         Outcome::Created(0) => println!("publication {} of volume {} taken down", a.id, a.volume),
-        Outcome::Created(n) => println!("publication {} of volume {}: {n} references left", a.id, a.volume),
-        Outcome::Existing(_) => println!("volume {} has no publication {}; nothing to do", a.volume, a.id),
+        Outcome::Created(n) => println!(
+            "publication {} of volume {}: {n} references left",
+            a.id, a.volume
+        ),
+        Outcome::Existing(_) => println!(
+            "volume {} has no publication {}; nothing to do",
+            a.volume, a.id
+        ),
     }
     Ok(())
 }

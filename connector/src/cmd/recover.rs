@@ -49,7 +49,11 @@ pub fn run(engine: &Engine, args: &RecoverArgs) -> Result<()> {
         for (v, why) in &r.quarantined {
             println!("volume {v} is quarantined: {why}");
         }
-        if r.rolled_back.is_empty() && r.finished.is_empty() && r.quarantined.is_empty() && r.in_progress.is_empty() {
+        if r.rolled_back.is_empty()
+            && r.finished.is_empty()
+            && r.quarantined.is_empty()
+            && r.in_progress.is_empty()
+        {
             println!("nothing to recover");
         }
     }

@@ -236,11 +236,7 @@ impl ClaimsLock {
 
 /// The first claim of another volume (or a device outside goldmount) that
 /// `wanted` collides with, as a conflict error naming the holder.
-pub fn check(
-    wanted: &[Claim],
-    volume: &str,
-    records: &[VolumeRecord],
-) -> Result<(), EngineError> {
+pub fn check(wanted: &[Claim], volume: &str, records: &[VolumeRecord]) -> Result<(), EngineError> {
     for rec in records {
         if rec.name == volume {
             continue;
@@ -306,12 +302,19 @@ fn foreign_holder(w: &Claim) -> Option<String> {
             read_only: false,
             via: node.clone(),
         };
-        if other.id == (DataId::File { dev: *dev, ino: *ino })
+        if other.id
+            == (DataId::File {
+                dev: *dev,
+                ino: *ino,
+            })
             && other.conflicts_with(w)
             && !st.tag.starts_with(super::journal::LOOP_TAG_PREFIX)
             && hostfs::loopdev::in_use(&node)
         {
-            return Some(format!("{} reads the same file and is in use", node.display()));
+            return Some(format!(
+                "{} reads the same file and is in use",
+                node.display()
+            ));
         }
     }
     None

@@ -100,8 +100,9 @@ impl std::error::Error for EngineError {}
 
 impl From<crate::state::StateError> for EngineError {
     fn from(e: crate::state::StateError) -> Self {
-        Self::new(ErrorKind::Unavailable, e.to_string())
-            .with_hint("check that the state store's directory is writable and not on a full filesystem")
+        Self::new(ErrorKind::Unavailable, e.to_string()).with_hint(
+            "check that the state store's directory is writable and not on a full filesystem",
+        )
     }
 }
 

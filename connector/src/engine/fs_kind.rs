@@ -176,16 +176,27 @@ mod tests {
     #[test]
     fn plans_protect_clones_and_the_host() {
         let xfs = lookup("xfs").unwrap();
-        assert_eq!(xfs.plan(false, true, false).options(), "rw,nosuid,nodev,nouuid");
+        assert_eq!(
+            xfs.plan(false, true, false).options(),
+            "rw,nosuid,nodev,nouuid"
+        );
         assert_eq!(
             xfs.plan(true, false, false).options(),
             "ro,nosuid,nodev,norecovery"
         );
         let ext4 = lookup("ext4").unwrap();
-        assert_eq!(ext4.plan(true, false, false).options(), "ro,nosuid,nodev,noload");
+        assert_eq!(
+            ext4.plan(true, false, false).options(),
+            "ro,nosuid,nodev,noload"
+        );
         assert_eq!(ext4.plan(false, true, false).options(), "rw,nosuid,nodev");
         assert_eq!(ext4.plan(false, false, true).options(), "rw");
-        assert!(lookup("squashfs").unwrap().plan(false, false, false).read_only);
+        assert!(
+            lookup("squashfs")
+                .unwrap()
+                .plan(false, false, false)
+                .read_only
+        );
         assert!(lookup("swap").is_none());
         assert!(lookup("ext4").unwrap().may_hold_fstab && !lookup("vfat").unwrap().may_hold_fstab);
     }

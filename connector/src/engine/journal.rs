@@ -23,8 +23,9 @@ pub const LOOP_TAG_PREFIX: &str = "goldmount:";
 
 /// Test-only hook: `GOLDMOUNT_TEST_KILL_AT=N` makes the process SIGKILL
 /// itself at its N-th journal boundary (after a step is recorded pending;
-/// after it is taken, before it is recorded done), so a host test can prove
-/// that recovery cleans up after a crash at every point.
+/// after it is taken, before it is recorded done; after a step is undone,
+/// before and after that is recorded), so a host test can prove that
+/// recovery cleans up after a crash at every point.
 fn boundary() {
     static KILL_AT: OnceLock<Option<u64>> = OnceLock::new();
     static SEEN: AtomicU64 = AtomicU64::new(0);
@@ -178,7 +179,10 @@ impl<'a> Journal<'a> {
                 } else {
                     ""
                 };
-                anyhow::anyhow!("attaching a loop device over {}: {e}{hint}", backing.display())
+                anyhow::anyhow!(
+                    "attaching a loop device over {}: {e}{hint}",
+                    backing.display()
+                )
             })?;
             let (device, id, fd) = att.into_parts();
             j.holders.insert(device.clone(), fd);
@@ -217,7 +221,15 @@ impl<'a> Journal<'a> {
                 mnt_id,
                 mnt_unique,
                 ..
-            } => undo_mount(source, target, source_devno, *mnt_id, *mnt_unique, lazy, log)?,
+            } => undo_mount(
+                source,
+                target,
+                source_devno,
+                *mnt_id,
+                *mnt_unique,
+                lazy,
+                log,
+            )?,
             Action::MakeDir { root, path } => undo_dir(root, path, log),
             Action::ImportVg { devices, .. } => {
                 // The VG's current name comes from the devices themselves (a
@@ -255,8 +267,12 @@ impl<'a> Journal<'a> {
                 undo_loop(tag, device.as_deref(), identity.as_ref(), log)?;
             }
         }
+        // Undone, not yet recorded: the next run must find it gone and go on.
+        boundary();
         self.rec.steps.pop();
-        self.save()
+        self.save()?;
+        boundary();
+        Ok(())
     }
 
     /// Undoes every step, newest first.
@@ -269,7 +285,10 @@ impl<'a> Journal<'a> {
 }
 
 fn is_read_only_error(msg: &str) -> bool {
-    msg.contains("EROFS") || msg.contains("Read-only") || msg.contains("EACCES") || msg.contains("ermission denied")
+    msg.contains("EROFS")
+        || msg.contains("Read-only")
+        || msg.contains("EACCES")
+        || msg.contains("ermission denied")
 }
 
 fn undo_mount(
@@ -346,7 +365,7 @@ fn undo_mount(
 }
 
 fn undo_dir(root: &Path, path: &str, log: &mut UndoLog) {
-    use hostfs::clonefs::{CloneRoot, ClonePath};
+    use hostfs::clonefs::{ClonePath, CloneRoot};
     let Ok(cp) = ClonePath::parse(path) else {
         return;
     };

@@ -125,7 +125,9 @@ impl Engine {
         let name = req.volume.as_str();
         if let Some(rec) = self.store.get(name)? {
             return match (&rec.phase, &rec.manifest) {
-                (Phase::Mounted, Some(m)) if rec.devices == devices && rec.options == req.options => {
+                (Phase::Mounted, Some(m))
+                    if rec.devices == devices && rec.options == req.options =>
+                {
                     Ok(Outcome::Existing(m.clone()))
                 }
                 (Phase::Mounted, _) => Err(EngineError::conflict(format!(
@@ -249,7 +251,8 @@ impl Engine {
         let mut j = Journal::new(&self.store, rec);
         j.save().map_err(EngineError::from_chain)?;
         let mut log = UndoLog::default();
-        j.undo_all(force, &mut log).map_err(EngineError::from_chain)?;
+        j.undo_all(force, &mut log)
+            .map_err(EngineError::from_chain)?;
         self.store.delete(name)?;
         drop(j);
         lock.release_and_remove();
@@ -260,7 +263,12 @@ impl Engine {
 
     /// Every volume on this host.
     pub fn list(&self) -> EngineResult<Vec<VolumeStatus>> {
-        Ok(self.store.list()?.into_iter().map(VolumeStatus::from).collect())
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .map(VolumeStatus::from)
+            .collect())
     }
 
     /// One volume.
@@ -269,7 +277,10 @@ impl Engine {
             .get(volume.as_str())?
             .map(VolumeStatus::from)
             .ok_or_else(|| {
-                EngineError::new(ErrorKind::NotFound, format!("no volume {volume} on this host"))
+                EngineError::new(
+                    ErrorKind::NotFound,
+                    format!("no volume {volume} on this host"),
+                )
             })
     }
 

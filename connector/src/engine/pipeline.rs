@@ -57,7 +57,12 @@ pub struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// A run for one volume.
-    pub fn new(cfg: &'a Config, store: &'a StateStore, volume: &'a str, opts: &'a MountOptions) -> Self {
+    pub fn new(
+        cfg: &'a Config,
+        store: &'a StateStore,
+        volume: &'a str,
+        opts: &'a MountOptions,
+    ) -> Self {
         Self {
             cfg,
             store,
@@ -156,13 +161,21 @@ fn devno_of(node: &Path) -> Result<String> {
 
 /// The kernel mount itself; a FUSE type (ntfs-3g) goes through its helper
 /// onto the resolved directory's verified host path.
-fn mount_syscall(node: &Path, dir: &ResolvedDir, plan: &MountPlan) -> Result<hostfs::mountfd::MountId> {
+fn mount_syscall(
+    node: &Path,
+    dir: &ResolvedDir,
+    plan: &MountPlan,
+) -> Result<hostfs::mountfd::MountId> {
     use hostfs::mountfd::{mount_on, MountOptions as Flags};
     if plan.fstype == "ntfs-3g" {
         let t = dir.host_path().to_string_lossy().into_owned();
         let n = node.to_string_lossy().into_owned();
         let opts = plan.options();
-        tools::run("mount", &["-t", "ntfs-3g", "-o", &opts, &n, &t], DEFAULT_TIMEOUT)?;
+        tools::run(
+            "mount",
+            &["-t", "ntfs-3g", "-o", &opts, &n, &t],
+            DEFAULT_TIMEOUT,
+        )?;
         let devno = devno_of(node).unwrap_or_default();
         return mountinfo::current()?
             .into_iter()
@@ -176,7 +189,9 @@ fn mount_syscall(node: &Path, dir: &ResolvedDir, plan: &MountPlan) -> Result<hos
                 mount_options: m.mount_options.clone(),
             })
             .next_back()
-            .ok_or_else(|| anyhow!("ntfs-3g mounted {n} ({devno}) but the mount is not in mountinfo"));
+            .ok_or_else(|| {
+                anyhow!("ntfs-3g mounted {n} ({devno}) but the mount is not in mountinfo")
+            });
     }
     let flags = Flags {
         read_only: plan.read_only,
@@ -197,7 +212,11 @@ fn mount_syscall(node: &Path, dir: &ResolvedDir, plan: &MountPlan) -> Result<hos
 }
 
 /// Runs the whole mount for `devices` (already claimed) and returns the manifest.
-pub fn mount_steps(run: &mut Run<'_>, j: &mut Journal<'_>, devices: &[PathBuf]) -> Result<Manifest> {
+pub fn mount_steps(
+    run: &mut Run<'_>,
+    j: &mut Journal<'_>,
+    devices: &[PathBuf],
+) -> Result<Manifest> {
     let mut items: Vec<Item> = Vec::new();
     let mut members: Vec<(Member, PathBuf)> = Vec::new();
     // Discover: what is on each device.
@@ -232,8 +251,13 @@ pub fn mount_steps(run: &mut Run<'_>, j: &mut Journal<'_>, devices: &[PathBuf]) 
         found_any |= !found.candidates.is_empty() || !found.members.is_empty();
         // Nodes: the kernel's partition, kpartx's map, or an offset loop.
         for c in found.candidates {
-            let (node, via_loop) = node_for(j, &disk, c.partition, c.offset, c.size, run.opts.read_only)?;
-            items.push(Item { cand: c, node, via_loop });
+            let (node, via_loop) =
+                node_for(j, &disk, c.partition, c.offset, c.size, run.opts.read_only)?;
+            items.push(Item {
+                cand: c,
+                node,
+                via_loop,
+            });
         }
         for m in found.members {
             let (node, _) = node_for(j, &disk, m.partition, m.offset, m.size, run.opts.read_only)?;
@@ -249,7 +273,10 @@ pub fn mount_steps(run: &mut Run<'_>, j: &mut Journal<'_>, devices: &[PathBuf]) 
     if !found_any {
         bail!(EngineError::new(
             ErrorKind::Invalid,
-            format!("nothing mountable on {}", nothing_mounted(devices, &run.skipped, &run.notes))
+            format!(
+                "nothing mountable on {}",
+                nothing_mounted(devices, &run.skipped, &run.notes)
+            )
         ));
     }
     if items.iter().any(|i| i.via_loop) {
@@ -262,8 +289,13 @@ pub fn mount_steps(run: &mut Run<'_>, j: &mut Journal<'_>, devices: &[PathBuf]) 
         .map(|(m, n)| (m, n.clone()))
         .collect();
     if !pvs.is_empty() {
-        let (lvs, skipped, notes) = super::stage_lvm::import_vgs(run.store, run.volume, run.opts, j, &pvs)?;
-        items.extend(lvs.into_iter().map(|(cand, node)| Item { cand, node, via_loop: false }));
+        let (lvs, skipped, notes) =
+            super::stage_lvm::import_vgs(run.store, run.volume, run.opts, j, &pvs)?;
+        items.extend(lvs.into_iter().map(|(cand, node)| Item {
+            cand,
+            node,
+            via_loop: false,
+        }));
         run.skipped.extend(skipped);
         run.notes.extend(notes);
     }
@@ -316,7 +348,10 @@ pub fn mount_steps(run: &mut Run<'_>, j: &mut Journal<'_>, devices: &[PathBuf]) 
             Err(e) if p.nofail && !p.mount_point.is_root() => run.skipped.push(Skipped {
                 source: item.cand.describe(),
                 what: item.cand.signature.fs_type.clone(),
-                reason: format!("the fstab entry for {} says nofail and its mount failed: {e:#}", p.mount_point),
+                reason: format!(
+                    "the fstab entry for {} says nofail and its mount failed: {e:#}",
+                    p.mount_point
+                ),
             }),
             Err(e) => {
                 return Err(e.context(match &p.original {
@@ -338,7 +373,10 @@ pub fn mount_steps(run: &mut Run<'_>, j: &mut Journal<'_>, devices: &[PathBuf]) 
     if mounts.is_empty() {
         bail!(EngineError::new(
             ErrorKind::Invalid,
-            format!("nothing could be mounted from {}", nothing_mounted(devices, &run.skipped, &run.notes))
+            format!(
+                "nothing could be mounted from {}",
+                nothing_mounted(devices, &run.skipped, &run.notes)
+            )
         ));
     }
     let mut m = Manifest {
@@ -389,7 +427,8 @@ fn mount_one(
 ) -> Result<Option<MountInfo>> {
     let c = &item.cand;
     let t = c.signature.fs_type.as_str();
-    let kind = fs_kind::lookup(t).ok_or_else(|| anyhow!("{t} is not a filesystem goldmount mounts"))?;
+    let kind =
+        fs_kind::lookup(t).ok_or_else(|| anyhow!("{t} is not a filesystem goldmount mounts"))?;
     // The target, resolved inside the volume by fd (a symlink in the clone
     // is followed as on the original host, never out of the volume).
     let dir = if run.opts.read_only && layout_kind == Layout::Fstab && !p.mount_point.is_root() {
@@ -399,7 +438,10 @@ fn mount_one(
                 run.skipped.push(Skipped {
                     source: c.describe(),
                     what: t.to_string(),
-                    reason: format!("mount point {} does not exist in the read-only root", p.mount_point),
+                    reason: format!(
+                        "mount point {} does not exist in the read-only root",
+                        p.mount_point
+                    ),
                 });
                 return Ok(None);
             }
@@ -464,7 +506,10 @@ fn mount_one(
             .with_context(|| format!("regenerating the XFS UUID of {}", c.describe()))?;
         plan = kind.plan(false, false, run.opts.allow_suid_dev);
         mount_at(j, &item.node, &dir, &plan)?;
-        run.notes.push(format!("{}: XFS UUID regenerated (--regen-uuid)", c.describe()));
+        run.notes.push(format!(
+            "{}: XFS UUID regenerated (--regen-uuid)",
+            c.describe()
+        ));
     }
     if let Some(u) = &uuid {
         mounted_uuids.insert(u.clone());
@@ -472,7 +517,11 @@ fn mount_one(
     Ok(Some(MountInfo {
         source: item.node.clone(),
         fs_type: t.to_string(),
-        uuid: if run.opts.regen_xfs_uuid && t == "xfs" { None } else { uuid },
+        uuid: if run.opts.regen_xfs_uuid && t == "xfs" {
+            None
+        } else {
+            uuid
+        },
         label: c.signature.label(),
         partition: c.partition,
         original_mountpoint: p.original.clone(),
@@ -506,7 +555,12 @@ struct SkipMount(String);
 /// Looks for `/etc/fstab` on an item through a temporary read-only,
 /// `nosuid,nodev` mount without journal replay, read by fd with a size and
 /// time cap. Problems with the file become notes; `None` when there is none.
-fn read_fstab(run: &mut Run<'_>, j: &mut Journal<'_>, item: &Item, i: usize) -> Result<Option<Vec<u8>>> {
+fn read_fstab(
+    run: &mut Run<'_>,
+    j: &mut Journal<'_>,
+    item: &Item,
+    i: usize,
+) -> Result<Option<Vec<u8>>> {
     let t = item.cand.signature.fs_type.as_str();
     let Some(kind) = fs_kind::lookup(t).filter(|k| k.may_hold_fstab) else {
         return Ok(None);
@@ -520,7 +574,10 @@ fn read_fstab(run: &mut Run<'_>, j: &mut Journal<'_>, item: &Item, i: usize) -> 
     let bytes = match mount_at(j, &item.node, &dir, &plan) {
         Ok(()) => {
             let fstab = ClonePath::parse("/etc/fstab").map_err(|e| anyhow!("{e}"))?;
-            match CloneRoot::open(dir.host_path()).map_err(hostfs::clonefs::ReadError::Path).and_then(|r| r.read_file(&fstab, FSTAB_CAP, FSTAB_DEADLINE)) {
+            match CloneRoot::open(dir.host_path())
+                .map_err(hostfs::clonefs::ReadError::Path)
+                .and_then(|r| r.read_file(&fstab, FSTAB_CAP, FSTAB_DEADLINE))
+            {
                 Ok(b) => Some(b),
                 Err(hostfs::clonefs::ReadError::NotFound { .. }) => None,
                 Err(hostfs::clonefs::ReadError::Path(PathError::NotFound { .. })) => None,
@@ -535,7 +592,10 @@ fn read_fstab(run: &mut Run<'_>, j: &mut Journal<'_>, item: &Item, i: usize) -> 
         }
         Err(e) => {
             j.undo_last(false, &mut super::journal::UndoLog::default())?;
-            tracing::info!("cannot look for /etc/fstab on {}: {e:#}", item.cand.describe());
+            tracing::info!(
+                "cannot look for /etc/fstab on {}: {e:#}",
+                item.cand.describe()
+            );
             None
         }
     };
@@ -576,7 +636,12 @@ fn nothing_mounted(devices: &[PathBuf], skipped: &[Skipped], notes: &[String]) -
         .iter()
         .map(|s| format!("{}: {}", s.source, s.reason))
         .collect();
-    why.extend(notes.iter().filter(|n| !n.contains("attached through a loop device")).cloned());
+    why.extend(
+        notes
+            .iter()
+            .filter(|n| !n.contains("attached through a loop device"))
+            .cloned(),
+    );
     if why.is_empty() {
         format!("{} (no filesystem found)", names.join(", "))
     } else {

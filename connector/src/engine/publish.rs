@@ -43,7 +43,10 @@ fn forbidden(cfg: &Config) -> Vec<PathBuf> {
 
 fn mounted(store: &StateStore, volume: &VolumeName) -> EngineResult<VolumeRecord> {
     let rec = store.get(volume.as_str())?.ok_or_else(|| {
-        EngineError::new(ErrorKind::NotFound, format!("no volume {volume} on this host"))
+        EngineError::new(
+            ErrorKind::NotFound,
+            format!("no volume {volume} on this host"),
+        )
     })?;
     if rec.phase != Phase::Mounted {
         return Err(EngineError::conflict(format!(
@@ -64,10 +67,12 @@ pub fn publish(
     read_only: bool,
 ) -> EngineResult<Outcome<Publication>> {
     if id.is_empty() || id.len() > 256 || id.chars().any(|c| c.is_control()) {
-        return Err(EngineError::invalid(format!("invalid publication id {id:?}")));
+        return Err(EngineError::invalid(format!(
+            "invalid publication id {id:?}"
+        )));
     }
-    let t = Target::parse(target, &forbidden(cfg))
-        .map_err(|e| EngineError::invalid(e.to_string()))?;
+    let t =
+        Target::parse(target, &forbidden(cfg)).map_err(|e| EngineError::invalid(e.to_string()))?;
     let mut rec = mounted(store, volume)?;
     let source = cfg.volumes_root.join(volume.as_str());
     if let Some(p) = rec.publications.iter_mut().find(|p| p.id == id) {
@@ -111,7 +116,10 @@ pub fn publish(
         Err(e) => {
             rec.publications.pop();
             store.put(&rec)?;
-            Err(EngineError::new(ErrorKind::Invalid, format!("publishing volume {volume} at {}: {e}", t.path().display())))
+            Err(EngineError::new(
+                ErrorKind::Invalid,
+                format!("publishing volume {volume} at {}: {e}", t.path().display()),
+            ))
         }
     }
 }
@@ -142,7 +150,8 @@ pub fn unpublish(
 }
 
 fn take_down(p: &Publication, force: bool) -> EngineResult<()> {
-    let t = Target::parse::<PathBuf>(&p.target, &[]).map_err(|e| EngineError::internal(e.to_string()))?;
+    let t = Target::parse::<PathBuf>(&p.target, &[])
+        .map_err(|e| EngineError::internal(e.to_string()))?;
     bind::unpublish_expected(&t, &p.mount_ids, &p.created_dirs, force).map_err(|e| {
         let kind = if matches!(e, bind::BindError::Busy { .. }) {
             ErrorKind::Conflict
@@ -163,9 +172,10 @@ pub fn take_down_all(
 ) -> EngineResult<()> {
     while let Some(p) = rec.publications.last().cloned() {
         take_down(&p, true)?;
-        report
-            .undone
-            .push(format!("took down the publication at {}", p.target.display()));
+        report.undone.push(format!(
+            "took down the publication at {}",
+            p.target.display()
+        ));
         rec.publications.pop();
         store.put(rec)?;
     }
