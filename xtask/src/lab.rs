@@ -144,6 +144,23 @@ pub fn main(args: &[String]) -> Result<()> {
     if args.zfs {
         env.push((zfs::PLAN_ENV.to_string(), zfs::ZFS_ROOT.to_string()));
     }
+    if scenarios
+        .iter()
+        .any(|s| s.starts_with(RELEASE_GOLDMOUNT_FOR))
+    {
+        eprintln!("lab: building a release goldmount for the probe benchmark");
+        let bin = build::build_release_goldmount(&ws)?;
+        if bin.to_string_lossy().contains(char::is_whitespace) {
+            bail!(
+                "{}: paths with whitespace cannot be passed to the guest",
+                bin.display()
+            );
+        }
+        env.push((
+            "GOLDMOUNT_RELEASE_BIN".to_string(),
+            bin.to_string_lossy().into_owned(),
+        ));
+    }
     let plan = Plan {
         test_bins: art.test_bins.clone(),
         env,
@@ -185,6 +202,10 @@ pub fn main(args: &[String]) -> Result<()> {
 
 /// The test target whose scenarios need `--zfs`.
 const ZFS_TARGET: &str = "lab_zfs";
+
+/// Scenarios that time `goldmount` processes get a release build as well
+/// (`GOLDMOUNT_RELEASE_BIN`); the others run the debug build only.
+const RELEASE_GOLDMOUNT_FOR: &str = "lab_probe::probe_bench";
 
 /// `6.1.0-56-amd64` from `/boot/vmlinuz-6.1.0-56-amd64`.
 fn kernel_version(kernel: &Path) -> Result<String> {

@@ -109,3 +109,24 @@ pub fn build(ws: &Path) -> Result<Artifacts> {
         goldmount_bin,
     })
 }
+
+/// `goldmount` with the release profile, for the probe benchmark: under TCG
+/// a debug build's CPU time (about a second per process) would hide the
+/// round trips the benchmark is about.
+pub fn build_release_goldmount(ws: &Path) -> Result<PathBuf> {
+    let exes = cargo_executables(
+        ws,
+        &[
+            "build",
+            "--release",
+            "-p",
+            "connector",
+            "--bin",
+            "goldmount",
+        ],
+    )?;
+    exes.into_iter()
+        .find(|(n, _)| n == "goldmount")
+        .map(|(_, p)| p)
+        .context("cargo did not report the release goldmount executable")
+}
