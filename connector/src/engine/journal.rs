@@ -175,7 +175,7 @@ impl<'a> Journal<'a> {
             };
             let att = hostfs::loopdev::attach(&spec).map_err(|e| {
                 let hint = if !read_only && is_read_only_error(&e.to_string()) {
-                    " (the device or image is read-only: mount it with --read-only)"
+                    " (the device or image is read-only: mount the volume read-only)"
                 } else {
                     ""
                 };

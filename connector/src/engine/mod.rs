@@ -143,7 +143,7 @@ impl Engine {
                         .map(|q| format!(": {q}"))
                         .unwrap_or_default()
                 ))
-                .with_hint("run recovery (goldmount recover), or unmount the volume")),
+                .with_hint("run recovery, or unmount the volume")),
             };
         }
         // Claim the data under the host-wide lock, recorded before any step.

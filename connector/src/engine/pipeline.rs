@@ -203,7 +203,7 @@ fn mount_syscall(
         let text = e.to_string();
         let ro = text.contains("EROFS") || text.contains("EACCES") || text.contains("ead-only");
         if ro && !plan.read_only {
-            anyhow!("{text}; the device is read-only: mount the volume read-only (--read-only)")
+            anyhow!("{text}; the device is read-only: mount the volume read-only")
         } else {
             anyhow!("{text}")
         }
@@ -485,12 +485,12 @@ fn mount_one(
                 tools::run("btrfstune", &["-m", &n], DEFAULT_TIMEOUT)
                     .with_context(|| format!("giving the btrfs of {} a new fsid", c.describe()))?;
                 mount_at(j, &item.node, &dir, &plan).map_err(|e2| e2.context(format!("{e:#}")))?;
-                run.notes.push(format!("{}: btrfs fsid changed (btrfstune -m, --btrfs-new-fsid)", c.describe()));
+                run.notes.push(format!("{}: btrfs fsid changed (btrfstune -m, as the btrfs_new_fsid option asked)", c.describe()));
             }
             UuidCollision::BtrfsFsid if dup => {
                 return Err(e.context(
                     "this kernel refuses a second btrfs with an fsid that is already mounted (the gold copy \
-                     or another clone); --btrfs-new-fsid gives the clone its own fsid (btrfstune -m, \
+                     or another clone); the btrfs_new_fsid option gives the clone its own fsid (btrfstune -m, \
                      changes the clone)",
                 ))
             }
@@ -507,7 +507,7 @@ fn mount_one(
         plan = kind.plan(false, false, run.opts.allow_suid_dev);
         mount_at(j, &item.node, &dir, &plan)?;
         run.notes.push(format!(
-            "{}: XFS UUID regenerated (--regen-uuid)",
+            "{}: XFS UUID regenerated (as the regen_xfs_uuid option asked)",
             c.describe()
         ));
     }

@@ -35,9 +35,6 @@ fn forbidden(cfg: &Config) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = bind::DEFAULT_FORBIDDEN.iter().map(PathBuf::from).collect();
     v.push(cfg.volumes_root.clone());
     v.push(cfg.run_dir.clone());
-    if let Some(p) = cfg.state_path.parent() {
-        v.push(p.to_path_buf());
-    }
     v
 }
 

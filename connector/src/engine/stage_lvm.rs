@@ -78,7 +78,7 @@ pub fn import_vgs(
     match lvm::check_autoactivation_guard(&ours) {
         Ok(g) if g.installed => {}
         Ok(g) => notes.push(format!(
-            "the LVM autoactivation guard is not installed ({}): the host may autoactivate clones when their LUNs appear; run `goldmount guard install`",
+            "the LVM autoactivation guard is not installed ({}): the host may autoactivate clones when their LUNs appear; install the guard (LVM's devices file listing the host's own PVs)",
             g.problems.join("; ")
         )),
         Err(e) => notes.push(format!("cannot check the LVM autoactivation guard: {e}")),
@@ -112,7 +112,7 @@ pub fn import_vgs(
                 String::new()
             } else {
                 format!(
-                    "; the host's LVM has already activated {} on these devices (autoactivation: run `goldmount guard install`; goldmount undoes it when the whole VG is mounted)",
+                    "; the host's LVM has already activated {} on these devices (autoactivation: install the LVM autoactivation guard; goldmount undoes it when the whole VG is mounted)",
                     by_host.join(", ")
                 )
             };

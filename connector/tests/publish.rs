@@ -1,0 +1,117 @@
+//! Publications: a mounted volume's whole tree (the original host's `/`,
+//! `/boot`, `/srv/data`) bound at a consumer's path, reference-counted per
+//! consumer id, read-only in every submount when asked, refused at unsafe
+//! targets, and in the way of an unmount until it is taken down.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{gold_disk, mount_lines_under, Env};
+
+fn publish(env: &Env, target: &Path, extra: &[&str]) -> common::Run {
+    let mut args = vec![
+        "publish",
+        "--volume",
+        "g",
+        "--target",
+        target.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    env.run(&args)
+}
+
+#[test]
+fn the_whole_tree_is_published_counted_and_taken_down() {
+    let env = Env::new();
+    let gold = gold_disk(env.path());
+    env.mount_json(&gold, "g", &[]);
+    let rw = env.path().join("consumers/a/data");
+    let ro = env.path().join("consumers/b");
+
+    // Read-write: the fstab tree's submounts come along.
+    let r = publish(&env, &rw, &["--id", "c1", "--json"]).ok();
+    assert_eq!(r.json()["refs"], 1);
+    assert_eq!(
+        fs::read_to_string(rw.join("srv/data/records.csv")).unwrap(),
+        "id,name\n1,gold\n"
+    );
+    assert!(rw.join("boot/vmlinuz").exists());
+    fs::write(rw.join("srv/data/through-publication"), "x").unwrap();
+    assert!(env.root().join("g/srv/data/through-publication").exists());
+    // The same consumer again: one more reference, no second bind.
+    let before = mount_lines_under(&rw).len();
+    assert_eq!(
+        publish(&env, &rw, &["--id", "c1", "--json"]).ok().json()["refs"],
+        2
+    );
+    assert_eq!(mount_lines_under(&rw).len(), before);
+    assert_eq!(before, 3, "root, /boot and /srv/data");
+    // Another consumer at the same target is a conflict.
+    assert_eq!(publish(&env, &rw, &["--id", "c2"]).code(), Some(3));
+
+    // Read-only: every submount, not only the top.
+    publish(&env, &ro, &["--id", "c3", "--read-only"]).ok();
+    for sub in ["", "boot", "srv/data"] {
+        let e = fs::write(ro.join(sub).join("nope"), "x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(30), "{sub}: {e}"); // EROFS
+    }
+    assert!(mount_lines_under(&ro)
+        .iter()
+        .all(|m| m.mount_options.contains("ro")
+            && m.mount_options.contains("nosuid")
+            && m.mount_options.contains("nodev")));
+
+    // Published volumes are not unmounted from under their consumers.
+    let r = env.run(&["unmount", "--volume", "g"]);
+    assert_eq!(r.code(), Some(3), "{}", r.stderr);
+    assert!(r.stderr.contains("published"), "{}", r.stderr);
+
+    // Unpublish drops one reference at a time; at zero the bind goes.
+    env.run(&["unpublish", "--volume", "g", "--id", "c1"]).ok();
+    assert_eq!(mount_lines_under(&rw).len(), 3);
+    env.run(&["unpublish", "--volume", "g", "--id", "c1"]).ok();
+    assert_eq!(mount_lines_under(&rw).len(), 0);
+    assert!(
+        !env.path().join("consumers/a").exists(),
+        "the dirs it made are removed"
+    );
+    env.run(&["unpublish", "--volume", "g", "--id", "c1"]).ok();
+    // A forced unmount takes the remaining publication down too.
+    env.run(&["unmount", "--volume", "g", "--force"]).ok();
+    assert_eq!(mount_lines_under(&ro).len(), 0);
+    assert_eq!(mount_lines_under(env.path()).len(), 0);
+}
+
+#[test]
+fn unsafe_targets_are_refused_and_change_nothing() {
+    let env = Env::new();
+    let gold = gold_disk(env.path());
+    env.mount_json(&gold, "g", &[]);
+    let link = env.path().join("link");
+    std::os::unix::fs::symlink("/tmp", &link).unwrap();
+    let bad = [
+        "relative/path".to_string(),
+        "/".to_string(),
+        "/etc/goldmount-test".to_string(),
+        "/proc/x".to_string(),
+        format!("{}/../escape", env.path().display()),
+        format!("{}/x", link.display()),
+        env.root().join("g/inside").display().to_string(),
+    ];
+    for t in &bad {
+        let r = env.run(&["publish", "--volume", "g", "--target", t]);
+        assert_eq!(r.code(), Some(2), "{t}: {}", r.stderr);
+    }
+    let r = env.run(&[
+        "publish",
+        "--volume",
+        "nosuch",
+        "--target",
+        "/mnt/gm-test-x",
+    ]);
+    assert_eq!(r.code(), Some(4), "{}", r.stderr);
+    env.run(&["unmount", "--volume", "g"]).ok();
+}
