@@ -434,3 +434,41 @@ fn a_lun_that_never_appears_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("auto") && err.contains("never"), "{err}");
 }
+
+#[test]
+fn a_read_only_device_says_to_mount_read_only_and_then_mounts() {
+    let env = Env::new();
+    let gold = gold_disk(env.path());
+    let dev = tool(
+        "losetup",
+        &["--find", "--show", "--read-only", gold.to_str().unwrap()],
+    );
+    let dev = dev.trim().to_string();
+    let r = env.run(&["mount", "--device", &dev, "--volume", "rodev"]);
+    assert_ne!(r.code(), Some(0));
+    assert!(r.stderr.contains("read-only"), "{}", r.stderr);
+    assert_eq!(
+        mounts_under(&env.root()),
+        0,
+        "a failed mount leaves nothing"
+    );
+    let m = env.mount_json(std::path::Path::new(&dev), "rodev", &["--read-only"]);
+    assert_eq!(m["layout"], "fstab", "{m}");
+    env.gm_ok(&["unmount", "--volume", "rodev"]);
+    tool("losetup", &["-d", &dev]);
+}
+
+#[test]
+fn a_damaged_primary_gpt_is_read_from_the_backup_and_said() {
+    let env = Env::new();
+    let gold = gold_disk(env.path());
+    // Zero the primary GPT header (LBA 1): the backup at the end is used.
+    let f = fs::OpenOptions::new().write(true).open(&gold).unwrap();
+    f.write_all_at(&[0u8; 512], 512).unwrap();
+    drop(f);
+    let m = env.mount_json(&gold, "backup", &[]);
+    assert_eq!(m["layout"], "fstab", "{m}");
+    assert!(m["notes"].to_string().contains("backup GPT"), "{m}");
+    env.gm_ok(&["unmount", "--volume", "backup"]);
+    assert_eq!(loops_backed_by(&gold), 0);
+}

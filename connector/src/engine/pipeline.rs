@@ -222,6 +222,13 @@ pub fn mount_steps(
     // Discover: what is on each device.
     let mut found_any = false;
     for device in devices {
+        if !run.opts.read_only && device_is_read_only(device) {
+            bail!(EngineError::invalid(format!(
+                "{} is a read-only device: it cannot be mounted read-write",
+                device.display()
+            ))
+            .with_hint("mount the volume read-only"));
+        }
         let disk = if std::fs::metadata(device)?.file_type().is_file() {
             run.notes.push(format!(
                 "{} is an image file: attached through a loop device",
@@ -605,6 +612,25 @@ fn read_fstab(
         j.undo_last(false, &mut log)?;
     }
     Ok(bytes)
+}
+
+/// True for a block device the kernel marks read-only (`/sys/dev/block/M:m/ro`).
+fn device_is_read_only(device: &Path) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(md) = std::fs::metadata(device) else {
+        return false;
+    };
+    if !md.file_type().is_block_device() {
+        return false;
+    }
+    let r = md.rdev();
+    std::fs::read_to_string(format!(
+        "/sys/dev/block/{}:{}/ro",
+        rustix::fs::major(r),
+        rustix::fs::minor(r)
+    ))
+    .map(|s| s.trim() == "1")
+    .unwrap_or(false)
 }
 
 /// The device node of a partition (the kernel's, kpartx's, or an offset
