@@ -47,46 +47,8 @@ pub fn umount(target: &Path, lazy: bool) -> Result<(), UmountError> {
     }
 }
 
-/// Processes whose cwd, root or open files are under `dir`.
-pub fn holders(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for p in procs.flatten() {
-        let name = p.file_name().to_string_lossy().into_owned();
-        let Ok(pid) = name.parse::<u32>() else {
-            continue;
-        };
-        let base = p.path();
-        let comm = std::fs::read_to_string(base.join("comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        let mut uses: Vec<String> = Vec::new();
-        for link in ["cwd", "root", "exe"] {
-            if let Ok(t) = std::fs::read_link(base.join(link)) {
-                if t.starts_with(dir) {
-                    uses.push(format!("{link} {}", t.display()));
-                }
-            }
-        }
-        if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
-            for fd in fds.flatten() {
-                if let Ok(t) = std::fs::read_link(fd.path()) {
-                    if t.starts_with(dir) {
-                        uses.push(format!("open {}", t.display()));
-                        break;
-                    }
-                }
-            }
-        }
-        if !uses.is_empty() {
-            out.push(format!("pid {pid} ({comm}): {}", uses.join(", ")));
-        }
-    }
-    out
-}
+/// Processes whose cwd, root, executable or open files are under `dir`.
+pub use ::mountinfo::holders;
 
 /// UUIDs of the XFS/btrfs filesystems mounted on this host right now, read
 /// from their devices with fsdetect (two reads each).

@@ -193,7 +193,13 @@ mod tests {
     #[test]
     fn export_of_an_absent_pool() {
         let name = format!("gm-no-such-pool-{}", std::process::id());
-        match toolrun::run("zpool", &["list", "-H"], DEFAULT_TIMEOUT) {
+        // The same listing export starts with (zfs-fuse's zpool, which the
+        // host tests install, runs but has no `-p`).
+        match toolrun::run(
+            "zpool",
+            &["list", "-H", "-p", "-o", "name,guid"],
+            DEFAULT_TIMEOUT,
+        ) {
             Ok(_) => {
                 let r = export(&name, false).unwrap();
                 assert!(r.not_imported && r.unmounted.is_empty() && r.forced.is_empty());

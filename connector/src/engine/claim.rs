@@ -153,20 +153,7 @@ fn block_claim(major: u32, minor: u32, via: &Path, read_only: bool) -> Result<Cl
     if major == 7 {
         let node = PathBuf::from(format!("/dev/loop{minor}"));
         if let Ok(Some(st)) = hostfs::loopdev::status(&node) {
-            return Ok(Claim {
-                id: DataId::File {
-                    dev: st.backing_dev,
-                    ino: st.backing_ino,
-                },
-                offset: st.offset,
-                len: if st.size_limit == 0 {
-                    u64::MAX - st.offset
-                } else {
-                    st.size_limit
-                },
-                read_only,
-                via: via.to_path_buf(),
-            });
+            return Ok(loop_claim(&st, via, read_only));
         }
     }
     // A dm device: a multipath map is its LUN; a linear map onto one device
@@ -204,6 +191,24 @@ fn block_claim(major: u32, minor: u32, via: &Path, read_only: bool) -> Result<Cl
         read_only,
         via: via.to_path_buf(),
     })
+}
+
+/// The range of its backing file a loop device shows.
+fn loop_claim(st: &hostfs::loopdev::LoopIdentity, via: &Path, read_only: bool) -> Claim {
+    Claim {
+        id: DataId::File {
+            dev: st.backing_dev,
+            ino: st.backing_ino,
+        },
+        offset: st.offset,
+        len: if st.size_limit == 0 {
+            u64::MAX - st.offset
+        } else {
+            st.size_limit
+        },
+        read_only,
+        via: via.to_path_buf(),
+    }
 }
 
 /// The host-wide claims lock: held while claims are checked and recorded.
@@ -288,20 +293,7 @@ fn foreign_holder(w: &Claim) -> Option<String> {
         let Ok(Some(st)) = hostfs::loopdev::status(&node) else {
             continue;
         };
-        let other = Claim {
-            id: DataId::File {
-                dev: st.backing_dev,
-                ino: st.backing_ino,
-            },
-            offset: st.offset,
-            len: if st.size_limit == 0 {
-                u64::MAX - st.offset
-            } else {
-                st.size_limit
-            },
-            read_only: false,
-            via: node.clone(),
-        };
+        let other = loop_claim(&st, &node, false);
         if other.id
             == (DataId::File {
                 dev: *dev,
