@@ -472,3 +472,68 @@ fn a_damaged_primary_gpt_is_read_from_the_backup_and_said() {
     env.gm_ok(&["unmount", "--volume", "backup"]);
     assert_eq!(loops_backed_by(&gold), 0);
 }
+
+#[test]
+fn a_record_that_cannot_be_undone_is_quarantined_and_blocks_nothing_else() {
+    use connector::state::{Action, Phase, StateStore, Step, VolumeRecord};
+    let env = Env::new();
+    // An interrupted unmount whose last mount is busy (a process lives in it).
+    let held = env.path().join("held");
+    fs::create_dir(&held).unwrap();
+    tool(
+        "mount",
+        &["-t", "tmpfs", "gm-quarantine", held.to_str().unwrap()],
+    );
+    let mut holder = Command::new("sleep")
+        .arg("300")
+        .current_dir(&held)
+        .spawn()
+        .unwrap();
+    let line = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == held.to_str())
+        .unwrap()
+        .to_string();
+    let f: Vec<&str> = line.split(' ').collect();
+    let store = StateStore::open(&env.path().join("state.redb")).unwrap();
+    let mut rec = VolumeRecord::new("stuck", vec![held.clone()], false);
+    rec.phase = Phase::Unmounting;
+    rec.steps.push(Step {
+        action: Action::Mount {
+            source: "gm-quarantine".into(),
+            source_devno: f[2].to_string(),
+            target: held.clone(),
+            fstype: "tmpfs".into(),
+            options: "rw".into(),
+            mnt_id: Some(f[0].parse().unwrap()),
+            mnt_unique: None,
+        },
+        done: true,
+    });
+    store.put(&rec).unwrap();
+
+    // Another volume mounts; the stuck one is reported, not fatal.
+    let gold = gold_disk(env.path());
+    let r = env.run(&[
+        "mount",
+        "--device",
+        gold.to_str().unwrap(),
+        "--volume",
+        "fine",
+    ]);
+    let r = r.ok();
+    assert!(r.stderr.contains("stuck is quarantined"), "{}", r.stderr);
+    let listed = env.gm_ok(&["list", "--json"]);
+    assert!(listed.contains("\"quarantined\""), "{listed}");
+    // `recover` says it could not, and changes nothing.
+    assert_eq!(env.run(&["recover"]).code(), Some(1));
+    assert_eq!(mounts_under(&held), 1);
+    // Once the holder is gone, recovery finishes the unmount.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    env.run(&["recover"]).ok();
+    assert_eq!(mounts_under(&held), 0);
+    assert!(store.get("stuck").unwrap().is_none());
+    env.gm_ok(&["unmount", "--volume", "fine"]);
+}
