@@ -22,6 +22,10 @@ const BLKID_SECTOR: u64 = 512;
 /// libblkid accepts any size up to this for it.
 const EXTENDED_STUB_MAX: u64 = 1024;
 
+/// [`SysfsPartition::start`] of a device-mapper partition: sysfs has no
+/// `start` for it, so it is matched by number and size.
+pub const DM_NO_START: u64 = u64::MAX;
+
 /// One partition device's entry in its disk's table, with blkid's values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -51,7 +55,7 @@ pub struct PartEntry {
 pub struct SysfsPartition {
     /// `partition`: the kernel's partition number.
     pub number: u32,
-    /// `start`, in 512-byte units.
+    /// `start`, in 512-byte units ([`DM_NO_START`] for a kpartx partition).
     pub start: u64,
     /// `size`, in 512-byte units.
     pub size: u64,
@@ -89,12 +93,57 @@ fn parse_devno(path: PathBuf) -> Result<(u32, u32)> {
         })
 }
 
+/// The partition number of a device-mapper partition (kpartx names its
+/// maps' dm uuid `partN-<uuid of the whole map>`), as libblkid reads it.
+fn dm_partno(dir: &Path) -> Option<u32> {
+    let uuid = std::fs::read_to_string(dir.join("dm/uuid")).ok()?;
+    let prefix = uuid.trim().split('-').next()?;
+    if prefix.len() < 4 || !prefix[..4].eq_ignore_ascii_case("part") {
+        return None;
+    }
+    prefix[4..].parse().ok().filter(|&n| n > 0)
+}
+
+/// A dm partition's whole disk: its first slave (the multipath map or disk
+/// kpartx stacked it on), as libblkid's `get_dm_wholedisk` takes it.
+fn dm_wholedisk(dir: &Path) -> Result<((u32, u32), String)> {
+    let slaves = dir.join("slaves");
+    let mut names: Vec<String> = std::fs::read_dir(&slaves)
+        .map_err(|e| ProbeError::Sysfs {
+            path: slaves.clone(),
+            problem: format!("expected the device it is stacked on, cannot list it: {e}"),
+        })?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let first = names.first().ok_or(ProbeError::Sysfs {
+        path: slaves.clone(),
+        problem: "expected the device it is stacked on, found no slave".to_string(),
+    })?;
+    let devno = parse_devno(slaves.join(first).join("dev"))?;
+    Ok((devno, first.clone()))
+}
+
 /// Reads the sysfs directory of a block device (`/sys/dev/block/MAJ:MIN`, a
 /// symlink into `/sys/devices/…/<disk>/<part>`). `Ok(None)` when it is not a
-/// partition (no `partition` attribute): a whole disk, a dm or loop device.
+/// partition: a whole disk, a loop device, a dm device that kpartx did not
+/// make. A kpartx partition (dm uuid `partN-…`) has no `start`: its start is
+/// `u64::MAX` and [`match_entry`] matches it by number and size, as libblkid.
 pub fn read_sysfs_partition(dir: &Path) -> Result<Option<SysfsPartition>> {
     if !dir.join("partition").exists() {
-        return Ok(None);
+        let Some(number) = dm_partno(dir) else {
+            return Ok(None);
+        };
+        let size = parse_attr(dir.join("size"))?;
+        let (disk, disk_name) = dm_wholedisk(dir)?;
+        return Ok(Some(SysfsPartition {
+            number,
+            start: DM_NO_START,
+            size,
+            disk,
+            disk_name,
+        }));
     }
     let number = parse_attr(dir.join("partition"))?;
     let start = parse_attr(dir.join("start"))?;
@@ -128,11 +177,16 @@ fn rtrim_c_space(s: &str) -> &str {
 /// `blkid_partlist_devno_to_partition` finds it: the same start and size,
 /// or an extended partition at that start whose device is the kernel's stub.
 pub fn match_entry(table: &PartitionTable, sp: &SysfsPartition) -> Option<PartEntry> {
+    let size_fits = |p: &Partition| {
+        p.size / BLKID_SECTOR == sp.size
+            || (p.kind == PartitionKind::Extended && sp.size <= EXTENDED_STUB_MAX)
+    };
     let found = table.partitions.iter().find(|p| {
-        let start = p.start / BLKID_SECTOR;
-        start == sp.start
-            && (p.size / BLKID_SECTOR == sp.size
-                || (p.kind == PartitionKind::Extended && sp.size <= EXTENDED_STUB_MAX))
+        if sp.start == DM_NO_START {
+            p.number == sp.number && size_fits(p)
+        } else {
+            p.start / BLKID_SECTOR == sp.start && size_fits(p)
+        }
     })?;
     Some(entry_of(table, found, sp.disk))
 }

@@ -374,3 +374,53 @@ fn match_entry_needs_start_and_size() {
     // Only an MBR extended partition may have the stub size.
     assert!(match_entry(&table, &sp(2048, 2)).is_none());
 }
+
+#[test]
+fn kpartx_partition_is_matched_by_number_and_size_through_its_slave() {
+    let img = scratch().join("entry_dm.img");
+    sparse_file(&img, 16 * MIB);
+    sfdisk(
+        img.to_str().unwrap(),
+        "label: gpt\n\nstart=2048, size=4096, name=\"one\"\nstart=8192, size=4096, name=\"two\"\n",
+    );
+    // dm-1 = the multipath map (whole disk), dm-2 = kpartx's partition 2 on it.
+    let root = scratch().join("sysfs_dm");
+    let _ = std::fs::remove_dir_all(&root);
+    let sys = root.join("sys");
+    let map = sys.join("devices/virtual/block/dm-1");
+    let part = sys.join("devices/virtual/block/dm-2");
+    for d in [&map, &part, &sys.join("dev/block"), &root.join("dev")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(map.join("dev"), "254:1\n").unwrap();
+    std::fs::write(part.join("dev"), "254:2\n").unwrap();
+    std::fs::write(part.join("size"), "4096\n").unwrap();
+    std::fs::create_dir_all(part.join("dm")).unwrap();
+    std::fs::write(part.join("dm/uuid"), "part2-mpath-36001405abcdef\n").unwrap();
+    std::fs::create_dir_all(part.join("slaves")).unwrap();
+    std::os::unix::fs::symlink(&map, part.join("slaves/dm-1")).unwrap();
+    std::os::unix::fs::symlink(&part, sys.join("dev/block/254:2")).unwrap();
+    std::os::unix::fs::symlink(&map, sys.join("dev/block/254:1")).unwrap();
+    std::os::unix::fs::symlink(&img, root.join("dev/dm-1")).unwrap();
+    let e = partition_entry_in(&sys, &root.join("dev"), (254, 2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e.number, e.offset, e.size, e.disk),
+        (2, 8192, 4096, (254, 1))
+    );
+    assert_eq!(e.name.as_deref(), Some("two"));
+    // The map itself (dm uuid mpath-…) is a whole disk.
+    std::fs::create_dir_all(map.join("dm")).unwrap();
+    std::fs::write(map.join("dm/uuid"), "mpath-36001405abcdef\n").unwrap();
+    assert_eq!(
+        partition_entry_in(&sys, &root.join("dev"), (254, 1)).unwrap(),
+        None
+    );
+    // Wrong size: no entry (blkid prints none either).
+    std::fs::write(part.join("size"), "4095\n").unwrap();
+    assert_eq!(
+        partition_entry_in(&sys, &root.join("dev"), (254, 2)).unwrap(),
+        None
+    );
+}

@@ -98,15 +98,22 @@ fn output(prog: &Path, args: &[&str]) -> (String, i32) {
     )
 }
 
-/// Compares `goldmount probe --format udev DEV` with `blkid -p -o udev DEV`
-/// for every device; returns the differences (empty when identical) and
-/// logs both outputs.
-fn udev_differences(devs: &[String]) -> Vec<String> {
-    let gm = goldmount_bin();
+/// A copy of `goldmount` on the scratch tmpfs: executed from the guest's 9p
+/// root, the 75 MB debug binary took seconds per process to page in.
+fn goldmount_on_tmpfs(scratch: &Path, bin: &Path) -> PathBuf {
+    let gm = scratch.join("goldmount");
+    fs::copy(bin, &gm).unwrap_or_else(|e| panic!("copy {}: {e}", bin.display()));
+    gm
+}
+
+/// Compares `goldmount probe --format udev DEV` (the binary `gm`) with
+/// `blkid -p -o udev DEV` for every device; returns the differences (empty
+/// when identical) and logs both outputs.
+fn udev_differences(gm: &Path, devs: &[String]) -> Vec<String> {
     let mut diffs = Vec::new();
     for d in devs {
         let (want, want_rc) = output(Path::new("blkid"), &["-p", "-o", "udev", d]);
-        let (got, got_rc) = output(&gm, &["probe", "--format", "udev", d]);
+        let (got, got_rc) = output(gm, &["probe", "--format", "udev", d]);
         eprintln!("==== {d}: blkid rc {want_rc}\n{want}---- goldmount rc {got_rc}\n{got}");
         if want != got || want_rc != got_rc {
             diffs.push(format!(
@@ -174,7 +181,8 @@ fn probe_partition_udev_matches_blkid() {
     devs.extend([1, 2, 3, 4].map(|n| g.part(n)));
     devs.push(m.dev.clone());
     devs.extend([1, 2, 3, 5, 6, 7].map(|n| m.part(n)));
-    let diffs = udev_differences(&devs);
+    let gm = goldmount_on_tmpfs(&scratch, &goldmount_bin());
+    let diffs = udev_differences(&gm, &devs);
     eprintln!("compared after {:.1}s", t0.elapsed().as_secs_f64());
     assert!(
         diffs.is_empty(),
@@ -184,7 +192,7 @@ fn probe_partition_udev_matches_blkid() {
         diffs.join("\n")
     );
     // The values udev's links come from are there.
-    let (p2, _) = output(&goldmount_bin(), &["probe", "--format", "udev", &g.part(2)]);
+    let (p2, _) = output(&gm, &["probe", "--format", "udev", &g.part(2)]);
     assert!(
         p2.contains("ID_PART_ENTRY_UUID=21111111-2222-4333-8444-555555555555\n"),
         "{p2}"
@@ -384,10 +392,6 @@ fn probe_bench_iscsi_lun_cold() {
     let mut all_devs = vec![dev_s.clone()];
     all_devs.extend(parts.iter().cloned());
 
-    // Same answers on the LUN and its partitions before timing anything.
-    let diffs = udev_differences(&all_devs);
-    assert!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
-
     // The binaries run from tmpfs, so dropping caches never re-reads them
     // over 9p; only the LUN's pages are dropped between runs.
     // A release build when xtask made one: under TCG a debug build spends
@@ -397,8 +401,10 @@ fn probe_bench_iscsi_lun_cold() {
         None => (goldmount_bin(), "debug"),
     };
     eprintln!("timing {} ({profile})", gm_src.display());
-    let gm = scratch.join("goldmount");
-    fs::copy(&gm_src, &gm).unwrap();
+    let gm = goldmount_on_tmpfs(&scratch, &gm_src);
+    // Same answers on the LUN and its partitions before timing anything.
+    let diffs = udev_differences(&gm, &all_devs);
+    assert!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
     let blkid = PathBuf::from("blkid");
     let probe = |io: &str| {
         let mut a = vec!["probe".to_string(), "--format".into(), "udev".into()];
