@@ -269,3 +269,24 @@ pub fn classify_volume(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use fsdetect::Usage;
+
+    #[test]
+    fn a_pv_nested_on_a_logical_volume_says_so() {
+        let sig = Signature::new("LVM2_member", Usage::Raid, 0);
+        let content = Content::Found { signature: sig };
+        let sk = classify_volume(&content, 1 << 20, ("vg".into(), "lv".into())).unwrap_err();
+        assert!(sk.reason.contains("nested"), "{}", sk.reason);
+        assert!(!sk.reason.contains("not available in this build"));
+        let swap = Content::Found {
+            signature: Signature::new("swap", Usage::Other, 0),
+        };
+        let sk = classify_volume(&swap, 1 << 20, ("vg".into(), "swap".into())).unwrap_err();
+        assert!(sk.reason.contains("swap"), "{}", sk.reason);
+    }
+}
