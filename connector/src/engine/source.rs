@@ -18,8 +18,20 @@ impl From<Multipath> for MultipathPolicy {
     }
 }
 
-/// The device node (or image file) for `s`, canonical.
+/// The device node (or image file) for `s`, canonical (`/dev/dm-N` for a
+/// multipath map: the kernel name is what the record compares; the manifest
+/// shows `/dev/mapper/<name>`).
 pub fn resolve(s: &DeviceSource) -> Result<PathBuf, EngineError> {
+    let found = find(s)?;
+    std::fs::canonicalize(&found).map_err(|e| {
+        EngineError::new(
+            ErrorKind::NotFound,
+            format!("device {} vanished: {e}", found.display()),
+        )
+    })
+}
+
+fn find(s: &DeviceSource) -> Result<PathBuf, EngineError> {
     match s {
         DeviceSource::Device { path } => std::fs::canonicalize(path).map_err(|e| {
             EngineError::new(
