@@ -5,16 +5,24 @@
 //!   already attached) to "all mounted" for the three-filesystem gold disk
 //!   (fstab tree: /, /boot, /srv/data), for 1, 8 and 32 concurrent clones of
 //!   the same gold copy — each `goldmount mount` a separate process, all
-//!   started together.
+//!   started together. Flags: `--levels 1,8,32` (the default),
+//!   `--baseline PATH` compares another release goldmount with this tree's
+//!   in one run (see `bench/compare.rs`), `--rounds N` timed runs per binary
+//!   and level with a baseline (default 5).
 //! * `probe`: `cargo bench -p fsdetect --bench probe_vs_blkid` (fsdetect vs blkid).
+
+mod clones;
+mod compare;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::prereqs::{self, run};
+use clones::{mount_all, Clones, Goldmount};
+use compare::MountArgs;
 
 use crate::golddisk;
 
@@ -36,91 +44,22 @@ struct Row {
     max: f64,
 }
 
-fn mount_round(gm: &Path, dir: &Path, gold: &Path, n: usize) -> Result<Row> {
-    let mut loops = Vec::new();
-    for i in 0..n {
-        let clone = dir.join(format!("c{n}-{i}.img"));
-        run(
-            "cp",
-            &[
-                "--reflink=always",
-                &gold.to_string_lossy(),
-                &clone.to_string_lossy(),
-            ],
-        )?;
-        loops.push(PathBuf::from(
-            run("losetup", &["--find", "--show", &clone.to_string_lossy()])?.trim(),
-        ));
-    }
-    let env = [
-        ("GOLDMOUNT_VOLUMES_ROOT", dir.join("volumes")),
-        ("GOLDMOUNT_STATE", dir.join("state.redb")),
-        ("GOLDMOUNT_RUN_DIR", dir.join("run")),
-    ];
-    let start = Instant::now();
-    let handles: Vec<_> = loops
-        .iter()
-        .enumerate()
-        .map(|(i, dev)| {
-            let mut cmd = Command::new(gm);
-            cmd.args([
-                "mount",
-                "--device",
-                &dev.to_string_lossy(),
-                "--volume",
-                &format!("b{n}-{i}"),
-                "--json",
-            ]);
-            cmd.envs(env.iter().map(|(k, v)| (k, v.as_os_str())));
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                let out = cmd.output();
-                (t.elapsed(), out)
-            })
-        })
-        .collect();
-    let mut per = Vec::new();
-    let mut failures = Vec::new();
-    for h in handles {
-        let (d, out) = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("a mount thread panicked"))?;
-        match out {
-            Ok(o) if o.status.success() => per.push(d.as_secs_f64()),
-            Ok(o) => failures.push(String::from_utf8_lossy(&o.stderr).into_owned()),
-            Err(e) => failures.push(e.to_string()),
-        }
-    }
-    let total = start.elapsed().as_secs_f64();
-    for i in 0..n {
-        let mut cmd = Command::new(gm);
-        cmd.args(["unmount", "--volume", &format!("b{n}-{i}")]);
-        cmd.envs(env.iter().map(|(k, v)| (k, v.as_os_str())));
-        let _ = cmd.output();
-    }
-    for l in &loops {
-        let _ = Command::new("losetup").arg("-d").arg(l).status();
-    }
-    for i in 0..n {
-        let _ = std::fs::remove_file(dir.join(format!("c{n}-{i}.img")));
-    }
-    if !failures.is_empty() {
-        bail!(
-            "{} of {n} concurrent mounts failed: {}",
-            failures.len(),
-            failures.join(" | ")
-        );
-    }
+fn mount_round(gm: &Goldmount, dir: &Path, gold: &Path, n: usize) -> Result<Row> {
+    let tag = format!("b{n}");
+    let clones = Clones::make(dir, gold, &tag, n)?;
+    let t = mount_all(gm, &clones, &tag)?;
+    clones.release()?;
+    let mut per = t.per_volume;
     let max = per.iter().cloned().fold(0.0, f64::max);
     Ok(Row {
         n,
-        total,
+        total: t.total,
         median: median(&mut per),
         max,
     })
 }
 
-fn bench_mount() -> Result<()> {
+fn bench_mount(args: &MountArgs) -> Result<()> {
     prereqs::ensure_apt(&["gdisk", "e2fsprogs", "xfsprogs", "util-linux"])?;
     let st = Command::new(env!("CARGO"))
         .args(["build", "--release", "-q", "-p", "connector"])
@@ -131,6 +70,16 @@ fn bench_mount() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));
     let gm = std::fs::canonicalize(target.join("release/goldmount"))?;
+    let baseline = match &args.baseline {
+        Some(b) => {
+            let b = std::fs::canonicalize(b)
+                .with_context(|| format!("--baseline {}: no such binary", b.display()))?;
+            compare::ensure_release(&b)?;
+            compare::ensure_release(&gm)?;
+            Some(b)
+        }
+        None => None,
+    };
     let dir = std::fs::canonicalize(".")?
         .join(&target)
         .join("bench-mount");
@@ -145,10 +94,21 @@ fn bench_mount() -> Result<()> {
         &["-q", "-f", "-m", "reflink=1", &pool.to_string_lossy()],
     )?;
     run("mount", &[&pool.to_string_lossy(), &dir.to_string_lossy()])?;
+    if let Some(old) = baseline {
+        let result = (|| -> Result<Vec<compare::Level>> {
+            let gold = golddisk::build(&dir, "gold.img").map_err(anyhow::Error::msg)?;
+            compare::compare(&dir, &gold, &old, &gm, &args.levels, args.rounds)
+        })();
+        let _ = Command::new("umount").arg(&dir).status();
+        let _ = std::fs::remove_file(&pool);
+        compare::print(&result?, &old, &gm, args.rounds);
+        return Ok(());
+    }
     let result = (|| -> Result<Vec<Row>> {
         let gold = golddisk::build(&dir, "gold.img").map_err(anyhow::Error::msg)?;
+        let gm = Goldmount::new(&gm, &dir.join("home"))?;
         let mut rows = Vec::new();
-        for n in [1usize, 8, 32] {
+        for &n in &args.levels {
             rows.push(mount_round(&gm, &dir, &gold, n)?);
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -172,7 +132,7 @@ fn bench_mount() -> Result<()> {
             r.total / r.n as f64
         );
     }
-    let base = rows[0].total;
+    let base = rows.first().map_or(f64::NAN, |r| r.total);
     for r in rows.iter().skip(1) {
         println!(
             "N={}: total is {:.1}x the single-clone time for {}x the clones (linear would be {}x)",
@@ -188,7 +148,7 @@ fn bench_mount() -> Result<()> {
 /// Entry point of `cargo xtask bench`.
 pub fn main(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str).unwrap_or("all") {
-        "mount" => bench_mount(),
+        "mount" => bench_mount(&MountArgs::parse(&args[1..])?),
         "probe" => {
             let st = Command::new(env!("CARGO"))
                 .args(["bench", "-p", "fsdetect", "--bench", "probe_vs_blkid"])
@@ -198,7 +158,7 @@ pub fn main(args: &[String]) -> Result<()> {
         }
         "all" => {
             main(&["probe".to_string()])?;
-            bench_mount()
+            bench_mount(&MountArgs::parse(&[])?)
         }
         other => bail!("unknown benchmark {other:?}: mount | probe | all"),
     }
