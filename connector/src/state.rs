@@ -309,6 +309,39 @@ impl StateStore {
         })
     }
 
+    /// Writes `rec` only if `check` accepts every record stored now — the
+    /// read and the write in one transaction under the store's lock, so
+    /// that two processes cannot both pass the check (one clone, one
+    /// claim). `Ok(Err(e))` when the check refused; nothing was written.
+    pub fn put_if<E>(
+        &self,
+        rec: &VolumeRecord,
+        check: impl FnOnce(&[VolumeRecord]) -> Result<(), E>,
+    ) -> Result<Result<(), E>, StateError> {
+        let bytes = serde_json::to_vec(rec).map_err(|e| self.err(e))?;
+        self.with_db(|db| {
+            let tx = db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut t = tx.open_table(VOLUMES).map_err(|e| self.err(e))?;
+                let mut all = Vec::new();
+                for item in t.iter().map_err(|e| self.err(e))? {
+                    let (k, v) = item.map_err(|e| self.err(e))?;
+                    match self.decode(k.value(), v.value()) {
+                        Ok(r) => all.push(r),
+                        Err(e) => tracing::warn!(error = %e, "skipping an unreadable state record"),
+                    }
+                }
+                if let Err(refused) = check(&all) {
+                    return Ok(Err(refused));
+                }
+                t.insert(rec.name.as_str(), bytes.as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            tx.commit().map_err(|e| self.err(e))?;
+            Ok(Ok(()))
+        })
+    }
+
     /// Forgets a volume.
     pub fn delete(&self, name: &str) -> Result<(), StateError> {
         self.with_db(|db| {

@@ -1,15 +1,14 @@
 //! One clone, one writer. Which data a device holds is decided by identity,
 //! not by path: the backing file's device and inode for an image or a loop
 //! device, the LUN's WWID for a SCSI disk or its multipath map, the parent
-//! disk plus byte range for a partition. Claims are checked and recorded
-//! under one host-wide lock, so two concurrent mounts of the same clone
+//! disk plus byte range for a partition. Claims are checked against every
+//! other volume's record and recorded in one state-store transaction (under
+//! the store's one lock), so two concurrent mounts of the same clone
 //! through two names cannot both win.
 
-use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, ErrorKind};
@@ -208,34 +207,6 @@ fn loop_claim(st: &hostfs::loopdev::LoopIdentity, via: &Path, read_only: bool) -
         },
         read_only,
         via: via.to_path_buf(),
-    }
-}
-
-/// The host-wide claims lock: held while claims are checked and recorded.
-pub struct ClaimsLock {
-    _file: File,
-}
-
-impl ClaimsLock {
-    /// Waits for the lock (other goldmount processes hold it only for a
-    /// state-store read and write).
-    pub fn acquire(run_dir: &Path) -> Result<Self, EngineError> {
-        std::fs::create_dir_all(run_dir).map_err(|e| {
-            EngineError::new(
-                ErrorKind::Unavailable,
-                format!("cannot create {}: {e}", run_dir.display()),
-            )
-        })?;
-        let p = run_dir.join("claims.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| EngineError::internal(format!("opening {}: {e}", p.display())))?;
-        flock(&file, FlockOperation::LockExclusive)
-            .map_err(|e| EngineError::internal(format!("locking {}: {e}", p.display())))?;
-        Ok(Self { _file: file })
     }
 }
 

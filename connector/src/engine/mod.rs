@@ -146,17 +146,16 @@ impl Engine {
                 .with_hint("run recovery, or unmount the volume")),
             };
         }
-        // Claim the data under the host-wide lock, recorded before any step.
+        // Claim the data: checked against every other record and recorded
+        // in one state-store transaction, before any step.
         let mut rec = VolumeRecord::new(name, devices.clone(), req.options.read_only);
         rec.options = req.options.clone();
-        {
-            let _claims = claim::ClaimsLock::acquire(&self.cfg.run_dir)?;
-            for d in &devices {
-                rec.claims.push(claim::claim_for(d, req.options.read_only)?);
-            }
-            claim::check(&rec.claims, name, &self.store.list()?)?;
-            self.store.put(&rec)?;
+        for d in &devices {
+            rec.claims.push(claim::claim_for(d, req.options.read_only)?);
         }
+        let wanted = rec.claims.clone();
+        self.store
+            .put_if(&rec, |records| claim::check(&wanted, name, records))??;
         let mut j = Journal::new(&self.store, rec);
         let mut run = pipeline::Run::new(&self.cfg, &self.store, name, &req.options);
         match pipeline::mount_steps(&mut run, &mut j, &devices) {
