@@ -147,6 +147,14 @@ pub fn from_fstab(
                 continue;
             }
         };
+        if mount_point.is_root() && planned.iter().any(|p: &Planned| p.mount_point.is_root()) {
+            unresolved.push(UnresolvedEntry {
+                spec: e.raw_spec.clone(),
+                mountpoint: e.mountpoint.clone(),
+                reason: "a second entry for / in the clone's fstab: the first one is used".into(),
+            });
+            continue;
+        }
         match resolve(e, cands) {
             Ok(i) if used.insert(i) => {
                 planned.push(Planned {
@@ -250,6 +258,11 @@ mod tests {
         assert!(unresolved
             .iter()
             .all(|u| u.reason.contains("outside the volume")));
+        // A second entry for / is not stacked on the first.
+        let twice = crate::fstab::parse("UUID=r / xfs defaults\nUUID=d / ext4 defaults\n");
+        let (plan, unresolved) = from_fstab(&twice, &c, 0).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert!(unresolved[0].reason.contains("second entry for /"));
     }
 
     #[test]

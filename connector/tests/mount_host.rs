@@ -392,6 +392,22 @@ fn btrfs_and_xfs_clones_mount_next_to_their_gold() {
             fs::read(&clone).unwrap() == before,
             "a read-only clone mount changed the {fs} clone"
         );
+        // Nothing is left: btrfs shows an anonymous device number in
+        // mountinfo, which undo must still recognise as its own mount.
+        assert_eq!(
+            mounts_under(&env.root()),
+            0,
+            "{fs}: mounts left after unmount"
+        );
+        assert_eq!(
+            loops_backed_by(&gold) + loops_backed_by(&clone),
+            0,
+            "{fs}: loops left"
+        );
+        assert!(
+            !env.root().join(format!("{fs}-gold")).exists(),
+            "{fs}: volume dir left"
+        );
     }
 }
 

@@ -61,7 +61,8 @@ pub const FS_KINDS: &[FsKind] = &[
     },
     FsKind {
         blkid: "btrfs",
-        read_only_data: &[],
+        // btrfs replays its log tree even on a read-only mount unless told not to.
+        read_only_data: &["rescue=nologreplay"],
         always_read_only: false,
         uuid_collision: UuidCollision::BtrfsFsid,
         may_hold_fstab: true,

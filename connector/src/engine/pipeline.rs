@@ -140,7 +140,10 @@ fn mount_at(j: &mut Journal<'_>, node: &Path, dir: &ResolvedDir, plan: &MountPla
         Ok((
             Action::Mount {
                 source: node.to_path_buf(),
-                source_devno: devno.clone(),
+                // The mount's own device number as mountinfo shows it (btrfs
+                // and FUSE show an anonymous 0:N, not the node's): what undo
+                // compares.
+                source_devno: format!("{}:{}", id.major, id.minor),
                 target: target.clone(),
                 fstype: plan.fstype.clone(),
                 options: plan.options(),
@@ -157,6 +160,22 @@ fn devno_of(node: &Path) -> Result<String> {
     let md = std::fs::metadata(node).with_context(|| format!("{} is gone", node.display()))?;
     let r = md.rdev();
     Ok(format!("{}:{}", rustix::fs::major(r), rustix::fs::minor(r)))
+}
+
+/// After a failed [`mount_at`]: undoes its pending step, if it got as far
+/// as recording one (never an older, unrelated step).
+fn undo_pending_mount(j: &mut Journal<'_>) -> Result<()> {
+    let pending = matches!(
+        j.rec.steps.last(),
+        Some(crate::state::Step {
+            action: Action::Mount { .. },
+            done: false
+        })
+    );
+    if pending {
+        j.undo_last(false, &mut super::journal::UndoLog::default())?;
+    }
+    Ok(())
 }
 
 /// The kernel mount itself; a FUSE type (ntfs-3g) goes through its helper
@@ -478,7 +497,7 @@ fn mount_one(
     if let Err(e) = mount_at(j, &item.node, &dir, &plan) {
         // Undo rather than forget: the mount may have happened even though
         // it could not be identified.
-        j.undo_last(false, &mut super::journal::UndoLog::default())?;
+        undo_pending_mount(j)?;
         match kind.uuid_collision {
             // Another clone of the same gold may have mounted its XFS meanwhile.
             UuidCollision::NoUuid if !dup => {
@@ -598,7 +617,7 @@ fn read_fstab(
             }
         }
         Err(e) => {
-            j.undo_last(false, &mut super::journal::UndoLog::default())?;
+            undo_pending_mount(j)?;
             tracing::info!(
                 "cannot look for /etc/fstab on {}: {e:#}",
                 item.cand.describe()

@@ -113,8 +113,15 @@ pub fn publish(
         Err(e) => {
             rec.publications.pop();
             store.put(&rec)?;
+            let kind = match e {
+                bind::BindError::NotEmpty { .. }
+                | bind::BindError::MountPoint { .. }
+                | bind::BindError::AlreadyPublished { .. } => ErrorKind::Conflict,
+                bind::BindError::Sys { .. } => ErrorKind::Internal,
+                _ => ErrorKind::Invalid,
+            };
             Err(EngineError::new(
-                ErrorKind::Invalid,
+                kind,
                 format!("publishing volume {volume} at {}: {e}", t.path().display()),
             ))
         }
