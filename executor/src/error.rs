@@ -66,12 +66,28 @@ pub enum Error {
         found: String,
     },
     /// Refused: the device is mounted or held (unless forced).
-    #[error("{device} is in use: {holders}; unmount/deactivate it first or pass --force")]
+    #[error(
+        "{device} is in use: {holders}; unmount/deactivate it first, or pass --force to flush \
+         and delete its SCSI paths anyway (a multipath map is still only removed once nothing \
+         holds it; a filesystem mounted on it loses what it has not written)"
+    )]
     InUse {
         /// The device asked for.
         device: String,
         /// Who holds it: mountpoints and holder devices.
         holders: String,
+    },
+    /// Flushing the device's buffers failed although a path is up; nothing
+    /// was removed.
+    #[error(
+        "flushing {device} failed, nothing was removed: {detail}; retry, or pass --force to \
+         remove it anyway, dropping whatever the host had not written to the LUN"
+    )]
+    FlushFailed {
+        /// The device flushed (the multipath map or the only path).
+        device: String,
+        /// The flush's error.
+        detail: String,
     },
     /// A multipath map could not be flushed because it is still open.
     #[error("multipath map {map} is still in use after {tries} tries (not forced): {detail}")]
@@ -103,6 +119,7 @@ impl Error {
             Error::Io { .. }
             | Error::Command { .. }
             | Error::CommandTimeout { .. }
+            | Error::FlushFailed { .. }
             | Error::Fc(fc::FcError::Io { .. }) => 1,
         }
     }

@@ -50,7 +50,9 @@ SUBCOMMANDS:
                    --timeout: 30s default; 500ms, 2m, or plain seconds
   remove-device    flush, remove the multipath map holding DEV (and its WWID
                    from /etc/multipath/wwids), delete every SCSI path;
-                   refuses when mounted or held unless --force.
+                   refuses when mounted or held unless --force. Paths
+                   that are offline/transport-offline are not flushed but
+                   deleted; with no path up it says unsynced data was lost
                    --dry-run shows the stack and what holds it
 
 GLOBAL OPTIONS:
@@ -581,10 +583,34 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             if cli.json {
                 return print_json(&r);
             }
+            if let Some(u) = &r.unsynced {
+                eprintln!("goldmount-executor: WARNING: {u}");
+                println!("WARNING: {u}");
+            }
+            for p in &r.path_states {
+                let session = p
+                    .session_state
+                    .as_deref()
+                    .map(|s| format!(" (iSCSI session {s})"))
+                    .unwrap_or_default();
+                println!("path {}: {}{session}", p.device, p.scsi_state);
+            }
+            if !r.flushed.is_empty() {
+                println!("flushed {}", r.flushed.join(" "));
+            }
+            for s in &r.skipped {
+                println!("not flushed {}: {}", s.device, s.reason);
+            }
             if let Some(m) = &r.map_removed {
                 println!("removed multipath map {m}");
             }
             println!("deleted {}", r.deleted.join(" "));
+            if !r.delete_unfinished.is_empty() {
+                println!(
+                    "WARNING: still deleting (stuck) {}",
+                    r.delete_unfinished.join(" ")
+                );
+            }
             for w in &r.warnings {
                 println!("warning: {w}");
             }

@@ -1,6 +1,13 @@
 //! `remove-device`: takes a SCSI disk (or the multipath map over it) away
-//! cleanly: refuse when mounted or held, flush, remove the map, delete every
-//! SCSI path through sysfs, and check they are gone.
+//! cleanly: refuse when mounted or held, flush through the map (or the one
+//! path of a LUN without a map) when a path is up, remove the map, delete
+//! every SCSI path through sysfs, dead or alive, and check they are gone.
+//!
+//! The storage may already be gone: a path that is offline or
+//! transport-offline has nothing to flush (opening it fails with ENXIO), so
+//! the single paths of a map are never flushed; when no path is up at all
+//! the removal still proceeds — nothing can reach the LUN any more — and
+//! says that unsynced data was lost.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +30,9 @@ pub struct RemoveOptions {
     pub retry_delay: Duration,
     /// Timeout of each external command.
     pub cmd_timeout: Duration,
+    /// How long a SCSI path's `device/delete` may take before it is
+    /// reported as stuck instead of waited for.
+    pub delete_timeout: Duration,
 }
 
 impl Default for RemoveOptions {
@@ -32,6 +42,7 @@ impl Default for RemoveOptions {
             map_tries: 5,
             retry_delay: Duration::from_secs(1),
             cmd_timeout: Duration::from_secs(30),
+            delete_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -54,17 +65,28 @@ pub struct Stack {
 pub struct Removal {
     /// The stack that was taken down.
     pub stack: Stack,
-    /// Devices whose buffers were flushed.
+    /// Each path's state when the removal started.
+    pub path_states: Vec<PathState>,
+    /// Devices whose buffers were flushed (the map, or the only path).
     pub flushed: Vec<String>,
+    /// Devices not flushed and why (dead paths; the map when no path is up).
+    pub skipped: Vec<Skipped>,
     /// The dm name of the removed multipath map.
     pub map_removed: Option<String>,
     /// SCSI paths deleted.
     pub deleted: Vec<String>,
+    /// SCSI paths whose `device/delete` did not return within
+    /// [`RemoveOptions::delete_timeout`] (a stuck device): the kernel
+    /// finishes them when their I/O ends; the host is not clean yet.
+    pub delete_unfinished: Vec<String>,
     /// The WWID taken out of /etc/multipath/wwids with the map (`multipath
     /// -w`): the LUN leaves this host, so nothing of it stays in the host's
     /// multipath configuration — wait-for-device may have put it there.
     pub wwid_forgotten: Option<String>,
-    /// Flush failures that did not stop the removal (e.g. forced).
+    /// Set when no path was up: what the host had not written to the LUN
+    /// could not be written. The one warning a caller must show.
+    pub unsynced: Option<String>,
+    /// Failures that did not stop the removal (e.g. forced).
     pub warnings: Vec<String>,
 }
 
@@ -218,6 +240,149 @@ pub fn plan(root: &Root, arg: &str) -> Result<Stack> {
     })
 }
 
+/// The state of one SCSI path as sysfs shows it: what decides whether
+/// anything can still be written through it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PathState {
+    /// Kernel name (sdX).
+    pub device: String,
+    /// `/sys/block/sdX/device/state`: running, offline, transport-offline,
+    /// blocked, created, cancel, deleted; `unknown` when unreadable.
+    pub scsi_state: String,
+    /// The iSCSI session's state (LOGGED_IN, FAILED, FREE) for an iSCSI path.
+    pub session_state: Option<String>,
+}
+
+impl PathState {
+    /// True when I/O can reach the LUN through this path now.
+    pub fn is_up(&self) -> bool {
+        self.scsi_state == "running"
+            && self
+                .session_state
+                .as_deref()
+                .is_none_or(|s| s == "LOGGED_IN")
+    }
+
+    /// Why nothing is flushed through this path; None when it is up.
+    pub fn down_reason(&self) -> Option<String> {
+        if self.is_up() {
+            return None;
+        }
+        let session = self
+            .session_state
+            .as_deref()
+            .map(|s| format!(", iSCSI session {s}"))
+            .unwrap_or_default();
+        let why = match self.scsi_state.as_str() {
+            "offline" | "transport-offline" => "nothing can be written through it",
+            "blocked" => "the transport is recovering; I/O would wait for it",
+            "running" => "its session is not logged in",
+            _ => "it is not running",
+        };
+        Some(format!("{}{session}: {why}", self.scsi_state))
+    }
+}
+
+/// Reads the state of SCSI path `dev` (and of its iSCSI session, if any).
+pub fn path_state(root: &Root, dev: &str) -> PathState {
+    let scsi_state = root
+        .attr_nonempty(format!("/sys/block/{dev}/device/state"))
+        .unwrap_or_else(|| "unknown".into());
+    let session_state = root
+        .real(format!("/sys/block/{dev}"))
+        .and_then(|real| crate::iscsi_sysfs::session_in_path(&real))
+        .and_then(|id| crate::iscsi_sysfs::session(root, id))
+        .map(|s| s.state)
+        .filter(|s| !s.is_empty());
+    PathState {
+        device: dev.to_string(),
+        scsi_state,
+        session_state,
+    }
+}
+
+/// A device that was not flushed, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Skipped {
+    /// Kernel name (sdX or dm-N).
+    pub device: String,
+    /// Why, e.g. "transport-offline: nothing can be written through it".
+    pub reason: String,
+}
+
+/// What teardown will do, decided from the stack and the paths' states
+/// alone (no tool runs), so the decision can be tested on any tree.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TeardownPlan {
+    /// The one device whose buffers are flushed: the multipath map when a
+    /// path under it is up, the path itself for a LUN without a map (never
+    /// the single paths of a map: they may be dead, and the map is what
+    /// holds the data).
+    pub flush: Option<String>,
+    /// Devices not flushed and why: the dead paths, and the map or the only
+    /// path when no path is up.
+    pub skipped: Vec<Skipped>,
+    /// True when no path is up: nothing not yet written can reach the LUN.
+    pub no_path_up: bool,
+    /// SCSI paths to delete: all of them, up or not.
+    pub delete: Vec<String>,
+}
+
+/// Decides what to flush, skip and delete (see [`TeardownPlan`]).
+pub fn plan_teardown(stack: &Stack, states: &[PathState]) -> TeardownPlan {
+    let state_of = |p: &str| states.iter().find(|s| s.device == p);
+    let mut skipped = Vec::new();
+    let mut any_up = false;
+    for p in &stack.paths {
+        match state_of(p).and_then(PathState::down_reason) {
+            Some(reason) => skipped.push(Skipped {
+                device: p.clone(),
+                reason,
+            }),
+            None if state_of(p).is_some() => any_up = true,
+            None => skipped.push(Skipped {
+                device: p.clone(),
+                reason: "state not read".into(),
+            }),
+        }
+    }
+    let top = match &stack.map {
+        Some((dm, _)) => Some(dm.clone()),
+        None => stack.paths.first().cloned(),
+    };
+    let flush = if any_up { top.clone() } else { None };
+    if let (Some((dm, _)), false) = (&stack.map, any_up) {
+        skipped.push(Skipped {
+            device: dm.clone(),
+            reason: "no path is up".into(),
+        });
+    }
+    TeardownPlan {
+        flush,
+        skipped,
+        no_path_up: !any_up,
+        delete: stack.paths.clone(),
+    }
+}
+
+/// The warning for data that cannot reach the LUN any more.
+fn unsynced_warning(stack: &Stack, plan: &TeardownPlan) -> String {
+    let what = match &stack.map {
+        Some((dm, name)) => format!("{name} ({dm})"),
+        None => stack.device.clone(),
+    };
+    let states: Vec<String> = plan
+        .skipped
+        .iter()
+        .filter(|s| stack.paths.contains(&s.device))
+        .map(|s| format!("{} {}", s.device, s.reason))
+        .collect();
+    format!(
+        "unsynced data on {what} could not be written: no path is up ({}); whatever the host had not yet written to the LUN is lost",
+        states.join("; ")
+    )
+}
+
 /// Removes the device stack of `arg` (see the module doc).
 pub fn remove(root: &Root, arg: &str, opts: &RemoveOptions) -> Result<Removal> {
     let stack = plan(root, arg)?;
@@ -227,23 +392,48 @@ pub fn remove(root: &Root, arg: &str, opts: &RemoveOptions) -> Result<Removal> {
             holders: stack.in_use.join(", "),
         });
     }
+    let states: Vec<PathState> = stack.paths.iter().map(|p| path_state(root, p)).collect();
+    let tplan = plan_teardown(&stack, &states);
+    tracing::info!(plan = ?tplan, "teardown plan");
     let mut r = Removal {
         stack: stack.clone(),
+        path_states: states,
         flushed: Vec::new(),
+        skipped: tplan.skipped.clone(),
         map_removed: None,
         deleted: Vec::new(),
+        delete_unfinished: Vec::new(),
         wwid_forgotten: None,
+        unsynced: None,
         warnings: Vec::new(),
     };
-    let mut to_flush: Vec<String> = stack.map.iter().map(|(dm, _)| dm.clone()).collect();
-    to_flush.extend(stack.paths.iter().cloned());
-    for d in to_flush {
+    if tplan.no_path_up {
+        r.unsynced = Some(unsynced_warning(&stack, &tplan));
+        if let Some((_, dm_name)) = &stack.map {
+            // With queue_if_no_path the map would hold I/O (and `multipath
+            // -f`) for ever; the data cannot reach the LUN, so fail it.
+            if let Err(e) = cmd::run(
+                "dmsetup",
+                &["message", dm_name, "0", "fail_if_no_path"],
+                opts.cmd_timeout,
+            ) {
+                r.warnings
+                    .push(format!("could not turn off queueing on {dm_name}: {e}"));
+            }
+        }
+    }
+    if let Some(d) = &tplan.flush {
         let node = root.path(format!("/dev/{d}"));
         let node = node.to_string_lossy();
         match cmd::run("blockdev", &["--flushbufs", &node], opts.cmd_timeout) {
-            Ok(_) => r.flushed.push(d),
-            Err(e) if opts.force => r.warnings.push(e.to_string()),
-            Err(e) => return Err(e),
+            Ok(_) => r.flushed.push(d.clone()),
+            Err(e) if opts.force => r.warnings.push(format!("flushing {d}: {e}")),
+            Err(e) => {
+                return Err(Error::FlushFailed {
+                    device: d.clone(),
+                    detail: e.to_string(),
+                })
+            }
         }
     }
     if let Some((dm, dm_name)) = &stack.map {
@@ -262,15 +452,33 @@ pub fn remove(root: &Root, arg: &str, opts: &RemoveOptions) -> Result<Removal> {
             }
         }
     }
-    for p in &stack.paths {
+    for p in &tplan.delete {
         tracing::info!(device = %p, "deleting SCSI device");
-        root.write(format!("/sys/block/{p}/device/delete"), "1")?;
-        r.deleted.push(p.clone());
+        match write_with_deadline(
+            root,
+            format!("/sys/block/{p}/device/delete"),
+            opts.delete_timeout,
+        ) {
+            Some(Ok(())) => r.deleted.push(p.clone()),
+            Some(Err(_)) if !root.exists(format!("/sys/block/{p}")) => {
+                r.warnings.push(format!("{p} was already gone"));
+                r.deleted.push(p.clone());
+            }
+            Some(Err(e)) => return Err(e),
+            None => {
+                r.warnings.push(format!(
+                    "deleting {p} did not return within {:?} (its device is stuck, state {}); the kernel finishes it once the I/O it waits for ends",
+                    opts.delete_timeout,
+                    path_state(root, p).scsi_state
+                ));
+                r.delete_unfinished.push(p.clone());
+            }
+        }
     }
     // Deletion is synchronous in the kernel, the /dev node follows through
     // devtmpfs: check both are gone.
     let t0 = Instant::now();
-    for p in &stack.paths {
+    for p in &r.deleted {
         while (root.exists(format!("/sys/block/{p}")) || root.exists(format!("/dev/{p}")))
             && t0.elapsed() < Duration::from_secs(10)
         {
@@ -283,6 +491,27 @@ pub fn remove(root: &Root, arg: &str, opts: &RemoveOptions) -> Result<Removal> {
         }
     }
     Ok(r)
+}
+
+/// Writes "1" to a sysfs attribute from a thread of its own and waits at
+/// most `deadline`: `device/delete` of a blocked SCSI device waits for its
+/// I/O (a cache flush) in the kernel, for as long as the transport takes
+/// to recover or give up. None when the write did not return in time (the
+/// thread is left to finish it).
+fn write_with_deadline(root: &Root, abs: String, deadline: Duration) -> Option<Result<()>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let root = root.clone();
+    let spawned = std::thread::Builder::new()
+        .name("scsi-delete".into())
+        .spawn(move || {
+            let _ = tx.send(root.write(&abs, "1"));
+        });
+    if let Err(e) = spawned {
+        return Some(Err(Error::Invalid(format!(
+            "cannot start a thread to delete a device: {e}"
+        ))));
+    }
+    rx.recv_timeout(deadline).ok()
 }
 
 /// `multipath -f MAP` with bounded retries (dmsetup remove when the
@@ -316,7 +545,223 @@ fn flush_map(dm_name: &str, opts: &RemoveOptions) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    /// A fabricated sysfs tree: SCSI paths (iSCSI or not) with their
+    /// states, and multipath maps over them, laid out as the kernel does
+    /// (/sys/block/X links into /sys/devices).
+    struct Tree {
+        _dir: tempfile::TempDir,
+        base: std::path::PathBuf,
+    }
+
+    impl Tree {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let base = dir.path().to_path_buf();
+            fs::create_dir_all(base.join("sys/block")).unwrap();
+            fs::create_dir_all(base.join("proc/self")).unwrap();
+            fs::write(base.join("proc/self/mountinfo"), "").unwrap();
+            Tree { _dir: dir, base }
+        }
+
+        fn root(&self) -> Root {
+            Root::at(&self.base)
+        }
+
+        fn put(&self, rel: &str, text: &str) {
+            let p = self.base.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+
+        /// SCSI disk `name` at `hctl` in `state`; over iSCSI session `sid`
+        /// (with that session state) when given.
+        fn path(&self, name: &str, hctl: &str, state: &str, session: Option<(u32, &str)>) {
+            let host = hctl.split(':').next().unwrap();
+            let (t, _) = hctl.rsplit_once(':').unwrap();
+            let parent = match session {
+                Some((sid, st)) => {
+                    self.put(&format!("sys/class/iscsi_session/session{sid}/state"), st);
+                    format!("sys/devices/platform/host{host}/session{sid}")
+                }
+                None => format!("sys/devices/pci0000:00/host{host}"),
+            };
+            let sdev = format!("{parent}/target{t}/{hctl}");
+            self.put(&format!("{sdev}/state"), state);
+            self.put(&format!("{sdev}/delete"), "");
+            let blk = self.base.join(format!("{sdev}/block/{name}"));
+            fs::create_dir_all(blk.join("holders")).unwrap();
+            fs::write(blk.join("dev"), "8:16").unwrap();
+            symlink(format!("../../../{hctl}"), blk.join("device")).unwrap();
+            symlink(&blk, self.base.join("sys/block").join(name)).unwrap();
+        }
+
+        fn map(&self, dm: &str, wwid: &str, paths: &[&str]) {
+            self.put(&format!("sys/block/{dm}/dm/uuid"), &format!("mpath-{wwid}"));
+            self.put(&format!("sys/block/{dm}/dm/name"), wwid);
+            self.put(&format!("sys/block/{dm}/dev"), "254:0");
+            for p in paths {
+                fs::create_dir_all(self.base.join(format!("sys/block/{dm}/slaves/{p}"))).unwrap();
+                fs::create_dir_all(self.base.join(format!("sys/block/{p}/holders/{dm}"))).unwrap();
+            }
+        }
+
+        fn teardown(&self, arg: &str) -> (Stack, Vec<PathState>, TeardownPlan) {
+            let root = self.root();
+            let stack = plan(&root, arg).unwrap();
+            let states: Vec<PathState> = stack.paths.iter().map(|p| path_state(&root, p)).collect();
+            let tp = plan_teardown(&stack, &states);
+            (stack, states, tp)
+        }
+    }
+
+    const WWID: &str = "36001405aaaabbbbccccdddd00000001";
+
+    fn skipped_devices(tp: &TeardownPlan) -> Vec<&str> {
+        tp.skipped.iter().map(|s| s.device.as_str()).collect()
+    }
+
+    #[test]
+    fn running_map_is_flushed_through_the_map_only() {
+        let t = Tree::new();
+        t.path("sdb", "2:0:0:1", "running", Some((1, "LOGGED_IN")));
+        t.path("sdc", "3:0:0:1", "running", Some((2, "LOGGED_IN")));
+        t.map("dm-0", WWID, &["sdb", "sdc"]);
+        let (stack, states, tp) = t.teardown(&format!("/dev/mapper/{WWID}"));
+        assert_eq!(stack.map, Some(("dm-0".into(), WWID.into())));
+        assert!(stack.in_use.is_empty(), "{:?}", stack.in_use);
+        assert!(states.iter().all(PathState::is_up), "{states:?}");
+        assert_eq!(states[0].session_state.as_deref(), Some("LOGGED_IN"));
+        assert_eq!(tp.flush.as_deref(), Some("dm-0"));
+        assert!(tp.skipped.is_empty(), "{:?}", tp.skipped);
+        assert!(!tp.no_path_up);
+        assert_eq!(tp.delete, ["sdb", "sdc"]);
+    }
+
+    #[test]
+    fn one_path_offline_flushes_the_map_and_skips_the_dead_path() {
+        let t = Tree::new();
+        t.path("sdb", "2:0:0:1", "running", Some((1, "LOGGED_IN")));
+        t.path("sdc", "3:0:0:1", "transport-offline", Some((2, "FAILED")));
+        t.map("dm-0", WWID, &["sdb", "sdc"]);
+        // Asked for by one of its paths: the stack is the same.
+        let (stack, _, tp) = t.teardown("/dev/sdc");
+        assert_eq!(stack.map, Some(("dm-0".into(), WWID.into())));
+        assert_eq!(tp.flush.as_deref(), Some("dm-0"));
+        assert_eq!(skipped_devices(&tp), ["sdc"]);
+        assert!(
+            tp.skipped[0]
+                .reason
+                .starts_with("transport-offline, iSCSI session FAILED"),
+            "{:?}",
+            tp.skipped
+        );
+        assert!(!tp.no_path_up);
+        assert_eq!(tp.delete, ["sdb", "sdc"]);
+    }
+
+    #[test]
+    fn all_paths_offline_flushes_nothing_deletes_all_and_warns() {
+        let t = Tree::new();
+        t.path("sdb", "2:0:0:1", "transport-offline", Some((1, "FAILED")));
+        t.path("sdc", "3:0:0:1", "offline", None);
+        t.map("dm-0", WWID, &["sdb", "sdc"]);
+        let (stack, _, tp) = t.teardown("/dev/dm-0");
+        assert_eq!(tp.flush, None);
+        assert_eq!(skipped_devices(&tp), ["sdb", "sdc", "dm-0"]);
+        assert_eq!(tp.skipped[2].reason, "no path is up");
+        assert!(tp.no_path_up);
+        assert_eq!(tp.delete, ["sdb", "sdc"]);
+        let w = unsynced_warning(&stack, &tp);
+        assert!(
+            w.starts_with(&format!(
+                "unsynced data on {WWID} (dm-0) could not be written: no path is up"
+            )),
+            "{w}"
+        );
+        assert!(w.contains("sdc offline"), "{w}");
+    }
+
+    #[test]
+    fn single_path_lun_with_its_only_path_offline() {
+        let t = Tree::new();
+        t.path("sdb", "2:0:0:1", "transport-offline", Some((1, "FAILED")));
+        let (stack, states, tp) = t.teardown("sdb");
+        assert_eq!(stack.map, None);
+        assert_eq!(states[0].scsi_state, "transport-offline");
+        assert_eq!(tp.flush, None);
+        assert_eq!(skipped_devices(&tp), ["sdb"]);
+        assert!(tp.no_path_up);
+        assert_eq!(tp.delete, ["sdb"]);
+        let w = unsynced_warning(&stack, &tp);
+        assert!(
+            w.starts_with("unsynced data on sdb could not be written: no path is up"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn single_running_path_is_flushed_itself() {
+        let t = Tree::new();
+        t.path("sdb", "0:0:0:0", "running", None);
+        let (_, _, tp) = t.teardown("/dev/sdb");
+        assert_eq!(tp.flush.as_deref(), Some("sdb"));
+        assert!(tp.skipped.is_empty());
+        assert_eq!(tp.delete, ["sdb"]);
+    }
+
+    #[test]
+    fn blocked_path_or_failed_session_is_not_up() {
+        let t = Tree::new();
+        t.path("sdb", "2:0:0:1", "blocked", Some((1, "FAILED")));
+        t.path("sdc", "3:0:0:1", "running", Some((2, "FREE")));
+        t.map("dm-0", WWID, &["sdb", "sdc"]);
+        let (_, _, tp) = t.teardown("/dev/dm-0");
+        assert_eq!(tp.flush, None);
+        assert!(tp.no_path_up);
+        assert!(
+            tp.skipped[0].reason.contains("recovering"),
+            "{:?}",
+            tp.skipped
+        );
+        assert!(
+            tp.skipped[1].reason.contains("not logged in"),
+            "{:?}",
+            tp.skipped
+        );
+        assert_eq!(tp.delete, ["sdb", "sdc"]);
+    }
+
+    /// A write that does not return (here: opening a FIFO nobody reads,
+    /// as `device/delete` of a blocked disk waits in the kernel) is given
+    /// up after the deadline; a normal write is not.
+    #[test]
+    fn a_write_that_blocks_is_given_up_after_the_deadline() {
+        let t = Tree::new();
+        t.put("sys/x", "");
+        let r = write_with_deadline(&t.root(), "/sys/x".into(), Duration::from_secs(5));
+        assert!(matches!(r, Some(Ok(()))), "{r:?}");
+        assert_eq!(fs::read_to_string(t.base.join("sys/x")).unwrap(), "1");
+        let fifo = t.base.join("sys/fifo");
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let t0 = Instant::now();
+        let r = write_with_deadline(&t.root(), "/sys/fifo".into(), Duration::from_millis(300));
+        assert!(r.is_none(), "{r:?}");
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        // Release the writer thread.
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut fs::File::open(&fifo).unwrap(), &mut got).unwrap();
+        assert_eq!(got, "1");
+    }
 
     #[test]
     fn kpartx_partition_uuids() {
