@@ -120,6 +120,31 @@ pub enum Action {
         /// The clone's vdev devices.
         devices: Vec<PathBuf>,
     },
+    /// An iSCSI session goldmount logged in for a presentation (recorded
+    /// before the login). Logged out on teardown only when no other volume
+    /// uses it and no disk of it is in use.
+    IscsiSession {
+        /// Target IQN.
+        target_iqn: String,
+        /// Portal (`ip:port`).
+        portal: String,
+        /// True when goldmount opened the session (this run, or another
+        /// volume's run that still recorded it): only then is it logged out.
+        opened: bool,
+    },
+    /// A LUN brought in by a targeted scan for a presentation (recorded
+    /// before the scan). On teardown its SCSI devices (and multipath map)
+    /// are removed, after checking the WWID, unless another volume uses it
+    /// or goldmount did not bring it in.
+    ScanLun {
+        /// The WWN the presentation announced.
+        wwid: String,
+        /// What was scanned (for messages).
+        location: String,
+        /// True when goldmount brought the LUN in (it was not on the host
+        /// before, or another volume's run brought it in).
+        owned: bool,
+    },
     /// A mount, identified by the kernel's mount id once made.
     Mount {
         /// Device mounted.
@@ -180,6 +205,10 @@ pub struct VolumeRecord {
     /// Consumers of the volume's tree (bind mounts at their paths).
     #[serde(default)]
     pub publications: Vec<crate::engine::publish::Publication>,
+    /// The sources as requested (without secrets): a repeated request with
+    /// a presentation is compared with these.
+    #[serde(default)]
+    pub sources: Vec<crate::engine::types::DeviceSource>,
 }
 
 impl VolumeRecord {
@@ -196,6 +225,7 @@ impl VolumeRecord {
             options: Default::default(),
             quarantine: None,
             publications: Vec::new(),
+            sources: Vec::new(),
         }
     }
 }
@@ -224,6 +254,15 @@ impl StateStore {
             tx.commit().map_err(|e| s.err(e))
         })?;
         Ok(s)
+    }
+
+    /// A file beside the database (`<db>.<suffix>`), for host-wide locks
+    /// that belong to this state.
+    pub fn sidecar(&self, suffix: &str) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".");
+        p.push(suffix);
+        PathBuf::from(p)
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StateError {

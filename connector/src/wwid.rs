@@ -23,14 +23,20 @@ pub fn wait_for(wwid: &str, timeout: Duration, multipath: MultipathPolicy) -> Re
     if as_path.is_absolute() {
         return wait_for_loop(as_path, timeout);
     }
-    let spec = WaitSpec {
+    wait_verified(&WaitSpec {
         wwid: wwid.trim().to_string(),
         serial: None,
         location: None,
         timeout,
         multipath,
-    };
-    let found = executor::wait::wait(&Root::host(), &spec).with_context(|| {
+    })
+}
+
+/// Waits for the device `spec` describes (a LUN just scanned at a known
+/// place, with its serial when announced), verified from its VPD pages.
+pub fn wait_verified(spec: &WaitSpec) -> Result<PathBuf> {
+    let wwid = spec.wwid.as_str();
+    let found = executor::wait::wait(&Root::host(), spec).with_context(|| {
         format!("waiting for the device with WWID {wwid} (is the LUN presented to this host and the session logged in?)")
     })?;
     tracing::info!(

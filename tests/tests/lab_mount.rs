@@ -927,6 +927,144 @@ fn mount_xfs_only_clone_while_gold_xfs_mounted() {
     drop(xfs);
 }
 
+/// True while this host has an iSCSI session to `iqn`.
+fn has_session(iqn: &str) -> bool {
+    !session_scsi_addresses(iqn).is_empty()
+}
+
+/// Scenario: the appliance's presentation document is all goldmount gets.
+/// It logs in (no session existed), scans exactly the LUN, verifies it by
+/// WWN and mounts it; a second volume on the same target shares the
+/// session; a repeated request answers the same manifest; the first
+/// unmount removes its LUN's device and keeps the shared session, the last
+/// logs out. A presentation whose WWN does not match the LUN fails, naming
+/// the WWN, and leaves no session, no device and no record behind.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn mount_by_presentation_logs_in_and_tears_down() {
+    let scratch = require_lab();
+    let root = gm_env(&scratch);
+    let xfs = ReflinkXfs::create(&scratch, 1024);
+    // The rig's own login is never used: goldmount logs in itself.
+    let rig = Rig::start(&scratch, &xfs, 8489, "e2e-present");
+    let vols = Volumes::new();
+    let img = xfs.mnt.join("pres-gold.img");
+    fs::File::create(&img).unwrap().set_len(300 * MIB).unwrap();
+    run(
+        "mkfs.xfs",
+        &["-q", "-f", "-L", "presdata", img.to_str().unwrap()],
+    );
+    let mnt = scratch.join("pres-build");
+    fs::create_dir_all(&mnt).unwrap();
+    run("mount", &[img.to_str().unwrap(), mnt.to_str().unwrap()]);
+    fs::write(mnt.join("PG_VERSION"), "16\n").unwrap();
+    run("umount", &[mnt.to_str().unwrap()]);
+    rig.import_gold("pgold", &img);
+    let mut docs = Vec::new();
+    let mut wwns = Vec::new();
+    for c in ["pc1", "pc2", "pc3"] {
+        let cl = rig.app.post(
+            "/v1/clones",
+            serde_json::json!({"name": c, "gold": "pgold"}),
+        );
+        assert_eq!(cl["copy_mode"], "reflink", "{cl}");
+        let p = rig.app.post(
+            "/v1/presentations",
+            serde_json::json!({"clone": c, "host": "labhost"}),
+        );
+        let f = scratch.join(format!("{c}.presentation.json"));
+        fs::write(&f, p.to_string()).unwrap();
+        wwns.push(p["wwn"].as_str().unwrap().to_string());
+        docs.push(f);
+    }
+    assert!(!has_session(&rig.iqn), "no session before goldmount");
+    let mount = |vol: &str, doc: &Path| -> Result<String, String> {
+        gm(&[
+            "mount",
+            "--volume",
+            vol,
+            "--json",
+            "--timeout",
+            "60",
+            "--presentation",
+            doc.to_str().unwrap(),
+        ])
+    };
+    vols.add("pv1");
+    vols.add("pv2");
+    let t0 = Instant::now();
+    let m1 = mount("pv1", &docs[0]).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "presentation → mounted in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let m1: serde_json::Value = serde_json::from_str(&m1).unwrap();
+    assert!(has_session(&rig.iqn), "goldmount logged in");
+    let p1 = PathBuf::from(m1["mounts"][0]["mount_path"].as_str().unwrap());
+    assert!(p1.starts_with(root.join("pv1")), "{m1}");
+    assert_eq!(fs::read_to_string(p1.join("PG_VERSION")).unwrap(), "16\n");
+    let d1 = disk_with_wwid(&wwns[0]).expect("pc1's disk");
+    // Exactly the presented LUN was scanned: pc2's and pc3's are not here.
+    assert!(disk_with_wwid(&wwns[1]).is_none() && disk_with_wwid(&wwns[2]).is_none());
+    let again = mount("pv1", &docs[0]).unwrap_or_else(|e| panic!("{e}"));
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again, m1, "a repeated request answers the same manifest");
+    let m2 = mount("pv2", &docs[1]).unwrap_or_else(|e| panic!("{e}"));
+    let m2: serde_json::Value = serde_json::from_str(&m2).unwrap();
+    let p2 = PathBuf::from(m2["mounts"][0]["mount_path"].as_str().unwrap());
+    assert_eq!(fs::read_to_string(p2.join("PG_VERSION")).unwrap(), "16\n");
+    assert_eq!(
+        session_scsi_addresses(&rig.iqn).len(),
+        1,
+        "one shared session"
+    );
+    // A LUN that never appears (the presentation names a LUN number the
+    // target does not map): a clear error naming the WWN, nothing left.
+    let mut lie: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&docs[2]).unwrap()).unwrap();
+    lie["lun"] = serde_json::json!(9);
+    let bad = scratch.join("lie.json");
+    fs::write(&bad, lie.to_string()).unwrap();
+    let e = gm(&[
+        "mount",
+        "--volume",
+        "pv3",
+        "--timeout",
+        "10",
+        "--presentation",
+        bad.to_str().unwrap(),
+    ])
+    .expect_err("a WWN that matches nothing must fail");
+    assert!(e.contains("did not appear") && e.contains(&wwns[2]), "{e}");
+    assert!(disk_with_wwid(&wwns[2]).is_none(), "nothing scanned in");
+    assert!(gm(&["list", "--json"]).unwrap().contains("pv2"));
+    assert!(
+        !gm(&["list", "--json"]).unwrap().contains("pv3"),
+        "no record left"
+    );
+    let out = gm(&["unmount", "--volume", "pv1"]).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("unmount pv1: {out}");
+    assert!(
+        !Path::new("/sys/block").join(&d1).exists(),
+        "pc1's SCSI device is removed on unmount"
+    );
+    assert!(has_session(&rig.iqn), "pv2 still uses the session");
+    let out = gm(&["unmount", "--volume", "pv2"]).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("unmount pv2: {out}");
+    assert!(!has_session(&rig.iqn), "the last volume logged out");
+    for w in &wwns {
+        assert!(disk_with_wwid(w).is_none(), "{w} left behind");
+    }
+    assert!(mounts_under(&root).is_empty(), "{:?}", mounts_under(&root));
+    assert_eq!(gm(&["list", "--json"]).unwrap().trim(), "[]");
+    for c in ["pc1", "pc2", "pc3"] {
+        rig.retire(c);
+    }
+    drop(vols);
+    drop(rig);
+    drop(xfs);
+}
+
 /// Scenario 3: a VG across two LUNs of one clone set, on a host without the
 /// guard whose udev has autoactivated the clone under the gold's name. With
 /// one LUN the VG is reported as incomplete (and the host's activation

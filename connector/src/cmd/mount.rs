@@ -10,7 +10,7 @@ use connector::manifest::Manifest;
 
 /// Arguments of `goldmount mount`.
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["device", "wwid", "loop_backing"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["device", "wwid", "loop_backing", "presentation"])))]
 pub struct MountArgs {
     /// The LUN's block device (or an image file, attached through a loop
     /// device). Repeat for a clone set whose volume group spans several LUNs.
@@ -25,7 +25,17 @@ pub struct MountArgs {
     /// over this clone file (absolute path). Repeatable.
     #[arg(long, value_name = "FILE")]
     loop_backing: Vec<PathBuf>,
-    /// How long to wait for `--wwid` / `--loop-backing` to appear, in seconds.
+    /// A presentation document as the appliance returns it (the JSON
+    /// `goldmount-appliance present` prints; `-` reads stdin): goldmount
+    /// logs in to the iSCSI target where no session exists, scans exactly
+    /// that LUN, waits for it verified by its WWN, and on unmount removes
+    /// the LUN's devices and logs out of sessions nothing else uses. An
+    /// iSCSI document may carry `"chap": {"username", "password"}`.
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    presentation: Vec<PathBuf>,
+    /// How long to wait for `--wwid` / `--loop-backing` / `--presentation`
+    /// to appear, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
     /// For `--wwid`: `auto` takes the multipath map when multipathd runs and
@@ -149,6 +159,14 @@ pub fn run(engine: &Engine, args: &MountArgs) -> Result<()> {
             timeout,
         });
     }
+    for f in &args.presentation {
+        let text = read_presentation(f)?;
+        sources.push(DeviceSource::from_presentation_json(
+            &text,
+            timeout,
+            args.multipath.into(),
+        )?);
+    }
     let req = MountRequest {
         volume: super::volume(&args.volume)?,
         sources,
@@ -167,4 +185,27 @@ pub fn run(engine: &Engine, args: &MountArgs) -> Result<()> {
         print_manifest(&m);
     }
     Ok(())
+}
+
+/// Reads a presentation document (at most 64 KiB; `-` is stdin).
+fn read_presentation(f: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    const CAP: u64 = 64 * 1024;
+    let mut text = String::new();
+    let n = if f == std::path::Path::new("-") {
+        std::io::stdin().take(CAP + 1).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(f).and_then(|h| h.take(CAP + 1).read_to_string(&mut text))
+    }
+    .map_err(|e| {
+        engine::EngineError::invalid(format!("cannot read the presentation {}: {e}", f.display()))
+    })?;
+    if n as u64 > CAP {
+        return Err(engine::EngineError::invalid(format!(
+            "presentation {} is larger than 64 KiB: not a presentation document",
+            f.display()
+        ))
+        .into());
+    }
+    Ok(text)
 }

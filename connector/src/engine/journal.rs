@@ -94,6 +94,11 @@ impl<'a> Journal<'a> {
         }
     }
 
+    /// The state store the journal writes to.
+    pub fn store(&self) -> &'a StateStore {
+        self.store
+    }
+
     /// Writes the record.
     pub fn save(&self) -> Result<()> {
         self.store
@@ -252,6 +257,21 @@ impl<'a> Journal<'a> {
                     log.undone.push(format!("exported ZFS pool {name}"));
                 }
                 log.forced.extend(r.forced);
+            }
+            Action::IscsiSession {
+                target_iqn,
+                portal,
+                opened,
+            } => super::attach::undo_session(
+                self.store,
+                &self.rec.name,
+                target_iqn,
+                portal,
+                *opened,
+                log,
+            )?,
+            Action::ScanLun { wwid, owned, .. } => {
+                super::attach::undo_lun(self.store, &self.rec.name, wwid, *owned, log)?
             }
             Action::AttachLoop {
                 tag,

@@ -4,6 +4,7 @@
 //! translates. Requests are validated types, results say whether anything
 //! changed, errors carry a kind.
 
+pub mod attach;
 pub mod claim;
 pub mod error;
 pub mod fs_kind;
@@ -27,8 +28,8 @@ pub use error::{EngineError, EngineResult, ErrorKind};
 use journal::{Journal, UndoLog};
 pub use publish::Publication;
 pub use types::{
-    DeviceSource, MountOptions, MountRequest, Multipath, Outcome, RecoveryReport, UnmountReport,
-    VolumeName,
+    ChapCredentials, DeviceSource, FcPresentation, IscsiPresentation, MountOptions, MountRequest,
+    Multipath, Outcome, RecoveryReport, UnmountReport, VolumeName,
 };
 
 /// What the engine knows about one volume.
@@ -110,24 +111,29 @@ impl Engine {
                 req.volume
             )));
         }
-        let mut devices: Vec<PathBuf> = Vec::new();
+        // Sources that are only looked up (a node, a WWID, a loop backing
+        // file) are resolved before anything is recorded; presentations are
+        // attached below, each change journaled.
+        let active = req.sources.iter().any(DeviceSource::is_presentation);
+        let mut looked_up: Vec<Option<PathBuf>> = Vec::new();
         for s in &req.sources {
-            let d = source::resolve(s)?;
-            if devices.contains(&d) {
-                return Err(EngineError::invalid(format!(
-                    "device {} given twice",
-                    d.display()
-                )));
-            }
-            devices.push(d);
+            looked_up.push(match s.is_presentation() {
+                true => None,
+                false => Some(source::resolve(s)?),
+            });
         }
+        let known: Vec<PathBuf> = looked_up.iter().flatten().cloned().collect();
+        no_repeats(&known)?;
+        let recorded: Vec<DeviceSource> = req.sources.iter().map(DeviceSource::recorded).collect();
         let lock = self.lock(&req.volume)?;
         let name = req.volume.as_str();
         if let Some(rec) = self.store.get(name)? {
+            let same_source = match active {
+                true => rec.sources == recorded,
+                false => rec.devices == known,
+            };
             return match (&rec.phase, &rec.manifest) {
-                (Phase::Mounted, Some(m))
-                    if rec.devices == devices && rec.options == req.options =>
-                {
+                (Phase::Mounted, Some(m)) if same_source && rec.options == req.options => {
                     Ok(Outcome::Existing(m.clone()))
                 }
                 (Phase::Mounted, _) => Err(EngineError::conflict(format!(
@@ -146,19 +152,33 @@ impl Engine {
                 .with_hint("run recovery, or unmount the volume")),
             };
         }
-        // Claim the data: checked against every other record and recorded
-        // in one state-store transaction, before any step.
-        let mut rec = VolumeRecord::new(name, devices.clone(), req.options.read_only);
+        let mut rec = VolumeRecord::new(name, known.clone(), req.options.read_only);
         rec.options = req.options.clone();
-        for d in &devices {
-            rec.claims.push(claim::claim_for(d, req.options.read_only)?);
-        }
-        let wanted = rec.claims.clone();
-        self.store
-            .put_if(&rec, |records| claim::check(&wanted, name, records))??;
-        let mut j = Journal::new(&self.store, rec);
+        rec.sources = recorded;
+        let mut j = if active {
+            // The record comes first: the login and the scan are its steps.
+            self.store.put(&rec)?;
+            Journal::new(&self.store, rec)
+        } else {
+            // Claim the data: checked against every other record and recorded
+            // in one state-store transaction, before any step.
+            for d in &known {
+                rec.claims.push(claim::claim_for(d, req.options.read_only)?);
+            }
+            let wanted = rec.claims.clone();
+            self.store
+                .put_if(&rec, |records| claim::check(&wanted, name, records))??;
+            Journal::new(&self.store, rec)
+        };
+        let devices = match active {
+            true => self.attach_and_claim(&mut j, req, &looked_up),
+            false => Ok(known),
+        };
         let mut run = pipeline::Run::new(&self.cfg, &self.store, name, &req.options);
-        match pipeline::mount_steps(&mut run, &mut j, &devices) {
+        let mounted = devices.and_then(|devices| {
+            pipeline::mount_steps(&mut run, &mut j, &devices).map_err(EngineError::from_chain)
+        });
+        match mounted {
             Ok(m) => {
                 j.rec.phase = Phase::Mounted;
                 j.rec.manifest = Some(m.clone());
@@ -168,7 +188,7 @@ impl Engine {
             Err(e) => {
                 let mut log = UndoLog::default();
                 let rollback = j.undo_all(true, &mut log);
-                let mut err = EngineError::from_chain(e);
+                let mut err = e;
                 match rollback {
                     Ok(()) => {
                         let _ = self.store.delete(name);
@@ -194,6 +214,45 @@ impl Engine {
                 Err(err)
             }
         }
+    }
+
+    /// Attaches the request's presentations (journaled in `j`), then claims
+    /// every device in one state-store transaction.
+    fn attach_and_claim(
+        &self,
+        j: &mut Journal,
+        req: &MountRequest,
+        looked_up: &[Option<PathBuf>],
+    ) -> EngineResult<Vec<PathBuf>> {
+        let mut devices = Vec::new();
+        for (s, known) in req.sources.iter().zip(looked_up) {
+            let d = match known {
+                Some(d) => d.clone(),
+                None => {
+                    let found = attach::attach(j, s)?;
+                    std::fs::canonicalize(&found).map_err(|e| {
+                        EngineError::new(
+                            ErrorKind::NotFound,
+                            format!("device {} vanished: {e}", found.display()),
+                        )
+                    })?
+                }
+            };
+            devices.push(d);
+        }
+        no_repeats(&devices)?;
+        let name = req.volume.as_str();
+        j.rec.devices = devices.clone();
+        j.rec.claims.clear();
+        for d in &devices {
+            j.rec
+                .claims
+                .push(claim::claim_for(d, req.options.read_only)?);
+        }
+        let wanted = j.rec.claims.clone();
+        self.store
+            .put_if(&j.rec, |records| claim::check(&wanted, name, records))??;
+        Ok(devices)
     }
 
     /// Unmounts a volume and undoes every step, newest first. Refuses,
@@ -355,6 +414,18 @@ impl Engine {
         let _lock = self.lock(volume)?;
         publish::unpublish(&self.store, volume, id, force)
     }
+}
+
+fn no_repeats(devices: &[PathBuf]) -> EngineResult<()> {
+    for (i, d) in devices.iter().enumerate() {
+        if devices[..i].contains(d) {
+            return Err(EngineError::invalid(format!(
+                "device {} given twice",
+                d.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn shown(v: &[PathBuf]) -> String {

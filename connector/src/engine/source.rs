@@ -56,6 +56,9 @@ fn find(s: &DeviceSource) -> Result<PathBuf, EngineError> {
                 )
             })
         }
+        DeviceSource::Iscsi { .. } | DeviceSource::Fc { .. } => Err(EngineError::internal(
+            "a presentation is attached by the engine's journaled attach, not looked up",
+        )),
         DeviceSource::LoopBacking { file, timeout } => {
             if !file.is_absolute() {
                 return Err(EngineError::invalid(format!(

@@ -102,6 +102,203 @@ pub enum DeviceSource {
         #[serde(with = "secs")]
         timeout: Duration,
     },
+    /// A LUN the appliance presented on an iSCSI target: the engine logs in
+    /// where no session exists yet (journaled; logged out on teardown when
+    /// nothing else uses the session), scans exactly that LUN on each
+    /// session and waits for it, verified by WWID.
+    Iscsi {
+        /// The presentation.
+        presentation: IscsiPresentation,
+        /// How long to wait for the LUN once scanned.
+        #[serde(with = "secs", default = "default_wait")]
+        timeout: Duration,
+        /// Map or path.
+        #[serde(default)]
+        multipath: Multipath,
+    },
+    /// A LUN the appliance presented over Fibre Channel: scanned behind each
+    /// target port and waited for, verified by WWID (no login in FC).
+    Fc {
+        /// The presentation.
+        presentation: FcPresentation,
+        /// How long to wait for the LUN once scanned.
+        #[serde(with = "secs", default = "default_wait")]
+        timeout: Duration,
+        /// Map or path.
+        #[serde(default)]
+        multipath: Multipath,
+    },
+}
+
+fn default_wait() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl DeviceSource {
+    /// True for the sources whose attach changes the host (login, scan) and
+    /// is therefore journaled; the others are only looked up.
+    pub fn is_presentation(&self) -> bool {
+        matches!(self, DeviceSource::Iscsi { .. } | DeviceSource::Fc { .. })
+    }
+
+    /// The source as it is recorded in the state store and compared with a
+    /// repeated request: without secrets.
+    pub fn recorded(&self) -> DeviceSource {
+        let mut s = self.clone();
+        if let DeviceSource::Iscsi { presentation, .. } = &mut s {
+            presentation.chap = None;
+        }
+        s
+    }
+}
+
+/// The appliance's presentation document (`goldmount-appliance present`
+/// prints it; its API returns it): the transport and where the LUN is.
+/// Fields the appliance adds for its own use (`clone`, `host`, `created`)
+/// are ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "transport", rename_all = "snake_case")]
+enum AppliancePresentation {
+    Iscsi {
+        target_iqn: String,
+        portals: Vec<String>,
+        lun: u64,
+        wwn: String,
+        #[serde(default)]
+        serial: Option<String>,
+        #[serde(default)]
+        chap: Option<ChapCredentials>,
+    },
+    Fc {
+        target_wwpns: Vec<String>,
+        lun: u64,
+        wwn: String,
+        #[serde(default)]
+        serial: Option<String>,
+    },
+    Loop {
+        backing_file: PathBuf,
+    },
+}
+
+impl DeviceSource {
+    /// The source for a presentation document as the appliance returns it
+    /// (`{"transport": "iscsi" | "fc" | "loop", …}`; an iSCSI one may carry
+    /// `"chap": {"username", "password"}`).
+    pub fn from_presentation_json(
+        json: &str,
+        timeout: Duration,
+        multipath: Multipath,
+    ) -> Result<Self, EngineError> {
+        let p: AppliancePresentation = serde_json::from_str(json).map_err(|e| {
+            EngineError::invalid(format!(
+                "not a presentation document: {e}; expected the appliance's JSON with \"transport\": \"iscsi\" (target_iqn, portals, lun, wwn), \"fc\" (target_wwpns, lun, wwn) or \"loop\" (backing_file)"
+            ))
+        })?;
+        Ok(match p {
+            AppliancePresentation::Iscsi {
+                target_iqn,
+                portals,
+                lun,
+                wwn,
+                serial,
+                chap,
+            } => DeviceSource::Iscsi {
+                presentation: IscsiPresentation {
+                    target_iqn,
+                    portals,
+                    lun,
+                    wwn,
+                    serial,
+                    chap,
+                },
+                timeout,
+                multipath,
+            },
+            AppliancePresentation::Fc {
+                target_wwpns,
+                lun,
+                wwn,
+                serial,
+            } => DeviceSource::Fc {
+                presentation: FcPresentation {
+                    target_wwpns,
+                    lun,
+                    wwn,
+                    serial,
+                },
+                timeout,
+                multipath,
+            },
+            AppliancePresentation::Loop { backing_file } => DeviceSource::LoopBacking {
+                file: backing_file,
+                timeout,
+            },
+        })
+    }
+}
+
+/// An iSCSI presentation, in the shape the appliance returns it
+/// (`goldmount-appliance present --json`, transport `iscsi`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IscsiPresentation {
+    /// Target IQN.
+    pub target_iqn: String,
+    /// Portals (`ip:port`, `[v6]:port`); several for multipath.
+    pub portals: Vec<String>,
+    /// LUN number.
+    pub lun: u64,
+    /// The LUN's WWN as the appliance announced it (`naa.6001405…`):
+    /// what the device found is verified against.
+    pub wwn: String,
+    /// Unit serial (VPD 0x80), verified too when given.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// CHAP credentials for the login; never recorded in the state store.
+    #[serde(default, skip_serializing)]
+    pub chap: Option<ChapCredentials>,
+}
+
+/// CHAP credentials of an iSCSI login. `Debug` hides the secrets.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChapCredentials {
+    /// Initiator user name.
+    pub username: String,
+    /// Initiator secret.
+    pub password: String,
+    /// Target user name (mutual CHAP).
+    #[serde(default)]
+    pub username_in: Option<String>,
+    /// Target secret (mutual CHAP).
+    #[serde(default)]
+    pub password_in: Option<String>,
+}
+
+impl fmt::Debug for ChapCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChapCredentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("username_in", &self.username_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Fibre Channel presentation: the LUN behind the appliance's target ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcPresentation {
+    /// The target's port WWPNs, any common spelling.
+    pub target_wwpns: Vec<String>,
+    /// LUN number.
+    pub lun: u64,
+    /// The LUN's WWN as announced: the device found is verified against it.
+    pub wwn: String,
+    /// Unit serial, verified too when given.
+    #[serde(default)]
+    pub serial: Option<String>,
 }
 
 mod secs {
@@ -193,4 +390,70 @@ pub struct RecoveryReport {
     pub quarantined: Vec<(String, String)>,
     /// Volumes another process is working on right now (left alone).
     pub in_progress: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn appliance_presentations_become_sources() {
+        let t = Duration::from_secs(9);
+        let iscsi = r#"{"clone":"pg1","host":"h1","transport":"iscsi",
+            "target_iqn":"iqn.2026-01.io.goldmount:pg1","portals":["127.0.0.1:3260"],
+            "lun":0,"wwn":"naa.6001405aa","serial":"gm-pg1","created":1}"#;
+        match DeviceSource::from_presentation_json(iscsi, t, Multipath::Auto).unwrap() {
+            DeviceSource::Iscsi {
+                presentation,
+                timeout,
+                ..
+            } => {
+                assert_eq!(presentation.lun, 0);
+                assert_eq!(presentation.serial.as_deref(), Some("gm-pg1"));
+                assert_eq!(timeout, t);
+            }
+            other => panic!("{other:?}"),
+        }
+        let lo = r#"{"transport":"loop","device":"/dev/loop3","backing_file":"/srv/c.img"}"#;
+        assert!(matches!(
+            DeviceSource::from_presentation_json(lo, t, Multipath::Auto).unwrap(),
+            DeviceSource::LoopBacking { .. }
+        ));
+        let fc = r#"{"transport":"fc","target_wwpns":["50:01"],"lun":2,"wwn":"naa.6"}"#;
+        assert!(matches!(
+            DeviceSource::from_presentation_json(fc, t, Multipath::Auto).unwrap(),
+            DeviceSource::Fc { .. }
+        ));
+        for bad in [
+            "{}",
+            r#"{"transport":"nvme"}"#,
+            r#"{"transport":"iscsi","target_iqn":"iqn.x","portal":"1.2.3.4","lun":0,"wwn":"naa.6"}"#,
+            "not json",
+        ] {
+            let e = DeviceSource::from_presentation_json(bad, t, Multipath::Auto).unwrap_err();
+            assert!(
+                e.message.contains("not a presentation document"),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn api_sources_round_trip_with_defaults() {
+        let j = r#"{"kind":"iscsi","presentation":{"target_iqn":"iqn.x","portals":["a"],"lun":1,"wwn":"naa.6"}}"#;
+        let s: DeviceSource = serde_json::from_str(j).unwrap();
+        match &s {
+            DeviceSource::Iscsi {
+                timeout, multipath, ..
+            } => {
+                assert_eq!(*timeout, Duration::from_secs(60));
+                assert_eq!(*multipath, Multipath::Auto);
+            }
+            other => panic!("{other:?}"),
+        }
+        let back: DeviceSource = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
 }
