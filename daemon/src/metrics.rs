@@ -1,0 +1,135 @@
+//! Prometheus metrics of the control API: how many operations of each kind
+//! ended how, how long they took, and how many volumes and publications the
+//! engine holds (read from the state store at each scrape, so they are
+//! right even when the CLI changed something).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type OpLabels = [(&'static str, &'static str); 2];
+type KindLabel = [(&'static str, &'static str); 1];
+
+/// Buckets from 5 ms to about 82 s: a listing takes milliseconds, a mount
+/// of a LUN that must first appear takes seconds to a minute.
+#[derive(Clone)]
+struct Buckets;
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.005, 2.0, 15))
+    }
+}
+
+/// The registry and its metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    operations: Family<OpLabels, Counter>,
+    durations: Family<KindLabel, Histogram, Buckets>,
+    volumes: Gauge,
+    publications: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let operations = Family::<OpLabels, Counter>::default();
+        let durations = Family::<KindLabel, Histogram, Buckets>::new_with_constructor(Buckets);
+        let volumes = Gauge::default();
+        let publications = Gauge::default();
+        registry.register(
+            "goldmount_operations",
+            "Control API operations by kind and result (ok or the error kind)",
+            operations.clone(),
+        );
+        registry.register(
+            "goldmount_operation_duration_seconds",
+            "Time the engine took per operation kind",
+            durations.clone(),
+        );
+        registry.register(
+            "goldmount_volumes",
+            "Volumes the engine holds on this host",
+            volumes.clone(),
+        );
+        registry.register(
+            "goldmount_publications",
+            "Publications (consumer bind mounts) of all volumes",
+            publications.clone(),
+        );
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            operations,
+            durations,
+            volumes,
+            publications,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one operation of `kind` that ended with `result`.
+    pub fn operation(&self, kind: &'static str, result: &'static str, took: Option<Duration>) {
+        self.operations
+            .get_or_create(&[("kind", kind), ("result", result)])
+            .inc();
+        if let Some(t) = took {
+            self.durations
+                .get_or_create(&[("kind", kind)])
+                .observe(t.as_secs_f64());
+        }
+    }
+
+    /// Sets the volume and publication gauges.
+    pub fn set_counts(&self, volumes: usize, publications: usize) {
+        self.volumes.set(i64::try_from(volumes).unwrap_or(i64::MAX));
+        self.publications
+            .set(i64::try_from(publications).unwrap_or(i64::MAX));
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        encode(&mut out, &registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_text_has_every_metric_with_its_labels() {
+        let m = Metrics::default();
+        m.operation("mount", "ok", Some(Duration::from_millis(30)));
+        m.operation("mount", "busy", None);
+        m.set_counts(3, 2);
+        let t = m.render().unwrap();
+        assert!(
+            t.contains(r#"goldmount_operations_total{kind="mount",result="ok"} 1"#),
+            "{t}"
+        );
+        assert!(t.contains(r#"goldmount_operations_total{kind="mount",result="busy"} 1"#));
+        assert!(t.contains(r#"goldmount_operation_duration_seconds_count{kind="mount"} 1"#));
+        assert!(
+            t.contains(r#"goldmount_operation_duration_seconds_bucket{le="0.04",kind="mount"} 1"#)
+                || t.contains(
+                    r#"goldmount_operation_duration_seconds_bucket{kind="mount",le="0.04"} 1"#
+                ),
+            "{t}"
+        );
+        assert!(t.contains("goldmount_volumes 3"));
+        assert!(t.contains("goldmount_publications 2"));
+    }
+}
