@@ -36,11 +36,11 @@ pub enum ToolError {
         #[source]
         source: std::io::Error,
     },
-    /// It ran past its time limit; its process group was killed.
-    #[error(
-        "{cmdline} did not finish within {timeout:?} and was killed{}",
-        tail(stderr)
-    )]
+    /// It ran past its time limit; its process group was killed. When the
+    /// tool did not die within the kill grace (`hung` is set) it is stuck
+    /// in uninterruptible I/O in the kernel and was left behind: nothing
+    /// more was waited for.
+    #[error("{}", timeout_message(cmdline, timeout, stderr, hung.as_ref()))]
     Timeout {
         /// The command line (secrets redacted).
         cmdline: String,
@@ -48,6 +48,11 @@ pub enum ToolError {
         timeout: Duration,
         /// What it had written to stderr by then.
         stderr: String,
+        /// Set when the tool was still there after SIGKILL and the kill
+        /// grace: the process left behind. (A field of `Timeout` rather
+        /// than a variant of its own so every crate's exhaustive mapping
+        /// of `Timeout` keeps compiling; see [`ToolError::hung`].)
+        hung: Option<Hung>,
     },
     /// It exited unsuccessfully (non-zero status or killed by a signal).
     #[error("{cmdline} failed ({status}): {stderr}")]
@@ -81,6 +86,15 @@ impl ToolError {
         }
     }
 
+    /// The process left behind when a killed tool did not die (stuck in
+    /// uninterruptible I/O): callers must not assume its work is undone.
+    pub fn hung(&self) -> Option<&Hung> {
+        match self {
+            ToolError::Timeout { hung, .. } => hung.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The tool's stderr, when it got far enough to write any.
     pub fn stderr(&self) -> &str {
         match self {
@@ -95,6 +109,66 @@ fn not_installed_hint(e: &std::io::Error) -> &'static str {
         " (is it installed?)"
     } else {
         ""
+    }
+}
+
+/// A killed tool that did not die: what the kernel says it is waiting in.
+/// Such a process (state D, e.g. `umount` in `folio_wait_writeback` on a
+/// multipath map with every path down and `queue_if_no_path`) only ends
+/// when its I/O does; a thread of ours reaps it then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hung {
+    /// Its process id.
+    pub pid: u32,
+    /// The state letter from `/proc/PID/stat` (`D`: uninterruptible sleep),
+    /// `?` when unreadable.
+    pub state: char,
+    /// The kernel function it sleeps in (`/proc/PID/wchan`), empty when
+    /// the kernel does not say.
+    pub wchan: String,
+}
+
+impl Hung {
+    /// Reads the state and wait channel of `pid`.
+    fn read(pid: u32) -> Hung {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "PID (comm) S …": comm may hold spaces and parentheses.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .unwrap_or('?');
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+            .map(|w| w.trim().to_string())
+            .unwrap_or_default();
+        let wchan = if wchan == "0" { String::new() } else { wchan };
+        Hung { pid, state, wchan }
+    }
+}
+
+fn timeout_message(cmdline: &str, timeout: &Duration, stderr: &str, hung: Option<&Hung>) -> String {
+    match hung {
+        None => format!(
+            "{cmdline} did not finish within {timeout:?} and was killed{}",
+            tail(stderr)
+        ),
+        Some(h) => {
+            let what = if h.state == 'D' {
+                "is hanging in uninterruptible I/O".to_string()
+            } else {
+                "did not die".to_string()
+            };
+            let wchan = if h.wchan.is_empty() {
+                String::new()
+            } else {
+                format!(", wchan {}", h.wchan)
+            };
+            format!(
+                "{cmdline} did not finish within {timeout:?}; killed, it {what} (pid {}, state {}{wchan}) and was left behind{}",
+                h.pid,
+                h.state,
+                tail(stderr)
+            )
+        }
     }
 }
 
@@ -124,12 +198,17 @@ pub struct Tool {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     timeout: Duration,
+    kill_grace: Duration,
     secrets: Vec<String>,
 }
 
 /// The time limit when none is set: long enough for lvm2 or mkfs on a slow
 /// device, short enough that a hung tool is noticed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a killed tool is waited for when none is set: a process that
+/// has not died 5 s after SIGKILL is stuck in the kernel.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(5);
 
 impl Tool {
     /// `program` with no arguments and [`DEFAULT_TIMEOUT`].
@@ -139,6 +218,7 @@ impl Tool {
             args: Vec::new(),
             env: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            kill_grace: DEFAULT_KILL_GRACE,
             secrets: Vec::new(),
         }
     }
@@ -164,6 +244,13 @@ impl Tool {
     /// Sets the time limit.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long to wait for a tool to die after SIGKILL (at its timeout)
+    /// before leaving it behind as hung.
+    pub fn kill_grace(mut self, grace: Duration) -> Self {
+        self.kill_grace = grace;
         self
     }
 
@@ -234,17 +321,28 @@ impl Tool {
         let status = match child.wait_timeout(self.timeout) {
             Ok(Some(status)) => status,
             Ok(None) => {
-                kill_group(&mut child);
+                let hung = kill_group(child, self.kill_grace);
+                // A hung tool holds our pipes for as long as it hangs:
+                // take what is there, do not wait for their end.
+                let grace = if hung.is_some() {
+                    Duration::from_millis(50)
+                } else {
+                    EXIT_GRACE
+                };
+                if let Some(h) = &hung {
+                    tracing::error!(cmd = %cmdline, pid = h.pid, state = %h.state, wchan = %h.wchan, "killed tool did not die; left behind");
+                }
                 return Err(ToolError::Timeout {
                     cmdline,
                     timeout: self.timeout,
-                    stderr: Drain::finish(err, Instant::now() + EXIT_GRACE)
+                    stderr: Drain::finish(err, Instant::now() + grace)
                         .trim()
                         .to_string(),
+                    hung,
                 });
             }
             Err(source) => {
-                kill_group(&mut child);
+                let _ = kill_group(child, self.kill_grace);
                 return Err(ToolError::Wait { cmdline, source });
             }
         };
@@ -322,16 +420,39 @@ impl Drain {
 }
 
 /// SIGKILL to the hung tool's process group (the tool and the helpers it
-/// started that stayed in it), then reap the tool.
-fn kill_group(child: &mut Child) {
-    if let Some(pid) = i32::try_from(child.id())
+/// started that stayed in it), then reap the tool — waiting `grace` at
+/// most: a process in uninterruptible sleep does not die until its I/O
+/// ends, which may be never. Such a one is handed to a detached thread
+/// that reaps it whenever it dies (no zombie), and described.
+fn kill_group(mut child: Child, grace: Duration) -> Option<Hung> {
+    let id = child.id();
+    if let Some(pid) = i32::try_from(id)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
     {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
     let _ = child.kill();
-    let _ = child.wait();
+    match child.wait_timeout(grace) {
+        Ok(Some(_)) => return None,
+        Ok(None) => {}
+        Err(_) => {
+            // Not waitable (already reaped?): nothing is left to wait for.
+            if child.try_wait().is_ok() {
+                return None;
+            }
+        }
+    }
+    let hung = Hung::read(id);
+    let reaper = std::thread::Builder::new()
+        .name(format!("reap-{id}"))
+        .spawn(move || {
+            let _ = child.wait();
+        });
+    if reaper.is_err() {
+        tracing::warn!(pid = id, "cannot start a thread to reap the hung tool");
+    }
+    Some(hung)
 }
 
 #[cfg(test)]
@@ -423,6 +544,174 @@ mod tests {
             .unwrap();
         assert_eq!(o.stdout.len(), 1_000_000);
         assert_eq!(o.stderr.len(), 300_000);
+    }
+
+    /// A FUSE filesystem served by this test, which reads every request
+    /// after INIT and answers none until told to: a process waiting for an
+    /// answer that the daemon has already read sleeps *uninterruptibly*
+    /// once it gets SIGKILL (fs/fuse/dev.c request_wait_answer: the
+    /// killable wait only gives up on requests still pending), which is
+    /// the state a tool stuck on dead storage is in.
+    struct SilentFuse {
+        dir: std::path::PathBuf,
+        dev: Arc<std::fs::File>,
+        held: Arc<Mutex<Vec<u64>>>,
+        answer: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    const FUSE_INIT: u32 = 26;
+    const FUSE_INTERRUPT: u32 = 36;
+    const ENOENT: i32 = 2;
+
+    fn reply(dev: &std::fs::File, unique: u64, error: i32, body: &[u8]) {
+        use std::io::Write;
+        let mut msg = Vec::with_capacity(16 + body.len());
+        msg.extend_from_slice(&((16 + body.len()) as u32).to_le_bytes());
+        msg.extend_from_slice(&(-error).to_le_bytes());
+        msg.extend_from_slice(&unique.to_le_bytes());
+        msg.extend_from_slice(body);
+        let _ = (&*dev).write_all(&msg);
+    }
+
+    impl SilentFuse {
+        fn mount() -> SilentFuse {
+            let dir = std::env::temp_dir().join(format!("toolrun-fuse-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let dev = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/fuse")
+                .expect("/dev/fuse (this test needs FUSE and root)");
+            let data = std::ffi::CString::new(format!(
+                "fd={},rootmode=40000,user_id=0,group_id=0",
+                std::os::fd::AsRawFd::as_raw_fd(&dev)
+            ))
+            .unwrap();
+            rustix::mount::mount(
+                "toolrun-test",
+                &dir,
+                "fuse",
+                rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+                data.as_c_str(),
+            )
+            .expect("mounting a FUSE filesystem (needs root)");
+            let me = SilentFuse {
+                dir,
+                dev: Arc::new(dev),
+                held: Arc::new(Mutex::new(Vec::new())),
+                answer: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            };
+            let (dev, held, answer) = (
+                Arc::clone(&me.dev),
+                Arc::clone(&me.held),
+                Arc::clone(&me.answer),
+            );
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = match (&*dev).read(&mut buf) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => return, // ENODEV: unmounted
+                    };
+                    if n < 40 {
+                        continue;
+                    }
+                    let opcode = u32::from_le_bytes(buf[4..8].try_into().unwrap());
+                    let unique = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+                    match opcode {
+                        FUSE_INIT => {
+                            let mut out = [0u8; 64];
+                            out[0..4].copy_from_slice(&7u32.to_le_bytes());
+                            out[4..8].copy_from_slice(&31u32.to_le_bytes());
+                            out[20..24].copy_from_slice(&4096u32.to_le_bytes());
+                            reply(&dev, unique, 0, &out);
+                        }
+                        FUSE_INTERRUPT => {}
+                        _ if answer.load(std::sync::atomic::Ordering::SeqCst) => {
+                            reply(&dev, unique, ENOENT, &[]);
+                        }
+                        _ => held.lock().unwrap().push(unique),
+                    }
+                }
+            });
+            me
+        }
+
+        /// Answers every request read so far (and later ones) with ENOENT.
+        fn release(&self) {
+            self.answer.store(true, std::sync::atomic::Ordering::SeqCst);
+            for u in self.held.lock().unwrap().drain(..) {
+                reply(&self.dev, u, ENOENT, &[]);
+            }
+        }
+    }
+
+    impl Drop for SilentFuse {
+        fn drop(&mut self) {
+            self.release();
+            let _ = rustix::mount::unmount(&self.dir, rustix::mount::UnmountFlags::DETACH);
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+
+    /// A tool that does not die after SIGKILL (state D on a FUSE request
+    /// its daemon read and never answers) is left behind after the kill
+    /// grace, described (pid, state D, wchan), and reaped by our thread
+    /// once its I/O ends — instead of goldmount waiting for ever.
+    #[test]
+    fn a_tool_in_uninterruptible_sleep_is_left_behind_and_reaped_later() {
+        let fuse = SilentFuse::mount();
+        let target = fuse.dir.join("file");
+        let t = Instant::now();
+        let e = Tool::new("stat")
+            .args([&target])
+            .timeout(Duration::from_millis(500))
+            .kill_grace(Duration::from_secs(1))
+            .run()
+            .unwrap_err();
+        let took = t.elapsed();
+        eprintln!("{e} after {took:?}");
+        assert!(took < Duration::from_secs(4), "{took:?}");
+        let h = e.hung().cloned().unwrap_or_else(|| panic!("not hung: {e}"));
+        assert_eq!(h.state, 'D', "{h:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("is hanging in uninterruptible I/O (pid")
+                && msg.contains("state D")
+                && msg.ends_with("and was left behind"),
+            "{msg}"
+        );
+        // Still there: a killed process that is a zombie would be 'Z'.
+        assert!(std::path::Path::new(&format!("/proc/{}", h.pid)).exists());
+        // Once the request is answered the kill takes effect and our
+        // reaper thread collects it: no zombie is left.
+        fuse.release();
+        let t = Instant::now();
+        while std::path::Path::new(&format!("/proc/{}", h.pid)).exists()
+            && t.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !std::path::Path::new(&format!("/proc/{}", h.pid)).exists(),
+            "pid {} not reaped: {}",
+            h.pid,
+            std::fs::read_to_string(format!("/proc/{}/stat", h.pid)).unwrap_or_default()
+        );
+    }
+
+    /// A tool that dies on SIGKILL is a plain timeout, not a hung one.
+    #[test]
+    fn a_killed_tool_that_dies_is_not_hung() {
+        let e = Tool::new("sleep")
+            .args(["30"])
+            .timeout(Duration::from_millis(200))
+            .kill_grace(Duration::from_secs(2))
+            .run()
+            .unwrap_err();
+        assert!(e.hung().is_none(), "{e}");
+        assert!(e.to_string().ends_with("and was killed"), "{e}");
     }
 
     #[test]
