@@ -23,6 +23,9 @@ pub fn run(prog: &str, args: &[&str], timeout: Duration) -> Result<Output> {
             stdout: o.stdout,
             stderr: o.stderr,
         }),
+        Err(e @ toolrun::ToolError::Timeout { hung: Some(_), .. }) => Err(Error::CommandHung {
+            message: e.to_string(),
+        }),
         Err(toolrun::ToolError::Timeout { cmdline, .. }) => Err(Error::CommandTimeout {
             cmd: cmdline,
             secs: timeout.as_secs(),

@@ -41,6 +41,15 @@ pub enum Error {
         /// The timeout in seconds.
         secs: u64,
     },
+    /// An external command ran past its timeout and did not die when
+    /// killed: it is stuck in the kernel (uninterruptible I/O on storage
+    /// that is gone) and was left behind; what it was doing may be
+    /// half-done.
+    #[error("{message}")]
+    CommandHung {
+        /// The runner's description: command, pid, state, wchan.
+        message: String,
+    },
     /// The device did not show up in time.
     #[error("no device with {expected} appeared within {secs:.1}s ({last})")]
     WaitTimeout {
@@ -119,6 +128,7 @@ impl Error {
             Error::Io { .. }
             | Error::Command { .. }
             | Error::CommandTimeout { .. }
+            | Error::CommandHung { .. }
             | Error::FlushFailed { .. }
             | Error::Fc(fc::FcError::Io { .. }) => 1,
         }
