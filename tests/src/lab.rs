@@ -551,3 +551,31 @@ pub fn wipe_lio(lio: &appliance::lio::Lio, initiators: &[String]) {
     }
     remove_lio_target(lio);
 }
+
+impl Multipathd {
+    /// Starts multipathd like [`Multipathd::start`], with `sections`
+    /// (e.g. an `overrides { no_path_retry queue }` block) appended to
+    /// multipath.conf.
+    pub fn start_with_conf(sections: &str) -> Self {
+        if !Path::new("/sbin/multipathd").exists() {
+            panic!("multipathd missing: apt-get install multipath-tools");
+        }
+        run("modprobe", &["dm_multipath"]);
+        fs::write(
+            "/etc/multipath.conf",
+            format!(
+                "defaults {{\n    user_friendly_names no\n}}\n\
+                 blacklist {{\n    devnode \"^(ram|loop|fd|md|dm-|sr|scd|st|nbd)[0-9]*\"\n}}\n{sections}"
+            ),
+        )
+        .unwrap();
+        fs::create_dir_all("/etc/multipath").unwrap();
+        run("multipathd", &[]);
+        wait_until("multipathd socket", Duration::from_secs(60), || {
+            try_run("multipathd", &["show", "status"], CMD_TIMEOUT)
+                .ok()
+                .map(|_| ())
+        });
+        Multipathd
+    }
+}
