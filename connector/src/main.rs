@@ -22,7 +22,8 @@ use connector::engine::{Engine, EngineError};
     after_help = "Exit status: 0 done; 1 internal error or something unavailable (a LUN that never \
 appeared, a missing tool); 2 invalid request or usage; 3 conflict (the data is held by another \
 volume, the volume exists with other devices, it is in use); 4 not found; 5 busy (another \
-goldmount process is changing that volume — try again)."
+goldmount process is changing that volume — try again); 6 unmounted, but data written since the \
+last sync may be lost (a flush failed or the filesystem recorded an error: see the warnings)."
 )]
 struct Cli {
     /// Config file (default /etc/goldmount/config.toml if it exists).
@@ -72,6 +73,10 @@ fn main() -> ExitCode {
     let result = run(&cli);
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<cmd::unmount::DataLossExit>().is_some() => {
+            eprintln!("goldmount: {e:#}");
+            ExitCode::from(6)
+        }
         Err(e) => {
             let engine = e.chain().find_map(|c| c.downcast_ref::<EngineError>());
             eprintln!("goldmount: {e:#}");

@@ -209,9 +209,31 @@ pub struct VolumeRecord {
     /// a presentation is compared with these.
     #[serde(default)]
     pub sources: Vec<crate::engine::types::DeviceSource>,
+    /// The kernel's boot id when the record was made: a record from an
+    /// earlier boot describes mounts, loop devices and sessions that are
+    /// gone (and whose ids the kernel may have handed out again).
+    #[serde(default)]
+    pub boot_id: Option<String>,
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), if readable.
+pub fn current_boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 impl VolumeRecord {
+    /// True when the record was made before the host last started: its
+    /// mounts, loop devices, activations and sessions did not survive.
+    pub fn from_earlier_boot(&self) -> bool {
+        match (&self.boot_id, current_boot_id()) {
+            (Some(then), Some(now)) => *then != now,
+            _ => false,
+        }
+    }
+
     /// A new record in phase `Mounting`, before its first step.
     pub fn new(name: &str, devices: Vec<PathBuf>, read_only: bool) -> Self {
         Self {
@@ -226,6 +248,7 @@ impl VolumeRecord {
             quarantine: None,
             publications: Vec::new(),
             sources: Vec::new(),
+            boot_id: current_boot_id(),
         }
     }
 }

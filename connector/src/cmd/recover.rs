@@ -23,6 +23,9 @@ fn print(r: &RecoveryReport) {
     for v in &r.in_progress {
         println!("volume {v} is being changed by another goldmount process; left alone");
     }
+    for v in &r.stale {
+        println!("dropped the record of volume {v}: it is from before the host restarted");
+    }
 }
 
 /// Recovery at the start of a command that changes things: what it did goes
@@ -32,6 +35,11 @@ pub fn at_start(engine: &Engine) -> Result<()> {
     let r = engine.recover()?;
     for v in r.rolled_back.iter().chain(&r.finished) {
         eprintln!("goldmount: recovered volume {v} (an earlier goldmount was interrupted)");
+    }
+    for v in &r.stale {
+        eprintln!(
+            "goldmount: dropped the record of volume {v}: it is from before the host restarted"
+        );
     }
     for (v, why) in &r.quarantined {
         eprintln!("goldmount: volume {v} is quarantined: {why}");
@@ -53,6 +61,7 @@ pub fn run(engine: &Engine, args: &RecoverArgs) -> Result<()> {
             && r.finished.is_empty()
             && r.quarantined.is_empty()
             && r.in_progress.is_empty()
+            && r.stale.is_empty()
         {
             println!("nothing to recover");
         }

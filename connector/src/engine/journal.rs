@@ -71,6 +71,9 @@ pub struct Journal<'a> {
     holders: HashMap<PathBuf, OwnedFd>,
     nonce: String,
     loops: u32,
+    /// How long an undone mount's device may stay held by the kernel
+    /// (write-back still running) before the undo fails, naming it.
+    pub release_deadline: std::time::Duration,
 }
 
 /// What undoing a step did, for the report.
@@ -91,6 +94,7 @@ impl<'a> Journal<'a> {
             holders: HashMap::new(),
             nonce: nonce(),
             loops: 0,
+            release_deadline: std::time::Duration::from_secs(30),
         }
     }
 
@@ -226,15 +230,34 @@ impl<'a> Journal<'a> {
                 mnt_id,
                 mnt_unique,
                 ..
-            } => undo_mount(
-                source,
-                target,
-                source_devno,
-                *mnt_id,
-                *mnt_unique,
-                lazy,
-                log,
-            )?,
+            } => {
+                let detached_lazily = undo_mount(
+                    source,
+                    target,
+                    source_devno,
+                    *mnt_id,
+                    *mnt_unique,
+                    lazy,
+                    log,
+                )?;
+                // Out of the mount tree is not released: a hung umount has
+                // already taken the mount out while the superblock still
+                // waits for write-back. The step stays until the device is
+                // free. (A lazily detached busy mount is released by its
+                // users later: reported as forced.)
+                if !detached_lazily {
+                    super::teardown::wait_released(source, source_devno, self.release_deadline)
+                        .map_err(|e| {
+                            anyhow::Error::new(crate::engine::error::EngineError::new(
+                                crate::engine::error::ErrorKind::Unavailable,
+                                format!("{}: {e}", target.display()),
+                            )
+                            .with_hint(
+                                "the volume's record is kept; when the storage is back (or the paths are removed) unmount it again",
+                            ))
+                        })?;
+                }
+            }
             Action::MakeDir { root, path } => undo_dir(root, path, log),
             Action::ImportVg { devices, .. } => {
                 // The VG's current name comes from the devices themselves (a
@@ -250,13 +273,32 @@ impl<'a> Journal<'a> {
                     }
                 }
             }
-            Action::ImportPool { name, .. } => {
-                let r = zfs::export(name, lazy)
-                    .with_context(|| format!("exporting ZFS pool {name}"))?;
-                if !r.not_imported {
-                    log.undone.push(format!("exported ZFS pool {name}"));
+            Action::ImportPool {
+                name,
+                guid,
+                devices,
+            } => {
+                // Only the pool we imported: the recorded GUID (the one it
+                // had after import and reguid). A pending step may have
+                // imported or reguided without recording the result (a
+                // crash in between): then a pool built from exactly this
+                // volume's own (claimed) devices is ours too.
+                let unrecorded = (!step.done).then_some(devices.as_slice());
+                match zfs::export_if_ours(name, &[*guid], unrecorded, lazy)
+                    .with_context(|| format!("exporting ZFS pool {name}"))?
+                {
+                    zfs::ExportOutcome::NotImported => {}
+                    zfs::ExportOutcome::NotOurs { found_guid } => tracing::info!(
+                        pool = %name,
+                        recorded_guid = guid,
+                        found_guid,
+                        "the pool of that name is not the one this volume imported; left alone"
+                    ),
+                    zfs::ExportOutcome::Exported(r) => {
+                        log.undone.push(format!("exported ZFS pool {name}"));
+                        log.forced.extend(r.forced);
+                    }
                 }
-                log.forced.extend(r.forced);
             }
             Action::IscsiSession {
                 target_iqn,
@@ -319,7 +361,7 @@ fn undo_mount(
     mnt_unique: Option<u64>,
     lazy: bool,
     log: &mut UndoLog,
-) -> Result<()> {
+) -> Result<bool> {
     use hostfs::mountfd::{unmount, MountError, MountId, UnmountOutcome};
     let (major, minor) = source_devno
         .split_once(':')
@@ -341,7 +383,7 @@ fn undo_mount(
                 .next_back();
             match found {
                 Some(id) => (id, None),
-                None => return Ok(()),
+                None => return Ok(false),
             }
         }
     };
@@ -365,6 +407,7 @@ fn undo_mount(
             log.forced.push(target.display().to_string());
             log.undone
                 .push(format!("lazily detached busy {}", target.display()));
+            return Ok(true);
         }
         Err(MountError::Busy { .. }) => {
             let h = mounter::holders(target);
@@ -381,7 +424,7 @@ fn undo_mount(
         }
         Err(e) => return Err(e).with_context(|| format!("unmounting {}", target.display())),
     }
-    Ok(())
+    Ok(false)
 }
 
 fn undo_dir(root: &Path, path: &str, log: &mut UndoLog) {

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod publish;
 pub mod source;
 pub mod stage_lvm;
+pub mod teardown;
 pub mod types;
 
 use std::path::PathBuf;
@@ -29,7 +30,7 @@ use journal::{Journal, UndoLog};
 pub use publish::Publication;
 pub use types::{
     ChapCredentials, DeviceSource, FcPresentation, IscsiPresentation, MountOptions, MountRequest,
-    Multipath, Outcome, RecoveryReport, UnmountReport, VolumeName,
+    Multipath, Outcome, RecoveryReport, UnmountOptions, UnmountReport, VolumeName,
 };
 
 /// What the engine knows about one volume.
@@ -259,6 +260,27 @@ impl Engine {
     /// changing nothing, while something uses it or it is published, unless
     /// `force` (busy mounts are then detached lazily, publications taken down).
     pub fn unmount(&self, volume: &VolumeName, force: bool) -> EngineResult<UnmountReport> {
+        self.unmount_with(
+            volume,
+            &UnmountOptions {
+                force,
+                deadline: None,
+            },
+        )
+    }
+
+    /// [`unmount`](Self::unmount) with a deadline per step. Before the
+    /// mounts are undone, queueing is turned off on multipath maps with no
+    /// path up (all of them when forced) and every filesystem is flushed
+    /// and checked: possible data loss is reported in the result, not
+    /// hidden. A device the kernel still holds after its unmount keeps the
+    /// record (phase unmounting, with the reason).
+    pub fn unmount_with(
+        &self,
+        volume: &VolumeName,
+        opts: &UnmountOptions,
+    ) -> EngineResult<UnmountReport> {
+        let force = opts.force;
         let lock = self.lock(volume)?;
         let name = volume.as_str();
         let Some(mut rec) = self.store.get(name)? else {
@@ -305,12 +327,46 @@ impl Engine {
                 .with_hint("stop what uses it, or unmount with force to detach it lazily"));
             }
         }
+        let deadline = opts
+            .deadline
+            .unwrap_or_else(|| teardown::deadline_for(&rec));
+        let prepared = teardown::prepare(&rec, force, deadline);
+        for l in &prepared.losses {
+            tracing::error!(volume = name, "{l}");
+        }
         rec.phase = Phase::Unmounting;
         let mut j = Journal::new(&self.store, rec);
+        j.release_deadline = deadline;
         j.save().map_err(EngineError::from_chain)?;
         let mut log = UndoLog::default();
-        j.undo_all(force, &mut log)
-            .map_err(EngineError::from_chain)?;
+        if let Err(e) = j.undo_all(force, &mut log) {
+            let mut err = EngineError::from_chain(e);
+            if j.rec
+                .steps
+                .iter()
+                .any(|s| matches!(s.action, Action::Mount { .. }))
+            {
+                // Mounts are still there: the teardown is abandoned, the
+                // maps queue again.
+                teardown::restore_queueing(&prepared.queueing_off);
+            }
+            if !prepared.losses.is_empty() {
+                err.message = format!(
+                    "{} (and {})",
+                    err.message,
+                    prepared
+                        .losses
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
+            return Err(err);
+        }
+        report.data_loss = prepared.losses;
+        report.queueing_off = prepared.queueing_off;
+        report.deadline_secs = prepared.deadline_secs;
         self.store.delete(name)?;
         drop(j);
         lock.release_and_remove();
@@ -348,8 +404,9 @@ impl Engine {
     /// nothing else. Run once at process start, and on demand.
     pub fn recover(&self) -> EngineResult<RecoveryReport> {
         let mut report = RecoveryReport::default();
-        for rec in self.store.list()? {
-            if rec.phase == Phase::Mounted {
+        for mut rec in self.store.list()? {
+            let stale = rec.from_earlier_boot();
+            if rec.phase == Phase::Mounted && !stale {
                 continue;
             }
             let Ok(name) = VolumeName::parse(&rec.name) else {
@@ -359,6 +416,25 @@ impl Engine {
                 report.in_progress.push(rec.name.clone());
                 continue;
             };
+            if stale {
+                // Mounts, loop devices, activations and sessions do not
+                // survive a restart, and the kernel hands their ids and
+                // device names out again: undoing those steps could hit
+                // somebody else's. Only goldmount's empty directories go.
+                tracing::warn!(volume = %rec.name, "record from before the host restarted: dropped");
+                rec.steps
+                    .retain(|s| matches!(s.action, Action::MakeDir { .. }));
+                let mut j = Journal::new(&self.store, rec);
+                let mut log = UndoLog::default();
+                if let Err(e) = j.undo_all(false, &mut log) {
+                    tracing::warn!(volume = %name, error = %format!("{e:#}"), "directories left");
+                }
+                self.store.delete(name.as_str())?;
+                drop(j);
+                lock.release_and_remove();
+                report.stale.push(name.to_string());
+                continue;
+            }
             let phase = rec.phase;
             tracing::warn!(volume = %rec.name, phase = ?phase, "recovering an interrupted operation");
             let mut j = Journal::new(&self.store, rec);

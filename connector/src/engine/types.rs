@@ -377,6 +377,29 @@ pub struct UnmountReport {
     pub not_mounted: bool,
     /// Mounts detached lazily because `force` was given and they were busy.
     pub forced: Vec<String>,
+    /// Filesystems whose data written since the last sync may not have
+    /// reached the storage (a flush error, an error the filesystem
+    /// recorded): the unmount finished, but this must not go unnoticed.
+    #[serde(default)]
+    pub data_loss: Vec<super::teardown::DataLoss>,
+    /// Multipath maps whose queueing was turned off so the teardown could
+    /// not hang (no path up, or forced).
+    #[serde(default)]
+    pub queueing_off: Vec<super::teardown::QueueingOff>,
+    /// The deadline of each teardown step, in seconds.
+    #[serde(default)]
+    pub deadline_secs: u64,
+}
+
+/// How to unmount.
+#[derive(Debug, Clone, Default)]
+pub struct UnmountOptions {
+    /// Take publications down and detach busy mounts lazily; turn queueing
+    /// off on every multipath map below the volume.
+    pub force: bool,
+    /// The deadline of each step (flush, release of a device); derived from
+    /// the transport's timeouts when not given.
+    pub deadline: Option<Duration>,
 }
 
 /// What a recovery pass did.
@@ -390,6 +413,11 @@ pub struct RecoveryReport {
     pub quarantined: Vec<(String, String)>,
     /// Volumes another process is working on right now (left alone).
     pub in_progress: Vec<String>,
+    /// Records from before the host restarted, dropped: their mounts, loop
+    /// devices and sessions were gone (nothing of them was touched but the
+    /// empty directories goldmount had made).
+    #[serde(default)]
+    pub stale: Vec<String>,
 }
 
 #[cfg(test)]
