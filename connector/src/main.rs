@@ -55,6 +55,9 @@ enum Command {
     /// Check, install or remove the host setting that keeps LVM from
     /// autoactivating clone LUNs (LVM's devices file; reversible).
     Guard(cmd::guard::GuardArgs),
+    /// A development PKI for the control API (CA, server and client
+    /// certificates) for demos and tests.
+    Certs(cmd::certs::CertsArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Probe(args) = &cli.command {
         return cmd::probe::run(args);
+    }
+    if let Command::Certs(args) = &cli.command {
+        return match cmd::certs::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("goldmount: {e:#}");
+                ExitCode::from(1)
+            }
+        };
     }
     let result = run(&cli);
     match result {
@@ -106,6 +118,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Publish(a) => cmd::publish::run_publish(&engine, a),
         Command::Unpublish(a) => cmd::publish::run_unpublish(&engine, a),
         Command::Guard(a) => cmd::guard::run(&engine, a),
-        Command::Probe(_) => Ok(()),
+        Command::Probe(_) | Command::Certs(_) => Ok(()),
     }
 }

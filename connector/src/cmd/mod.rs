@@ -1,6 +1,7 @@
 //! One module per subcommand; each parses its arguments into an engine
 //! request and prints the result.
 
+pub mod certs;
 pub mod guard;
 pub mod list;
 pub mod mount;
