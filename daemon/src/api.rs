@@ -285,8 +285,18 @@ pub fn parse_put(
         }
         obj.insert("options".into(), full);
     }
-    let put: PutVolume = serde_json::from_value(raw.clone())
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}"), BODY_HINT))?;
+    let put: PutVolume = serde_path_to_error::deserialize(raw.clone()).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." {
+            String::new()
+        } else {
+            format!(" at {at}")
+        };
+        ApiError::invalid(
+            format!("invalid request body{at}: {}", e.into_inner()),
+            BODY_HINT,
+        )
+    })?;
     // serde ignores unknown keys inside the engine's types; a typo there
     // (`"read_olny": true`) must not mount read-write. What does not come
     // back out of the typed value was not understood.

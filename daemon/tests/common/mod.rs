@@ -182,7 +182,9 @@ pub async fn raw_get(
         None => b.with_no_client_auth(),
     };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let io = async {
         let mut s = connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
