@@ -7,13 +7,18 @@
 //! clone cannot be imported while a pool with its GUID is open, which these
 //! scenarios check too, and importing with reguid is what lets the next
 //! clone of the same gold in.
+//!
+//! A clone's pool is untrusted: its datasets are mounted by goldmount, not
+//! by `zfs mount`, each confined to the volume and `nosuid,nodev`; the
+//! hostile-pool scenario checks that through the engine, and the colliding
+//! names scenario that a teardown exports only its own pool.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-use connector::zfs::{self, ZfsError};
+use connector::zfs::{self, MountFlags, ZfsError};
 use goldmount_tests::lab::*;
 
 const GOLD: &str = "goldpool";
@@ -52,6 +57,12 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The flags the engine uses by default.
+const CONFINED: MountFlags = MountFlags {
+    read_only: false,
+    nosuid_nodev: true,
+};
 
 fn set_hostid(hex: &str) {
     run("zgenhostid", &["-f", hex]);
@@ -181,6 +192,16 @@ fn probe_pool(disk: &Path) -> (PathBuf, u64, String) {
     (dev, guid, sig.label().expect("zfs_member LABEL"))
 }
 
+/// The /proc/mounts line of the top mount at exactly `mp`.
+fn mount_line(mp: &Path) -> String {
+    fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .rfind(|l| l.split_whitespace().nth(1).map(Path::new) == Some(mp))
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn hold_cwd(dir: &Path) -> Child {
     Command::new("sleep")
         .arg("600")
@@ -218,11 +239,8 @@ fn busy_then_clean_export(name: &str, nested: &Path, altroot: &Path) {
         "{:?}",
         mounts_under(altroot)
     );
-    assert_eq!(
-        fs::read_dir(altroot).unwrap().count(),
-        0,
-        "the mount point dirs ZFS made under the altroot are removed"
-    );
+    // Without a journal (this direct API) the directories made for the
+    // mount points stay; the engine journals and removes them.
     assert!(
         zfs::export(name, false).unwrap().not_imported,
         "teardown is idempotent"
@@ -263,7 +281,7 @@ fn zfs_clone_imported_next_to_gold() {
     assert_eq!(guid, gold_guid, "fsdetect's UUID is the pool GUID");
     assert_eq!(label, GOLD);
     let name = zfs::unique_pool_name(&label, "zvol1");
-    assert_eq!(name, "goldpool-zvol1");
+    assert!(name.starts_with("goldpool-zvol1-"), "{name}");
     let e = zfs::ensure_name_free(GOLD).unwrap_err();
     assert!(
         matches!(
@@ -293,7 +311,7 @@ fn zfs_clone_imported_next_to_gold() {
 
     run("zpool", &["export", GOLD]);
     let t0 = std::time::Instant::now();
-    let pool = zfs::import_clone(
+    let mut pool = zfs::import_clone(
         std::slice::from_ref(&clone_dev),
         guid,
         &name,
@@ -301,6 +319,12 @@ fn zfs_clone_imported_next_to_gold() {
         true,
     )
     .unwrap();
+    assert!(
+        mounts_under(&altroot).is_empty(),
+        "import mounts nothing: {:?}",
+        mounts_under(&altroot)
+    );
+    zfs::mount_all(&mut pool, CONFINED).unwrap();
     eprintln!(
         "import_clone took {:.2}s: {pool:#?}",
         t0.elapsed().as_secs_f64()
@@ -353,10 +377,16 @@ fn zfs_clone_imported_next_to_gold() {
         .unwrap()
         .contains("legacy"));
     for mp in [&clone_mnt, &data, &nested] {
+        let line = mount_line(mp);
         assert!(
-            mounts_under(mp).iter().any(|l| l.contains(" zfs ")),
-            "{} not mounted",
+            line.contains(" zfs "),
+            "{} not mounted: {line}",
             mp.display()
+        );
+        let opts = line.split_whitespace().nth(3).unwrap();
+        assert!(
+            opts.split(',').any(|o| o == "nosuid") && opts.split(',').any(|o| o == "nodev"),
+            "{line}"
         );
     }
     for rel in ["root.txt", "data/pattern.bin", "data/nested/deep.txt"] {
@@ -434,6 +464,7 @@ fn zfs_two_clones_same_guid_and_forced_export() {
             &alts[i],
             reguid,
         )
+        .and_then(|mut p| zfs::mount_all(&mut p, CONFINED).map(|()| p))
     };
     let p0 = import(0, false).unwrap();
     c.pools.push(names[0].clone());
@@ -499,4 +530,305 @@ fn zfs_two_clones_same_guid_and_forced_export() {
     );
     assert!(zfs::export(&names[1], false).unwrap().forced.is_empty());
     assert!(pools().is_empty(), "{:?}", pools());
+}
+
+// ------------------------------------------------ through the engine
+
+use connector::config::Config;
+use connector::engine::types::{DeviceSource, MountOptions, MountRequest, VolumeName};
+use connector::engine::Engine;
+use connector::manifest::Manifest;
+
+/// An engine with private paths under `scratch`.
+fn engine(scratch: &Path) -> Engine {
+    Engine::open(Config {
+        volumes_root: scratch.join("volumes"),
+        state_path: scratch.join("state/state.redb"),
+        run_dir: scratch.join("run"),
+    })
+    .unwrap()
+}
+
+fn engine_mount(e: &Engine, volume: &str, dev: &Path) -> Manifest {
+    let req = MountRequest {
+        volume: VolumeName::parse(volume).unwrap(),
+        sources: vec![DeviceSource::Device {
+            path: dev.to_path_buf(),
+        }],
+        options: MountOptions::default(),
+    };
+    match e.mount(&req) {
+        Ok(m) => m.into_inner(),
+        Err(err) => panic!("mounting {volume}: {err:?}"),
+    }
+}
+
+/// A fresh pool `name` on its own image and loop device, created under a
+/// deep altroot so nothing of it is mounted anywhere else while it is set
+/// up; `build` adds datasets and files (given the altroot), then the pool is
+/// exported. Returns the loop device.
+fn make_pool(scratch: &Path, name: &str, c: &mut Cleanup, build: impl FnOnce(&Path)) -> PathBuf {
+    let img = scratch.join(format!("{name}.img"));
+    fs::File::create(&img)
+        .unwrap()
+        .set_len(IMG_MIB << 20)
+        .unwrap();
+    let dev = run("losetup", &["-f", "--show", "-P", img.to_str().unwrap()])
+        .trim()
+        .to_string();
+    c.loops.push(dev.clone());
+    let alt = scratch.join(format!("setup-{name}/a/b/c/d"));
+    fs::create_dir_all(&alt).unwrap();
+    run(
+        "zpool",
+        &[
+            "create",
+            "-o",
+            "cachefile=none",
+            "-R",
+            alt.to_str().unwrap(),
+            name,
+            &dev,
+        ],
+    );
+    c.pools.push(name.to_string());
+    build(&alt);
+    run("zpool", &["export", name]);
+    PathBuf::from(dev)
+}
+
+/// ZFS mounts in this namespace: (source, mount point, options).
+fn zfs_mounts() -> Vec<(String, PathBuf, String)> {
+    fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"zfs"))
+                .then(|| (f[0].to_string(), PathBuf::from(f[1]), f[3].to_string()))
+        })
+        .collect()
+}
+
+/// The reviewer's hostile pool, mounted through the engine: a dataset whose
+/// mountpoint climbs out with `..`, one with an absolute mountpoint like
+/// `/etc/…`, a parent dataset holding a symlink `data -> /tmp/<hostdir>`
+/// with a child dataset mounted at `data`, a canmount=off and a legacy
+/// dataset, a setuid-root binary and a device node. Nothing is mounted
+/// outside the volume, the host directory is untouched, every ZFS mount is
+/// `nosuid,nodev` (the setuid bit does not take effect, the device node
+/// cannot be opened), the rest of the pool is mounted, the refused datasets
+/// are listed with their reasons, and unmount leaves nothing behind.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn zfs_hostile_pool_is_confined() {
+    let scratch = require_lab();
+    require_zfs();
+    let mut c = Cleanup {
+        pools: Vec::new(),
+        loops: Vec::new(),
+    };
+    let hostdir = PathBuf::from(format!("/tmp/gm-zfs-hostdir-{}", std::process::id()));
+    fs::create_dir_all(&hostdir).unwrap();
+    fs::write(hostdir.join("host.txt"), "host\n").unwrap();
+    let up = "/../../../../../../etc/gm-zfs-up";
+    let dev = make_pool(&scratch, "evil", &mut c, |alt| {
+        let root = alt.join("evil");
+        fs::write(root.join("root.txt"), "evil root\n").unwrap();
+        fs::copy("/usr/bin/id", root.join("suid-id")).unwrap();
+        run("chmod", &["4755", root.join("suid-id").to_str().unwrap()]);
+        run(
+            "mknod",
+            &[root.join("null").to_str().unwrap(), "c", "1", "3"],
+        );
+        run("zfs", &["create", "-o", "canmount=noauto", "evil/up"]);
+        run("zfs", &["set", &format!("mountpoint={up}"), "evil/up"]);
+        run(
+            "zfs",
+            &["create", "-o", "mountpoint=/etc/gm-zfs-abs", "evil/abs"],
+        );
+        fs::write(alt.join("etc/gm-zfs-abs/abs.txt"), "abs\n").unwrap();
+        run("zfs", &["create", "-o", "mountpoint=/p", "evil/p"]);
+        fs::write(alt.join("p/p.txt"), "p\n").unwrap();
+        run("zfs", &["create", "evil/p/data"]);
+        fs::write(alt.join("p/data/child.txt"), "child\n").unwrap();
+        // The child is unmounted and its directory in the parent replaced
+        // by a symlink to the host directory.
+        run("zfs", &["unmount", "evil/p/data"]);
+        fs::remove_dir(alt.join("p/data")).unwrap();
+        std::os::unix::fs::symlink(&hostdir, alt.join("p/data")).unwrap();
+        run(
+            "zfs",
+            &[
+                "create",
+                "-o",
+                "canmount=off",
+                "-o",
+                "mountpoint=/off",
+                "evil/off",
+            ],
+        );
+        run("zfs", &["create", "-o", "mountpoint=legacy", "evil/legacy"]);
+        // Only now: `up` may be mounted automatically on import, as its own
+        // host would (canmount=on).
+        run("zfs", &["set", "canmount=on", "evil/up"]);
+    });
+    let e = engine(&scratch);
+    let m = engine_mount(&e, "hostile", &dev);
+    eprintln!("manifest: {}", serde_json::to_string_pretty(&m).unwrap());
+    let vol = m.path.clone();
+    let zm = zfs_mounts();
+    eprintln!("zfs mounts: {zm:#?}");
+    let pool = zfs::unique_pool_name("evil", "hostile");
+    let ours: Vec<&(String, PathBuf, String)> = zm
+        .iter()
+        .filter(|(src, _, _)| src == &pool || src.starts_with(&format!("{pool}/")))
+        .collect();
+    // Nothing outside the volume, all nosuid,nodev.
+    for (src, mp, opts) in &ours {
+        assert!(
+            mp.starts_with(&vol),
+            "{src} mounted outside the volume at {}",
+            mp.display()
+        );
+        let o: Vec<&str> = opts.split(',').collect();
+        assert!(
+            o.contains(&"nosuid") && o.contains(&"nodev"),
+            "{src} at {}: {opts}",
+            mp.display()
+        );
+    }
+    let mounted: Vec<&str> = ours.iter().map(|(s, _, _)| s.as_str()).collect();
+    for ds in ["", "/abs", "/p"] {
+        let name = format!("{pool}{ds}");
+        assert!(
+            mounted.contains(&name.as_str()),
+            "{name} not mounted: {mounted:?}"
+        );
+    }
+    for ds in ["/up", "/p/data", "/off", "/legacy"] {
+        let name = format!("{pool}{ds}");
+        assert!(
+            !mounted.contains(&name.as_str()),
+            "{name} mounted: {ours:?}"
+        );
+    }
+    // The refused ones are listed, with the reason.
+    let why = |ds: &str| -> String {
+        let name = format!("{pool}{ds}");
+        m.skipped
+            .iter()
+            .find(|s| s.source == name)
+            .map(|s| s.reason.clone())
+            .unwrap_or_else(|| panic!("{name} not listed in skipped: {:?}", m.skipped))
+    };
+    assert!(why("/up").contains("outside the volume"), "{}", why("/up"));
+    assert!(why("/p/data").contains("symlink"), "{}", why("/p/data"));
+    assert!(why("/off").contains("canmount=off"));
+    assert!(why("/legacy").contains("legacy"));
+    // The host is untouched.
+    assert!(!Path::new("/etc/gm-zfs-up").exists());
+    assert!(!Path::new("/etc/gm-zfs-abs").exists());
+    let host_entries: Vec<String> = fs::read_dir(&hostdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(host_entries, vec!["host.txt".to_string()]);
+    // The content is there, inside the volume.
+    let root = vol.join("evil");
+    assert_eq!(
+        fs::read_to_string(root.join("root.txt")).unwrap(),
+        "evil root\n"
+    );
+    assert_eq!(
+        fs::read_to_string(vol.join("etc/gm-zfs-abs/abs.txt")).unwrap(),
+        "abs\n"
+    );
+    assert_eq!(fs::read_to_string(vol.join("p/p.txt")).unwrap(), "p\n");
+    // nodev: the device node cannot be opened; nosuid: the setuid-root
+    // binary runs with the caller's uid.
+    let dev_open = fs::OpenOptions::new().write(true).open(root.join("null"));
+    assert!(
+        dev_open.is_err(),
+        "a device node on the clone opened: nodev missing"
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(root.join("suid-id"))
+        .arg("-u")
+        .output()
+        .unwrap();
+    let euid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(euid, "65534", "setuid took effect: {out:?}");
+
+    let rep = e
+        .unmount(&VolumeName::parse("hostile").unwrap(), false)
+        .unwrap();
+    eprintln!("unmount: {rep:?}");
+    assert!(!pools().contains(&pool), "{:?}", pools());
+    assert!(zfs_mounts().iter().all(|(_, mp, _)| !mp.starts_with(&vol)));
+    assert!(!vol.exists(), "the volume directory is removed");
+    assert!(hostdir.join("host.txt").exists());
+    fs::remove_dir_all(&hostdir).unwrap();
+}
+
+/// Two volumes whose pool names collided before (`<base>-<volume>`: pool
+/// `a-b` in volume `c` and pool `a` in volume `b-c` were both `a-b-c`): now
+/// distinct names, both imported side by side; each unmount exports only
+/// its own pool; and the undo rule itself: a pool under the name with
+/// another GUID (another volume's) is left alone.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn zfs_colliding_names_export_only_their_own() {
+    let scratch = require_lab();
+    require_zfs();
+    let mut c = Cleanup {
+        pools: Vec::new(),
+        loops: Vec::new(),
+    };
+    let mk = |alt: &Path, pool: &str| {
+        fs::write(alt.join(pool).join("who.txt"), pool).unwrap();
+    };
+    let dev_ab = make_pool(&scratch, "a-b", &mut c, |alt| mk(alt, "a-b"));
+    let dev_a = make_pool(&scratch, "a", &mut c, |alt| mk(alt, "a"));
+    let n1 = zfs::unique_pool_name("a-b", "c");
+    let n2 = zfs::unique_pool_name("a", "b-c");
+    assert_ne!(n1, n2);
+    c.pools.extend([n1.clone(), n2.clone()]);
+    let e = engine(&scratch);
+    let m1 = engine_mount(&e, "c", &dev_ab);
+    let m2 = engine_mount(&e, "b-c", &dev_a);
+    assert_eq!(
+        fs::read_to_string(m1.path.join("a-b/who.txt")).unwrap(),
+        "a-b"
+    );
+    assert_eq!(fs::read_to_string(m2.path.join("a/who.txt")).unwrap(), "a");
+    let mut both = vec![n1.clone(), n2.clone()];
+    both.sort();
+    assert_eq!(pools(), both);
+
+    // The undo rule: volume c's record names n1 with n1's GUID; a pool
+    // under a name with another GUID is another volume's — left alone,
+    // even when the step is pending and the devices are compared.
+    let g2: u64 = run("zpool", &["get", "-H", "-p", "-o", "value", "guid", &n2])
+        .trim()
+        .parse()
+        .unwrap();
+    let r = zfs::export_if_ours(&n2, &[g2 ^ 1], None, false).unwrap();
+    assert!(
+        matches!(r, zfs::ExportOutcome::NotOurs { found_guid } if found_guid == g2),
+        "{r:?}"
+    );
+    let r =
+        zfs::export_if_ours(&n2, &[g2 ^ 1], Some(std::slice::from_ref(&dev_ab)), false).unwrap();
+    assert!(matches!(r, zfs::ExportOutcome::NotOurs { .. }), "{r:?}");
+    assert_eq!(pools(), both, "a pool that is not ours was exported");
+
+    e.unmount(&VolumeName::parse("c").unwrap(), false).unwrap();
+    assert_eq!(pools(), vec![n2.clone()]);
+    assert_eq!(fs::read_to_string(m2.path.join("a/who.txt")).unwrap(), "a");
+    e.unmount(&VolumeName::parse("b-c").unwrap(), false)
+        .unwrap();
+    assert!(pools().is_empty(), "{:?}", pools());
+    assert!(zfs_mounts().is_empty(), "{:?}", zfs_mounts());
 }

@@ -125,6 +125,25 @@ pub enum ZfsError {
         /// The unchanged GUID.
         guid: u64,
     },
+    /// Mounting a dataset failed.
+    #[error("mounting dataset {dataset} (nosuid,nodev unless allowed) on {}: {error}", .target.display())]
+    Mount {
+        /// The dataset.
+        dataset: String,
+        /// The directory it was to be mounted on (resolved inside the altroot).
+        target: PathBuf,
+        /// What the kernel said.
+        error: Box<hostfs::mountfd::MountError>,
+    },
+    /// The altroot, or a mount point inside it, could not be resolved or
+    /// created.
+    #[error("{what}: {error}")]
+    Path {
+        /// What was being resolved (`mount point of tank/data`).
+        what: String,
+        /// Why it failed.
+        error: hostfs::clonefs::PathError,
+    },
     /// A step after `zpool import` failed, and so did exporting the pool
     /// again: the pool is still imported and needs a manual export.
     #[error("{error}; and exporting {name} again failed too: {export}; run `zpool export {name}` once its holders are gone")]
@@ -136,6 +155,51 @@ pub enum ZfsError {
         /// Why the export failed.
         export: Box<ZfsError>,
     },
+}
+
+/// What sort of failure a [`ZfsError`] is, for a caller that maps errors to
+/// its own kinds (the engine's Conflict / Invalid / NotFound / Internal)
+/// without matching every variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// It collides with what is on the host: a pool name or GUID in use,
+    /// a busy dataset, a pool that is not goldmount's.
+    Conflict,
+    /// The request is wrong (a name ZFS rejects, no or odd devices).
+    Invalid,
+    /// The devices hold no such pool.
+    NotFound,
+    /// Anything else (a tool failed, output not understood).
+    Internal,
+}
+
+impl ZfsError {
+    /// The class of this error; an export that failed after a failed step
+    /// has the class of the step's failure.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ZfsError::NameInUse { .. }
+            | ZfsError::GuidInUse { .. }
+            | ZfsError::Busy { .. }
+            | ZfsError::NotOurs { .. }
+            | ZfsError::WrongPool { .. } => ErrorClass::Conflict,
+            ZfsError::InvalidName { .. }
+            | ZfsError::NoDevices { .. }
+            | ZfsError::BadDevice { .. } => ErrorClass::Invalid,
+            ZfsError::NotFound { .. } => ErrorClass::NotFound,
+            ZfsError::ExportAfterFailure { error, .. } => error.class(),
+            ZfsError::Mount { error, .. } => match **error {
+                hostfs::mountfd::MountError::Busy { .. } => ErrorClass::Conflict,
+                _ => ErrorClass::Internal,
+            },
+            ZfsError::CreateDir { .. }
+            | ZfsError::Tool { .. }
+            | ZfsError::Parse { .. }
+            | ZfsError::NotListed { .. }
+            | ZfsError::ReguidUnchanged { .. }
+            | ZfsError::Path { .. } => ErrorClass::Internal,
+        }
+    }
 }
 
 /// The holders list of a [`ZfsError::Busy`] message (also used in reports).
@@ -164,6 +228,31 @@ mod tests {
             holders: vec![],
         };
         assert!(none.to_string().contains("none found in /proc"), "{none}");
+    }
+
+    #[test]
+    fn classes() {
+        let busy = ZfsError::Busy {
+            what: "pool p".into(),
+            holders: vec![],
+        };
+        assert_eq!(busy.class(), ErrorClass::Conflict);
+        let not_ours = ZfsError::NotOurs { name: "p".into() };
+        assert_eq!(not_ours.class(), ErrorClass::Conflict);
+        let wrapped = ZfsError::ExportAfterFailure {
+            name: "p".into(),
+            error: Box::new(ZfsError::GuidInUse {
+                guid: 1,
+                holder: "q".into(),
+            }),
+            export: Box::new(busy),
+        };
+        assert_eq!(wrapped.class(), ErrorClass::Conflict);
+        assert_eq!(ZfsError::NoDevices { guid: 1 }.class(), ErrorClass::Invalid);
+        assert_eq!(
+            ZfsError::NotListed { name: "p".into() }.class(),
+            ErrorClass::Internal
+        );
     }
 
     #[test]

@@ -1,26 +1,4 @@
-//! Who keeps a dataset busy, whether a directory is a mount point, and the
-//! lazy unmount `export --force` uses.
-
-use std::path::Path;
-
-use crate::error::Result;
-use crate::run::{self, DEFAULT_TIMEOUT};
-
-/// True if `target` is a mount point right now (this mount namespace).
-pub(crate) fn is_mounted(target: &Path) -> bool {
-    mountinfo::current()
-        .map(|m| m.iter().any(|e| e.mount_point == target))
-        .unwrap_or(false)
-}
-
-/// Detaches `target` even if it is busy (`umount -l`, MNT_DETACH).
-pub(crate) fn umount_lazy(target: &Path) -> Result<()> {
-    let t = target.to_string_lossy();
-    run::run("umount", &["-l", &t], DEFAULT_TIMEOUT, || {
-        format!("lazily unmounting {t}")
-    })
-    .map(|_| ())
-}
+//! Who keeps a dataset busy.
 
 /// Processes holding something under `dir` (the workspace's one scan).
 pub(crate) use mountinfo::holders;
@@ -69,14 +47,5 @@ mod tests {
             mine[0].contains(&format!("open {}", dir.join("f").display())),
             "{found:?}"
         );
-    }
-
-    #[test]
-    fn root_is_a_mount_point_and_a_fresh_dir_is_not() {
-        assert!(is_mounted(Path::new("/")));
-        assert!(is_mounted(Path::new("/proc")));
-        assert!(!is_mounted(
-            &std::env::temp_dir().join("zfs-not-a-mount-point")
-        ));
     }
 }

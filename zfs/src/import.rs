@@ -1,5 +1,7 @@
 //! Importing a clone's pool: by GUID, from the clone's own devices only,
-//! under a new name and an altroot, then reguid and dataset mounts.
+//! under a new name and an altroot, without mounting anything (`-N`), then
+//! reguid; the datasets' mounts are planned here and made by the caller
+//! (see [`crate::mount`]).
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +10,7 @@ use toolrun::ToolError;
 
 use crate::error::{Result, ZfsError};
 use crate::export::export;
-use crate::list::{self, mount_depth, FsRow};
+use crate::list;
 use crate::name::pool_name_check;
 use crate::run::{self, DEFAULT_TIMEOUT, IMPORT_TIMEOUT};
 
@@ -17,9 +19,14 @@ use crate::run::{self, DEFAULT_TIMEOUT, IMPORT_TIMEOUT};
 pub struct Dataset {
     /// Full dataset name under the new pool name (`pool/fs`).
     pub name: String,
-    /// Where it is mounted (inside the altroot), `None` if it is not.
+    /// Where it is to be mounted: a path inside the altroot (`/tank/data`),
+    /// from its mountpoint property, checked lexically (no `..`); resolved
+    /// by fd when it is mounted. `None` when it is not to be mounted.
+    pub target: Option<String>,
+    /// Where it is mounted on the host, once a caller mounted it.
     pub mountpoint: Option<PathBuf>,
-    /// Why it was not mounted (canmount, legacy/none mountpoint, no key).
+    /// Why it is not mounted (canmount, legacy/none mountpoint, no key, a
+    /// mount point outside the volume).
     pub skipped: Option<String>,
 }
 
@@ -34,9 +41,12 @@ pub struct ImportedPool {
     pub original_guid: u64,
     /// The altroot every mount point is under.
     pub altroot: PathBuf,
+    /// True when the GUID was changed by `zpool reguid` after import.
+    pub reguided: bool,
     /// Why `zpool import -f` was needed, when it was.
     pub forced: Option<String>,
-    /// Filesystem datasets, parents first.
+    /// Filesystem datasets, parents first (by target), the skipped last;
+    /// none mounted yet.
     pub datasets: Vec<Dataset>,
 }
 
@@ -88,10 +98,14 @@ fn check_devices(devices: &[PathBuf]) -> Result<()> {
 }
 
 /// Imports the pool with GUID `pool_guid` found on exactly `devices` (a
-/// clone's LUNs, or their partitions) as `new_name`, with `-N`, altroot
-/// `altroot` and `cachefile=none`; then `zpool reguid` if asked, and mounts
-/// its filesystem datasets under the altroot. On any failure after the
-/// import the pool is exported again, so nothing is left half-done.
+/// clone's LUNs, or their partitions) as `new_name`, with `-N` (nothing is
+/// mounted), altroot `altroot` (so nothing the pool brings can be mounted
+/// outside it by anyone else either) and `cachefile=none`; then `zpool
+/// reguid` if asked, and plans where each filesystem dataset goes inside
+/// the altroot. Mounting is the caller's: [`crate::mount::mount_all`], or
+/// one by one with [`crate::mount::resolve_target`] and
+/// [`crate::mount::mount_dataset`]. On any failure after the import the
+/// pool is exported again, so nothing is left half-done.
 ///
 /// A pool with the same GUID must not be open on the host (see
 /// [`ZfsError::GuidInUse`]): with `reguid`, the clone leaves the GUID free
@@ -189,7 +203,7 @@ pub fn import_clone(
     }
 }
 
-/// After `zpool import`: check it is the pool we asked for, reguid, mount.
+/// After `zpool import`: check it is the pool we asked for, reguid, plan.
 fn finish_import(
     name: &str,
     original_guid: u64,
@@ -217,87 +231,22 @@ fn finish_import(
             });
         }
     }
-    let datasets = mount_datasets(name, altroot)?;
+    let datasets = crate::mount::plan(list::list_filesystems(name)?, altroot);
     Ok(ImportedPool {
         name: name.to_string(),
         guid,
         original_guid,
         altroot: altroot.to_path_buf(),
+        reguided: reguid,
         forced,
         datasets,
     })
-}
-
-/// Why a dataset is not mounted automatically, or `None` if it is.
-pub(crate) fn skip_reason(row: &FsRow, altroot: &Path) -> Option<String> {
-    match row.canmount.as_str() {
-        "off" => return Some("canmount=off".into()),
-        "noauto" => {
-            return Some("canmount=noauto: not mounted automatically on its own host either".into())
-        }
-        _ => {}
-    }
-    match row.mountpoint.as_str() {
-        "none" | "-" => return Some("mountpoint=none".into()),
-        "legacy" => return Some("mountpoint=legacy: mounted through an fstab, not by ZFS".into()),
-        _ => {}
-    }
-    if row.keystatus == "unavailable" {
-        return Some("encrypted and its key is not loaded: goldmount does not load keys".into());
-    }
-    if !Path::new(&row.mountpoint).starts_with(altroot) {
-        return Some(format!(
-            "mount point {} is outside the altroot {}",
-            row.mountpoint,
-            altroot.display()
-        ));
-    }
-    None
-}
-
-/// Mounts the pool's filesystems that its own host would mount, parents
-/// first, each with `zfs mount <dataset>`.
-fn mount_datasets(pool: &str, altroot: &Path) -> Result<Vec<Dataset>> {
-    let mut rows = list::list_filesystems(pool)?;
-    rows.sort_by_key(|r| (mount_depth(&r.mountpoint), r.name.clone()));
-    let mut out = Vec::new();
-    for row in rows {
-        let skipped = skip_reason(&row, altroot);
-        if skipped.is_none() && !row.mounted {
-            run::run("zfs", &["mount", &row.name], DEFAULT_TIMEOUT, || {
-                format!("mounting dataset {} at {}", row.name, row.mountpoint)
-            })?;
-        }
-        out.push(Dataset {
-            mountpoint: skipped.is_none().then(|| PathBuf::from(&row.mountpoint)),
-            name: row.name,
-            skipped,
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::list::parse_fs_rows;
-
-    #[test]
-    fn decides_which_datasets_to_mount() {
-        let text = "c\t/vol/c\ton\t-\tno\nc/data\t/vol/c/data\ton\t-\tyes\nc/legacy\tlegacy\ton\t-\tno\nc/off\t/vol/c/off\toff\t-\tno\nc/na\t/vol/c/na\tnoauto\t-\tno\nc/enc\t/vol/c/enc\ton\tunavailable\tno\nc/out\t/elsewhere\ton\t-\tno\n";
-        let rows = parse_fs_rows(text).unwrap();
-        assert_eq!(rows.len(), 7);
-        let alt = Path::new("/vol");
-        let skips: Vec<Option<String>> = rows.iter().map(|r| skip_reason(r, alt)).collect();
-        assert_eq!(skips[0], None);
-        assert_eq!(skips[1], None);
-        assert!(skips[2].as_deref().unwrap().contains("legacy"));
-        assert!(skips[3].as_deref().unwrap().contains("canmount=off"));
-        assert!(skips[4].as_deref().unwrap().contains("noauto"));
-        assert!(skips[5].as_deref().unwrap().contains("key"));
-        assert!(skips[6].as_deref().unwrap().contains("outside the altroot"));
-    }
 
     #[test]
     fn force_only_for_another_system() {

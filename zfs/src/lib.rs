@@ -6,13 +6,20 @@
 //! own devices (`-d DEV` for each, never a scan of `/dev`), without automatic
 //! mounts (`-N`), under an altroot inside the volume path (`-R`) and without
 //! touching the host's cache file (`cachefile=none`). Its datasets are then
-//! mounted one by one (`zfs mount -a` would mount every pool on the host).
+//! mounted one by one by the caller through [`mount`]: each mount point
+//! resolved inside the altroot by fd (a clone's `mountpoint` property or
+//! symlink cannot lead out of it), `nosuid,nodev` unless allowed — never by
+//! `zfs mount`, which follows the clone's symlinks and honours its setuid
+//! bits and device nodes.
 //!
 //! The pool GUID and name come from fsdetect's `zfs_member` signature:
 //! `UUID` is the pool GUID in decimal, `LABEL` the pool name.
 //!
 //! Order a caller uses: [`unique_pool_name`] → [`import_clone`] (which checks
-//! [`ensure_name_free`] and the GUID itself) → on teardown [`export`]. Every
+//! [`ensure_name_free`] and the GUID itself) → [`mount::mount_all`] (or
+//! [`mount::resolve_target`] + [`mount::mount_dataset`] per dataset, to
+//! journal each) → on teardown the mounts undone, then [`export_if_ours`]
+//! (export only the pool with the recorded GUID) or [`export`]. Every
 //! tool runs through the workspace's `toolrun` (argument vector, timeout that
 //! kills the process group, stderr in the error); every failure is a
 //! [`ZfsError`].
@@ -22,11 +29,13 @@ pub mod export;
 mod holders;
 pub mod import;
 pub mod list;
+pub mod mount;
 pub mod name;
 mod run;
 
-pub use error::{Result, ZfsError};
-pub use export::{export, ExportReport};
+pub use error::{ErrorClass, Result, ZfsError};
+pub use export::{export, export_if_ours, ExportOutcome, ExportReport};
 pub use import::{ensure_name_free, import_clone, Dataset, ImportedPool};
 pub use list::imported_pools;
+pub use mount::{mount_all, mount_dataset, resolve_target, MountFlags};
 pub use name::unique_pool_name;

@@ -120,14 +120,36 @@ pub(crate) fn parse_fs_rows(text: &str) -> Result<Vec<FsRow>> {
         .collect()
 }
 
-/// Mount order key: parents (shorter paths) first; `legacy`/`none` last.
-pub(crate) fn mount_depth(mountpoint: &str) -> usize {
-    let p = std::path::Path::new(mountpoint);
-    if p.is_absolute() {
-        p.components().count()
-    } else {
-        usize::MAX
+/// The leaf devices of the imported pool `name`, as full paths (`zpool
+/// status -P`).
+pub(crate) fn pool_devices(name: &str) -> Result<Vec<PathBuf>> {
+    let out = run::run("zpool", &["status", "-P", name], DEFAULT_TIMEOUT, || {
+        format!("listing the devices of pool {name}")
+    })?;
+    Ok(parse_status_devices(&out.stdout))
+}
+
+/// The device paths in the `config:` section of `zpool status -P`: the
+/// first field of each line that is an absolute path.
+pub(crate) fn parse_status_devices(text: &str) -> Vec<PathBuf> {
+    let mut in_config = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("config:") {
+            in_config = true;
+            continue;
+        }
+        if t.starts_with("errors:") {
+            in_config = false;
+        }
+        if let Some(first) = t.split_whitespace().next().filter(|_| in_config) {
+            if first.starts_with('/') {
+                out.push(PathBuf::from(first));
+            }
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -168,8 +190,19 @@ mod tests {
             e.contains("zfs list") && e.contains("5 tab-separated"),
             "{e}"
         );
-        let mut order: Vec<&str> = vec!["legacy", "/vol/c/data", "/vol/c", "none"];
-        order.sort_by_key(|m| mount_depth(m));
-        assert_eq!(order[..2], ["/vol/c", "/vol/c/data"]);
+    }
+
+    #[test]
+    fn parses_zpool_status_devices() {
+        let text = "  pool: gp-v1-0a1b2c3d4e\n id: 1\n state: ONLINE\nconfig:\n\n\tNAME              STATE     READ WRITE CKSUM\n\tgp-v1-0a1b2c3d4e  ONLINE       0     0     0\n\t  mirror-0        ONLINE       0     0     0\n\t    /dev/loop3p1  ONLINE       0     0     0\n\t    /dev/loop4p1  ONLINE       0     0     0\n\tlogs\n\t  /dev/loop5      ONLINE       0     0     0\n\nerrors: No known data errors\n";
+        assert_eq!(
+            parse_status_devices(text),
+            vec![
+                PathBuf::from("/dev/loop3p1"),
+                PathBuf::from("/dev/loop4p1"),
+                PathBuf::from("/dev/loop5")
+            ]
+        );
+        assert!(parse_status_devices("/dev/sda outside config\n").is_empty());
     }
 }

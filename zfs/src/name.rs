@@ -4,11 +4,19 @@
 /// dataset name, and the pool name is the prefix of every dataset's).
 pub const MAX_POOL_NAME: usize = 120;
 
-/// A unique pool name for a clone's pool: `<base>-<volume>`, reduced to the
-/// characters ZFS allows, prefixed with `gm-` when ZFS would reject it
-/// otherwise. Volume names are unique on a host, so two clones of one gold
-/// pool never get the same name; [`crate::ensure_name_free`] catches a host
-/// pool that happens to be called the same.
+/// Hex digits of the hash suffix (40 bits).
+const HASH_HEX: usize = 10;
+
+/// A unique pool name for a clone's pool: `<base>-<volume>-<hash>`, where
+/// `<base>` and `<volume>` are reduced to the characters ZFS allows (for a
+/// person to read) and `<hash>` is a hash of the exact pair, so that pairs
+/// that read alike — `("a-b", "c")` and `("a", "b-c")`, `("p q", "v")` and
+/// `("p_q", "v")` — still get different names: two volumes never compute
+/// the same name, and one volume's teardown cannot meet another's pool
+/// under its own name. `gm-` is prefixed when ZFS would reject the name
+/// otherwise; a long base is shortened (the hash still covers all of it).
+/// [`crate::ensure_name_free`] catches a host pool that happens to be
+/// called the same.
 pub fn unique_pool_name(base: &str, volume: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
@@ -21,19 +29,35 @@ pub fn unique_pool_name(base: &str, volume: &str) -> String {
             })
             .collect()
     };
-    let mut name = format!("{}-{}", clean(base), clean(volume));
+    let hash = format!("{:016x}", pair_hash(base, volume));
+    let hash = &hash[..HASH_HEX];
+    let (b, v) = (clean(base), clean(volume));
+    let mut name = format!("{b}-{v}-{hash}");
     if pool_name_check(&name).is_err() {
         name = format!("gm-{name}");
     }
     if name.len() > MAX_POOL_NAME {
-        // Keep the volume part whole: it is what makes the name unique.
-        let v = clean(volume);
-        let keep = MAX_POOL_NAME.saturating_sub(v.len() + 4);
-        let b: String = clean(base).chars().take(keep).collect();
-        name = format!("gm-{b}-{v}");
-        name.truncate(MAX_POOL_NAME);
+        // Keep the volume part (what a person looks for) and the hash
+        // (what makes the name unique) whole; shorten the base, and the
+        // volume too if it alone is too long.
+        let fixed = "gm-".len() + 2 + HASH_HEX;
+        let v: String = v.chars().take(MAX_POOL_NAME / 2).collect();
+        let keep = MAX_POOL_NAME.saturating_sub(fixed + v.len());
+        let b: String = b.chars().take(keep).collect();
+        name = format!("gm-{b}-{v}-{hash}");
     }
     name
+}
+
+/// 64-bit FNV-1a over an unambiguous encoding of the pair (the base's
+/// length first), so that no two pairs hash the same input. FNV is stable
+/// across Rust versions and platforms, unlike `DefaultHasher`.
+fn pair_hash(base: &str, volume: &str) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let len = (base.len() as u64).to_le_bytes();
+    let bytes = len.iter().chain(base.as_bytes()).chain(volume.as_bytes());
+    bytes.fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
 }
 
 /// ZFS's pool name rules (zfs_namecheck.c `pool_namecheck` and libzfs
@@ -73,27 +97,90 @@ pub fn pool_name_check(name: &str) -> Result<(), &'static str> {
 mod tests {
     use super::*;
 
+    /// Pairs that read alike after cleaning, or that join to the same
+    /// text, get different names; every name is valid and short enough.
     #[test]
-    fn unique_names_are_valid_and_distinct() {
-        let a = unique_pool_name("tank", "pg1");
-        let b = unique_pool_name("tank", "pg2");
-        assert_eq!(a, "tank-pg1");
-        assert_ne!(a, b);
-        for (base, vol) in [
+    fn unique_names_are_injective_valid_and_bounded() {
+        let long = "x".repeat(300);
+        let long_vol = "v".repeat(200);
+        let pairs: Vec<(&str, &str)> = vec![
+            ("tank", "pg1"),
+            ("tank", "pg2"),
+            ("a-b", "c"),
+            ("a", "b-c"),
+            ("a-b-", "c"),
+            ("a", "-b-c"),
+            ("", "a-b-c"),
+            ("a-b-c", ""),
+            ("p q", "v"),
+            ("p_q", "v"),
+            ("p/q", "v"),
+            ("p", "q v"),
+            ("p", "q_v"),
             ("mirror", "v"),
+            ("gm-mirror", "v"),
             ("c0t0d0", "v"),
             ("1pool", "v"),
             ("spare", "x"),
+            ("log", ""),
             ("tank/with/slash", "v1"),
             ("p", "väl ü"),
-            (&"x".repeat(300), "vol-9"),
-        ] {
+            ("p", "väl_ü"),
+            ("p", "välü"),
+            (&long, "vol-9"),
+            (&long[1..], "vol-9"),
+            (&long, &long_vol),
+            (&long_vol, &long),
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for (base, vol) in &pairs {
             let n = unique_pool_name(base, vol);
             assert_eq!(pool_name_check(&n), Ok(()), "{n:?} from {base:?}/{vol:?}");
-            assert!(n.len() <= MAX_POOL_NAME, "{n}");
+            assert!(n.len() <= MAX_POOL_NAME, "{n} is {} bytes", n.len());
+            let prev = seen.insert(n.clone(), (*base, *vol));
+            assert!(prev.is_none(), "{n} from {prev:?} and {base:?}/{vol:?}");
         }
-        assert_eq!(unique_pool_name("mirror", "v"), "gm-mirror-v");
-        assert!(unique_pool_name(&"x".repeat(300), "vol-9").ends_with("-vol-9"));
+        assert_eq!(
+            unique_pool_name("tank", "pg1"),
+            unique_pool_name("tank", "pg1")
+        );
+        // Readable: the cleaned base and volume come first.
+        let n = unique_pool_name("tank", "pg1");
+        assert!(
+            n.starts_with("tank-pg1-") && n.len() == "tank-pg1-".len() + HASH_HEX,
+            "{n}"
+        );
+        assert!(unique_pool_name("mirror", "v").starts_with("gm-mirror-v-"));
+        assert!(unique_pool_name(&long, "vol-9").contains("-vol-9-"));
+        // Fixed values: names are recorded in the state store and checked
+        // by the lab, so the hash must not change between builds.
+        assert_eq!(
+            pair_hash("", ""),
+            0xa8c7_f832_281a_39c5,
+            "FNV-1a of eight zero bytes"
+        );
+        assert_eq!(
+            unique_pool_name("goldpool", "zvol1"),
+            "goldpool-zvol1-61aa19bb99"
+        );
+    }
+
+    /// The same joined text split at every place (the collision the old
+    /// `<base>-<volume>` had) gives a different name for every pair.
+    #[test]
+    fn every_split_of_one_text_gets_its_own_name() {
+        let text = "gold-pool-vol-1-a";
+        let mut pairs = std::collections::HashSet::new();
+        for i in 0..=text.len() {
+            let (a, b) = text.split_at(i);
+            pairs.insert((a, b));
+            pairs.insert((a.trim_end_matches('-'), b));
+            pairs.insert((a, b.trim_start_matches('-')));
+        }
+        let names: std::collections::HashSet<String> =
+            pairs.iter().map(|(a, b)| unique_pool_name(a, b)).collect();
+        assert!(pairs.len() > 20, "{}", pairs.len());
+        assert_eq!(pairs.len(), names.len());
     }
 
     #[test]

@@ -694,8 +694,11 @@ fn nothing_mounted(devices: &[PathBuf], skipped: &[Skipped], notes: &[String]) -
     }
 }
 
-/// Imports each ZFS pool of the clone by GUID under a unique name, with its
-/// datasets mounted under the volume path.
+/// Imports each ZFS pool of the clone by GUID under a unique name (mounting
+/// nothing), then mounts its datasets under the volume path one by one,
+/// each journaled: the mount point resolved inside the volume by fd (a
+/// clone's `mountpoint` property or symlink cannot lead out of it; such a
+/// dataset is skipped and listed), `nosuid,nodev` unless allowed.
 fn import_pools(
     run: &mut Run<'_>,
     j: &mut Journal<'_>,
@@ -730,40 +733,116 @@ fn import_pools(
             continue;
         }
         let new_name = zfs::unique_pool_name(&name, run.volume);
-        let action = Action::ImportPool {
+        // Recorded with the clone's GUID before the import; once imported
+        // (and reguided) with the GUID the pool has now, which undo checks
+        // before exporting. A crash between reguid and that record leaves
+        // the step pending: undo then knows the pool by its devices.
+        let pending = Action::ImportPool {
             name: new_name.clone(),
             guid,
             devices: devices.clone(),
         };
         let reguid = run.opts.zfs_reguid;
-        let pool = j.step(action.clone(), |_| {
+        let pool = j.step(pending, |_| {
             let p = zfs::import_clone(&devices, guid, &new_name, vpath, reguid)
                 .with_context(|| format!("importing ZFS pool {name} of the clone"))?;
-            Ok((action, p))
+            let done = Action::ImportPool {
+                name: new_name.clone(),
+                guid: p.guid,
+                devices: devices.clone(),
+            };
+            Ok((done, p))
         })?;
+        if pool.reguided {
+            run.notes.push(format!(
+                "ZFS pool {name} imported as {new_name} with a new GUID {} (zfs_reguid; the clone's was {guid})",
+                pool.guid
+            ));
+        }
+        let flags = zfs::MountFlags {
+            read_only: run.opts.read_only,
+            nosuid_nodev: !run.opts.allow_suid_dev,
+        };
         for ds in pool.datasets {
-            match (ds.mountpoint, ds.skipped) {
-                (Some(mp), _) => mounts.push(MountInfo {
-                    source: PathBuf::from(&ds.name),
-                    fs_type: "zfs".into(),
-                    uuid: Some(pool.guid.to_string()),
-                    label: Some(name.clone()),
-                    partition: None,
-                    original_mountpoint: None,
-                    mount_path: mp,
-                    options: "zfs".into(),
-                    via_offset_loop: false,
-                }),
-                (None, Some(why)) => run.skipped.push(Skipped {
-                    source: ds.name,
-                    what: "zfs dataset".into(),
-                    reason: why,
-                }),
-                (None, None) => {}
+            let Some(target) = ds.target else {
+                if let Some(why) = ds.skipped {
+                    run.skipped.push(Skipped {
+                        source: ds.name,
+                        what: "zfs dataset".into(),
+                        reason: why,
+                    });
+                }
+                continue;
+            };
+            let dir = {
+                let mut steps = DirSteps {
+                    j: &mut *j,
+                    root: vpath.to_path_buf(),
+                };
+                zfs::resolve_target(vpath, &target, &mut steps)
+                    .with_context(|| format!("mount point of ZFS dataset {}", ds.name))?
+            };
+            let dir = match dir {
+                Ok(d) => d,
+                Err(why) => {
+                    run.skipped.push(Skipped {
+                        source: ds.name,
+                        what: "zfs dataset".into(),
+                        reason: format!("{why}; not mounted"),
+                    });
+                    continue;
+                }
+            };
+            if zfs::plain_host_path(vpath, &target).as_deref() != Some(dir.host_path()) {
+                run.notes.push(format!(
+                    "ZFS dataset {}: its mount point {target} leads through a symbolic link inside the clone; it was mounted where that leads inside the volume, {}",
+                    ds.name,
+                    dir.host_path().display()
+                ));
             }
+            if let Err(e) = mount_dataset_at(j, &ds.name, &dir, flags) {
+                undo_pending_mount(j)?;
+                return Err(e);
+            }
+            mounts.push(MountInfo {
+                source: PathBuf::from(&ds.name),
+                fs_type: "zfs".into(),
+                uuid: Some(pool.guid.to_string()),
+                label: Some(name.clone()),
+                partition: None,
+                original_mountpoint: Some(target),
+                mount_path: dir.host_path().to_path_buf(),
+                options: flags.options(),
+                via_offset_loop: false,
+            });
         }
     }
     Ok(())
+}
+
+/// Mounts ZFS dataset `dataset` on `dir`, journaled like every mount (by
+/// mount id once made; before that by the dataset name as mountinfo shows
+/// it as the source).
+fn mount_dataset_at(
+    j: &mut Journal<'_>,
+    dataset: &str,
+    dir: &ResolvedDir,
+    flags: zfs::MountFlags,
+) -> Result<()> {
+    let target = dir.host_path().to_path_buf();
+    let action = |devno: String, id: Option<&hostfs::mountfd::MountId>| Action::Mount {
+        source: PathBuf::from(dataset),
+        source_devno: devno,
+        target: target.clone(),
+        fstype: "zfs".into(),
+        options: flags.options(),
+        mnt_id: id.map(|i| i.mnt_id),
+        mnt_unique: id.and_then(|i| i.unique_id),
+    };
+    j.step(action(String::new(), None), |_| {
+        let id = zfs::mount_dataset(dir, dataset, flags)?;
+        Ok((action(format!("{}:{}", id.major, id.minor), Some(&id)), ()))
+    })
 }
 
 /// True for the error a refused mount point produces (listed, not fatal).
