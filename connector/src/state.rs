@@ -216,6 +216,20 @@ pub struct VolumeRecord {
     pub boot_id: Option<String>,
 }
 
+/// The name and claims of a record that does not decode whole.
+fn claims_only(key: &str, bytes: &[u8]) -> Option<VolumeRecord> {
+    #[derive(Deserialize)]
+    struct Claims {
+        #[serde(default)]
+        claims: Vec<crate::engine::claim::Claim>,
+    }
+    let c: Claims = serde_json::from_slice(bytes).ok()?;
+    let mut r = VolumeRecord::new(key, Vec::new(), false);
+    r.claims = c.claims;
+    r.phase = Phase::Quarantined;
+    Some(r)
+}
+
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), if readable.
 pub fn current_boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -390,7 +404,22 @@ impl StateStore {
                     let (k, v) = item.map_err(|e| self.err(e))?;
                     match self.decode(k.value(), v.value()) {
                         Ok(r) => all.push(r),
-                        Err(e) => tracing::warn!(error = %e, "skipping an unreadable state record"),
+                        Err(e) => {
+                            // Its claims still count: a record this version
+                            // cannot read whole (a newer field, a damaged
+                            // step) must not let a second writer in. If
+                            // even they are unreadable, fail closed.
+                            let r = claims_only(k.value(), v.value()).ok_or_else(|| {
+                                StateError::Db {
+                                    path: self.path.clone(),
+                                    msg: format!(
+                                        "{e}; its claims cannot be read either, so no claim can be checked against it: inspect that record (goldmount list --json) and remove the volume's leftovers by hand"
+                                    ),
+                                }
+                            })?;
+                            tracing::warn!(error = %e, "state record unreadable; its claims still count");
+                            all.push(r);
+                        }
                     }
                 }
                 if let Err(refused) = check(&all) {
@@ -482,6 +511,54 @@ mod tests {
         assert_eq!(s2.list().unwrap().len(), 1);
         s2.delete("v1").unwrap();
         assert!(s.get("v1").unwrap().is_none());
+    }
+
+    fn put_raw(s: &StateStore, key: &str, bytes: &[u8]) {
+        s.with_db(|db| {
+            let tx = db.begin_write().map_err(|e| s.err(e))?;
+            {
+                let mut t = tx.open_table(VOLUMES).map_err(|e| s.err(e))?;
+                t.insert(key, bytes).map_err(|e| s.err(e))?;
+            }
+            tx.commit().map_err(|e| s.err(e))
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_record_still_holds_its_claims() {
+        use crate::engine::claim::{check, Claim, DataId};
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(&dir.path().join("state.redb")).unwrap();
+        let held = Claim {
+            id: DataId::Lun {
+                wwid: "36001405aa".into(),
+            },
+            offset: 0,
+            len: u64::MAX,
+            read_only: false,
+            via: "/dev/sdx".into(),
+        };
+        // A record from a newer goldmount: a step this version cannot read.
+        let raw = serde_json::json!({
+            "name": "newer", "phase": "mounted", "steps": [{"action": {"future_step": {}}, "done": true}],
+            "claims": [held],
+        });
+        put_raw(&s, "newer", raw.to_string().as_bytes());
+        let mut rec = VolumeRecord::new("mine", vec![], false);
+        rec.claims.push(Claim {
+            via: "/dev/sdy".into(),
+            ..held.clone()
+        });
+        let wanted = rec.claims.clone();
+        let refused = s.put_if(&rec, |all| check(&wanted, "mine", all)).unwrap();
+        let e = refused.unwrap_err();
+        assert!(e.message.contains("newer"), "{}", e.message);
+        assert!(s.get("mine").unwrap().is_none());
+        // Not even the claims readable: fail closed, naming the store.
+        put_raw(&s, "broken", b"{not json");
+        assert!(s.put_if(&rec, |all| check(&wanted, "mine", all)).is_err());
+        assert!(s.get("mine").unwrap().is_none());
     }
 
     #[test]

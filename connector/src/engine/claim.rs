@@ -210,8 +210,9 @@ fn loop_claim(st: &hostfs::loopdev::LoopIdentity, via: &Path, read_only: bool) -
     }
 }
 
-/// The first claim of another volume (or a device outside goldmount) that
-/// `wanted` collides with, as a conflict error naming the holder.
+/// The first claim of another volume that `wanted` collides with, as a
+/// conflict error naming the holder. Runs inside the state store's one
+/// transaction, so it only reads the records.
 pub fn check(wanted: &[Claim], volume: &str, records: &[VolumeRecord]) -> Result<(), EngineError> {
     for rec in records {
         if rec.name == volume {
@@ -233,6 +234,13 @@ pub fn check(wanted: &[Claim], volume: &str, records: &[VolumeRecord]) -> Result
             }
         }
     }
+    Ok(())
+}
+
+/// A device outside goldmount that holds data `wanted` names (an in-use
+/// loop device over the same file range). Scans /sys/block: run before the
+/// state-store transaction, not inside it.
+pub fn check_outside(wanted: &[Claim]) -> Result<(), EngineError> {
     for w in wanted {
         if let Some(other) = foreign_holder(w) {
             return Err(EngineError::conflict(format!(

@@ -167,6 +167,7 @@ impl Engine {
                 rec.claims.push(claim::claim_for(d, req.options.read_only)?);
             }
             let wanted = rec.claims.clone();
+            claim::check_outside(&wanted)?;
             self.store
                 .put_if(&rec, |records| claim::check(&wanted, name, records))??;
             Journal::new(&self.store, rec)
@@ -251,6 +252,7 @@ impl Engine {
                 .push(claim::claim_for(d, req.options.read_only)?);
         }
         let wanted = j.rec.claims.clone();
+        claim::check_outside(&wanted)?;
         self.store
             .put_if(&j.rec, |records| claim::check(&wanted, name, records))??;
         Ok(devices)
