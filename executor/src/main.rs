@@ -564,6 +564,19 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                         println!("multipath map: {dm} ({name})");
                     }
                     println!("paths: {}", stack.paths.join(" "));
+                    let states: Vec<_> = stack
+                        .paths
+                        .iter()
+                        .map(|p| executor::remove::path_state(root, p))
+                        .collect();
+                    for p in &states {
+                        println!("path {}: {}", p.device, p.scsi_state);
+                    }
+                    let tp = executor::remove::plan_teardown(&stack, &states);
+                    println!("would flush: {}", tp.flush.as_deref().unwrap_or("nothing"));
+                    for s in &tp.skipped {
+                        println!("would not flush {}: {}", s.device, s.reason);
+                    }
                     println!(
                         "in use: {}",
                         if stack.in_use.is_empty() {
