@@ -129,7 +129,13 @@ fn volume_name(
             "a volume name is 1-64 characters from [A-Za-z0-9_.-]",
         )),
     };
-    checked.inspect_err(|e| s.metrics.operation(kind, e.kind_label(), None))
+    checked.inspect_err(|e| refused(s, kind, e))
+}
+
+/// Counts and logs a request refused before the engine was called.
+fn refused(s: &AppState, kind: &'static str, e: &ApiError) {
+    s.metrics.operation(kind, e.kind_label(), None);
+    tracing::info!(operation = kind, kind = e.kind_label(), error = %e.message, "request refused");
 }
 
 fn take_slot(s: &AppState, kind: &'static str, v: &VolumeName) -> Result<Slot, ApiError> {
@@ -298,17 +304,13 @@ pub fn parse_put(
         )
     })?;
     // serde ignores unknown keys inside the engine's types; a typo there
-    // (`"read_olny": true`) must not mount read-write. What does not come
-    // back out of the typed value was not understood.
-    let typed = serde_json::json!({
-        "sources": put.sources,
-        "options": put.options,
-    });
+    // (`"read_olny": true`) must not mount read-write.
     let mut unknown = Vec::new();
-    for key in ["sources", "options"] {
-        if let (Some(given), Some(kept)) = (raw.get(key), typed.get(key)) {
-            unknown_keys(given, kept, key, &mut unknown);
-        }
+    if let Some(given) = raw.get("sources") {
+        unknown.extend(ignored_keys(given, &put.sources, "sources"));
+    }
+    if let Some(given) = raw.get("options") {
+        unknown.extend(ignored_keys(given, &put.options, "options"));
     }
     if !unknown.is_empty() {
         return Err(ApiError::invalid(
@@ -347,26 +349,95 @@ pub fn parse_put(
     Ok(put)
 }
 
-/// Keys of `given` (at any depth) that `kept` lacks, as `path.key`; `null`
+/// One step of a path into a JSON value.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn shown(prefix: &str, path: &[Seg]) -> String {
+    let mut out = prefix.to_string();
+    for s in path {
+        match s {
+            Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// Keys of `given` that deserialising into `typed` ignored, as
+/// `prefix.a[0].b`. A key that does not come back out of the typed value
+/// is a candidate; it was understood after all when leaving it out gives
+/// another value (a field serde never serialises, like a password).
+fn ignored_keys<T>(given: &Value, typed: &T, prefix: &str) -> Vec<String>
+where
+    T: Serialize + serde::de::DeserializeOwned + PartialEq,
+{
+    let Ok(kept) = serde_json::to_value(typed) else {
+        return Vec::new();
+    };
+    let mut candidates = Vec::new();
+    missing_keys(given, &kept, &mut Vec::new(), &mut candidates);
+    candidates
+        .into_iter()
+        .filter(|path| {
+            let mut without = given.clone();
+            remove_at(&mut without, path);
+            matches!(serde_json::from_value::<T>(without), Ok(t) if t == *typed)
+        })
+        .map(|path| shown(prefix, &path))
+        .collect()
+}
+
+/// Paths of keys in `given` (at any depth) that `kept` lacks; `null`
 /// values are not counted (an absent optional field serialises as nothing).
-fn unknown_keys(given: &Value, kept: &Value, path: &str, out: &mut Vec<String>) {
+fn missing_keys(given: &Value, kept: &Value, at: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
     match (given, kept) {
         (Value::Object(g), Value::Object(k)) => {
             for (key, gv) in g {
-                let here = format!("{path}.{key}");
+                at.push(Seg::Key(key.clone()));
                 match k.get(key) {
-                    Some(kv) => unknown_keys(gv, kv, &here, out),
+                    Some(kv) => missing_keys(gv, kv, at, out),
                     None if gv.is_null() => {}
-                    None => out.push(here),
+                    None => out.push(at.clone()),
                 }
+                at.pop();
             }
         }
         (Value::Array(g), Value::Array(k)) => {
             for (i, (gv, kv)) in g.iter().zip(k).enumerate() {
-                unknown_keys(gv, kv, &format!("{path}[{i}]"), out);
+                at.push(Seg::Index(i));
+                missing_keys(gv, kv, at, out);
+                at.pop();
             }
         }
         _ => {}
+    }
+}
+
+fn remove_at(v: &mut Value, path: &[Seg]) {
+    match path {
+        [] => {}
+        [Seg::Key(k)] => {
+            if let Value::Object(m) = v {
+                m.remove(k);
+            }
+        }
+        [first, rest @ ..] => {
+            let next = match (first, v) {
+                (Seg::Key(k), Value::Object(m)) => m.get_mut(k),
+                (Seg::Index(i), Value::Array(a)) => a.get_mut(*i),
+                _ => None,
+            };
+            if let Some(n) = next {
+                remove_at(n, rest);
+            }
+        }
     }
 }
 
@@ -385,7 +456,7 @@ async fn put_volume(
             )
         })
         .and_then(|b| parse_put(&b, s.engine.config()))
-        .inspect_err(|e| s.metrics.operation(KIND, e.kind_label(), None))?;
+        .inspect_err(|e| refused(&s, KIND, e))?;
     let slot = take_slot(&s, KIND, &volume)?;
     let name = volume.to_string();
     let answer = run(&s, KIND, Some(slot), move |e| {
@@ -498,7 +569,7 @@ async fn delete_volume(
                 "the only parameter is force=true or force=false",
             )
         })
-        .inspect_err(|e| s.metrics.operation(KIND, e.kind_label(), None))?;
+        .inspect_err(|e| refused(&s, KIND, e))?;
     let slot = take_slot(&s, KIND, &volume)?;
     let name = volume.to_string();
     let r = run(&s, KIND, Some(slot), move |e| {
@@ -545,6 +616,30 @@ mod tests {
         .unwrap();
         assert!(p.options.read_only && !p.options.regen_xfs_uuid);
         assert_eq!(p.target.unwrap(), PathBuf::from("/mnt/a"));
+    }
+
+    /// A field serde reads but never writes (a password) is not unknown.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Secretive {
+        user: String,
+        #[serde(default, skip_serializing)]
+        password: Option<String>,
+        #[serde(default)]
+        inner: Vec<Secretive>,
+    }
+
+    #[test]
+    fn write_only_fields_are_known_and_typos_are_not() {
+        let given = serde_json::json!({
+            "user": "u", "password": "p", "pasword": "typo",
+            "inner": [{"user": "v", "password": "q", "extra": 1}]
+        });
+        let typed: Secretive = serde_json::from_value(given.clone()).unwrap();
+        assert_eq!(typed.password.as_deref(), Some("p"));
+        assert_eq!(
+            ignored_keys(&given, &typed, "s"),
+            ["s.inner[0].extra", "s.pasword"]
+        );
     }
 
     #[test]
