@@ -501,6 +501,20 @@ pub fn undo_lun(
             }
             log.undone
                 .push(format!("removed the SCSI devices of {wwid}: {what}"));
+            for s in &r.skipped {
+                log.undone.push(format!(
+                    "did not flush {} ({}): nothing can reach the LUN through it",
+                    s.device, s.reason
+                ));
+            }
+            if let Some(u) = &r.unsynced {
+                log.undone.push(format!("WARNING: {u}"));
+            }
+            for d in &r.delete_unfinished {
+                log.undone.push(format!(
+                    "WARNING: deleting {d} did not finish in time; the kernel may still remove it"
+                ));
+            }
             for w in r.warnings {
                 tracing::warn!(wwid, "{w}");
             }

@@ -86,7 +86,35 @@ impl EngineError {
             out.message = text;
             return out;
         }
+        if let Some(l) = e.chain().find_map(|c| c.downcast_ref::<lvm::LvmError>()) {
+            return Self::new(lvm_kind(l), text);
+        }
         Self::internal(text)
+    }
+}
+
+/// What an LVM error means to a caller: the clone's VG is in use or
+/// collides (conflict), the clone's metadata is damaged or incomplete
+/// (invalid: retrying will not help), or the host's tools failed (internal).
+fn lvm_kind(e: &lvm::LvmError) -> ErrorKind {
+    use lvm::LvmError as L;
+    match e {
+        L::Busy { .. } | L::NameTaken { .. } | L::DuplicatePv { .. } | L::MixedDm { .. } => {
+            ErrorKind::Conflict
+        }
+        L::Truncated { .. }
+        | L::NoLabel
+        | L::BadLabel { .. }
+        | L::BadCrc { .. }
+        | L::Corrupt { .. }
+        | L::NoMetadata(_)
+        | L::Syntax { .. }
+        | L::Invalid(_)
+        | L::MissingPvs { .. }
+        | L::NotOneVg { .. }
+        | L::BadName(_) => ErrorKind::Invalid,
+        L::Timeout { .. } => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
     }
 }
 
