@@ -643,6 +643,16 @@ mod tests {
     }
 
     #[test]
+    fn a_presentation_with_chap_secrets_is_accepted() {
+        let body = br#"{"sources":[{"kind":"iscsi","presentation":{"target_iqn":"iqn.2026-01.x:t","portals":["192.0.2.1:3260"],"lun":1,"wwn":"naa.60014051","chap":{"username":"u","password":"p"}},"timeout":30}]}"#;
+        let p = parse_put(body, &cfg()).unwrap();
+        assert_eq!(p.sources.len(), 1);
+        let typo = String::from_utf8_lossy(body).replace("\"timeout\"", "\"timeuot\"");
+        let e = parse_put(typo.as_bytes(), &cfg()).unwrap_err().message;
+        assert!(e.contains("sources[0].timeuot"), "{e}");
+    }
+
+    #[test]
     fn malformed_bodies_say_what_is_wrong() {
         assert!(err("").contains("empty"));
         assert!(err("{\"sources\":").contains("not valid JSON"));
