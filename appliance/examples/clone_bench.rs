@@ -122,9 +122,7 @@ fn main() {
     );
     let xfs = Xfs::new();
     let app = Appliance::open(
-        &ApplianceConfig {
-            data_dir: xfs.mnt.join("data"),
-        },
+        &ApplianceConfig::new(xfs.mnt.join("data")),
         Box::new(LoopPresenter::new()),
     )
     .unwrap();
@@ -133,7 +131,7 @@ fn main() {
     write_dense(&small, 1 << 30);
     write_sparse(&big, 1 << 40);
     for (name, src) in [("g1g", &small), ("g1t", &big)] {
-        app.import_gold(ImportGold {
+        app.import_gold_local(ImportGold {
             name: name.into(),
             source: src.clone(),
             point_in_time: None,
@@ -146,13 +144,11 @@ fn main() {
     // Full-copy fallback on ext4 (/tmp) for contrast, fewer runs.
     let ext_dir = PathBuf::from(format!("/tmp/gm-clone-bench-ext4-{}", std::process::id()));
     let ext = Appliance::open(
-        &ApplianceConfig {
-            data_dir: ext_dir.clone(),
-        },
+        &ApplianceConfig::new(ext_dir.clone()),
         Box::new(LoopPresenter::new()),
     )
     .unwrap();
-    ext.import_gold(ImportGold {
+    ext.import_gold_local(ImportGold {
         name: "g1g".into(),
         source: small.clone(),
         point_in_time: None,

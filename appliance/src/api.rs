@@ -2,20 +2,22 @@
 //! run the [`Appliance`] call on a blocking thread (image copies and losetup
 //! block), and map results to status codes. The contract is `openapi.yaml`.
 //!
-//! TLS: [`serve`] takes a plain TCP listener; to add TLS, accept with a
-//! rustls acceptor (e.g. `axum-server`'s `bind_rustls`) in its place — the
-//! router from [`router`] is unchanged.
+//! Every `/v1` request needs the bearer token ([`crate::auth`]);
+//! `/healthz` and `/openapi.yaml` are open. [`serve`] speaks HTTPS when
+//! given a rustls configuration ([`crate::tls::TlsListener`]), plain HTTP
+//! otherwise (the binary allows that only on loopback addresses).
 
+use crate::auth::{self, Token};
 use crate::error::{Error, ErrorBody};
-use crate::model::{CreateClone, ImportGold, Present, RegisterHost};
+use crate::model::{CreateClone, HostQuery, ImportGold, Present, PutHost, RegisterHost};
 use crate::service::{Appliance, Outcome};
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// The OpenAPI document, served at `GET /openapi.yaml`.
@@ -38,6 +40,15 @@ impl IntoResponse for ApiError {
         }
         (status, Json(body)).into_response()
     }
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|rej| {
+        ApiError(Error::BadRequest(format!(
+            "unexpected query parameters (see /openapi.yaml): {}",
+            rej.body_text()
+        )))
+    })
 }
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -69,13 +80,13 @@ fn created<T: Serialize>((v, o): (T, Outcome)) -> Response {
     (status, Json(v)).into_response()
 }
 
-/// Builds the router over an opened appliance.
-pub fn router(app: Shared) -> Router {
+/// Builds the router over an opened appliance; `/v1` needs `token`.
+pub fn router(app: Shared, token: Token) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/openapi.yaml", get(openapi))
         .route("/v1/hosts", get(list_hosts).post(register_host))
-        .route("/v1/hosts/{name}", get(get_host))
+        .route("/v1/hosts/{name}", get(get_host).put(put_host))
         .route("/v1/gold-copies", get(list_golds).post(import_gold))
         .route("/v1/gold-copies/{name}", get(get_gold))
         .route("/v1/clones", get(list_clones).post(create_clone))
@@ -101,17 +112,46 @@ pub fn router(app: Shared) -> Router {
             })
         })
         .with_state(app)
+        // Outermost, so unknown /v1 paths and methods are refused too.
+        .layer(axum::middleware::from_fn_with_state(token, v1_needs_token))
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+async fn v1_needs_token(
+    State(token): State<Token>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let p = req.uri().path();
+    if p == "/v1" || p.starts_with("/v1/") {
+        auth::require_token(State(token), req, next).await
+    } else {
+        next.run(req).await
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves: HTTPS with
+/// `tls`, plain HTTP without.
 pub async fn serve(
     app: Shared,
+    token: Token,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = router(app, token);
+    match tls {
+        Some(cfg) => {
+            let l = crate::tls::TlsListener::new(listener, cfg)?;
+            axum::serve(l, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 async fn healthz(State(app): State<Shared>) -> Response {
@@ -130,10 +170,33 @@ async fn register_host(
     blocking(move || app.register_host(req)).await.map(created)
 }
 
-async fn list_hosts(State(app): State<Shared>) -> Result<Response, ApiError> {
-    blocking(move || app.list_hosts())
+async fn list_hosts(
+    State(app): State<Shared>,
+    q: Result<Query<HostQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    blocking(move || app.find_hosts(&q))
         .await
         .map(|v| Json(v).into_response())
+}
+
+async fn put_host(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+    body: Result<Json<PutHost>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = json_body(body)?;
+    blocking(move || app.put_host(&name, req))
+        .await
+        .map(created)
+}
+
+/// `?force=true` on the deletes that check with the host first.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceQuery {
+    #[serde(default)]
+    force: bool,
 }
 
 async fn get_host(
@@ -226,8 +289,10 @@ async fn get_presentation(
 async fn unpresent(
     State(app): State<Shared>,
     Path(clone): Path<String>,
+    q: Result<Query<ForceQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    blocking(move || app.unpresent(&clone))
+    let force = query(q)?.force;
+    blocking(move || app.unpresent(&clone, force))
         .await
         .map(|()| StatusCode::NO_CONTENT.into_response())
 }

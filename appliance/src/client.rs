@@ -1,11 +1,15 @@
 //! A small typed, blocking HTTP client for the appliance API (for the
-//! connector, the CLI's `--server` mode and the tests).
+//! connector, the CLI's `--server` mode and the tests). It sends the API
+//! token as `Authorization: Bearer …` and speaks HTTPS with a rustls
+//! configuration trusting the CA the caller names.
 
 use crate::error::ErrorBody;
 use crate::model::{
-    Clone, CreateClone, Gold, Host, ImportGold, Present, Presentation, RegisterHost,
+    Clone, CreateClone, Gold, Host, ImportGold, Present, Presentation, PutHost, RegisterHost,
 };
 use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a client call failed.
@@ -30,23 +34,69 @@ pub enum ClientError {
 }
 
 /// Client for one appliance base URL (e.g. `http://127.0.0.1:8470`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    auth: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.auth.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+fn agent(tls: Option<Arc<rustls::ClientConfig>>) -> ureq::Agent {
+    let mut b = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(10))
+        .timeout(Duration::from_secs(600));
+    if let Some(cfg) = tls {
+        b = b.tls_connector(Arc::new(crate::tls::UreqTls(cfg)));
+    }
+    b.build()
 }
 
 impl Client {
     /// A client with a 10 s connect and 10 min overall timeout (full-copy
-    /// clones of big images can take minutes).
+    /// clones of big images can take minutes), without a token: only
+    /// `/healthz` and `/openapi.yaml` answer it. See [`Client::with_token`].
     pub fn new(base_url: &str) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10))
-            .timeout(Duration::from_secs(600))
-            .build();
         Client {
             base: base_url.trim_end_matches('/').to_string(),
-            agent,
+            agent: agent(None),
+            auth: None,
+        }
+    }
+
+    /// Sends `token` as `Authorization: Bearer <token>` on every request.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.auth = Some(format!("Bearer {token}"));
+        self
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file `ca` for `https://`
+    /// URLs (only those: the appliance has a private CA).
+    pub fn with_ca_file(mut self, ca: &Path) -> Result<Self, crate::tls::TlsError> {
+        let roots = crate::tls::certs_from_file("--ca", ca)?;
+        self.agent = agent(Some(crate::tls::client_config(roots, None, "--ca")?));
+        Ok(self)
+    }
+
+    /// Uses a prepared rustls configuration for `https://` URLs.
+    pub fn with_tls(mut self, cfg: Arc<rustls::ClientConfig>) -> Self {
+        self.agent = agent(Some(cfg));
+        self
+    }
+
+    fn request(&self, method: &str, url: &str) -> ureq::Request {
+        let r = self.agent.request(method, url);
+        match &self.auth {
+            Some(a) => r.set("Authorization", a),
+            None => r,
         }
     }
 
@@ -82,7 +132,7 @@ impl Client {
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
-        let r = self.agent.get(&url).call();
+        let r = self.request("GET", &url).call();
         self.handle(url.clone(), r)?
             .ok_or_else(|| ClientError::Transport {
                 url,
@@ -96,7 +146,21 @@ impl Client {
         body: &B,
     ) -> Result<T, ClientError> {
         let url = self.url(path);
-        let r = self.agent.post(&url).send_json(body);
+        let r = self.request("POST", &url).send_json(body);
+        self.handle(url.clone(), r)?
+            .ok_or_else(|| ClientError::Transport {
+                url,
+                message: "expected a JSON body, got 204".to_string(),
+            })
+    }
+
+    fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let r = self.request("PUT", &url).send_json(body);
         self.handle(url.clone(), r)?
             .ok_or_else(|| ClientError::Transport {
                 url,
@@ -106,7 +170,7 @@ impl Client {
 
     fn delete(&self, path: &str) -> Result<(), ClientError> {
         let url = self.url(path);
-        let r = self.agent.delete(&url).call();
+        let r = self.request("DELETE", &url).call();
         self.handle::<serde_json::Value>(url, r).map(|_| ())
     }
 
@@ -117,6 +181,18 @@ impl Client {
     /// `GET /v1/hosts`.
     pub fn list_hosts(&self) -> Result<Vec<Host>, ClientError> {
         self.get("/v1/hosts")
+    }
+    /// `PUT /v1/hosts/{name}`: create or replace the host's identity.
+    pub fn put_host(&self, name: &str, req: &PutHost) -> Result<Host, ClientError> {
+        self.put(&format!("/v1/hosts/{name}"), req)
+    }
+    /// `GET /v1/hosts?iqn=…`: the host owning an initiator name (0 or 1).
+    pub fn find_hosts_by_iqn(&self, iqn: &str) -> Result<Vec<Host>, ClientError> {
+        self.get(&format!("/v1/hosts?iqn={}", query_escape(iqn)))
+    }
+    /// `GET /v1/hosts?wwpn=…`: the host owning an FC port (0 or 1).
+    pub fn find_hosts_by_wwpn(&self, wwpn: &str) -> Result<Vec<Host>, ClientError> {
+        self.get(&format!("/v1/hosts?wwpn={}", query_escape(wwpn)))
     }
     /// `GET /v1/hosts/{name}`.
     pub fn get_host(&self, name: &str) -> Result<Host, ClientError> {
@@ -162,8 +238,25 @@ impl Client {
     pub fn get_presentation(&self, clone: &str) -> Result<Presentation, ClientError> {
         self.get(&format!("/v1/presentations/{clone}"))
     }
-    /// `DELETE /v1/presentations/{clone}`.
+    /// `DELETE /v1/presentations/{clone}` (refused while the host's
+    /// connector reports the clone in use or cannot be asked).
     pub fn unpresent(&self, clone: &str) -> Result<(), ClientError> {
         self.delete(&format!("/v1/presentations/{clone}"))
     }
+    /// `DELETE /v1/presentations/{clone}?force=true`: without asking the host.
+    pub fn unpresent_forced(&self, clone: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/v1/presentations/{clone}?force=true"))
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn query_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

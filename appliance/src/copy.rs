@@ -10,7 +10,7 @@ use rustix::fs::SeekFrom;
 use rustix::io::Errno;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom as StdSeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 /// How a copy was made.
@@ -40,19 +40,28 @@ const CHUNK: usize = 1 << 20;
 /// Tries FICLONE first when `src` is a regular file; falls back to a
 /// sparse-aware copy. `dst` must not exist.
 pub fn copy_image(src: &Path, dst: &Path) -> Result<CopyOutcome, Error> {
+    let input = File::open(src).map_err(|e| Error::io(format!("opening {}", src.display()), e))?;
+    copy_from(&input, src, dst)
+}
+
+/// Copies the already opened `input` (a regular file or a block device;
+/// `label` names it in errors) to the new file `dst`, which is created with
+/// mode 0600 — never readable by other users, whatever the umask. The data
+/// is written to `dst` with the extension `partial` and renamed into place
+/// when complete; on failure the partial file is removed.
+pub fn copy_from(input: &File, label: &Path, dst: &Path) -> Result<CopyOutcome, Error> {
+    let src = label;
     if dst.exists() {
         return Err(Error::io(
             format!("creating {}", dst.display()),
             std::io::Error::new(std::io::ErrorKind::AlreadyExists, "destination exists"),
         ));
     }
-    let mut input =
-        File::open(src).map_err(|e| Error::io(format!("opening {}", src.display()), e))?;
     let meta = input
         .metadata()
         .map_err(|e| Error::io(format!("stat {}", src.display()), e))?;
     // Works for regular files and block devices alike.
-    let size = input
+    let size = (&*input)
         .seek(StdSeekFrom::End(0))
         .map_err(|e| Error::io(format!("finding the size of {}", src.display()), e))?;
     let tmp = dst.with_extension("partial");
@@ -60,11 +69,12 @@ pub fn copy_image(src: &Path, dst: &Path) -> Result<CopyOutcome, Error> {
     let out = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
     let result = (|| {
         let reflink_error = if meta.is_file() {
-            match rustix::fs::ioctl_ficlone(&out, &input) {
+            match rustix::fs::ioctl_ficlone(&out, input) {
                 Ok(()) => {
                     return Ok(CopyOutcome {
                         mode: CopyMode::Reflink,
@@ -77,7 +87,7 @@ pub fn copy_image(src: &Path, dst: &Path) -> Result<CopyOutcome, Error> {
         } else {
             Some("source is not a regular file".to_string())
         };
-        sparse_copy(&input, &out, size, src, &tmp)?;
+        sparse_copy(input, &out, size, src, &tmp)?;
         Ok(CopyOutcome {
             mode: CopyMode::FullCopy,
             size,

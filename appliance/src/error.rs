@@ -12,6 +12,11 @@ pub enum ErrorCode {
     BadRequest,
     /// A name outside `[A-Za-z0-9_.-]{1,64}` (HTTP 400).
     BadName,
+    /// No or a wrong `Authorization: Bearer` token (HTTP 401).
+    Unauthorized,
+    /// Authenticated, but the appliance's policy does not allow this, e.g. a
+    /// gold copy source outside `--import-from`/`--allow-device` (HTTP 403).
+    Forbidden,
     /// The named object does not exist (HTTP 404).
     NotFound,
     /// The request contradicts existing state (HTTP 409).
@@ -27,6 +32,8 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::BadRequest | ErrorCode::BadName => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::Invalid => 422,
@@ -49,6 +56,9 @@ pub enum Error {
         /// The name that was given.
         found: String,
     },
+    /// Refused by policy; the message says what is allowed.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// Unknown object.
     #[error("{what} {name:?} not found")]
     NotFound {
@@ -92,6 +102,7 @@ impl Error {
         match self {
             Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::BadName { .. } => ErrorCode::BadName,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotFound { .. } => ErrorCode::NotFound,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::Invalid(_) => ErrorCode::Invalid,

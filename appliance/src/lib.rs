@@ -7,6 +7,8 @@
 //! every presentation.
 
 pub mod api;
+pub mod auth;
+pub mod callback;
 pub mod client;
 pub mod cmd;
 pub mod copy;
@@ -16,7 +18,9 @@ pub mod model;
 pub mod names;
 pub mod present;
 pub mod service;
+pub mod source;
 pub mod store;
+pub mod tls;
 
 pub use error::{Error, ErrorCode};
 pub use service::{Appliance, ApplianceConfig};

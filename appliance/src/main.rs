@@ -6,6 +6,7 @@
 //! locked) or, with `--server URL`, through a running server's API.
 
 use anyhow::{bail, Context, Result};
+use appliance::auth::{self, Token};
 use appliance::client::Client;
 use appliance::lio::{LioConfig, DEFAULT_CONFIGFS_ROOT};
 use appliance::model::{CreateClone, ImportGold, Present, RegisterHost};
@@ -13,12 +14,17 @@ use appliance::present::iscsi::IscsiPresenter;
 use appliance::present::loopback::LoopPresenter;
 use appliance::present::Presenter;
 use appliance::service::DEFAULT_DATA_DIR;
+use appliance::source::ImportPolicy;
+use appliance::tls::Identity;
 use appliance::{Appliance, ApplianceConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Environment variable the CLI reads the API token from.
+const TOKEN_ENV: &str = "GOLDMOUNT_APPLIANCE_TOKEN";
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +33,8 @@ use std::sync::Arc;
     about = "Reference copy-data appliance: gold copies, reflink clones, LIO iSCSI or loop \
              presentation, REST API",
     after_help = "gold/clone/host commands open --data-dir directly unless --server URL is given \
-                  (the server locks the state file while it runs).\n\nDemo:\n  goldmount-appliance serve --listen 127.0.0.1:8470 --data-dir /srv/gm &\n  \
+                  (the server locks the state file while it runs). With --server the API token \
+                  comes from --token-file, $GOLDMOUNT_APPLIANCE_TOKEN or <data-dir>/api-token.\n\nDemo:\n  goldmount-appliance serve --listen 127.0.0.1:8470 --data-dir /srv/gm --import-from /srv/images &\n  \
                   goldmount-appliance gold import pg-gold ./pg.img --server http://127.0.0.1:8470\n  \
                   goldmount-appliance host register h1 --iqn iqn.2026-11.test:h1 --server http://127.0.0.1:8470\n  \
                   goldmount-appliance clone create pg1 --gold pg-gold --server http://127.0.0.1:8470\n  \
@@ -67,15 +74,67 @@ enum Cmd {
         /// Base URL of the running server.
         #[arg(long)]
         server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
     },
-    /// Take a clone's presentation away (needs --server).
+    /// Take a clone's presentation away (needs --server). Refused while the
+    /// host's connector reports the clone in use, or cannot be asked.
     Unpresent {
         /// Clone name.
         clone: String,
         /// Base URL of the running server.
         #[arg(long)]
         server: String,
+        /// Unpresent without the host's confirmation that it released the clone.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        auth: ClientAuth,
     },
+}
+
+/// How the CLI authenticates to a server.
+#[derive(Args, Clone)]
+struct ClientAuth {
+    /// File holding the API token (default: $GOLDMOUNT_APPLIANCE_TOKEN, else
+    /// <data-dir>/api-token when readable).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to verify an https:// server with.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+impl ClientAuth {
+    fn client(&self, url: &str, data_dir: &Path) -> Result<Client> {
+        let token = match (&self.token_file, std::env::var(TOKEN_ENV)) {
+            (Some(f), _) => auth::read_token(f)?,
+            (None, Ok(t)) => auth::parse_token(&t).with_context(|| {
+                format!(
+                    "${TOKEN_ENV}: expected a token of at least {} printable characters",
+                    auth::MIN_TOKEN_LEN
+                )
+            })?,
+            (None, Err(_)) => {
+                let f = data_dir.join(auth::TOKEN_FILE_NAME);
+                auth::read_token(&f).with_context(|| {
+                    format!(
+                        "no API token: pass --token-file FILE or set ${TOKEN_ENV} (tried {})",
+                        f.display()
+                    )
+                })?
+            }
+        };
+        let mut c = Client::new(url).with_token(&token);
+        if let Some(ca) = &self.ca {
+            c = c.with_ca_file(ca)?;
+        } else if url.starts_with("https://") {
+            bail!(
+                "{url} is https: pass --ca FILE with the CA certificate that signed the server's"
+            );
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,9 +147,34 @@ enum Backend {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on (plain HTTP; put TLS in front or see api.rs).
+    /// Address to listen on. Without --tls-cert/--tls-key only a loopback
+    /// address (127.0.0.0/8, ::1) is accepted.
     #[arg(long, default_value = "127.0.0.1:8470")]
     listen: SocketAddr,
+    /// File holding the API token (default: <data-dir>/api-token, generated
+    /// with mode 0600 on first start).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Server certificate chain (PEM): serve HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Directory whose regular files the API may import as gold copies
+    /// (repeatable; none: the API imports no files).
+    #[arg(long = "import-from")]
+    import_from: Vec<PathBuf>,
+    /// Block device the API may import as a gold copy (repeatable).
+    #[arg(long = "allow-device")]
+    allow_device: Vec<PathBuf>,
+    /// Client certificate (PEM) for the hosts' connectors (mutual TLS): the
+    /// appliance asks a host whether it still uses a clone before unpresenting.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
     #[command(flatten)]
     data: DataDir,
     /// Presentation backend.
@@ -121,6 +205,8 @@ struct Target {
     /// Use a running server's API instead of opening the data directory.
     #[arg(long)]
     server: Option<String>,
+    #[command(flatten)]
+    auth: ClientAuth,
 }
 
 #[derive(Subcommand)]
@@ -210,13 +296,11 @@ enum Conn {
 impl Target {
     fn connect(&self) -> Result<Conn> {
         match &self.server {
-            Some(url) => Ok(Conn::Http(Client::new(url))),
+            Some(url) => Ok(Conn::Http(self.auth.client(url, &self.data.data_dir)?)),
             None => {
                 // Direct mode never presents, so the backend is irrelevant.
                 let app = Appliance::open(
-                    &ApplianceConfig {
-                        data_dir: self.data.data_dir.clone(),
-                    },
+                    &ApplianceConfig::new(self.data.data_dir.clone()),
                     Box::new(LoopPresenter::new()),
                 )
                 .with_context(|| {
@@ -270,7 +354,7 @@ fn main() -> Result<()> {
                 let conn = target.connect()?;
                 let g = match &conn {
                     Conn::Http(c) => c.import_gold(&req)?,
-                    Conn::Direct(a) => a.import_gold(req)?.0,
+                    Conn::Direct(a) => a.import_gold_local(req)?.0,
                 };
                 print_json(&g)
             }
@@ -364,12 +448,78 @@ fn main() -> Result<()> {
             clone,
             host,
             server,
-        } => print_json(&Client::new(&server).present(&Present { clone, host })?),
-        Cmd::Unpresent { clone, server } => Ok(Client::new(&server).unpresent(&clone)?),
+            auth,
+        } => print_json(
+            &auth
+                .client(&server, Path::new(DEFAULT_DATA_DIR))?
+                .present(&Present { clone, host })?,
+        ),
+        Cmd::Unpresent {
+            clone,
+            server,
+            force,
+            auth,
+        } => {
+            let c = auth.client(&server, Path::new(DEFAULT_DATA_DIR))?;
+            if force {
+                c.unpresent_forced(&clone)?;
+            } else {
+                c.unpresent(&clone)?;
+            }
+            Ok(())
+        }
     }
 }
 
 fn serve(a: ServeArgs) -> Result<()> {
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(appliance::tls::server_config(&Identity {
+            cert: cert.clone(),
+            key: key.clone(),
+        })?),
+        _ => None,
+    };
+    if tls.is_none() {
+        if !a.listen.ip().is_loopback() {
+            bail!(
+                "refusing to serve plain HTTP on {}: the API token would cross the network in \
+                 clear text. Pass --tls-cert FILE --tls-key FILE, or listen on a loopback address \
+                 (127.0.0.1, ::1)",
+                a.listen
+            );
+        }
+        tracing::warn!(listen = %a.listen, "serving plain HTTP (loopback only); use --tls-cert/--tls-key for HTTPS");
+    }
+    let client_identity = match (&a.client_cert, &a.client_key) {
+        (Some(cert), Some(key)) => {
+            let id = Identity {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            // Fail at start, not at the first unpresent.
+            appliance::tls::client_config(Vec::new(), Some(&id), "--client-cert")?;
+            Some(id)
+        }
+        _ => {
+            tracing::warn!("no --client-cert/--client-key: unpresenting a clone will need ?force=true (the appliance cannot ask hosts' connectors)");
+            None
+        }
+    };
+    for d in &a.import_from {
+        let md = std::fs::metadata(d)
+            .with_context(|| format!("--import-from {}: expected a directory", d.display()))?;
+        if !md.is_dir() {
+            bail!("--import-from {}: expected a directory", d.display());
+        }
+        if !d.is_absolute() {
+            bail!("--import-from {}: expected an absolute path", d.display());
+        }
+    }
+    for d in &a.allow_device {
+        if !d.is_absolute() {
+            bail!("--allow-device {}: expected an absolute path", d.display());
+        }
+    }
     let presenter: Box<dyn Presenter> = match a.backend {
         Backend::Loop => Box::new(LoopPresenter::new()),
         Backend::Iscsi => {
@@ -386,10 +536,21 @@ fn serve(a: ServeArgs) -> Result<()> {
     let app = Appliance::open(
         &ApplianceConfig {
             data_dir: a.data.data_dir.clone(),
+            import: ImportPolicy {
+                dirs: a.import_from.clone(),
+                devices: a.allow_device.clone(),
+            },
+            client_identity,
         },
         presenter,
     )
     .with_context(|| format!("opening data directory {}", a.data.data_dir.display()))?;
+    let token = Token::load_or_generate(a.token_file.as_deref(), &a.data.data_dir)?;
+    if token.generated {
+        tracing::info!(token_file = %token.path.display(), "generated the API token (mode 0600); clients send it as `Authorization: Bearer <token>`");
+    } else {
+        tracing::info!(token_file = %token.path.display(), "API token loaded");
+    }
     match app.reapply() {
         Ok(failed) if failed.is_empty() => {}
         Ok(failed) => {
@@ -409,8 +570,16 @@ fn serve(a: ServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(a.listen)
             .await
             .with_context(|| format!("binding {}", a.listen))?;
-        tracing::info!(listen = %a.listen, transport = app.transport(), data_dir = %a.data.data_dir.display(), "serving");
-        appliance::api::serve(app, listener, shutdown_signal())
+        tracing::info!(
+            listen = %a.listen,
+            scheme = if tls.is_some() { "https" } else { "http" },
+            transport = app.transport(),
+            data_dir = %a.data.data_dir.display(),
+            import_from = ?a.import_from,
+            allow_device = ?a.allow_device,
+            "serving"
+        );
+        appliance::api::serve(app, token, listener, tls, shutdown_signal())
             .await
             .context("serving HTTP")
     })

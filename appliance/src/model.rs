@@ -47,6 +47,41 @@ pub struct RegisterHost {
     pub callback_ca_pem: Option<String>,
 }
 
+/// Body of `PUT /v1/hosts/{name}`: the host's whole identity, replacing
+/// what was stored (the name comes from the path; a `name` in the body must
+/// equal it).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PutHost {
+    /// Optional; must equal the path's name when given.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// iSCSI initiator names.
+    #[serde(default)]
+    pub iqns: Vec<String>,
+    /// FC WWPNs.
+    #[serde(default)]
+    pub wwpns: Vec<String>,
+    /// Connector callback URL (`https://...`); absent clears it.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// PEM CA for the callback; absent clears it.
+    #[serde(default)]
+    pub callback_ca_pem: Option<String>,
+}
+
+/// Query of `GET /v1/hosts`: find hosts by an initiator identity.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HostQuery {
+    /// An iSCSI initiator name (compared normalised, case-insensitively).
+    #[serde(default)]
+    pub iqn: Option<String>,
+    /// An FC WWPN (any accepted spelling).
+    #[serde(default)]
+    pub wwpn: Option<String>,
+}
+
 /// A gold copy: a read-only raw image in the data directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Gold {

@@ -2,27 +2,49 @@
 //! and conflict rules, LUN allocation, and keeping the store and the
 //! presentation backend in step. The REST API and the CLI both call this.
 
+use crate::callback::{self, Usage};
 use crate::copy::{self, CopyMode};
 use crate::error::Error;
 use crate::model::{
-    now, Clone, CreateClone, Gold, Host, ImportGold, Present, Presentation, Presented, RegisterHost,
+    now, Clone, CreateClone, Gold, Host, HostQuery, ImportGold, Present, Presentation, Presented,
+    PutHost, RegisterHost,
 };
 use crate::names::{normalize_iqn, normalize_wwpn, validate_name};
 use crate::present::{PresentRequest, Presenter};
+use crate::source::{self, ImportPolicy, OpenedSource};
 use crate::store::{Kind, Store};
+use crate::tls::Identity;
+use std::collections::BTreeSet;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/goldmount-appliance";
 
-/// Where the appliance keeps its files.
+/// Where the appliance keeps its files, what it may import, and how it
+/// authenticates to hosts' connectors.
 #[derive(Debug, Clone)]
 pub struct ApplianceConfig {
     /// Holds `state.redb`, `gold/` and `clones/`.
     pub data_dir: PathBuf,
+    /// Which files and devices `POST /v1/gold-copies` may read.
+    pub import: ImportPolicy,
+    /// Client certificate for the connectors' mutual-TLS callback API.
+    pub client_identity: Option<Identity>,
+}
+
+impl ApplianceConfig {
+    /// A configuration over `data_dir` that imports nothing through the API
+    /// and has no client certificate.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ApplianceConfig {
+            data_dir: data_dir.into(),
+            import: ImportPolicy::default(),
+            client_identity: None,
+        }
+    }
 }
 
 /// Whether a create call made something new or found it already there
@@ -40,8 +62,45 @@ pub struct Appliance {
     data_dir: PathBuf,
     store: Store,
     presenter: Box<dyn Presenter>,
+    import: ImportPolicy,
+    client_identity: Option<Identity>,
     /// Serialises every mutation so check-then-act sequences are atomic.
+    /// Never held across a long copy or a call to another machine.
     lock: Mutex<()>,
+    /// Names of gold copies and clones whose image is being copied (outside
+    /// `lock`): `gold/NAME`, `clone/NAME`.
+    pending: Mutex<BTreeSet<String>>,
+}
+
+/// A name reserved in [`Appliance::pending`] while its copy runs; released
+/// on drop, so an error or a panic never leaves it reserved.
+struct Reservation<'a> {
+    app: &'a Appliance,
+    key: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.app
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// A new file that is removed on drop unless kept.
+struct NewFile<'a> {
+    path: &'a Path,
+    keep: bool,
+}
+
+impl Drop for NewFile<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
 }
 
 impl Appliance {
@@ -58,7 +117,10 @@ impl Appliance {
             data_dir: cfg.data_dir.clone(),
             store,
             presenter,
+            import: cfg.import.clone(),
+            client_identity: cfg.client_identity.clone(),
             lock: Mutex::new(()),
+            pending: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -70,6 +132,21 @@ impl Appliance {
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
         // A panic while holding the lock leaves no partial state we rely on.
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves `what/name` for a copy in progress; call with `lock` held
+    /// after checking the store, so a name is either stored, reserved, or
+    /// free. A second request for a reserved name is a conflict.
+    fn reserve(&self, what: &str, name: &str) -> Result<Reservation<'_>, Error> {
+        let key = format!("{what}/{name}");
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if !p.insert(key.clone()) {
+            return Err(Error::Conflict(format!(
+                "{what} {name:?} is being created by another request (its image is still being \
+                 copied); retry when that request has finished"
+            )));
+        }
+        Ok(Reservation { app: self, key })
     }
 
     /// Re-applies every stored presentation to the kernel (after a restart,
@@ -113,65 +190,22 @@ impl Appliance {
     /// existing host (callback URL/CA are updated when given); a name or an
     /// initiator port already bound to something else is a conflict.
     pub fn register_host(&self, req: RegisterHost) -> Result<(Host, Outcome), Error> {
-        validate_name("host", &req.name)?;
-        let mut iqns = req
-            .iqns
-            .iter()
-            .map(|i| normalize_iqn(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut wwpns = req
-            .wwpns
-            .iter()
-            .map(|w| normalize_wwpn(w))
-            .collect::<Result<Vec<_>, _>>()?;
-        iqns.sort();
-        iqns.dedup();
-        wwpns.sort();
-        wwpns.dedup();
-        if iqns.is_empty() && wwpns.is_empty() {
-            return Err(Error::Invalid(format!(
-                "host {:?}: expected at least one initiator IQN (iqns) or FC WWPN (wwpns), found none",
-                req.name
-            )));
-        }
-        if let Some(url) = &req.callback_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
-                return Err(Error::Invalid(format!(
-                    "callback_url: expected an https:// URL, found {url:?}"
-                )));
-            }
-        }
-        if let Some(pem) = &req.callback_ca_pem {
-            if !pem.contains("-----BEGIN CERTIFICATE-----") || pem.len() > 65536 {
-                return Err(Error::Invalid(
-                    "callback_ca_pem: expected PEM text with at least one \
-                     -----BEGIN CERTIFICATE----- block (at most 64 KiB)"
-                        .to_string(),
-                ));
-            }
-        }
+        let id = validate_identity(
+            &req.name,
+            &req.iqns,
+            &req.wwpns,
+            req.callback_url.as_deref(),
+            req.callback_ca_pem.as_deref(),
+        )?;
         let _g = self.guard();
         let all: Vec<Host> = self.store.list(Kind::Host)?;
-        for other in all.iter().filter(|h| h.name != req.name) {
-            if let Some(i) = other.iqns.iter().find(|i| iqns.contains(i)) {
-                return Err(Error::Conflict(format!(
-                    "initiator {i} is already registered to host {:?}",
-                    other.name
-                )));
-            }
-            if let Some(w) = other.wwpns.iter().find(|w| wwpns.contains(w)) {
-                return Err(Error::Conflict(format!(
-                    "WWPN {w} is already registered to host {:?}",
-                    other.name
-                )));
-            }
-        }
+        check_ports_free(&all, &req.name, &id.iqns, &id.wwpns)?;
         let (host, outcome) = match all.into_iter().find(|h| h.name == req.name) {
-            Some(h) if h.iqns != iqns || h.wwpns != wwpns => {
+            Some(h) if h.iqns != id.iqns || h.wwpns != id.wwpns => {
                 return Err(Error::Conflict(format!(
                     "host {:?} is registered with iqns {:?} wwpns {:?}; this request has iqns {:?} \
-                     wwpns {:?}",
-                    h.name, h.iqns, h.wwpns, iqns, wwpns
+                     wwpns {:?} (PUT /v1/hosts/{} replaces a host's identity)",
+                    h.name, h.iqns, h.wwpns, id.iqns, id.wwpns, h.name
                 )))
             }
             Some(mut h) => {
@@ -192,8 +226,8 @@ impl Appliance {
             None => {
                 let h = Host {
                     name: req.name,
-                    iqns,
-                    wwpns,
+                    iqns: id.iqns,
+                    wwpns: id.wwpns,
                     callback_url: req.callback_url,
                     callback_ca_pem: req.callback_ca_pem,
                     created: now(),
@@ -203,19 +237,116 @@ impl Appliance {
                 (h, Outcome::Created)
             }
         };
+        self.prepare_or_undo(&host, outcome, None)?;
+        Ok((host, outcome))
+    }
+
+    /// Creates or replaces host `name`'s identity (initiator ports, callback
+    /// URL and CA) — idempotent: the same body again changes nothing. A port
+    /// owned by another host is a conflict, and so is changing the ports of
+    /// a host that has presentations (its LUNs are mapped to the old ports).
+    pub fn put_host(&self, name: &str, req: PutHost) -> Result<(Host, Outcome), Error> {
+        validate_name("host", name)?;
+        if let Some(n) = &req.name {
+            if n != name {
+                return Err(Error::Invalid(format!(
+                    "name: the body names host {n:?} but the path names {name:?}; leave name out \
+                     or make them equal"
+                )));
+            }
+        }
+        let id = validate_identity(
+            name,
+            &req.iqns,
+            &req.wwpns,
+            req.callback_url.as_deref(),
+            req.callback_ca_pem.as_deref(),
+        )?;
+        let _g = self.guard();
+        let all: Vec<Host> = self.store.list(Kind::Host)?;
+        check_ports_free(&all, name, &id.iqns, &id.wwpns)?;
+        let previous = all.into_iter().find(|h| h.name == name);
+        let host = Host {
+            name: name.to_string(),
+            iqns: id.iqns,
+            wwpns: id.wwpns,
+            callback_url: req.callback_url,
+            callback_ca_pem: req.callback_ca_pem,
+            created: previous.as_ref().map_or_else(now, |h| h.created),
+        };
+        let outcome = match &previous {
+            Some(h) if *h == host => return Ok((host, Outcome::Existing)),
+            Some(h) => {
+                if h.iqns != host.iqns || h.wwpns != host.wwpns {
+                    let presented: Vec<String> = self
+                        .store
+                        .list::<Presentation>(Kind::Presentation)?
+                        .into_iter()
+                        .filter(|p| p.host == name)
+                        .map(|p| p.clone)
+                        .collect();
+                    if !presented.is_empty() {
+                        return Err(Error::Conflict(format!(
+                            "host {name:?} has presentations of clones {presented:?}, mapped to \
+                             its current ports (iqns {:?}, wwpns {:?}); unpresent them before \
+                             changing its ports to iqns {:?}, wwpns {:?}",
+                            h.iqns, h.wwpns, host.iqns, host.wwpns
+                        )));
+                    }
+                }
+                Outcome::Existing
+            }
+            None => Outcome::Created,
+        };
+        self.store.put(Kind::Host, name, &host)?;
+        self.prepare_or_undo(&host, outcome, previous.as_ref())?;
+        tracing::info!(
+            host = name,
+            created = (outcome == Outcome::Created),
+            "host identity stored"
+        );
+        Ok((host, outcome))
+    }
+
+    /// Prepares the backend for `host` (its ACLs). On failure a new host is
+    /// not kept and an updated one gets its previous record back: the
+    /// caller sees the error, and a retry starts from a consistent state.
+    fn prepare_or_undo(
+        &self,
+        host: &Host,
+        outcome: Outcome,
+        previous: Option<&Host>,
+    ) -> Result<(), Error> {
         // Only this host: another host's state is not this request's concern
         // (every host was prepared when it registered, and on start).
-        if let Err(e) = self.presenter.prepare_host(&host) {
-            // A host the backend could not be prepared for (e.g. LIO's ACL
-            // refused) is not kept: the caller sees the error, and a retry
-            // starts from nothing instead of finding a half-registered host.
-            if outcome == Outcome::Created {
+        let Err(e) = self.presenter.prepare_host(host) else {
+            return Ok(());
+        };
+        match (outcome, previous) {
+            (Outcome::Created, _) => {
                 self.store.delete(Kind::Host, &host.name)?;
                 tracing::warn!(host = %host.name, error = %e, "registration undone: backend not prepared");
             }
-            return Err(e);
+            (Outcome::Existing, Some(prev)) => {
+                self.store.put(Kind::Host, &host.name, prev)?;
+                tracing::warn!(host = %host.name, error = %e, "host update undone: backend not prepared");
+            }
+            (Outcome::Existing, None) => {}
         }
-        Ok((host, outcome))
+        Err(e)
+    }
+
+    /// Hosts that own the initiator ports in `q` (all of them when `q` is
+    /// empty). A port has one owner, so the list has at most one entry.
+    pub fn find_hosts(&self, q: &HostQuery) -> Result<Vec<Host>, Error> {
+        let iqn = q.iqn.as_deref().map(normalize_iqn).transpose()?;
+        let wwpn = q.wwpn.as_deref().map(normalize_wwpn).transpose()?;
+        Ok(self
+            .list_hosts()?
+            .into_iter()
+            .filter(|h| iqn.as_ref().is_none_or(|i| h.iqns.contains(i)))
+            .filter(|h| wwpn.as_ref().is_none_or(|w| h.wwpns.contains(w)))
+            .collect())
     }
 
     /// All hosts, by name.
@@ -241,51 +372,61 @@ impl Appliance {
     // ---- gold copies -------------------------------------------------------
 
     /// Imports an image file or block device on this machine as a gold copy
-    /// (reflinked when possible). Repeating the same import returns the
-    /// existing gold copy; the same name from another source is a conflict.
+    /// (reflinked when possible), for an API caller: only what the import
+    /// policy allows ([`ImportPolicy::open`]; 403 otherwise). Repeating the
+    /// same import returns the existing gold copy; the same name from
+    /// another source is a conflict.
     pub fn import_gold(&self, req: ImportGold) -> Result<(Gold, Outcome), Error> {
-        validate_name("gold copy", &req.name)?;
-        if let Some(l) = &req.point_in_time {
-            validate_name("point-in-time label", l)?;
-        }
-        let source = std::fs::canonicalize(&req.source).map_err(|e| {
-            Error::Invalid(format!(
-                "source: expected an image file or block device on the appliance, {} : {e}",
-                req.source.display()
-            ))
-        })?;
-        let ft = std::fs::metadata(&source)
-            .map_err(|e| Error::io(format!("stat {}", source.display()), e))?
-            .file_type();
-        if !(ft.is_file() || ft.is_block_device()) {
-            return Err(Error::Invalid(format!(
-                "source: expected a regular file or block device, {} is neither",
-                source.display()
-            )));
-        }
-        let _g = self.guard();
-        if let Some(g) = self.store.get::<Gold>(Kind::Gold, &req.name)? {
-            let same_pit = req
-                .point_in_time
-                .as_ref()
-                .is_none_or(|p| *p == g.point_in_time);
-            if g.source == source && same_pit {
-                return Ok((g, Outcome::Existing));
+        validate_import(&req)?;
+        let opened = self.import.open(&req.source)?;
+        self.import_opened(req, opened)
+    }
+
+    /// [`Appliance::import_gold`] for the local CLI (direct mode): the
+    /// source is opened with the invoking user's own permissions instead of
+    /// through the API's import policy.
+    pub fn import_gold_local(&self, req: ImportGold) -> Result<(Gold, Outcome), Error> {
+        validate_import(&req)?;
+        let opened = source::open_local(&req.source)?;
+        self.import_opened(req, opened)
+    }
+
+    /// Reserves the name under the lock, copies from the opened source
+    /// without it (a long copy must not stall every other call), and
+    /// commits under the lock. A failed copy leaves neither a file nor a
+    /// reservation behind.
+    fn import_opened(&self, req: ImportGold, src: OpenedSource) -> Result<(Gold, Outcome), Error> {
+        let reservation = {
+            let _g = self.guard();
+            if let Some(g) = self.store.get::<Gold>(Kind::Gold, &req.name)? {
+                let same_pit = req
+                    .point_in_time
+                    .as_ref()
+                    .is_none_or(|p| *p == g.point_in_time);
+                if g.source == src.path && same_pit {
+                    return Ok((g, Outcome::Existing));
+                }
+                return Err(Error::Conflict(format!(
+                    "gold copy {:?} already exists from {} at point-in-time {:?}; this request: {} at {:?}",
+                    g.name,
+                    g.source.display(),
+                    g.point_in_time,
+                    src.path.display(),
+                    req.point_in_time
+                )));
             }
-            return Err(Error::Conflict(format!(
-                "gold copy {:?} already exists from {} at point-in-time {:?}; this request: {} at {:?}",
-                g.name,
-                g.source.display(),
-                g.point_in_time,
-                source.display(),
-                req.point_in_time
-            )));
-        }
+            self.reserve("gold copy", &req.name)?
+        };
         let file = self.data_dir.join("gold").join(format!("{}.img", req.name));
         // A leftover file without a record (crash between copy and commit).
         let _ = std::fs::remove_file(&file);
-        let out = copy::copy_image(&source, &file)?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444))
+        let out = copy::copy_from(&src.file, &src.path, &file)?;
+        let mut new_file = NewFile {
+            path: &file,
+            keep: false,
+        };
+        // Read-only, and readable by the appliance's user only.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400))
             .map_err(|e| Error::io(format!("making {} read-only", file.display()), e))?;
         if let Some(why) = &out.reflink_error {
             tracing::warn!(gold = %req.name, %why, "gold copy imported by full copy");
@@ -293,16 +434,21 @@ impl Appliance {
         let created = now();
         let g = Gold {
             name: req.name,
-            file,
+            file: file.clone(),
             size: out.size,
-            source,
+            source: src.path,
             point_in_time: req
                 .point_in_time
                 .unwrap_or_else(|| format!("imported-{created}")),
             copy_mode: out.mode,
             created,
         };
-        self.store.put(Kind::Gold, &g.name, &g)?;
+        {
+            let _g = self.guard();
+            self.store.put(Kind::Gold, &g.name, &g)?;
+            new_file.keep = true;
+            drop(reservation);
+        }
         tracing::info!(gold = %g.name, size = g.size, mode = ?g.copy_mode, "imported gold copy");
         Ok((g, Outcome::Created))
     }
@@ -328,37 +474,43 @@ impl Appliance {
     /// Creates a writable clone of a gold copy: a reflink when the data
     /// directory's file system supports it, otherwise a full copy with a
     /// `warning` saying so. Repeating the same request returns the clone.
+    /// Like an import, the copy runs outside the lock.
     pub fn create_clone(&self, req: CreateClone) -> Result<(Clone, Outcome), Error> {
         validate_name("clone", &req.name)?;
         validate_name("gold copy", &req.gold)?;
-        let _g = self.guard();
-        let gold = self.get_gold(&req.gold)?;
-        if let Some(pit) = &req.point_in_time {
-            if *pit != gold.point_in_time {
-                return Err(Error::Invalid(format!(
-                    "point_in_time: gold copy {:?} holds point-in-time {:?}, not {pit:?}",
-                    gold.name, gold.point_in_time
+        let (gold, reservation) = {
+            let _g = self.guard();
+            let gold = self.get_gold(&req.gold)?;
+            if let Some(pit) = &req.point_in_time {
+                if *pit != gold.point_in_time {
+                    return Err(Error::Invalid(format!(
+                        "point_in_time: gold copy {:?} holds point-in-time {:?}, not {pit:?}",
+                        gold.name, gold.point_in_time
+                    )));
+                }
+            }
+            if let Some(c) = self.store.get::<Clone>(Kind::Clone, &req.name)? {
+                if c.gold == req.gold && c.point_in_time == gold.point_in_time {
+                    return Ok((c, Outcome::Existing));
+                }
+                return Err(Error::Conflict(format!(
+                    "clone {:?} already exists from gold copy {:?} at {:?}; this request asks for {:?}",
+                    c.name, c.gold, c.point_in_time, req.gold
                 )));
             }
-        }
-        if let Some(c) = self.store.get::<Clone>(Kind::Clone, &req.name)? {
-            if c.gold == req.gold && c.point_in_time == gold.point_in_time {
-                return Ok((c, Outcome::Existing));
-            }
-            return Err(Error::Conflict(format!(
-                "clone {:?} already exists from gold copy {:?} at {:?}; this request asks for {:?}",
-                c.name, c.gold, c.point_in_time, req.gold
-            )));
-        }
+            (gold, self.reserve("clone", &req.name)?)
+        };
         let file = self
             .data_dir
             .join("clones")
             .join(format!("{}.img", req.name));
         let _ = std::fs::remove_file(&file);
+        // Created 0600: writable by the appliance only.
         let out = copy::copy_image(&gold.file, &file)?;
-        // The clone is writable even though the gold file is 0444.
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::io(format!("chmod {}", file.display()), e))?;
+        let mut new_file = NewFile {
+            path: &file,
+            keep: false,
+        };
         let warning = match (out.mode, &out.reflink_error) {
             (CopyMode::FullCopy, why) => {
                 let w = format!(
@@ -370,18 +522,24 @@ impl Appliance {
             }
             (CopyMode::Reflink, _) => None,
         };
-        let c = Clone {
-            name: req.name,
-            gold: gold.name,
-            point_in_time: gold.point_in_time,
-            file,
-            size: out.size,
-            copy_mode: out.mode,
-            warning,
-            unit_serial: self.unique_unit_serial()?,
-            created: now(),
+        let c = {
+            let _g = self.guard();
+            let c = Clone {
+                name: req.name,
+                gold: gold.name,
+                point_in_time: gold.point_in_time,
+                file: file.clone(),
+                size: out.size,
+                copy_mode: out.mode,
+                warning,
+                unit_serial: self.unique_unit_serial()?,
+                created: now(),
+            };
+            self.store.put(Kind::Clone, &c.name, &c)?;
+            new_file.keep = true;
+            drop(reservation);
+            c
         };
-        self.store.put(Kind::Clone, &c.name, &c)?;
         tracing::info!(clone = %c.name, gold = %c.gold, mode = ?c.copy_mode, "created clone");
         Ok((c, Outcome::Created))
     }
@@ -416,6 +574,13 @@ impl Appliance {
                 "clone {name:?} is presented to host {:?}; unpresent it first \
                  (DELETE /v1/presentations/{name})",
                 p.host
+            )));
+        }
+        let attached = self.presenter.still_attached(&c);
+        if !attached.is_empty() {
+            return Err(Error::Conflict(format!(
+                "clone {name:?} is unpresented but its image is still held by {attached:?} \
+                 (a mount or process on this machine keeps the device open); release it first"
             )));
         }
         match std::fs::remove_file(&c.file) {
@@ -487,16 +652,60 @@ impl Appliance {
         }
     }
 
-    /// Takes a clone's presentation away.
-    pub fn unpresent(&self, clone_name: &str) -> Result<(), Error> {
+    /// Takes a clone's presentation away — after the host's connector has
+    /// confirmed that no volume on the host uses the clone. In use, or no
+    /// confirmation to be had (no callback URL, connector unreachable), is a
+    /// conflict unless `force`. The connector is asked without holding the
+    /// lock; the presentation is re-checked under it before it is removed.
+    pub fn unpresent(&self, clone_name: &str, force: bool) -> Result<(), Error> {
         validate_name("clone", clone_name)?;
+        let (p, clone, host) = {
+            let _g = self.guard();
+            let p = self.need_presentation(clone_name)?;
+            let clone = self.need_clone(clone_name)?;
+            let host = self.need_host(&p.host)?;
+            (p, clone, host)
+        };
+        if force {
+            tracing::warn!(clone = clone_name, host = %p.host, "unpresent forced: the host's use of the clone is not checked");
+        } else {
+            self.confirm_released(&host, &clone, &p.presented)?;
+        }
         let _g = self.guard();
-        let p = self.need_presentation(clone_name)?;
-        let clone = self.need_clone(clone_name)?;
+        let now_p = self.need_presentation(clone_name)?;
+        if now_p != p {
+            return Err(Error::Conflict(format!(
+                "the presentation of clone {clone_name:?} changed while the host was being asked \
+                 (now presented to {:?}); retry",
+                now_p.host
+            )));
+        }
         self.presenter.unpresent(&clone, &p.presented)?;
         self.store.delete(Kind::Presentation, clone_name)?;
-        tracing::info!(clone = clone_name, host = %p.host, "unpresented");
+        tracing::info!(clone = clone_name, host = %p.host, forced = force, "unpresented");
         Ok(())
+    }
+
+    fn confirm_released(
+        &self,
+        host: &Host,
+        clone: &Clone,
+        presented: &Presented,
+    ) -> Result<(), Error> {
+        match callback::usage(self.client_identity.as_ref(), host, clone, presented) {
+            Ok(Usage::Released) => Ok(()),
+            Ok(Usage::InUse(volumes)) => Err(Error::Conflict(format!(
+                "clone {:?} is in use on host {:?}: its connector has volume(s) {volumes:?} built \
+                 from it; unmount them on the host first (goldmount unmount --volume NAME), or \
+                 pass ?force=true to unpresent anyway (the host's writes will fail)",
+                clone.name, host.name
+            ))),
+            Err(why) => Err(Error::Conflict(format!(
+                "cannot confirm that host {:?} released clone {:?}: {why}; pass ?force=true to \
+                 unpresent anyway if you know the host no longer uses it",
+                host.name, clone.name
+            ))),
+        }
     }
 
     /// All presentations, by clone name.
@@ -536,6 +745,92 @@ impl Appliance {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+}
+
+/// A host's identity, validated and normalised (sorted, no duplicates).
+struct ValidIdentity {
+    iqns: Vec<String>,
+    wwpns: Vec<String>,
+}
+
+fn validate_identity(
+    name: &str,
+    iqns: &[String],
+    wwpns: &[String],
+    callback_url: Option<&str>,
+    callback_ca_pem: Option<&str>,
+) -> Result<ValidIdentity, Error> {
+    validate_name("host", name)?;
+    let mut iqns = iqns
+        .iter()
+        .map(|i| normalize_iqn(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut wwpns = wwpns
+        .iter()
+        .map(|w| normalize_wwpn(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    iqns.sort();
+    iqns.dedup();
+    wwpns.sort();
+    wwpns.dedup();
+    if iqns.is_empty() && wwpns.is_empty() {
+        return Err(Error::Invalid(format!(
+            "host {name:?}: expected at least one initiator IQN (iqns) or FC WWPN (wwpns), found none"
+        )));
+    }
+    if let Some(url) = callback_url {
+        let ok = url
+            .strip_prefix("https://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+        if !ok || url.len() > 2048 {
+            return Err(Error::Invalid(format!(
+                "callback_url: expected an https:// URL of the host's connector (at most 2048 \
+                 characters), found {url:?}"
+            )));
+        }
+    }
+    if let Some(pem) = callback_ca_pem {
+        if !pem.contains("-----BEGIN CERTIFICATE-----") || pem.len() > 65536 {
+            return Err(Error::Invalid(
+                "callback_ca_pem: expected PEM text with at least one \
+                 -----BEGIN CERTIFICATE----- block (at most 64 KiB)"
+                    .to_string(),
+            ));
+        }
+    }
+    Ok(ValidIdentity { iqns, wwpns })
+}
+
+/// Conflict when another host than `name` owns one of the ports.
+fn check_ports_free(
+    all: &[Host],
+    name: &str,
+    iqns: &[String],
+    wwpns: &[String],
+) -> Result<(), Error> {
+    for other in all.iter().filter(|h| h.name != name) {
+        if let Some(i) = other.iqns.iter().find(|i| iqns.contains(i)) {
+            return Err(Error::Conflict(format!(
+                "initiator {i} is already registered to host {:?}",
+                other.name
+            )));
+        }
+        if let Some(w) = other.wwpns.iter().find(|w| wwpns.contains(w)) {
+            return Err(Error::Conflict(format!(
+                "WWPN {w} is already registered to host {:?}",
+                other.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn validate_import(req: &ImportGold) -> Result<(), Error> {
+    validate_name("gold copy", &req.name)?;
+    if let Some(l) = &req.point_in_time {
+        validate_name("point-in-time label", l)?;
+    }
+    Ok(())
 }
 
 fn lun_of(p: &Presented) -> Option<u32> {
@@ -668,12 +963,10 @@ mod tests {
             .unwrap()
             .set_len(1 << 20)
             .unwrap();
-        let cfg = ApplianceConfig {
-            data_dir: dir.join("data"),
-        };
+        let cfg = ApplianceConfig::new(dir.join("data"));
         let rec = Recorder::default();
         let app = Appliance::open(&cfg, Box::new(rec.clone())).unwrap();
-        app.import_gold(ImportGold {
+        app.import_gold_local(ImportGold {
             name: "g".into(),
             source: src,
             point_in_time: None,
@@ -704,7 +997,7 @@ mod tests {
         serials.sort();
         serials.dedup();
         assert_eq!(serials.len(), 3, "unit serials must be unique");
-        app.unpresent("b").unwrap();
+        app.unpresent("b", true).unwrap();
         app.create_clone(CreateClone {
             name: "d".into(),
             gold: "g".into(),

@@ -125,11 +125,18 @@ fn bad_requests_and_idempotency() {
     let (s, v) = srv.req("GET", "/v2/whatever", None);
     assert_eq!((s, code(&v)), (404, "not_found"), "{v}");
 
-    // gold import: missing source is 422, then a real one
+    // gold import: outside the import directories is 403, a missing file
+    // inside them 422, then a real one
     let (s, v) = srv.req(
         "POST",
         "/v1/gold-copies",
         Some(r#"{"name":"g","source":"/nonexistent/x.img"}"#),
+    );
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
+    let (s, v) = srv.req(
+        "POST",
+        "/v1/gold-copies",
+        Some(&json!({"name":"g","source":tmp.path().join("missing.img")}).to_string()),
     );
     assert_eq!((s, code(&v)), (422, "invalid"), "{v}");
     let img = tmp.path().join("src.img");

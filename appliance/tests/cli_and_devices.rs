@@ -58,14 +58,56 @@ fn cli_direct_then_server_and_lock() {
 
     // The server holds the state file: direct mode must say so, --server works.
     let srv = Server::start(&data, "loop");
+    let tok = srv.token_file();
+    let tok = tok.to_str().unwrap();
     let (ok, _, err) = cli(&["gold", "list", "--data-dir", d]);
     assert!(!ok, "direct mode opened a store the server holds");
     assert!(
         err.contains("already open") && err.contains("--server"),
         "{err}"
     );
+    // Without a token (none given, and the data directory's is not
+    // looked at because --data-dir is elsewhere) the CLI says what to pass.
+    let (ok, _, err) = cli(&[
+        "clone",
+        "create",
+        "c1",
+        "--gold",
+        "g1",
+        "--server",
+        &srv.url,
+        "--data-dir",
+        "/nonexistent",
+    ]);
+    assert!(!ok && err.contains("--token-file"), "{err}");
+    // A wrong token: 401 from the server.
+    let bad = tmp.path().join("bad-token");
+    std::fs::write(&bad, "0123456789abcdef0123456789abcdef\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, _, err) = cli(&[
+        "clone",
+        "create",
+        "c1",
+        "--gold",
+        "g1",
+        "--server",
+        &srv.url,
+        "--token-file",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("401"), "{err}");
+    // The data directory's token is found by default.
     let (ok, out, err) = cli(&[
-        "clone", "create", "c1", "--gold", "g1", "--server", &srv.url,
+        "clone",
+        "create",
+        "c1",
+        "--gold",
+        "g1",
+        "--server",
+        &srv.url,
+        "--data-dir",
+        d,
     ]);
     assert!(ok, "{err}");
     assert!(
@@ -82,20 +124,58 @@ fn cli_direct_then_server_and_lock() {
         "iqn.2026-11.test:cli",
         "--server",
         &srv.url,
+        "--token-file",
+        tok,
     ]);
     assert!(ok && out.contains("iqn.2026-11.test:cli"), "{err}");
-    let (ok, out, err) = cli(&["present", "c1", "--host", "h1", "--server", &srv.url]);
+    let (ok, out, err) = cli(&[
+        "present",
+        "c1",
+        "--host",
+        "h1",
+        "--server",
+        &srv.url,
+        "--token-file",
+        tok,
+    ]);
     assert!(ok, "{err}");
     let p: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(p["transport"], "loop");
-    let (ok, _, err) = cli(&["clone", "delete", "c1", "--server", &srv.url]);
+    let (ok, _, err) = cli(&[
+        "clone",
+        "delete",
+        "c1",
+        "--server",
+        &srv.url,
+        "--token-file",
+        tok,
+    ]);
     assert!(
         !ok && err.contains("409") && err.contains("unpresent"),
         "{err}"
     );
-    let (ok, _, err) = cli(&["unpresent", "c1", "--server", &srv.url]);
+    // No connector to ask: refused, then forced.
+    let (ok, _, err) = cli(&["unpresent", "c1", "--server", &srv.url, "--token-file", tok]);
+    assert!(!ok && err.contains("409") && err.contains("force"), "{err}");
+    let (ok, _, err) = cli(&[
+        "unpresent",
+        "c1",
+        "--server",
+        &srv.url,
+        "--token-file",
+        tok,
+        "--force",
+    ]);
     assert!(ok, "{err}");
-    let (ok, _, err) = cli(&["clone", "delete", "c1", "--server", &srv.url]);
+    let (ok, _, err) = cli(&[
+        "clone",
+        "delete",
+        "c1",
+        "--server",
+        &srv.url,
+        "--token-file",
+        tok,
+    ]);
     assert!(ok, "{err}");
     // Unknown method on a known path: JSON 405.
     let (s, v) = srv.req("PUT", "/v1/clones", Some("{}"));
@@ -119,7 +199,7 @@ fn gold_import_from_block_device() {
         }
     }
     let _guard = Detach(dev.clone());
-    let srv = Server::start(&tmp.path().join("data"), "loop");
+    let srv = Server::start_with(&tmp.path().join("data"), "loop", &["--allow-device", &dev]);
     let g = srv
         .client()
         .import_gold(&ImportGold {
@@ -135,10 +215,18 @@ fn gold_import_from_block_device() {
     let meta = std::fs::metadata(&g.file).unwrap();
     assert!(meta.blocks() * 512 < 4 << 20, "device import not sparse");
     assert_eq!(
-        meta.permissions().mode() & 0o222,
-        0,
-        "gold copy is writable"
+        meta.permissions().mode() & 0o777,
+        0o400,
+        "gold copy must be read-only and private"
     );
+    // Another block device (not listed) is refused.
+    let (s, v) = srv.req(
+        "POST",
+        "/v1/gold-copies",
+        Some(r#"{"name":"other","source":"/dev/vda"}"#),
+    );
+    assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")), "{v}");
+    assert!(v["error"].as_str().unwrap().contains(&dev), "{v}");
 }
 
 #[test]

@@ -150,8 +150,13 @@ fn loop_present_restart_unpresent() {
     assert_eq!(&head, b"CLONEONLY");
     assert_eq!(c.list_presentations().unwrap().len(), 1);
 
-    // Unpresent detaches; then the clone can be deleted.
-    c.unpresent("c1").unwrap();
+    // The host has no connector to ask: unpresent is refused until forced.
+    let (s, v) = srv.req("DELETE", "/v1/presentations/c1", None);
+    assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("force=true"), "{v}");
+    assert_eq!(backing_of(&dev3).as_deref(), Some(backing.as_str()));
+    // Forced, it detaches; then the clone can be deleted.
+    c.unpresent_forced("c1").unwrap();
     assert_eq!(backing_of(&dev3), None, "loop device still attached");
     let (s, _) = srv.req("DELETE", "/v1/presentations/c1", None);
     assert_eq!(s, 404);

@@ -120,6 +120,9 @@ impl Presenter for LoopPresenter {
             }
         }
         for device in devices {
+            // A device that is open (mounted) is only marked for detach
+            // ("autoclear"); it keeps the image until it is closed, which
+            // `still_attached` reports.
             cmd::run(
                 "losetup",
                 &["--detach", &device],
@@ -129,5 +132,9 @@ impl Presenter for LoopPresenter {
             tracing::info!(clone = %clone.name, %device, "detached loop device");
         }
         Ok(())
+    }
+
+    fn still_attached(&self, clone: &Clone) -> Vec<String> {
+        self.devices_for(&clone.file)
     }
 }

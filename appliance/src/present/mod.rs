@@ -45,4 +45,11 @@ pub trait Presenter: Send + Sync {
 
     /// Takes a presentation away. Absent kernel objects are not an error.
     fn unpresent(&self, clone: &Clone, presented: &Presented) -> Result<(), Error>;
+
+    /// Devices on this machine that still hold the clone's image after an
+    /// unpresent (a loop device whose detach the kernel deferred because it
+    /// is open). Deleting the image then would unlink a file in use.
+    fn still_attached(&self, _clone: &Clone) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -134,7 +134,9 @@ impl Drop for XfsMount {
     }
 }
 
-/// A running `goldmount-appliance serve` on a free loopback port; killed on drop.
+/// A running `goldmount-appliance serve` on a free loopback port; killed on
+/// drop. It imports from the data directory's parent (`--import-from`) and
+/// generates its API token into the data directory; [`Server::token`].
 pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
@@ -142,6 +144,10 @@ pub struct Server {
     extra: Vec<String>,
     child: Option<Child>,
     pub log: PathBuf,
+    pub token: String,
+    /// Set for an HTTPS server: the CA its certificate chains to.
+    ca: Option<PathBuf>,
+    agent: ureq::Agent,
 }
 
 fn free_port() -> u16 {
@@ -166,6 +172,30 @@ impl Server {
             extra: extra.iter().map(|a| a.to_string()).collect(),
             child: None,
             log: data_dir.with_extension("log"),
+            token: String::new(),
+            ca: None,
+            agent: ureq::Agent::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// Like [`Server::start_with`], serving HTTPS; `ca` verifies it.
+    pub fn start_tls(data_dir: &Path, backend: &str, extra: &[&str], ca: &Path) -> Self {
+        let roots = appliance::tls::certs_from_file("ca", ca).unwrap();
+        let cfg = appliance::tls::client_config(roots, None, "ca").unwrap();
+        let mut s = Server {
+            url: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            backend: backend.to_string(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            child: None,
+            log: data_dir.with_extension("log"),
+            token: String::new(),
+            ca: Some(ca.to_path_buf()),
+            agent: ureq::AgentBuilder::new()
+                .tls_connector(std::sync::Arc::new(appliance::tls::UreqTls(cfg)))
+                .build(),
         };
         s.spawn();
         s
@@ -173,7 +203,8 @@ impl Server {
 
     fn spawn(&mut self) {
         let port = free_port();
-        self.url = format!("http://127.0.0.1:{port}");
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        self.url = format!("{scheme}://127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -188,6 +219,8 @@ impl Server {
                 self.data_dir.to_str().unwrap(),
                 "--backend",
                 &self.backend,
+                "--import-from",
+                self.data_dir.parent().unwrap().to_str().unwrap(),
             ])
             .args(&self.extra)
             .env("RUST_LOG", "debug")
@@ -198,8 +231,12 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = ureq::get(&format!("{}/healthz", self.url)).call() {
+            if let Ok(r) = self.agent.get(&format!("{}/healthz", self.url)).call() {
                 assert_eq!(r.status(), 200);
+                self.token = std::fs::read_to_string(self.token_file())
+                    .unwrap()
+                    .trim()
+                    .to_string();
                 return;
             }
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -211,6 +248,15 @@ impl Server {
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Where the server's API token is: `--token-file`, else generated
+    /// into the data directory.
+    pub fn token_file(&self) -> PathBuf {
+        match self.extra.iter().position(|a| a == "--token-file") {
+            Some(i) => PathBuf::from(&self.extra[i + 1]),
+            None => self.data_dir.join("api-token"),
         }
     }
 
@@ -232,13 +278,36 @@ impl Server {
     }
 
     pub fn client(&self) -> appliance::client::Client {
-        appliance::client::Client::new(&self.url)
+        let c = appliance::client::Client::new(&self.url).with_token(&self.token);
+        match &self.ca {
+            Some(ca) => c.with_ca_file(ca).unwrap(),
+            None => c,
+        }
     }
 
-    /// Raw request: returns status and JSON body (Null for an empty body).
+    /// Raw request with the right token: status and JSON body (Null for an
+    /// empty body).
     pub fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-        let r = ureq::request(method, &format!("{}{}", self.url, path))
+        let auth = format!("Bearer {}", self.token);
+        self.req_auth(method, path, body, Some(&auth))
+    }
+
+    /// Raw request with `authorization` as the Authorization header (none
+    /// when `None`).
+    pub fn req_auth(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        authorization: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut r = self
+            .agent
+            .request(method, &format!("{}{}", self.url, path))
             .set("Content-Type", "application/json");
+        if let Some(a) = authorization {
+            r = r.set("Authorization", a);
+        }
         let res = match body {
             Some(b) => r.send_string(b),
             None => r.call(),
@@ -266,7 +335,7 @@ impl Drop for Server {
         if self.child.is_some() {
             if let Ok(ps) = self.client().list_presentations() {
                 for p in ps {
-                    let _ = self.client().unpresent(&p.clone);
+                    let _ = self.client().unpresent_forced(&p.clone);
                 }
             }
         }
