@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use executor::sysfs::Root;
 use serde::Serialize;
 
 use crate::state::{Action, VolumeRecord};
@@ -67,59 +68,43 @@ pub struct Prepared {
     pub deadline_secs: u64,
 }
 
-fn read(p: impl AsRef<Path>) -> Option<String> {
-    std::fs::read_to_string(p)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-fn list(p: impl AsRef<Path>) -> Vec<String> {
-    std::fs::read_dir(p)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Kernel name of `major:minor` (`dm-3`, `sdb`, `loop0`, `sdb1`).
-fn kname(devno: &str) -> Option<String> {
-    let link = std::fs::read_link(format!("/sys/dev/block/{devno}")).ok()?;
-    Some(link.file_name()?.to_string_lossy().into_owned())
+fn kname(root: &Root, devno: &str) -> Option<String> {
+    root.link_name(format!("/sys/dev/block/{devno}"))
+}
+
+/// The sysfs directory of block device `name` (a disk, a dm device or a
+/// partition).
+fn sys_dir(root: &Root, name: &str) -> String {
+    let b = format!("/sys/block/{name}");
+    if root.exists(&b) {
+        return b;
+    }
+    format!("/sys/class/block/{name}")
 }
 
 /// Every device under `name` (itself, its slaves, theirs…), and a partition's disk.
-fn stack_below(name: &str, out: &mut Vec<String>) {
+fn stack_below(root: &Root, name: &str, out: &mut Vec<String>) {
     if out.iter().any(|n| n == name) || out.len() > 64 {
         return;
     }
     out.push(name.to_string());
-    let base = sys_dir(name);
-    for s in list(base.join("slaves")) {
-        stack_below(&s, out);
+    let base = sys_dir(root, name);
+    for s in root.list(format!("{base}/slaves")) {
+        stack_below(root, &s, out);
     }
     // A partition: its disk is the parent directory in sysfs.
-    if base.join("partition").exists() {
-        if let Ok(real) = std::fs::canonicalize(&base) {
-            if let Some(parent) = real.parent().and_then(|p| p.file_name()) {
-                stack_below(&parent.to_string_lossy(), out);
+    if root.exists(format!("{base}/partition")) {
+        if let Some(real) = root.real(&base) {
+            if let Some(parent) = Path::new(&real).parent().and_then(|p| p.file_name()) {
+                stack_below(root, &parent.to_string_lossy(), out);
             }
         }
     }
 }
 
-fn sys_dir(name: &str) -> PathBuf {
-    let b = PathBuf::from(format!("/sys/block/{name}"));
-    if b.exists() {
-        return b;
-    }
-    PathBuf::from(format!("/sys/class/block/{name}"))
-}
-
 /// A multipath map and the state of its paths.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct Map {
     kname: String,
     name: String,
@@ -127,21 +112,26 @@ struct Map {
     running: usize,
 }
 
-fn maps_below(devno: &str) -> Vec<Map> {
-    let Some(top) = kname(devno) else {
+fn maps_below(root: &Root, devno: &str) -> Vec<Map> {
+    let Some(top) = kname(root, devno) else {
         return Vec::new();
     };
     let mut stack = Vec::new();
-    stack_below(&top, &mut stack);
+    stack_below(root, &top, &mut stack);
     stack
         .iter()
-        .filter(|n| read(sys_dir(n).join("dm/uuid")).is_some_and(|u| u.starts_with("mpath-")))
+        .filter(|n| {
+            root.attr(format!("{}/dm/uuid", sys_dir(root, n)))
+                .is_some_and(|u| u.starts_with("mpath-"))
+        })
         .map(|n| {
-            let paths = list(sys_dir(n).join("slaves"));
-            let running = paths.iter().filter(|p| path_running(p)).count();
+            let paths = root.list(format!("{}/slaves", sys_dir(root, n)));
+            let running = paths.iter().filter(|p| path_running(root, p)).count();
             Map {
                 kname: n.clone(),
-                name: read(sys_dir(n).join("dm/name")).unwrap_or_else(|| n.clone()),
+                name: root
+                    .attr_nonempty(format!("{}/dm/name", sys_dir(root, n)))
+                    .unwrap_or_else(|| n.clone()),
                 paths,
                 running,
             }
@@ -151,48 +141,60 @@ fn maps_below(devno: &str) -> Vec<Map> {
 
 /// A SCSI path that can carry I/O: device state `running` and, for iSCSI,
 /// a logged-in session.
-fn path_running(sd: &str) -> bool {
-    let dev = PathBuf::from(format!("/sys/block/{sd}/device"));
-    if read(dev.join("state")).as_deref() != Some("running") {
+fn path_running(root: &Root, sd: &str) -> bool {
+    if root
+        .attr(format!("/sys/block/{sd}/device/state"))
+        .as_deref()
+        != Some("running")
+    {
         return false;
     }
-    match iscsi_session_of(sd) {
+    match iscsi_session_of(root, sd) {
         Some(s) => {
-            read(format!("/sys/class/iscsi_session/session{s}/state")).as_deref()
+            root.attr(format!("/sys/class/iscsi_session/session{s}/state"))
+                .as_deref()
                 == Some("LOGGED_IN")
         }
         None => true,
     }
 }
 
-fn iscsi_session_of(sd: &str) -> Option<u32> {
-    let real = std::fs::canonicalize(format!("/sys/block/{sd}/device")).ok()?;
-    executor::iscsi_sysfs::session_in_path(&real.to_string_lossy())
+fn iscsi_session_of(root: &Root, sd: &str) -> Option<u32> {
+    let real = root.real(format!("/sys/block/{sd}/device"))?;
+    executor::iscsi_sysfs::session_in_path(&real)
 }
 
 /// The deadline for one teardown step on a volume: the longest time any of
 /// its iSCSI paths may keep I/O waiting before failing it (`recovery_tmo`
 /// plus the NOP-out timeout) plus a margin; at least [`DEADLINE_FLOOR`].
 pub fn deadline_for(rec: &VolumeRecord) -> Duration {
+    deadline_in(&Root::host(), rec)
+}
+
+fn deadline_in(root: &Root, rec: &VolumeRecord) -> Duration {
     let mut worst = Duration::ZERO;
     for devno in mount_devnos(rec) {
-        let Some(top) = kname(&devno) else { continue };
+        let Some(top) = kname(root, &devno) else {
+            continue;
+        };
         let mut stack = Vec::new();
-        stack_below(&top, &mut stack);
+        stack_below(root, &top, &mut stack);
         for n in &stack {
-            let Some(s) = iscsi_session_of(n) else {
+            let Some(s) = iscsi_session_of(root, n) else {
                 continue;
             };
             let base = format!("/sys/class/iscsi_session/session{s}");
-            let rec_tmo = read(format!("{base}/recovery_tmo"))
+            let rec_tmo = root
+                .attr(format!("{base}/recovery_tmo"))
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(120);
-            let conn = list(format!("{base}/device"))
+            let conn = root
+                .list(format!("{base}/device"))
                 .into_iter()
                 .find(|c| c.starts_with("connection"));
             let noop = conn
                 .and_then(|c| {
-                    read(format!(
+                    root.attr(format!(
                         "{base}/device/{c}/iscsi_connection/{c}/noop_out_timeout"
                     ))
                 })
@@ -255,8 +257,9 @@ pub fn prepare(rec: &VolumeRecord, force: bool, deadline: Duration) -> Prepared 
         deadline_secs: deadline.as_secs(),
         ..Default::default()
     };
+    let root = Root::host();
     for devno in mount_devnos(rec) {
-        for m in maps_below(&devno) {
+        for m in maps_below(&root, &devno) {
             if out.queueing_off.iter().any(|q| q.map == m.name) {
                 continue;
             }
@@ -338,12 +341,16 @@ fn sync_fs(target: &Path, deadline: Duration) -> Option<String> {
 /// `errors=remount-ro`, a journal abort).
 fn fs_error_state(fstype: &str, devno: &str, target: &Path, options: &str) -> Option<String> {
     if fstype == "ext4" || fstype == "ext3" {
-        if let Some(k) = kname(devno) {
-            let n = read(format!("/sys/fs/ext4/{k}/errors_count"))
+        let root = Root::host();
+        if let Some(k) = kname(&root, devno) {
+            let n = root
+                .attr(format!("/sys/fs/ext4/{k}/errors_count"))
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
             if n > 0 {
-                let first = read(format!("/sys/fs/ext4/{k}/first_error_time")).unwrap_or_default();
+                let first = root
+                    .attr(format!("/sys/fs/ext4/{k}/first_error_time"))
+                    .unwrap_or_default();
                 return Some(format!(
                     "ext4 recorded {n} error(s) (first at {first} s since the epoch)"
                 ));
@@ -432,6 +439,128 @@ fn held_exclusively(node: &Path) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    use std::os::unix::fs::symlink;
+
+    /// A sysfs tree with multipath map dm-0 (253:0) over iSCSI paths sdb
+    /// (session1) and sdc (session2), each session with its own timeouts.
+    struct Tree {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tree {
+        fn new(tmo: [(u64, u64); 2]) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let t = Tree { dir };
+            t.write(
+                "/sys/devices/virtual/block/dm-0/dm/uuid",
+                "mpath-36001405aa",
+            );
+            t.write("/sys/devices/virtual/block/dm-0/dm/name", "36001405aa");
+            t.link("/sys/block/dm-0", "../devices/virtual/block/dm-0");
+            t.link("/sys/dev/block/253:0", "../../devices/virtual/block/dm-0");
+            for (i, (sd, (rec, noop))) in ["sdb", "sdc"].iter().zip(tmo).enumerate() {
+                let s = i + 1;
+                let h = i + 2;
+                let dev =
+                    format!("/sys/devices/platform/host{h}/session{s}/target{h}:0:0/{h}:0:0:1");
+                t.write(&format!("{dev}/state"), "running");
+                t.write(
+                    &format!("{dev}/block/{sd}/dev"),
+                    &format!("8:{}", 16 * (i + 1)),
+                );
+                t.link(
+                    &format!("/sys/block/{sd}"),
+                    &format!(
+                        "../devices/platform/host{h}/session{s}/target{h}:0:0/{h}:0:0:1/block/{sd}"
+                    ),
+                );
+                t.link(&format!("{dev}/block/{sd}/device"), "../..");
+                t.write(&format!("/sys/devices/virtual/block/dm-0/slaves/{sd}"), "");
+                let ses = format!("/sys/class/iscsi_session/session{s}");
+                t.write(&format!("{ses}/state"), "LOGGED_IN");
+                t.write(&format!("{ses}/recovery_tmo"), &rec.to_string());
+                let c = format!("connection{s}:0");
+                t.write(
+                    &format!("{ses}/device/{c}/iscsi_connection/{c}/noop_out_timeout"),
+                    &noop.to_string(),
+                );
+            }
+            t
+        }
+        fn root(&self) -> Root {
+            Root::at(self.dir.path())
+        }
+        fn write(&self, abs: &str, v: &str) {
+            let p = self.root().path(abs);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, v).unwrap();
+        }
+        fn link(&self, abs: &str, to: &str) {
+            let p = self.root().path(abs);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            symlink(to, p).unwrap();
+        }
+        fn scsi_state(&self, h: u32, s: u32, v: &str) {
+            self.write(
+                &format!("/sys/devices/platform/host{h}/session{s}/target{h}:0:0/{h}:0:0:1/state"),
+                v,
+            );
+        }
+    }
+
+    fn mounted_on(devno: &str) -> VolumeRecord {
+        let mut rec = VolumeRecord::new("v", vec![], false);
+        rec.steps.push(crate::state::Step {
+            action: Action::Mount {
+                source: "/dev/dm-0".into(),
+                source_devno: devno.into(),
+                target: "/v/x".into(),
+                fstype: "xfs".into(),
+                options: "rw".into(),
+                mnt_id: Some(99),
+                mnt_unique: None,
+            },
+            done: true,
+        });
+        rec
+    }
+
+    #[test]
+    fn paths_that_carry_io_are_counted_per_map() {
+        let t = Tree::new([(120, 5), (120, 5)]);
+        let maps = maps_below(&t.root(), "253:0");
+        assert_eq!(maps.len(), 1, "{maps:?}");
+        assert_eq!(maps[0].name, "36001405aa");
+        assert_eq!(maps[0].paths, vec!["sdb", "sdc"]);
+        assert_eq!(maps[0].running, 2);
+        // One path transport-offline: one left.
+        t.scsi_state(2, 1, "transport-offline");
+        assert_eq!(maps_below(&t.root(), "253:0")[0].running, 1);
+        // The other's session failed (the SCSI device still says running):
+        // no path is up — the case where queueing must be turned off.
+        t.write("/sys/class/iscsi_session/session2/state", "FAILED");
+        assert_eq!(maps_below(&t.root(), "253:0")[0].running, 0);
+        // Not a map at all: nothing to do.
+        assert!(maps_below(&t.root(), "7:3").is_empty());
+    }
+
+    #[test]
+    fn the_deadline_follows_the_slowest_transport() {
+        let t = Tree::new([(120, 10), (20, 5)]);
+        // recovery_tmo 120 + NOP-out 10 + margin 30.
+        assert_eq!(
+            deadline_in(&t.root(), &mounted_on("253:0")),
+            Duration::from_secs(160)
+        );
+        let t = Tree::new([(5, 2), (5, 2)]);
+        assert_eq!(
+            deadline_in(&t.root(), &mounted_on("253:0")),
+            Duration::from_secs(37)
+        );
+        // A loop device or btrfs (0:N): the floor.
+        assert_eq!(deadline_in(&t.root(), &mounted_on("0:51")), DEADLINE_FLOOR);
+    }
 
     #[test]
     fn deadline_has_a_floor_without_iscsi() {
