@@ -469,3 +469,37 @@ async fn the_unix_socket_serves_root_with_mode_0600() {
     d.stop().await;
     assert!(!sock.exists(), "the socket is removed at shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_publication_unmounts_what_the_request_mounted() {
+    let d = Daemon::start().await;
+    let img = d.path().join("clone.img");
+    ext4_image(&img, 64);
+    // A target under a regular file: valid as a path, impossible to create.
+    std::fs::write(d.path().join("afile"), "x").unwrap();
+    let body = json!({
+        "sources": [{"kind": "device", "path": img}],
+        "target": d.path().join("afile/target"),
+    })
+    .to_string();
+    let (status, v) = put(&d, "pubfail", &body).await;
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status} {v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("unmounted again"),
+        "{v}"
+    );
+    assert_eq!(volumes(&d).await, json!([]));
+    assert!(
+        mounts_under(d.path()).is_empty(),
+        "{:?}",
+        mounts_under(d.path())
+    );
+    assert!(
+        loops_under(d.path()).is_empty(),
+        "{:?}",
+        loops_under(d.path())
+    );
+}
