@@ -401,26 +401,51 @@ pub fn remove_lio_target(lio: &appliance::lio::Lio) {
 
 /// A `goldmount-appliance serve` process (binary from `GOLDMOUNT_APPLIANCE_BIN`,
 /// built by xtask), killed on drop; its log is echoed into the scenario log.
+/// Its API token is written beside the log (`<log>.token-…`, mode 0600)
+/// and sent with every request.
 pub struct ApplianceProc {
     child: Option<std::process::Child>,
     log: PathBuf,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     args: Vec<String>,
+    /// `Bearer <token>`.
+    auth: String,
 }
 
 impl ApplianceProc {
     /// Starts `serve` with `args` (after `serve`), listening on `listen`, and
     /// waits for `/healthz`.
     pub fn start(listen: &str, args: &[&str], log: &Path) -> Self {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut raw = [0u8; 16];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut raw))
+            .expect("reading /dev/urandom");
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        // One file per process, even when two share a log.
+        let token_file = log.with_extension(format!("token-{}", &token[..8]));
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&token_file)
+            .and_then(|mut f| writeln!(f, "{token}"))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", token_file.display()));
         let mut me = Self {
             child: None,
             log: log.to_path_buf(),
             base: format!("http://{listen}"),
             args: std::iter::once("serve".to_string())
                 .chain(["--listen".to_string(), listen.to_string()])
+                .chain([
+                    "--token-file".to_string(),
+                    token_file.to_string_lossy().into_owned(),
+                ])
                 .chain(args.iter().map(|s| s.to_string()))
                 .collect(),
+            auth: format!("Bearer {token}"),
         };
         me.spawn();
         me
@@ -474,7 +499,10 @@ impl ApplianceProc {
     /// POST JSON, expecting 200/201; returns the response body.
     pub fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         let url = format!("{}{path}", self.base);
-        match ureq::post(&url).send_json(body.clone()) {
+        match ureq::post(&url)
+            .set("Authorization", &self.auth)
+            .send_json(body.clone())
+        {
             Ok(r) => r.into_json().unwrap(),
             Err(ureq::Error::Status(code, r)) => panic!(
                 "POST {path} {body} -> {code}: {}",
@@ -487,7 +515,7 @@ impl ApplianceProc {
     /// GET, expecting 200.
     pub fn get(&self, path: &str) -> serde_json::Value {
         let url = format!("{}{path}", self.base);
-        match ureq::get(&url).call() {
+        match ureq::get(&url).set("Authorization", &self.auth).call() {
             Ok(r) => r.into_json().unwrap(),
             Err(ureq::Error::Status(code, r)) => {
                 panic!(
@@ -502,7 +530,7 @@ impl ApplianceProc {
     /// DELETE; returns the HTTP status.
     pub fn delete(&self, path: &str) -> u16 {
         let url = format!("{}{path}", self.base);
-        match ureq::delete(&url).call() {
+        match ureq::delete(&url).set("Authorization", &self.auth).call() {
             Ok(r) => r.status(),
             Err(ureq::Error::Status(code, _)) => code,
             Err(e) => panic!("DELETE {path}: {e}"),

@@ -298,6 +298,8 @@ fn appliance_rest_iscsi_present_unpresent_restart() {
             "iscsi",
             "--data-dir",
             data.to_str().unwrap(),
+            "--import-from",
+            xfs.mnt.to_str().unwrap(),
             "--portal",
             PORTAL,
             "--target-iqn",
@@ -380,7 +382,7 @@ fn appliance_rest_iscsi_present_unpresent_restart() {
 
     // Unpresent c2: the host deletes its disk, the appliance unmaps the LUN.
     delete_disk(&d2);
-    let st = app.delete("/v1/presentations/c2");
+    let st = app.delete("/v1/presentations/c2?force=true");
     assert!(
         st == 204 || st == 200,
         "DELETE /v1/presentations/c2 -> {st}"
@@ -425,7 +427,7 @@ fn appliance_rest_iscsi_present_unpresent_restart() {
     assert_eq!(read_at(&d1, 4096, 4096), read_at(&gold_file, 4096, 4096));
     delete_disk(&d1);
     logout(target_iqn, PORTAL);
-    let st = app.delete("/v1/presentations/c1");
+    let st = app.delete("/v1/presentations/c1?force=true");
     assert!(
         st == 204 || st == 200,
         "DELETE /v1/presentations/c1 -> {st}"

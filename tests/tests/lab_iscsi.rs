@@ -64,6 +64,8 @@ fn appliance(
         "iscsi".into(),
         "--data-dir".into(),
         data.to_string_lossy().into_owned(),
+        "--import-from".into(),
+        xfs.mnt.to_string_lossy().into_owned(),
         "--target-iqn".into(),
         target.into(),
     ];
@@ -444,7 +446,7 @@ fn reused_lun_number_detected_and_repaired() {
     .unwrap();
     eprintln!("A: {fa:?}");
 
-    let st = app.delete("/v1/presentations/ca");
+    let st = app.delete("/v1/presentations/ca?force=true");
     assert!(st == 200 || st == 204, "unpresent -> {st}");
     let b = present(&app, "cb", "gb");
     assert_eq!(

@@ -350,6 +350,8 @@ impl Rig {
             "iscsi",
             "--data-dir",
             data.to_str().unwrap(),
+            "--import-from",
+            xfs.mnt.to_str().unwrap(),
             "--target-iqn",
             &iqn,
         ];
@@ -452,9 +454,12 @@ impl Rig {
         self.retire(clone);
     }
 
-    /// The appliance unpresents and deletes the clone (its disks already gone).
+    /// The appliance unpresents and deletes the clone (its disks already
+    /// gone; the lab host has no connector daemon to confirm it: forced).
     fn retire(&self, clone: &str) {
-        let st = self.app.delete(&format!("/v1/presentations/{clone}"));
+        let st = self
+            .app
+            .delete(&format!("/v1/presentations/{clone}?force=true"));
         assert!(st == 200 || st == 204, "unpresent {clone} -> {st}");
         let st = self.app.delete(&format!("/v1/clones/{clone}"));
         assert!(st == 200 || st == 204, "delete clone {clone} -> {st}");
