@@ -151,11 +151,29 @@ fn busy_volume_is_refused_with_the_holder_and_force_detaches() {
     );
     assert!(err.contains("nothing was changed"));
     assert_eq!(mounts_under(&env.root()), 1, "refusal must change nothing");
-    let out = env.gm_ok(&["unmount", "--volume", "flat", "--force"]);
-    assert!(out.contains("FORCED"), "{out}");
-    assert_eq!(mounts_under(&env.root()), 0);
+    // Forced: detached lazily, but the holder still writes through it, so
+    // the volume keeps its record and its claim on the clone (a second
+    // writer could otherwise mount the clone under it) and says so.
+    let o = env.gm(&["unmount", "--volume", "flat", "--force"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("detached lazily but is still in use") && err.contains("claim"),
+        "{err}"
+    );
+    assert_eq!(mounts_under(&env.root()), 0, "the busy mount is detached");
+    assert_eq!(env.listed(), vec!["flat".to_string()], "the record stays");
+    let second = env.mount_run(&img, "flat2", &[]);
+    assert_eq!(
+        second.code(),
+        Some(3),
+        "the clone is still claimed: {}",
+        second.stderr
+    );
     holder.kill().unwrap();
     holder.wait().unwrap();
+    env.gm_ok(&["unmount", "--volume", "flat"]);
+    assert!(env.listed().is_empty());
     assert_eq!(loops_backed_by(&img), 0);
 }
 

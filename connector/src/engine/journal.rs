@@ -245,7 +245,25 @@ impl<'a> Journal<'a> {
                 // waits for write-back. The step stays until the device is
                 // free. (A lazily detached busy mount is released by its
                 // users later: reported as forced.)
-                if !detached_lazily {
+                if detached_lazily {
+                    // Detached, but its users still write through it: the
+                    // record (and with it the claim on the clone) stays until
+                    // they let go, or a second writer could mount the clone.
+                    let brief = self.release_deadline.min(std::time::Duration::from_secs(2));
+                    if super::teardown::wait_released(source, source_devno, brief).is_err() {
+                        let h = mounter::holders(target);
+                        anyhow::bail!(crate::engine::error::EngineError::conflict(format!(
+                            "{} was detached lazily but is still in use{}; the volume's record and its claim on the clone stay until it is released",
+                            target.display(),
+                            if h.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", h.join("; "))
+                            }
+                        ))
+                        .with_hint("stop what uses it, then unmount the volume again to finish"));
+                    }
+                } else {
                     super::teardown::wait_released(source, source_devno, self.release_deadline)
                         .map_err(|e| {
                             anyhow::Error::new(crate::engine::error::EngineError::new(
