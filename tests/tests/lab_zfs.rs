@@ -735,7 +735,8 @@ fn zfs_hostile_pool_is_confined() {
         .collect();
     assert_eq!(host_entries, vec!["host.txt".to_string()]);
     // The content is there, inside the volume.
-    let root = vol.join("evil");
+    // The root dataset's default mountpoint follows its (new) name.
+    let root = vol.join(&pool);
     assert_eq!(
         fs::read_to_string(root.join("root.txt")).unwrap(),
         "evil root\n"
@@ -799,10 +800,13 @@ fn zfs_colliding_names_export_only_their_own() {
     let m1 = engine_mount(&e, "c", &dev_ab);
     let m2 = engine_mount(&e, "b-c", &dev_a);
     assert_eq!(
-        fs::read_to_string(m1.path.join("a-b/who.txt")).unwrap(),
+        fs::read_to_string(m1.path.join(&n1).join("who.txt")).unwrap(),
         "a-b"
     );
-    assert_eq!(fs::read_to_string(m2.path.join("a/who.txt")).unwrap(), "a");
+    assert_eq!(
+        fs::read_to_string(m2.path.join(&n2).join("who.txt")).unwrap(),
+        "a"
+    );
     let mut both = vec![n1.clone(), n2.clone()];
     both.sort();
     assert_eq!(pools(), both);
@@ -826,7 +830,10 @@ fn zfs_colliding_names_export_only_their_own() {
 
     e.unmount(&VolumeName::parse("c").unwrap(), false).unwrap();
     assert_eq!(pools(), vec![n2.clone()]);
-    assert_eq!(fs::read_to_string(m2.path.join("a/who.txt")).unwrap(), "a");
+    assert_eq!(
+        fs::read_to_string(m2.path.join(&n2).join("who.txt")).unwrap(),
+        "a"
+    );
     e.unmount(&VolumeName::parse("b-c").unwrap(), false)
         .unwrap();
     assert!(pools().is_empty(), "{:?}", pools());
