@@ -142,6 +142,9 @@ pub fn main(_args: &[String]) -> Result<()> {
     let listen = format!("127.0.0.1:{PORT}");
     let server = format!("http://{listen}");
     let log = std::fs::File::create(dir.join("appliance.log"))?;
+    // The API needs a bearer token: the server generates it into its data
+    // directory; the CLI calls below get it from the environment.
+    let token_file = data.join("api-token");
     cleanup.appliance = Some(
         Command::new(&ap)
             .args([
@@ -152,6 +155,9 @@ pub fn main(_args: &[String]) -> Result<()> {
                 &listen,
                 "--data-dir",
                 &data.to_string_lossy(),
+                // The gold disk is built in the demo directory.
+                "--import-from",
+                &std::fs::canonicalize(&dir)?.to_string_lossy(),
             ])
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -159,11 +165,14 @@ pub fn main(_args: &[String]) -> Result<()> {
             .context("starting goldmount-appliance")?,
     );
     let t0 = Instant::now();
-    while run(
-        &ap.to_string_lossy(),
-        &["gold", "list", "--server", &server],
-    )
-    .is_err()
+    while std::fs::read_to_string(&token_file)
+        .map(|t| std::env::set_var("GOLDMOUNT_APPLIANCE_TOKEN", t.trim()))
+        .is_err()
+        || run(
+            &ap.to_string_lossy(),
+            &["gold", "list", "--server", &server],
+        )
+        .is_err()
     {
         if t0.elapsed() > Duration::from_secs(30) {
             bail!(
@@ -262,7 +271,9 @@ pub fn main(_args: &[String]) -> Result<()> {
     println!("\n== 5. teardown");
     for (name, _) in &backing {
         show(&gm, &["unmount", "--volume", name])?;
-        show(&ap, &["unpresent", name, "--server", &server])?;
+        // No connector daemon runs here to confirm the release (goldmount
+        // just unmounted it): the appliance is told so with --force.
+        show(&ap, &["unpresent", name, "--server", &server, "--force"])?;
         run(
             &ap.to_string_lossy(),
             &["clone", "delete", name, "--server", &server],
