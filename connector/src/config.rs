@@ -54,10 +54,30 @@ impl Config {
         Ok(cfg)
     }
 
+    /// One file serves the CLI and the daemon: the engine's paths are the
+    /// `[engine]` section (or, in a CLI-only file, top-level keys); the
+    /// daemon's own sections (`[control]`, `[log]`, `[appliance]`) are left
+    /// to goldmountd. Anything else is an error naming the key.
     fn from_file(p: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading config {}", p.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
+        Self::parse(&text).with_context(|| format!("parsing config {}", p.display()))
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        for daemon_only in ["control", "log", "appliance"] {
+            table.remove(daemon_only);
+        }
+        let engine = table.remove("engine");
+        match engine {
+            Some(e) if table.is_empty() => Ok(e.try_into()?),
+            Some(_) => anyhow::bail!(
+                "engine paths are given both in [engine] and at the top level ({}): keep them in [engine]",
+                table.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            None => Ok(toml::Value::Table(table).try_into()?),
+        }
     }
 
     /// Lock files live here.
@@ -68,5 +88,35 @@ impl Config {
     /// Temporary read-only mounts used to look for `/etc/fstab`.
     pub fn staging_dir(&self) -> PathBuf {
         self.run_dir.join("staging")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_daemons_file_serves_the_cli_too() {
+        let daemon = r#"
+            [control]
+            listen = "0.0.0.0:8443"
+            [engine]
+            volumes_root = "/srv/vols"
+            [log]
+            format = "json"
+        "#;
+        let c = Config::parse(daemon).unwrap();
+        assert_eq!(c.volumes_root, PathBuf::from("/srv/vols"));
+        assert_eq!(c.run_dir, Config::default().run_dir);
+        let cli = "state_path = \"/x/state.redb\"";
+        assert_eq!(
+            Config::parse(cli).unwrap().state_path,
+            PathBuf::from("/x/state.redb")
+        );
+        let typo = "[engine]\nvolume_root = \"/v\"";
+        assert!(format!("{:#}", Config::parse(typo).unwrap_err()).contains("volume_root"));
+        let both = "run_dir = \"/r\"\n[engine]\nvolumes_root = \"/v\"";
+        assert!(Config::parse(both).is_err());
     }
 }

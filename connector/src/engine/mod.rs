@@ -112,6 +112,15 @@ impl Engine {
                 req.volume
             )));
         }
+        for s in &req.sources {
+            if s.wait_timeout().is_some_and(|t| t > types::MAX_WAIT) {
+                return Err(EngineError::invalid(format!(
+                    "a wait of more than {} s for a device was asked; at most {} s",
+                    types::MAX_WAIT.as_secs(),
+                    types::MAX_WAIT.as_secs()
+                )));
+            }
+        }
         // Sources that are only looked up (a node, a WWID, a loop backing
         // file) are resolved before anything is recorded; presentations are
         // attached below, each change journaled.

@@ -134,7 +134,22 @@ fn default_wait() -> Duration {
     Duration::from_secs(60)
 }
 
+/// The longest a request may ask the engine to wait for a device: a wait
+/// holds the volume (and a worker of a front door) for its whole length.
+pub const MAX_WAIT: Duration = Duration::from_secs(900);
+
 impl DeviceSource {
+    /// How long this source may be waited for, if it is waited for.
+    pub fn wait_timeout(&self) -> Option<Duration> {
+        match self {
+            DeviceSource::Device { .. } => None,
+            DeviceSource::Wwid { timeout, .. }
+            | DeviceSource::LoopBacking { timeout, .. }
+            | DeviceSource::Iscsi { timeout, .. }
+            | DeviceSource::Fc { timeout, .. } => Some(*timeout),
+        }
+    }
+
     /// True for the sources whose attach changes the host (login, scan) and
     /// is therefore journaled; the others are only looked up.
     pub fn is_presentation(&self) -> bool {
