@@ -158,6 +158,20 @@ fn block_claim(major: u32, minor: u32, via: &Path, read_only: bool) -> Result<Cl
     // A dm device: a multipath map is its LUN; a linear map onto one device
     // (kpartx partition) is that device's range.
     if let Some(uuid) = read_trim(&sys.join("dm/uuid")) {
+        // kpartx's partition of a multipath map (`part1-mpath-<wwid>`): the
+        // LUN itself. Its byte range is not in sysfs, so the whole LUN is
+        // claimed — one volume per clone LUN, conservatively.
+        if let Some(wwid) = kpartx_lun(&uuid) {
+            return Ok(Claim {
+                id: DataId::Lun {
+                    wwid: normalise_wwid(wwid),
+                },
+                offset: 0,
+                len: u64::MAX,
+                read_only,
+                via: via.to_path_buf(),
+            });
+        }
         if uuid.starts_with("mpath-") {
             return Ok(Claim {
                 id: DataId::Lun {
@@ -190,6 +204,16 @@ fn block_claim(major: u32, minor: u32, via: &Path, read_only: bool) -> Result<Cl
         read_only,
         via: via.to_path_buf(),
     })
+}
+
+/// The WWID in a kpartx partition map's dm uuid (`part3-mpath-3600…`).
+fn kpartx_lun(uuid: &str) -> Option<&str> {
+    let (part, rest) = uuid.split_once('-')?;
+    let n = part.strip_prefix("part")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    rest.strip_prefix("mpath-")
 }
 
 /// The range of its backing file a loop device shows.
@@ -313,6 +337,20 @@ mod tests {
         assert!(!c("a", 0, 100, false).conflicts_with(&c("a", 100, 100, false)));
         assert!(!c("a", 0, 100, false).conflicts_with(&c("b", 0, 100, false)));
         assert!(c("a", 0, u64::MAX, false).conflicts_with(&c("a", 1 << 40, 10, false)));
+    }
+
+    #[test]
+    fn kpartx_partitions_are_their_lun() {
+        assert_eq!(kpartx_lun("part1-mpath-36001405ab"), Some("36001405ab"));
+        assert_eq!(kpartx_lun("part12-mpath-36001405ab"), Some("36001405ab"));
+        assert_eq!(kpartx_lun("mpath-36001405ab"), None);
+        assert_eq!(kpartx_lun("part-mpath-x"), None);
+        assert_eq!(kpartx_lun("LVM-abc"), None);
+        // The map and its partition name the same data.
+        assert_eq!(
+            normalise_wwid(kpartx_lun("part2-mpath-36001405AB").unwrap()),
+            normalise_wwid("mpath-36001405ab")
+        );
     }
 
     #[test]
