@@ -317,6 +317,7 @@ fn foreign_holder(w: &Claim) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn c(id: &str, off: u64, len: u64, ro: bool) -> Claim {
