@@ -115,3 +115,45 @@ fn unsafe_targets_are_refused_and_change_nothing() {
     assert_eq!(r.code(), Some(4), "{}", r.stderr);
     env.run(&["unmount", "--volume", "g"]).ok();
 }
+
+/// A publish that died between recording the publication and recording its
+/// bind mounts leaves a publication without mount ids while the bind is
+/// there: unpublish recognises the bind of the volume's own tree at the
+/// target and takes it down (it refused as "not ours" for ever before).
+#[test]
+fn a_publication_whose_mounts_were_never_recorded_can_be_taken_down() {
+    let env = Env::new();
+    let gold = gold_disk(env.path());
+    env.mount_json(&gold, "g", &[]);
+    let at = env.path().join("consumer");
+    let t = at.to_str().unwrap();
+    env.run(&["publish", "--volume", "g", "--target", t, "--id", "c"])
+        .ok();
+    let bound = mount_lines_under(&at).len();
+    assert!(bound >= 1);
+    let store = connector::state::StateStore::open(&env.path().join("state.redb")).unwrap();
+    let mut rec = store.get("g").unwrap().unwrap();
+    rec.publications[0].mount_ids.clear();
+    store.put(&rec).unwrap();
+    env.run(&["unpublish", "--volume", "g", "--id", "c"]).ok();
+    assert_eq!(mount_lines_under(&at).len(), 0, "the bind is taken down");
+    // Something else mounted at a target is never taken for ours.
+    std::fs::create_dir_all(&at).unwrap();
+    env.run(&["publish", "--volume", "g", "--target", t, "--id", "c"])
+        .ok();
+    let mut rec = store.get("g").unwrap().unwrap();
+    rec.publications[0].mount_ids.clear();
+    store.put(&rec).unwrap();
+    common::tool("umount", &["-R", t]);
+    common::tool("mount", &["-t", "tmpfs", "-o", "size=1m", "other", t]);
+    let r = env.run(&["unpublish", "--volume", "g", "--id", "c"]);
+    assert_ne!(
+        r.code(),
+        Some(0),
+        "a foreign mount at the target is not ours"
+    );
+    assert_eq!(mount_lines_under(&at).len(), 1, "the foreign mount stays");
+    common::tool("umount", &[t]);
+    env.run(&["unpublish", "--volume", "g", "--id", "c"]).ok();
+    env.run(&["unmount", "--volume", "g"]).ok();
+}

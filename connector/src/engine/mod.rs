@@ -50,6 +50,9 @@ pub struct VolumeStatus {
     pub quarantine: Option<String>,
     /// Who consumes it.
     pub publications: Vec<Publication>,
+    /// The sources it was mounted from, as requested (without secrets): an
+    /// appliance tells by these which of its clones the volume uses.
+    pub sources: Vec<DeviceSource>,
 }
 
 impl From<VolumeRecord> for VolumeStatus {
@@ -62,6 +65,7 @@ impl From<VolumeRecord> for VolumeStatus {
             manifest: r.manifest,
             quarantine: r.quarantine,
             publications: r.publications,
+            sources: r.sources,
         }
     }
 }
@@ -318,7 +322,8 @@ impl Engine {
                 ))
                 .with_hint("unpublish it first, or unmount with force"));
             }
-            publish::take_down_all(&self.store, &mut rec, &mut report)?;
+            let dir = self.cfg.volumes_root.join(name);
+            publish::take_down_all(&self.store, &dir, &mut rec, &mut report)?;
         }
         if !force {
             let mut busy = Vec::new();
@@ -499,7 +504,7 @@ impl Engine {
         force: bool,
     ) -> EngineResult<Outcome<u32>> {
         let _lock = self.lock(volume)?;
-        publish::unpublish(&self.store, volume, id, force)
+        publish::unpublish(&self.store, &self.cfg, volume, id, force)
     }
 }
 

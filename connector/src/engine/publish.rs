@@ -131,6 +131,7 @@ pub fn publish(
 /// See [`Engine::unpublish`](super::Engine::unpublish). Returns the references left.
 pub fn unpublish(
     store: &StateStore,
+    cfg: &Config,
     volume: &VolumeName,
     id: &str,
     force: bool,
@@ -147,16 +148,59 @@ pub fn unpublish(
         store.put(&rec)?;
         return Ok(Outcome::Created(left));
     }
-    take_down(&rec.publications[i], force)?;
+    let dir = cfg.volumes_root.join(volume.as_str());
+    take_down(&dir, &rec.publications[i], force)?;
     rec.publications.remove(i);
     store.put(&rec)?;
     Ok(Outcome::Created(0))
 }
 
-fn take_down(p: &Publication, force: bool) -> EngineResult<()> {
+/// The mount ids of a bind of `volume_dir` at `target` and everything
+/// under it — for a publication whose run died between recording it and
+/// recording its mounts. Only a mount at the target that shows the volume
+/// directory (same filesystem, same root inside it) qualifies.
+fn binds_of(volume_dir: &Path, target: &Path) -> Vec<u32> {
+    use rustix::fs::{statx, AtFlags, StatxFlags, CWD};
+    let Ok(st) = statx(
+        CWD,
+        volume_dir,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::MNT_ID,
+    ) else {
+        return Vec::new();
+    };
+    let table = mountinfo::current().unwrap_or_default();
+    let Some(home) = table.iter().find(|m| u64::from(m.id) == st.stx_mnt_id) else {
+        return Vec::new();
+    };
+    let Ok(rel) = volume_dir.strip_prefix(&home.mount_point) else {
+        return Vec::new();
+    };
+    let root = home.root.join(rel);
+    let Some(base) = table.iter().find(|m| {
+        m.mount_point == target && (m.major, m.minor) == (home.major, home.minor) && m.root == root
+    }) else {
+        return Vec::new();
+    };
+    let mut ids = vec![base.id];
+    let mut i = 0;
+    while i < ids.len() {
+        let parent = ids[i];
+        ids.extend(table.iter().filter(|m| m.parent == parent).map(|m| m.id));
+        i += 1;
+    }
+    ids
+}
+
+fn take_down(volume_dir: &Path, p: &Publication, force: bool) -> EngineResult<()> {
     let t = Target::parse::<PathBuf>(&p.target, &[])
         .map_err(|e| EngineError::internal(e.to_string()))?;
-    bind::unpublish_expected(&t, &p.mount_ids, &p.created_dirs, force).map_err(|e| {
+    let ids = if p.mount_ids.is_empty() {
+        binds_of(volume_dir, &p.target)
+    } else {
+        p.mount_ids.clone()
+    };
+    bind::unpublish_expected(&t, &ids, &p.created_dirs, force).map_err(|e| {
         let kind = if matches!(e, bind::BindError::Busy { .. }) {
             ErrorKind::Conflict
         } else {
@@ -171,11 +215,12 @@ fn take_down(p: &Publication, force: bool) -> EngineResult<()> {
 /// Takes every publication of `rec` down (forced unmount of the volume).
 pub fn take_down_all(
     store: &StateStore,
+    dir: &Path,
     rec: &mut VolumeRecord,
     report: &mut UnmountReport,
 ) -> EngineResult<()> {
     while let Some(p) = rec.publications.last().cloned() {
-        take_down(&p, true)?;
+        take_down(dir, &p, true)?;
         report.undone.push(format!(
             "took down the publication at {}",
             p.target.display()
