@@ -89,6 +89,15 @@ impl EngineError {
         if let Some(l) = e.chain().find_map(|c| c.downcast_ref::<lvm::LvmError>()) {
             return Self::new(lvm_kind(l), text);
         }
+        if let Some(z) = e.chain().find_map(|c| c.downcast_ref::<::zfs::ZfsError>()) {
+            let kind = match z.class() {
+                ::zfs::ErrorClass::Conflict => ErrorKind::Conflict,
+                ::zfs::ErrorClass::Invalid => ErrorKind::Invalid,
+                ::zfs::ErrorClass::NotFound => ErrorKind::NotFound,
+                ::zfs::ErrorClass::Internal => ErrorKind::Internal,
+            };
+            return Self::new(kind, text);
+        }
         Self::internal(text)
     }
 }
@@ -136,3 +145,31 @@ impl From<crate::state::StateError> for EngineError {
 
 /// The engine's result type.
 pub type EngineResult<T> = Result<T, EngineError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_keep_their_meaning_through_context() {
+        let busy = anyhow::Error::new(lvm::LvmError::Busy {
+            device: "vg_x/lv".into(),
+            holder: "mounted at /m".into(),
+        })
+        .context("deactivating volume group vg_x");
+        assert_eq!(EngineError::from_chain(busy).kind, ErrorKind::Conflict);
+        let damaged = anyhow::Error::new(lvm::LvmError::NoLabel).context("reading the PV");
+        assert_eq!(EngineError::from_chain(damaged).kind, ErrorKind::Invalid);
+        let gone = anyhow::Error::new(::zfs::ZfsError::NotFound {
+            guid: 7,
+            devices: "/dev/loop0".into(),
+            stderr: String::new(),
+        })
+        .context("importing");
+        let e = EngineError::from_chain(gone);
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(e.message.starts_with("importing"), "{}", e.message);
+        let other = anyhow::anyhow!("something else");
+        assert_eq!(EngineError::from_chain(other).kind, ErrorKind::Internal);
+    }
+}
