@@ -126,6 +126,9 @@ mod tests {
         ("linux-raw-sys", &[]),
         // Windows only, never built here.
         ("windows-sys", &[]),
+        // WebAssembly only (reqwest's wasm backend), never built here.
+        ("js-sys", &[]),
+        ("web-sys", &[]),
     ];
 
     fn workspace_file(rel: &str) -> String {
