@@ -156,6 +156,8 @@ struct Health {
     volumes_root: PathBuf,
     volumes: Option<usize>,
     error: Option<ApiError>,
+    /// Registration with the appliance (never affects `status`).
+    registration: crate::registration_task::Snapshot,
 }
 
 async fn healthz(State(s): State<Arc<AppState>>) -> Response {
@@ -183,6 +185,7 @@ async fn healthz(State(s): State<Arc<AppState>>) -> Response {
         volumes_root: cfg.volumes_root,
         volumes,
         error,
+        registration: crate::registration_task::snapshot(),
     };
     (code, Json(body)).into_response()
 }

@@ -130,16 +130,108 @@ impl Default for LogConfig {
     }
 }
 
-/// `[appliance]`: kept for registration, which is not built yet.
+/// `[appliance]`: the appliance this host registers with. When the section
+/// is present, goldmountd registers at start, every `interval_secs`, and
+/// after a failure with a backoff (see `registration_task`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ApplianceConfig {
-    /// The appliance's base URL.
+    /// The appliance's base URL (`https://…`; `http://` only on loopback).
     pub url: String,
-    /// The CA its server certificate chains to.
+    /// The CA its server certificate chains to (required for https).
     pub ca: Option<PathBuf>,
-    /// A file holding the registration token.
+    /// A file holding the appliance's API token (read at every attempt, so
+    /// a rotated token is picked up without a restart).
     pub token_file: Option<PathBuf>,
+    /// This daemon's control URL as the appliance should call it back
+    /// (`https://host:8443`); unset: whatever the appliance has is kept.
+    pub callback_url: Option<String>,
+    /// The CA that signed this daemon's *server* certificate
+    /// (`control.cert`), handed to the appliance to verify its callbacks.
+    /// Required with `callback_url`.
+    pub server_ca: Option<PathBuf>,
+    /// Seconds between registrations while all is well (default 600).
+    #[serde(default = "default_interval_secs")]
+    pub interval_secs: u64,
+    /// The longest wait between retries while the appliance is down or
+    /// failing (default 300; retries start at 1 s and double, jittered).
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+}
+
+fn default_interval_secs() -> u64 {
+    600
+}
+
+fn default_retry_max_secs() -> u64 {
+    300
+}
+
+impl ApplianceConfig {
+    /// The registration interval as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+
+    /// The retry cap as a duration.
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_secs(self.retry_max_secs)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let value = |key, message: String| ConfigError::Value {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let url = self.url.trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(value(
+                "appliance.url",
+                format!("expected https://HOST:PORT (http:// only on loopback), found {url:?}"),
+            ));
+        }
+        if url.starts_with("https://") && self.ca.is_none() {
+            return Err(value(
+                "appliance.ca",
+                "is missing: an https:// appliance needs the CA that signed its certificate".into(),
+            ));
+        }
+        if let Some(cb) = &self.callback_url {
+            if !cb.starts_with("https://") || cb.len() <= "https://".len() {
+                return Err(value(
+                    "appliance.callback_url",
+                    format!("expected this daemon's https:// control URL, found {cb:?}"),
+                ));
+            }
+            if self.server_ca.is_none() {
+                return Err(value(
+                    "appliance.server_ca",
+                    "is missing: with callback_url the appliance needs the CA that signed this daemon's server certificate (control.cert)".into(),
+                ));
+            }
+        }
+        let paths: [(&'static str, Option<&PathBuf>); 3] = [
+            ("appliance.ca", self.ca.as_ref()),
+            ("appliance.token_file", self.token_file.as_ref()),
+            ("appliance.server_ca", self.server_ca.as_ref()),
+        ];
+        for (key, p) in paths {
+            if let Some(p) = p.filter(|p| !p.is_absolute()) {
+                return Err(value(
+                    key,
+                    format!("{} is relative; give an absolute path", p.display()),
+                ));
+            }
+        }
+        if self.interval_secs == 0 || self.retry_max_secs == 0 {
+            return Err(value(
+                "appliance.interval_secs",
+                "interval_secs and retry_max_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -225,6 +317,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(a) = &self.appliance {
+            a.check(path)?;
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(value(
                 "log.level",
@@ -289,10 +384,59 @@ mod tests {
         );
         assert_eq!(c.engine.state_path, Path::new("/s/state.redb"));
         assert_eq!(c.log.format, LogFormat::Json);
-        assert_eq!(
-            c.appliance.unwrap().token_file.unwrap(),
-            Path::new("/x/token")
-        );
+        let a = c.appliance.unwrap();
+        assert_eq!(a.token_file.as_deref().unwrap(), Path::new("/x/token"));
+        assert_eq!(a.interval(), Duration::from_secs(600));
+        assert_eq!(a.retry_max(), Duration::from_secs(300));
+        assert_eq!(a.callback_url, None);
+    }
+
+    #[test]
+    fn the_appliance_section_is_checked() {
+        let c = parse(
+            r#"
+            [appliance]
+            url = "https://appliance:8443"
+            ca = "/x/app-ca.pem"
+            callback_url = "https://db7:8443"
+            server_ca = "/etc/goldmount/tls/ca.pem"
+            interval_secs = 60
+            retry_max_secs = 30
+            "#,
+        )
+        .unwrap();
+        let a = c.appliance.unwrap();
+        assert_eq!(a.interval(), Duration::from_secs(60));
+        assert_eq!(a.server_ca.unwrap(), Path::new("/etc/goldmount/tls/ca.pem"));
+        for (text, key) in [
+            ("url = \"appliance:8443\"", "appliance.url"),
+            ("url = \"https://a:1\"", "appliance.ca"),
+            (
+                "url = \"http://127.0.0.1:1\"\ncallback_url = \"https://h:8443\"",
+                "appliance.server_ca",
+            ),
+            (
+                "url = \"http://127.0.0.1:1\"\ncallback_url = \"http://h:8443\"",
+                "appliance.callback_url",
+            ),
+            (
+                "url = \"http://127.0.0.1:1\"\ntoken_file = \"token\"",
+                "appliance.token_file",
+            ),
+            (
+                "url = \"http://127.0.0.1:1\"\ninterval_secs = 0",
+                "appliance.interval_secs",
+            ),
+        ] {
+            let e = parse(&format!("[appliance]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let e = parse("[appliance]\nurl = \"http://127.0.0.1:1\"\ncallback_ca = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("callback_ca"), "{e}");
     }
 
     #[test]

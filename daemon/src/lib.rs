@@ -10,6 +10,7 @@ pub mod error;
 pub mod inflight;
 pub mod logging;
 pub mod metrics;
+pub mod registration_task;
 pub mod server;
 pub mod tls;
 

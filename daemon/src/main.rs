@@ -139,6 +139,15 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             Ok(a) => tracing::info!(listen = %a, unix_socket = ?cfg.control.unix_socket, "listening (mutual TLS)"),
             Err(e) => tracing::warn!(error = %e, "listening, address unknown"),
         }
+        // Registration runs beside the server on its own thread; dropped at
+        // shutdown (it never holds up the engine or the API).
+        let _registration = match cfg.appliance.clone().map(goldmountd::registration_task::start) {
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot start the registration thread");
+                return ExitCode::FAILURE;
+            }
+            other => other.and_then(Result::ok),
+        };
         if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
             tracing::warn!(error = %e, "cannot tell systemd we are ready");
         }

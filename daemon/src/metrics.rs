@@ -1,9 +1,10 @@
 //! Prometheus metrics of the control API: how many operations of each kind
 //! ended how, how long they took, and how many volumes and publications the
 //! engine holds (read from the state store at each scrape, so they are
-//! right even when the CLI changed something).
+//! right even when the CLI changed something), and how registration with
+//! the appliance goes ([`RegistrationMetrics`]).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -15,6 +16,31 @@ use prometheus_client::registry::Registry;
 
 type OpLabels = [(&'static str, &'static str); 2];
 type KindLabel = [(&'static str, &'static str); 1];
+type ResultLabel = [(&'static str, &'static str); 1];
+
+/// Registration's counters: one set per process (the registration task is
+/// process-wide, like the signal handlers), registered into every
+/// [`Metrics`] registry so `/metrics` shows them.
+#[derive(Clone, Default)]
+pub struct RegistrationMetrics {
+    attempts: Family<ResultLabel, Counter>,
+    registered: Gauge,
+}
+
+impl RegistrationMetrics {
+    /// The process's registration metrics.
+    pub fn global() -> &'static Self {
+        static GLOBAL: OnceLock<RegistrationMetrics> = OnceLock::new();
+        GLOBAL.get_or_init(Self::default)
+    }
+
+    /// Counts one registration attempt that ended with `result` (`ok` or
+    /// the error kind) and sets the registered gauge.
+    pub fn attempt(&self, result: &'static str, registered: bool) {
+        self.attempts.get_or_create(&[("result", result)]).inc();
+        self.registered.set(i64::from(registered));
+    }
+}
 
 /// Buckets from 5 ms to about 82 s: a listing takes milliseconds, a mount
 /// of a LUN that must first appear takes seconds to a minute.
@@ -63,6 +89,17 @@ impl Default for Metrics {
             "goldmount_publications",
             "Publications (consumer bind mounts) of all volumes",
             publications.clone(),
+        );
+        let reg = RegistrationMetrics::global();
+        registry.register(
+            "goldmount_registration_attempts",
+            "Registrations with the appliance by result (ok or the error kind)",
+            reg.attempts.clone(),
+        );
+        registry.register(
+            "goldmount_registered",
+            "1 when the last registration with the appliance succeeded, else 0",
+            reg.registered.clone(),
         );
         Self {
             registry: Arc::new(Mutex::new(registry)),
@@ -131,5 +168,24 @@ mod tests {
         );
         assert!(t.contains("goldmount_volumes 3"));
         assert!(t.contains("goldmount_publications 2"));
+    }
+
+    #[test]
+    fn registration_attempts_and_state_are_exported() {
+        let m = Metrics::default();
+        RegistrationMetrics::global().attempt("unreachable", false);
+        let t = m.render().unwrap();
+        assert!(
+            t.contains(r#"goldmount_registration_attempts_total{result="unreachable"}"#),
+            "{t}"
+        );
+        assert!(t.contains("goldmount_registered 0"), "{t}");
+        RegistrationMetrics::global().attempt("ok", true);
+        let t = m.render().unwrap();
+        assert!(
+            t.contains(r#"goldmount_registration_attempts_total{result="ok"}"#),
+            "{t}"
+        );
+        assert!(t.contains("goldmount_registered 1"), "{t}");
     }
 }
