@@ -58,6 +58,8 @@ enum Command {
     /// A development PKI for the control API (CA, server and client
     /// certificates) for demos and tests.
     Certs(cmd::certs::CertsArgs),
+    /// Register this host (IQNs, online FC WWPNs, callback) with the appliance once.
+    Register(cmd::register::RegisterArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +74,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Probe(args) = &cli.command {
         return cmd::probe::run(args);
+    }
+    if let Command::Register(args) = &cli.command {
+        return cmd::register::run(args, cli.config.as_deref());
     }
     if let Command::Certs(args) = &cli.command {
         return match cmd::certs::run(args) {
@@ -118,6 +123,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Publish(a) => cmd::publish::run_publish(&engine, a),
         Command::Unpublish(a) => cmd::publish::run_unpublish(&engine, a),
         Command::Guard(a) => cmd::guard::run(&engine, a),
-        Command::Probe(_) | Command::Certs(_) => Ok(()),
+        Command::Probe(_) | Command::Certs(_) | Command::Register(_) => Ok(()),
     }
 }

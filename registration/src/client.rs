@@ -242,7 +242,7 @@ impl ApplianceClient {
                         url,
                         message,
                         hint: if self.auth.is_some() {
-                            "check the token file ([appliance] token_file / --token-file): it must hold the appliance's current API token"
+                            "check the token file ([appliance] token_file, --token-file or $GOLDMOUNT_APPLIANCE_TOKEN): it must hold the appliance's current API token"
                         } else {
                             "no token was sent: set [appliance] token_file or pass --token-file with the appliance's API token"
                         },
@@ -264,10 +264,15 @@ impl ApplianceClient {
                 let url = url.to_string();
                 match tls::handshake_failure(&e) {
                     Some(message) => Err(RegistrationError::Tls { url, message }),
-                    None => Err(RegistrationError::Unreachable {
-                        url,
-                        message: e.to_string(),
-                    }),
+                    None => {
+                        // ureq's text starts with the URL, which the error names already.
+                        let text = e.to_string();
+                        let message = text
+                            .strip_prefix(&format!("{url}: "))
+                            .unwrap_or(&text)
+                            .to_string();
+                        Err(RegistrationError::Unreachable { url, message })
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@ pub mod mount;
 pub mod probe;
 pub mod publish;
 pub mod recover;
+pub mod register;
 pub mod unmount;
 
 use connector::engine::{EngineError, VolumeName};
