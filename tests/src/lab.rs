@@ -607,3 +607,40 @@ impl Multipathd {
         Multipathd
     }
 }
+
+/// User processes in uninterruptible sleep (state `D` in
+/// `/proc/PID/stat`) whose name, command line or wchan contains one of
+/// `words`, as `pid comm wchan=… cmdline`: what a teardown that hangs on
+/// dead storage leaves behind (an `umount`, a `sync`, goldmount itself).
+pub fn d_state_procs(words: &[&str]) -> Vec<String> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) S …": comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        if stat[close + 1..].split_whitespace().next() != Some("D") {
+            continue;
+        }
+        let cmdline = fs::read(e.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let wchan = fs::read_to_string(e.path().join("wchan")).unwrap_or_default();
+        let hay = format!("{comm} {cmdline} {wchan}");
+        if words.iter().any(|w| hay.contains(w)) {
+            out.push(format!("{pid} {comm} wchan={wchan} {}", cmdline.trim()));
+        }
+    }
+    out
+}
