@@ -9,7 +9,9 @@
 
 use crate::auth::{self, Token};
 use crate::error::{Error, ErrorBody};
-use crate::model::{CreateClone, HostQuery, ImportGold, Present, PutHost, RegisterHost};
+use crate::model::{
+    CreateClone, HostQuery, ImportGold, MountRequest, Present, PutHost, RegisterHost,
+};
 use crate::service::{Appliance, Outcome};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -96,13 +98,15 @@ pub fn router(app: Shared, token: Token) -> Router {
             "/v1/presentations/{clone}",
             get(get_presentation).delete(unpresent),
         )
+        .route("/v1/mounts", get(list_mounts).post(mount))
+        .route("/v1/mounts/{volume}", get(get_mount).delete(unmount))
         .method_not_allowed_fallback(|| async {
             (
                 StatusCode::METHOD_NOT_ALLOWED,
-                Json(ErrorBody {
-                    error: "method not allowed on this path; see GET /openapi.yaml".to_string(),
-                    code: crate::error::ErrorCode::BadRequest,
-                }),
+                Json(ErrorBody::new(
+                    "method not allowed on this path; see GET /openapi.yaml".to_string(),
+                    crate::error::ErrorCode::BadRequest,
+                )),
             )
         })
         .fallback(|| async {
@@ -295,4 +299,38 @@ async fn unpresent(
     blocking(move || app.unpresent(&clone, force))
         .await
         .map(|()| StatusCode::NO_CONTENT.into_response())
+}
+
+async fn mount(
+    State(app): State<Shared>,
+    body: Result<Json<MountRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = json_body(body)?;
+    blocking(move || app.mount(req)).await.map(created)
+}
+
+async fn list_mounts(State(app): State<Shared>) -> Result<Response, ApiError> {
+    blocking(move || app.list_mounts())
+        .await
+        .map(|v| Json(v).into_response())
+}
+
+async fn get_mount(
+    State(app): State<Shared>,
+    Path(volume): Path<String>,
+) -> Result<Response, ApiError> {
+    blocking(move || app.get_mount(&volume))
+        .await
+        .map(|v| Json(v).into_response())
+}
+
+async fn unmount(
+    State(app): State<Shared>,
+    Path(volume): Path<String>,
+    q: Result<Query<ForceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let force = query(q)?.force;
+    blocking(move || app.unmount(&volume, force))
+        .await
+        .map(|v| Json(v).into_response())
 }

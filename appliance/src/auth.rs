@@ -232,13 +232,13 @@ fn unauthorized(why: &str) -> Response {
             header::WWW_AUTHENTICATE,
             "Bearer realm=\"goldmount-appliance\"",
         )],
-        Json(ErrorBody {
-            error: format!(
+        Json(ErrorBody::new(
+            format!(
                 "{why}; every /v1 request needs the header `Authorization: Bearer <token>` \
                  with the appliance's API token (the server logs the token file's path at start)"
             ),
-            code: ErrorCode::Unauthorized,
-        }),
+            ErrorCode::Unauthorized,
+        )),
     )
         .into_response()
 }

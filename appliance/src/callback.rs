@@ -32,16 +32,15 @@ pub enum Usage {
     InUse(Vec<String>),
 }
 
-/// Asks `host`'s connector which of its volumes use `clone` (presented as
-/// `presented`). `Err` says why the answer could not be had (no callback
-/// URL, no client certificate, connector unreachable, an answer that does
-/// not let the appliance tell).
-pub fn usage(
+/// An HTTPS agent for `host`'s connector (mutual TLS: the server verified
+/// against the host's `callback_ca_pem`, the appliance's `identity` as
+/// client certificate) and the connector's base URL. `timeout` bounds
+/// connecting and each request unless a request sets its own.
+pub fn connector_agent(
     identity: Option<&Identity>,
     host: &Host,
-    clone: &Clone,
-    presented: &Presented,
-) -> Result<Usage, String> {
+    timeout: Duration,
+) -> Result<(ureq::Agent, String), String> {
     let url = host.callback_url.as_deref().ok_or_else(|| {
         format!(
             "host {:?} has no callback_url, so the appliance cannot ask its connector",
@@ -64,11 +63,25 @@ pub fn usage(
     let cfg = tls::client_config(roots, Some(identity), &what).map_err(|e| e.to_string())?;
     let agent = ureq::AgentBuilder::new()
         .tls_connector(std::sync::Arc::new(UreqTls(cfg)))
-        .timeout_connect(CALLBACK_TIMEOUT)
-        .timeout(CALLBACK_TIMEOUT)
+        .timeout_connect(timeout.min(CALLBACK_TIMEOUT))
+        .timeout(timeout)
         .redirects(0)
         .build();
-    let list_url = format!("{}/v1/volumes", url.trim_end_matches('/'));
+    Ok((agent, url.trim_end_matches('/').to_string()))
+}
+
+/// Asks `host`'s connector which of its volumes use `clone` (presented as
+/// `presented`). `Err` says why the answer could not be had (no callback
+/// URL, no client certificate, connector unreachable, an answer that does
+/// not let the appliance tell).
+pub fn usage(
+    identity: Option<&Identity>,
+    host: &Host,
+    clone: &Clone,
+    presented: &Presented,
+) -> Result<Usage, String> {
+    let (agent, url) = connector_agent(identity, host, CALLBACK_TIMEOUT)?;
+    let list_url = format!("{url}/v1/volumes");
     let volumes: Value = match agent.get(&list_url).call() {
         Ok(r) => r
             .into_json()

@@ -5,7 +5,8 @@
 
 use crate::error::ErrorBody;
 use crate::model::{
-    Clone, CreateClone, Gold, Host, ImportGold, Present, Presentation, PutHost, RegisterHost,
+    Clone, CreateClone, Gold, Host, ImportGold, Mount, MountRequest, Present, Presentation,
+    PutHost, RegisterHost, Unmounted,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
@@ -246,6 +247,30 @@ impl Client {
     /// `DELETE /v1/presentations/{clone}?force=true`: without asking the host.
     pub fn unpresent_forced(&self, clone: &str) -> Result<(), ClientError> {
         self.delete(&format!("/v1/presentations/{clone}?force=true"))
+    }
+    /// `POST /v1/mounts`: clone, present and have the host's connector
+    /// mount it, in one call.
+    pub fn mount(&self, req: &MountRequest) -> Result<Mount, ClientError> {
+        self.post("/v1/mounts", req)
+    }
+    /// `GET /v1/mounts`.
+    pub fn list_mounts(&self) -> Result<Vec<Mount>, ClientError> {
+        self.get("/v1/mounts")
+    }
+    /// `GET /v1/mounts/{volume}`.
+    pub fn get_mount(&self, volume: &str) -> Result<Mount, ClientError> {
+        self.get(&format!("/v1/mounts/{volume}"))
+    }
+    /// `DELETE /v1/mounts/{volume}[?force=true]`: the connector unmounts,
+    /// then the clone is unpresented and deleted.
+    pub fn unmount(&self, volume: &str, force: bool) -> Result<Unmounted, ClientError> {
+        let url = self.url(&format!("/v1/mounts/{volume}?force={force}"));
+        let r = self.request("DELETE", &url).call();
+        self.handle(url.clone(), r)?
+            .ok_or_else(|| ClientError::Transport {
+                url,
+                message: "expected a JSON body, got 204".to_string(),
+            })
     }
 }
 

@@ -25,6 +25,11 @@ pub enum ErrorCode {
     Invalid,
     /// A real internal failure: I/O, store, external tool (HTTP 500).
     Internal,
+    /// A host's connector could not be reached or answered an error while
+    /// the appliance mounted or unmounted through it (HTTP 502).
+    ConnectorFailed,
+    /// A host's connector did not answer within the deadline (HTTP 504).
+    ConnectorTimeout,
 }
 
 impl ErrorCode {
@@ -38,6 +43,8 @@ impl ErrorCode {
             ErrorCode::Conflict => 409,
             ErrorCode::Invalid => 422,
             ErrorCode::Internal => 500,
+            ErrorCode::ConnectorFailed => 502,
+            ErrorCode::ConnectorTimeout => 504,
         }
     }
 }
@@ -94,6 +101,38 @@ pub enum Error {
     /// A presentation backend failed in some other way.
     #[error("presentation backend: {0}")]
     Backend(String),
+    /// The one-call mount or unmount failed at the host's connector; says
+    /// what the connector answered and what the appliance undid.
+    #[error("{}", .0.message)]
+    Connector(Box<ConnectorFailure>),
+}
+
+/// Why a mount or unmount through a host's connector failed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConnectorFailure {
+    /// [`ErrorCode::Conflict`] when the connector refused (409),
+    /// [`ErrorCode::ConnectorTimeout`] when it did not answer in time,
+    /// [`ErrorCode::ConnectorFailed`] otherwise.
+    pub code: ErrorCode,
+    /// What was asked, what happened, what to try.
+    pub message: String,
+    /// What the connector answered, when it answered.
+    pub connector: Option<ConnectorAnswer>,
+    /// The appliance's own steps it undid (e.g. `unpresented clone "v1"`).
+    pub undone: Vec<String>,
+    /// What is still in place because it could not be undone safely.
+    pub left: Vec<String>,
+}
+
+/// A connector's error answer, passed on unchanged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConnectorAnswer {
+    /// The URL the appliance called.
+    pub url: String,
+    /// The HTTP status the connector answered.
+    pub status: u16,
+    /// Its JSON body (`{"kind","message","hint"}`), or the text when not JSON.
+    pub body: serde_json::Value,
 }
 
 impl Error {
@@ -111,6 +150,7 @@ impl Error {
             | Error::Command(_)
             | Error::Lio(_)
             | Error::Backend(_) => ErrorCode::Internal,
+            Error::Connector(f) => f.code,
         }
     }
 
@@ -130,6 +170,21 @@ pub struct ErrorBody {
     pub error: String,
     /// Stable machine-readable code.
     pub code: ErrorCode,
+    /// For a failure at a host's connector: its answer, what the appliance
+    /// undid and what it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector_failure: Option<Box<ConnectorFailure>>,
+}
+
+impl ErrorBody {
+    /// A body with just a message and a code.
+    pub fn new(error: String, code: ErrorCode) -> Self {
+        ErrorBody {
+            error,
+            code,
+            connector_failure: None,
+        }
+    }
 }
 
 impl From<&Error> for ErrorBody {
@@ -137,6 +192,10 @@ impl From<&Error> for ErrorBody {
         ErrorBody {
             error: e.to_string(),
             code: e.code(),
+            connector_failure: match e {
+                Error::Connector(f) => Some(f.clone()),
+                _ => None,
+            },
         }
     }
 }

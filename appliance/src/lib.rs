@@ -11,6 +11,7 @@ pub mod auth;
 pub mod callback;
 pub mod client;
 pub mod cmd;
+pub mod connector_api;
 pub mod copy;
 pub mod error;
 pub mod lio;

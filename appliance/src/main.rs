@@ -7,9 +7,9 @@
 
 use anyhow::{bail, Context, Result};
 use appliance::auth::{self, Token};
-use appliance::client::Client;
+use appliance::client::{Client, ClientError};
 use appliance::lio::{LioConfig, DEFAULT_CONFIGFS_ROOT};
-use appliance::model::{CreateClone, ImportGold, Present, RegisterHost};
+use appliance::model::{CreateClone, ImportGold, MountRequest, Present, RegisterHost};
 use appliance::present::iscsi::IscsiPresenter;
 use appliance::present::loopback::LoopPresenter;
 use appliance::present::Presenter;
@@ -74,6 +74,43 @@ enum Cmd {
         /// Base URL of the running server.
         #[arg(long)]
         server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
+    },
+    /// Clone a gold copy, present it to a host and have the host's connector
+    /// mount it — one call (needs --server; prints the connector's manifest).
+    Mount {
+        /// Gold copy to clone.
+        gold: String,
+        /// Registered host (with a callback URL and CA).
+        #[arg(long)]
+        host: String,
+        /// Volume name on the host.
+        #[arg(long)]
+        volume: String,
+        /// Where the host publishes the volume's tree.
+        #[arg(long)]
+        path: Option<String>,
+        /// Mount read-only on the host.
+        #[arg(long)]
+        read_only: bool,
+        /// Base URL of the running server.
+        #[arg(long)]
+        server: String,
+        #[command(flatten)]
+        auth: ClientAuth,
+    },
+    /// Have the host's connector unmount a volume, then unpresent and delete
+    /// its clone (needs --server).
+    Unmount {
+        /// Volume name.
+        volume: String,
+        /// Base URL of the running server.
+        #[arg(long)]
+        server: String,
+        /// Ask the connector to force the unmount (busy mounts detached lazily).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         auth: ClientAuth,
     },
@@ -175,6 +212,14 @@ struct ServeArgs {
     /// Private key (PEM) of --client-cert.
     #[arg(long, requires = "client_cert")]
     client_key: Option<PathBuf>,
+    /// Seconds `POST /v1/mounts` may take, the host's connector included;
+    /// past it the appliance answers 504 and undoes its steps.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    mount_deadline_secs: u64,
+    /// Seconds a host's connector waits for a presented LUN to appear during
+    /// `POST /v1/mounts` (within the deadline).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=900))]
+    lun_wait_secs: u64,
     #[command(flatten)]
     data: DataDir,
     /// Presentation backend.
@@ -454,6 +499,40 @@ fn main() -> Result<()> {
                 .client(&server, Path::new(DEFAULT_DATA_DIR))?
                 .present(&Present { clone, host })?,
         ),
+        Cmd::Mount {
+            gold,
+            host,
+            volume,
+            path,
+            read_only,
+            server,
+            auth,
+        } => {
+            let c = auth.client(&server, Path::new(DEFAULT_DATA_DIR))?;
+            let req = MountRequest {
+                gold,
+                host,
+                volume,
+                path,
+                read_only,
+            };
+            match c.mount(&req) {
+                Ok(m) => print_json(&m),
+                Err(e) => Err(with_connector_details(e)),
+            }
+        }
+        Cmd::Unmount {
+            volume,
+            server,
+            force,
+            auth,
+        } => {
+            let c = auth.client(&server, Path::new(DEFAULT_DATA_DIR))?;
+            match c.unmount(&volume, force) {
+                Ok(u) => print_json(&u),
+                Err(e) => Err(with_connector_details(e)),
+            }
+        }
         Cmd::Unpresent {
             clone,
             server,
@@ -468,6 +547,22 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// A client error, with the connector's answer and what the appliance
+/// undid or left appended when the failure was at a host's connector.
+fn with_connector_details(e: ClientError) -> anyhow::Error {
+    let details = match &e {
+        ClientError::Api { body, .. } => body
+            .connector_failure
+            .as_ref()
+            .and_then(|f| serde_json::to_string_pretty(f).ok()),
+        ClientError::Transport { .. } => None,
+    };
+    match details {
+        Some(d) => anyhow::anyhow!("{e}\nconnector failure details:\n{d}"),
+        None => e.into(),
     }
 }
 
@@ -541,6 +636,8 @@ fn serve(a: ServeArgs) -> Result<()> {
                 devices: a.allow_device.clone(),
             },
             client_identity,
+            mount_deadline: std::time::Duration::from_secs(a.mount_deadline_secs),
+            lun_wait: std::time::Duration::from_secs(a.lun_wait_secs),
         },
         presenter,
     )

@@ -201,6 +201,94 @@ pub struct Present {
     pub host: String,
 }
 
+/// Body of `POST /v1/mounts`: clone `gold`, present the clone to `host`,
+/// and have the host's connector mount it as `volume` (published at `path`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MountRequest {
+    /// Gold copy to clone.
+    pub gold: String,
+    /// Registered host whose connector mounts the clone.
+    pub host: String,
+    /// Volume name on the host (also the clone's name when that is free).
+    pub volume: String,
+    /// Where the host publishes the volume's tree (absolute); none: the
+    /// volume is only mounted under the connector's volumes root.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Mount read-only on the host.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Where a one-call mount is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MountPhase {
+    /// Steps are being taken (or a run died while taking them: the same
+    /// request again resumes).
+    Mounting,
+    /// The host's connector answered with its manifest.
+    Mounted,
+    /// Being taken down (or a teardown stopped half-way: DELETE again).
+    Unmounting,
+}
+
+/// How long each step of a one-call mount took, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountTimings {
+    /// Creating the clone.
+    pub clone_ms: u64,
+    /// Presenting it to the host.
+    pub present_ms: u64,
+    /// The connector's `PUT /v1/volumes/{volume}` (login, scan, wait,
+    /// import, mount, publish on the host).
+    pub connector_ms: u64,
+    /// The whole call.
+    pub total_ms: u64,
+}
+
+/// What the appliance mounted where (`GET /v1/mounts`), and the answer of
+/// `POST /v1/mounts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Mount {
+    /// Volume name on the host.
+    pub volume: String,
+    /// Gold copy the clone was made from.
+    pub gold: String,
+    /// Host whose connector mounted it.
+    pub host: String,
+    /// Where the host published it, if asked.
+    pub path: Option<String>,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// Life-cycle phase.
+    pub phase: MountPhase,
+    /// The clone made for this mount (named after the volume when free).
+    pub clone: String,
+    /// Its presentation, once presented.
+    pub presentation: Option<Presentation>,
+    /// The connector's manifest of the mounted volume, once mounted.
+    pub manifest: Option<serde_json::Value>,
+    /// The connector's publication at `path`, if any.
+    pub publication: Option<serde_json::Value>,
+    /// Step durations of the call that mounted it.
+    pub timings: MountTimings,
+    /// Seconds since the Unix epoch when the mount was asked for.
+    pub created: u64,
+}
+
+/// The answer of `DELETE /v1/mounts/{volume}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unmounted {
+    /// Volume name on the host.
+    pub volume: String,
+    /// The connector's unmount report.
+    pub connector: serde_json::Value,
+    /// The clone that was unpresented and deleted.
+    pub clone: String,
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now() -> u64 {
     std::time::SystemTime::now()

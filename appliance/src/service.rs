@@ -20,6 +20,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub mod mounts;
+
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/goldmount-appliance";
 
@@ -33,6 +35,11 @@ pub struct ApplianceConfig {
     pub import: ImportPolicy,
     /// Client certificate for the connectors' mutual-TLS callback API.
     pub client_identity: Option<Identity>,
+    /// How long `POST /v1/mounts` may take, connector included.
+    pub mount_deadline: std::time::Duration,
+    /// How long a host's connector waits for a presented LUN to appear
+    /// (capped by what is left of `mount_deadline`).
+    pub lun_wait: std::time::Duration,
 }
 
 impl ApplianceConfig {
@@ -43,6 +50,8 @@ impl ApplianceConfig {
             data_dir: data_dir.into(),
             import: ImportPolicy::default(),
             client_identity: None,
+            mount_deadline: mounts::DEFAULT_MOUNT_DEADLINE,
+            lun_wait: mounts::DEFAULT_LUN_WAIT,
         }
     }
 }
@@ -64,6 +73,8 @@ pub struct Appliance {
     presenter: Box<dyn Presenter>,
     import: ImportPolicy,
     client_identity: Option<Identity>,
+    mount_deadline: std::time::Duration,
+    lun_wait: std::time::Duration,
     /// Serialises every mutation so check-then-act sequences are atomic.
     /// Never held across a long copy or a call to another machine.
     lock: Mutex<()>,
@@ -119,6 +130,8 @@ impl Appliance {
             presenter,
             import: cfg.import.clone(),
             client_identity: cfg.client_identity.clone(),
+            mount_deadline: cfg.mount_deadline,
+            lun_wait: cfg.lun_wait,
             lock: Mutex::new(()),
             pending: Mutex::new(BTreeSet::new()),
         })

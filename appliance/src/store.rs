@@ -18,10 +18,18 @@ pub enum Kind {
     Clone,
     /// [`crate::model::Presentation`] by clone name.
     Presentation,
+    /// [`crate::model::Mount`] by volume name.
+    Mount,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Host, Kind::Gold, Kind::Clone, Kind::Presentation];
+    const ALL: [Kind; 5] = [
+        Kind::Host,
+        Kind::Gold,
+        Kind::Clone,
+        Kind::Presentation,
+        Kind::Mount,
+    ];
 
     fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         TableDefinition::new(match self {
@@ -29,6 +37,7 @@ impl Kind {
             Kind::Gold => "gold_copies",
             Kind::Clone => "clones",
             Kind::Presentation => "presentations",
+            Kind::Mount => "mounts",
         })
     }
 }
