@@ -120,9 +120,15 @@ pub fn main(args: &[String]) -> Result<()> {
     clean_results(&out)?;
     let xtask = std::env::current_exe().context("locating the xtask binary")?;
     let bins = art.test_bins.iter().map(|(_, b)| b);
-    for p in [&xtask, &art.appliance_bin, &art.goldmount_bin, &out]
-        .into_iter()
-        .chain(bins)
+    for p in [
+        &xtask,
+        &art.appliance_bin,
+        &art.goldmount_bin,
+        &art.goldmountd_bin,
+        &out,
+    ]
+    .into_iter()
+    .chain(bins)
     {
         if p.to_string_lossy().contains(char::is_whitespace) {
             bail!(
@@ -139,6 +145,10 @@ pub fn main(args: &[String]) -> Result<()> {
         (
             "GOLDMOUNT_BIN".to_string(),
             art.goldmount_bin.to_string_lossy().into_owned(),
+        ),
+        (
+            "GOLDMOUNTD_BIN".to_string(),
+            art.goldmountd_bin.to_string_lossy().into_owned(),
         ),
     ];
     if args.zfs {

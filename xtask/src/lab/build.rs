@@ -1,5 +1,5 @@
 //! Building, on the host, everything the guest will run: the scenario test
-//! binary, the appliance and the `goldmount` CLI.
+//! binary, the appliance, the `goldmount` CLI and `goldmountd`.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,8 @@ pub struct Artifacts {
     pub appliance_bin: PathBuf,
     /// `goldmount` (the connector CLI the end-to-end scenarios drive).
     pub goldmount_bin: PathBuf,
+    /// `goldmountd` (the connector's control API, for the one-call flow).
+    pub goldmountd_bin: PathBuf,
 }
 
 fn cargo() -> String {
@@ -74,6 +76,10 @@ pub fn build(ws: &Path) -> Result<Artifacts> {
             "connector",
             "--bin",
             "goldmount",
+            "-p",
+            "goldmountd",
+            "--bin",
+            "goldmountd",
         ],
     )?;
     let find = |name: &str| {
@@ -84,6 +90,7 @@ pub fn build(ws: &Path) -> Result<Artifacts> {
     };
     let appliance_bin = find("goldmount-appliance")?;
     let goldmount_bin = find("goldmount")?;
+    let goldmountd_bin = find("goldmountd")?;
     let exes = cargo_executables(
         ws,
         &[
@@ -107,6 +114,7 @@ pub fn build(ws: &Path) -> Result<Artifacts> {
         test_bins,
         appliance_bin,
         goldmount_bin,
+        goldmountd_bin,
     })
 }
 
