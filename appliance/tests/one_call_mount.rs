@@ -404,3 +404,50 @@ fn a_connector_that_is_down_or_refuses_leaves_nothing_behind() {
     assert!(v["error"].as_str().unwrap().contains("callback_url"), "{v}");
     bed.assert_appliance_clean();
 }
+
+#[test]
+fn the_cli_mounts_and_unmounts_in_one_command_each() {
+    let bed = Bed::new("onecall-cli");
+    let path = bed.publish_path("cli");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_goldmount-appliance"))
+            .args(args)
+            .args(["--server", &bed.srv.url])
+            .env("GOLDMOUNT_APPLIANCE_TOKEN", &bed.srv.token)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[
+        "mount",
+        "g",
+        "--host",
+        "here",
+        "--volume",
+        "cv",
+        "--path",
+        path.to_str().unwrap(),
+        "--read-only",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (m["volume"].as_str(), m["read_only"].as_bool()),
+        (Some("cv"), Some(true))
+    );
+    assert_eq!(
+        std::fs::read_to_string(path.join("onecall/hello")).unwrap(),
+        "from the gold copy\n"
+    );
+    // Published: the connector refuses without --force, and says why.
+    let out = cli(&["unmount", "cv"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is published at") && err.contains("\"status\": 409"),
+        "{err}"
+    );
+    let out = cli(&["unmount", "cv", "--force"]);
+    assert!(out.status.success(), "{out:?}");
+    bed.assert_host_clean();
+    bed.assert_appliance_clean();
+}
