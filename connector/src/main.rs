@@ -60,6 +60,9 @@ enum Command {
     Certs(cmd::certs::CertsArgs),
     /// Register this host (IQNs, online FC WWPNs, callback) with the appliance once.
     Register(cmd::register::RegisterArgs),
+    /// This host at a glance: identity, registration (asked read-only),
+    /// volumes, operations in flight.
+    Status(cmd::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +126,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Publish(a) => cmd::publish::run_publish(&engine, a),
         Command::Unpublish(a) => cmd::publish::run_unpublish(&engine, a),
         Command::Guard(a) => cmd::guard::run(&engine, a),
+        Command::Status(a) => cmd::status::run(&engine, a, cli.config.as_deref()),
         Command::Probe(_) | Command::Certs(_) | Command::Register(_) => Ok(()),
     }
 }

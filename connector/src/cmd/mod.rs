@@ -9,6 +9,7 @@ pub mod probe;
 pub mod publish;
 pub mod recover;
 pub mod register;
+pub mod status;
 pub mod unmount;
 
 use connector::engine::{EngineError, VolumeName};

@@ -176,6 +176,28 @@ fn attempt(args: &RegisterArgs, config: Option<&Path>) -> Result<Registration, F
     )?)
 }
 
+/// The appliance client the config file (and `$GOLDMOUNT_APPLIANCE_TOKEN`)
+/// describe, for read-only questions (`goldmount status`); `None` when no
+/// appliance is configured.
+pub fn configured_client(config: Option<&Path>) -> Result<Option<ApplianceClient>, String> {
+    let (file, _) = section(config).map_err(|e| e.to_string())?;
+    let Some(url) = file.url else {
+        return Ok(None);
+    };
+    let token = match std::env::var("GOLDMOUNT_APPLIANCE_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+        _ => file
+            .token_file
+            .as_deref()
+            .map(read_token_file)
+            .transpose()
+            .map_err(|e| e.to_string())?,
+    };
+    ApplianceClient::new(&url, file.ca.as_deref(), token)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 fn exit_code(e: &RegistrationError) -> u8 {
     match e {
         e if e.is_retryable() => 1,
