@@ -1025,3 +1025,167 @@ fn gm_unmount_single_path_down() {
     assert_eq!(rep["data_loss"], serde_json::json!([]), "{rep}");
     assert_clean(&fx, &root, "td-single");
 }
+
+/// (5) One volume's teardown is stuck: the only path of its LUN dies
+/// while write-back is under way (a global `sync` started at the fault),
+/// the transport keeps recovering for 10 minutes (replacement timeout 600 s,
+/// no multipathd to shorten it), so the requests wait in the blocked SCSI
+/// queue; `goldmount unmount --deadline 10` of it is killed when it has not
+/// returned within 60 s. Unmounting an unrelated loop-backed volume then
+/// leaves the stuck volume's record alone; once the path is back,
+/// `goldmount unmount` of the stuck volume completes and nothing is left.
+#[test]
+#[ignore = "needs the lab kernel"]
+// The stuck unmount may hang in D state: it is reaped with try_wait once
+// the path is back, never waited for blindly.
+#[allow(clippy::zombie_processes)]
+fn gm_unmount_bystander_while_stuck() {
+    let scratch = require_lab();
+    let root = gm_env(&scratch);
+    let _mpd = Multipathd::start();
+    let mut fx = Fixture::with_fs(&scratch, "gm-stuck", 16, &[P1], LONG_REPLACEMENT);
+    let doc = fx.presentation(&scratch);
+    let by_img = scratch.join("bystander.img");
+    write_ext4_image(&by_img, 24 << 20, "bystander");
+    let _vols = Volumes(vec!["td-stuck".into(), "td-bystander".into()]);
+    let (_m, dir) = gm_mount_presented("td-stuck", &doc);
+    fx.refresh_paths();
+    assert!(fx.dm_devices().is_empty(), "{:?}", fx.dm_devices());
+    let by = gm_ok(&[
+        "mount",
+        "--device",
+        by_img.to_str().unwrap(),
+        "--volume",
+        "td-bystander",
+        "--json",
+    ]);
+    eprintln!("bystander: {by}");
+    let timeouts = transport_timeouts(&fx.iqn);
+    write_unsynced(&dir, 4);
+    let t_fault = Instant::now();
+    let fault = PathFault::kill(&[None]);
+    // Write-back starts while the path still looks up (the NOP-out has not
+    // timed out yet): its requests go out on the dead connection and then
+    // wait in the blocked SCSI queue for the replacement timeout. A global
+    // sync holds nothing open in the volume (a `sync -f DIR` would make
+    // goldmount refuse the volume as in use).
+    let mut writeback = std::process::Command::new("sync")
+        .current_dir("/")
+        .spawn()
+        .unwrap();
+    for p in &fx.paths {
+        wait_until(&format!("{p} to be blocked"), OFFLINE_WAIT, || {
+            let s = fs::read_to_string(format!("/sys/block/{p}/device/state")).ok()?;
+            (s.trim() == "blocked").then_some(())
+        });
+    }
+    let out = scratch.join("stuck-unmount.out");
+    let err = scratch.join("stuck-unmount.err");
+    let mut child = std::process::Command::new(gm_bin())
+        .args([
+            "unmount",
+            "--volume",
+            "td-stuck",
+            "--deadline",
+            "10",
+            "--json",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let t_stuck = Instant::now();
+    let mut returned = None;
+    while t_stuck.elapsed() < Duration::from_secs(60) {
+        if let Some(st) = child.try_wait().unwrap() {
+            returned = Some(st);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let d = d_state_procs(&["umount", "sync", "goldmount", "mount"]);
+    eprintln!(
+        "stuck unmount (--deadline 10): {} after {:.1}s; D-state: {d:?}; stdout {}; stderr {}",
+        match &returned {
+            Some(st) => format!("returned {st}"),
+            None => "still running".to_string(),
+        },
+        t_stuck.elapsed().as_secs_f64(),
+        fs::read_to_string(&out).unwrap_or_default(),
+        fs::read_to_string(&err).unwrap_or_default()
+    );
+    if returned.is_none() {
+        let _ = child.kill();
+    }
+    let list = gm_list();
+    eprintln!("list while stuck: {list:?}");
+    let stuck = |l: &[serde_json::Value]| {
+        l.iter()
+            .find(|r| r["volume"] == "td-stuck")
+            .map(|r| r["phase"].as_str().unwrap_or_default().to_string())
+    };
+    let phase_before = stuck(&list).expect("the stuck volume's record");
+    assert!(
+        returned.is_none() || phase_before != "mounted",
+        "the teardown did not get stuck (returned {returned:?}, phase {phase_before})"
+    );
+    let b = gm_run(
+        &["unmount", "--volume", "td-bystander", "--json"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(b.code, Some(0), "{}{}", b.stdout, b.stderr);
+    assert!(
+        mounts_under(&root.join("td-bystander")).is_empty(),
+        "{:?}",
+        mounts_under(&root)
+    );
+    let list = gm_list();
+    eprintln!("list after the bystander's unmount: {list:?}");
+    let phase_after = stuck(&list).expect("the bystander's unmount deleted the stuck record");
+    assert!(!list.iter().any(|r| r["volume"] == "td-bystander"));
+    eprintln!("stuck record: phase {phase_before} → {phase_after}");
+    // The storage comes back.
+    let t_restore = Instant::now();
+    drop(fault);
+    if returned.is_none() {
+        let st = wait_until(
+            "the killed unmount to exit",
+            Duration::from_secs(240),
+            || child.try_wait().unwrap(),
+        );
+        eprintln!(
+            "killed unmount exited ({st}) {:.1}s after the path came back",
+            t_restore.elapsed().as_secs_f64()
+        );
+    }
+    let st = wait_until(
+        "the write-back started at the fault to finish",
+        Duration::from_secs(240),
+        || writeback.try_wait().unwrap(),
+    );
+    eprintln!(
+        "sync started at the fault: {st} {:.1}s after the path came back",
+        t_restore.elapsed().as_secs_f64()
+    );
+    let r = gm_run(&["unmount", "--volume", "td-stuck", "--json"], GM_BOUND);
+    assert!(
+        matches!(r.code, Some(0) | Some(6)),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_clean(&fx, &root, "td-stuck");
+    eprintln!(
+        "FIGURE gm-unmount stuck+bystander: single path blocked during write-back (replacement 600 s); stuck unmount {} ; bystander unmount {:.2}s; after the path came back: goldmount unmount exit {:?} in {:.2}s, clean host {:.1}s after the restore ({:.1}s after the fault); transport: {timeouts}",
+        match &returned {
+            Some(st) => format!("returned {st}"),
+            None => "hung >60 s, killed".to_string(),
+        },
+        b.took.as_secs_f64(),
+        r.code,
+        r.took.as_secs_f64(),
+        t_restore.elapsed().as_secs_f64(),
+        t_fault.elapsed().as_secs_f64()
+    );
+}
