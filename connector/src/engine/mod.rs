@@ -350,6 +350,26 @@ impl Engine {
         for l in &prepared.losses {
             tracing::error!(volume = name, "{l}");
         }
+        if let Some(h) = prepared.losses.iter().find(|l| l.hanging) {
+            if !force {
+                // Unmounting now would only hang (or fail as busy behind the
+                // flush left waiting): report it within the deadline and
+                // leave the volume as it is.
+                teardown::restore_queueing(&prepared.queueing_off);
+                return Err(EngineError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "I/O to {} is hanging: flushing {} did not finish within {} s; nothing was unmounted and volume {name} stays mounted",
+                        h.source.display(),
+                        h.mount_point.display(),
+                        prepared.deadline_secs
+                    ),
+                )
+                .with_hint(
+                    "when the storage is back, unmount again; or unmount with force to stop queueing and detach it (data not yet written is lost)",
+                ));
+            }
+        }
         rec.phase = Phase::Unmounting;
         let mut j = Journal::new(&self.store, rec);
         j.release_deadline = deadline;

@@ -33,6 +33,10 @@ pub struct DataLoss {
     pub source: PathBuf,
     /// What the kernel said.
     pub error: String,
+    /// The flush did not finish within the deadline: I/O to the device
+    /// hangs (the `sync` was left behind, still holding the mount).
+    #[serde(default)]
+    pub hanging: bool,
 }
 
 impl std::fmt::Display for DataLoss {
@@ -192,15 +196,18 @@ fn deadline_in(root: &Root, rec: &VolumeRecord) -> Duration {
                 .list(format!("{base}/device"))
                 .into_iter()
                 .find(|c| c.starts_with("connection"));
-            let noop = conn
-                .and_then(|c| {
-                    root.attr(format!(
-                        "{base}/device/{c}/iscsi_connection/{c}/noop_out_timeout"
-                    ))
-                })
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(5);
-            worst = worst.max(Duration::from_secs(rec_tmo + noop));
+            // The loss is noticed after a NOP-out interval (`recv_tmo`)
+            // plus its timeout (`ping_tmo`); open-iscsi defaults 5 + 5.
+            let conn_attr = |name: &str, default: u64| {
+                conn.as_ref()
+                    .and_then(|c| {
+                        root.attr(format!("{base}/device/{c}/iscsi_connection/{c}/{name}"))
+                    })
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(default)
+            };
+            let detect = conn_attr("recv_tmo", 5) + conn_attr("ping_tmo", 5);
+            worst = worst.max(Duration::from_secs(rec_tmo + detect));
         }
     }
     (worst + DEADLINE_MARGIN).max(DEADLINE_FLOOR)
@@ -298,40 +305,41 @@ pub fn prepare(rec: &VolumeRecord, force: bool, deadline: Duration) -> Prepared 
         if !s.done {
             continue;
         }
-        let loss = |error: String| DataLoss {
+        let loss = |error: String, hanging: bool| DataLoss {
             mount_point: target.clone(),
             fstype: fstype.clone(),
             source: source.clone(),
             error,
+            hanging,
         };
-        if let Some(e) = sync_fs(target, deadline) {
-            out.losses.push(loss(e));
+        if let Some((e, hanging)) = sync_fs(target, deadline) {
+            out.losses.push(loss(e, hanging));
             continue;
         }
         if let Some(e) = fs_error_state(fstype, source_devno, target, options) {
-            out.losses.push(loss(e));
+            out.losses.push(loss(e, false));
         }
     }
     out
 }
 
 /// `sync --file-system` of the filesystem at `target` in a child process
-/// (a flush that hangs leaves that child behind, not us); the error, if any.
-fn sync_fs(target: &Path, deadline: Duration) -> Option<String> {
+/// (a flush that hangs leaves that child behind, not us); the error, if
+/// any, and whether the flush hangs.
+fn sync_fs(target: &Path, deadline: Duration) -> Option<(String, bool)> {
     let t = target.to_string_lossy();
     match crate::tools::run("sync", &["--file-system", "--", &t], deadline) {
         Ok(_) => None,
-        Err(toolrun::ToolError::Timeout { .. }) => Some(format!(
-            "flushing did not finish within {} s: I/O to the device is hanging",
-            deadline.as_secs()
+        Err(toolrun::ToolError::Timeout { .. }) => Some((
+            format!(
+                "flushing did not finish within {} s: I/O to the device is hanging",
+                deadline.as_secs()
+            ),
+            true,
         )),
         Err(e) => {
             let msg = e.stderr().trim().to_string();
-            if msg.is_empty() {
-                Some(e.to_string())
-            } else {
-                Some(msg)
-            }
+            Some((if msg.is_empty() { e.to_string() } else { msg }, false))
         }
     }
 }
@@ -459,7 +467,7 @@ mod tests {
             t.write("/sys/devices/virtual/block/dm-0/dm/name", "36001405aa");
             t.link("/sys/block/dm-0", "../devices/virtual/block/dm-0");
             t.link("/sys/dev/block/253:0", "../../devices/virtual/block/dm-0");
-            for (i, (sd, (rec, noop))) in ["sdb", "sdc"].iter().zip(tmo).enumerate() {
+            for (i, (sd, (rec, ping))) in ["sdb", "sdc"].iter().zip(tmo).enumerate() {
                 let s = i + 1;
                 let h = i + 2;
                 let dev =
@@ -482,8 +490,12 @@ mod tests {
                 t.write(&format!("{ses}/recovery_tmo"), &rec.to_string());
                 let c = format!("connection{s}:0");
                 t.write(
-                    &format!("{ses}/device/{c}/iscsi_connection/{c}/noop_out_timeout"),
-                    &noop.to_string(),
+                    &format!("{ses}/device/{c}/iscsi_connection/{c}/ping_tmo"),
+                    &ping.to_string(),
+                );
+                t.write(
+                    &format!("{ses}/device/{c}/iscsi_connection/{c}/recv_tmo"),
+                    &ping.to_string(),
                 );
             }
             t
@@ -548,15 +560,15 @@ mod tests {
     #[test]
     fn the_deadline_follows_the_slowest_transport() {
         let t = Tree::new([(120, 10), (20, 5)]);
-        // recovery_tmo 120 + NOP-out 10 + margin 30.
+        // recovery_tmo 120 + NOP-out interval 10 + its timeout 10 + margin 30.
         assert_eq!(
             deadline_in(&t.root(), &mounted_on("253:0")),
-            Duration::from_secs(160)
+            Duration::from_secs(170)
         );
         let t = Tree::new([(5, 2), (5, 2)]);
         assert_eq!(
             deadline_in(&t.root(), &mounted_on("253:0")),
-            Duration::from_secs(37)
+            Duration::from_secs(39)
         );
         // A loop device or btrfs (0:N): the floor.
         assert_eq!(deadline_in(&t.root(), &mounted_on("0:51")), DEADLINE_FLOOR);
@@ -575,6 +587,7 @@ mod tests {
             fstype: "xfs".into(),
             source: "/dev/dm-3".into(),
             error: "Input/output error".into(),
+            hanging: false,
         };
         let s = l.to_string();
         assert!(s.starts_with("data written since the last sync may be lost on xfs /dev/dm-3"));
