@@ -283,8 +283,9 @@ fn one_call_mounts_publishes_answers_the_same_again_and_deletes_everything() {
     let (s, v) = bed.post_mount(&json!({"gold": "g", "host": "here", "volume": "v1"}));
     assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
 
-    // The connector refuses to unmount a published volume without force:
-    // 409 with its answer inside, and nothing undone.
+    // The connector refuses to unmount a published volume in use without
+    // force: 409 with its answer inside, and nothing undone.
+    let held = std::fs::File::open(path.join("onecall/hello")).unwrap();
     let (s, v) = bed.srv.req("DELETE", "/v1/mounts/v1", None);
     eprintln!("DELETE without force: {s} {v:#}");
     assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
@@ -298,8 +299,10 @@ fn one_call_mounts_publishes_answers_the_same_again_and_deletes_everything() {
     );
     let (s, v) = bed.srv.req("GET", "/v1/mounts/v1", None);
     assert_eq!((s, &v), (200, &m), "the mount stands as it was");
+    drop(held);
 
-    let (s, v) = bed.srv.req("DELETE", "/v1/mounts/v1?force=true", None);
+    // Released: a plain DELETE is the complete teardown (publication too).
+    let (s, v) = bed.srv.req("DELETE", "/v1/mounts/v1", None);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["clone"], "v1");
     assert_eq!(v["connector"]["volume"], "v1");
@@ -438,14 +441,17 @@ fn the_cli_mounts_and_unmounts_in_one_command_each() {
         std::fs::read_to_string(path.join("onecall/hello")).unwrap(),
         "from the gold copy\n"
     );
-    // Published: the connector refuses without --force, and says why.
+    // Published and in use: the connector refuses without --force, and
+    // says who holds it.
+    let held = std::fs::File::open(path.join("onecall/hello")).unwrap();
     let out = cli(&["unmount", "cv"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("is published at") && err.contains("\"status\": 409"),
+        err.contains("pid") && err.contains("\"status\": 409"),
         "{err}"
     );
+    drop(held);
     let out = cli(&["unmount", "cv", "--force"]);
     assert!(out.status.success(), "{out:?}");
     bed.assert_host_clean();

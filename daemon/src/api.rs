@@ -576,6 +576,23 @@ async fn delete_volume(
     let slot = take_slot(&s, KIND, &volume)?;
     let name = volume.to_string();
     let r = run(&s, KIND, Some(slot), move |e| {
+        if !q.force {
+            // A complete teardown: the volume's publications go first —
+            // each one refused (409, with who holds it) while in use.
+            if let Ok(st) = e.get(&volume) {
+                for p in st.publications {
+                    for _ in 0..p.refs.max(1) {
+                        if e.unpublish(&volume, &p.id, false)
+                            .map_err(ApiError::from)?
+                            .into_inner()
+                            == 0
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         e.unmount(&volume, q.force).map_err(ApiError::from)
     })
     .await;

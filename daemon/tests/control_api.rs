@@ -266,7 +266,17 @@ async fn a_loop_image_is_mounted_repeated_published_and_taken_down() {
         "{m}"
     );
 
-    // Published: a plain DELETE is refused and changes nothing.
+    // Published and in use: a plain DELETE is refused, naming the holder,
+    // and changes nothing.
+    let held = std::fs::File::open(
+        target.join(
+            std::path::Path::new(mp)
+                .strip_prefix(&path)
+                .unwrap()
+                .join("hello.txt"),
+        ),
+    )
+    .unwrap();
     let r = d
         .client()
         .delete(d.url("/v1/volumes/clone1"))
@@ -275,12 +285,16 @@ async fn a_loop_image_is_mounted_repeated_published_and_taken_down() {
         .unwrap();
     assert_eq!(r.status(), 409);
     let v: Value = r.json().await.unwrap();
-    assert!(v["message"].as_str().unwrap().contains("published"), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("pid"), "{v}");
     assert!(!mounts_under(&target).is_empty());
+    assert_eq!(volumes(&d).await.as_array().unwrap().len(), 1);
+    drop(held);
 
+    // Not in use: a plain DELETE is the complete teardown, its publication
+    // included.
     let r = d
         .client()
-        .delete(d.url("/v1/volumes/clone1?force=true"))
+        .delete(d.url("/v1/volumes/clone1"))
         .send()
         .await
         .unwrap();

@@ -545,17 +545,20 @@ fn one_call_mounts_the_lvm_gold_fstab_tree_and_deletes_everything() {
     );
     assert!(has_session(&iqn), "the shared session is untouched");
 
-    // Unmount: published without force is refused by the connector (409,
-    // nothing undone); with force the first goes, the session stays.
+    // Unmount: in use (a file held open through the publication) it is
+    // refused by the connector (409 naming the holder, nothing undone);
+    // released, a plain DELETE takes the first down, the session stays.
+    let held = fs::File::open(path1.join("etc/fstab")).unwrap();
     let (s, r) = api.call("DELETE", "/v1/mounts/pgsql1", None);
-    eprintln!("DELETE pgsql1 without force: {s} {r}");
+    eprintln!("DELETE pgsql1 in use: {s} {r}");
     assert_eq!((s, r["code"].as_str()), (409, Some("conflict")), "{r}");
     assert!(path1.join("etc/fstab").exists(), "nothing undone");
+    drop(held);
     let t = Instant::now();
-    let (s, r) = api.call("DELETE", "/v1/mounts/pgsql1?force=true", None);
+    let (s, r) = api.call("DELETE", "/v1/mounts/pgsql1", None);
     assert_eq!(s, 200, "{r}");
     eprintln!(
-        "TIMING DELETE /v1/mounts/pgsql1?force=true: {} ms; {r}",
+        "TIMING DELETE /v1/mounts/pgsql1: {} ms; {r}",
         ms(t.elapsed())
     );
     assert!(
