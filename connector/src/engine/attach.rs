@@ -281,16 +281,13 @@ fn attach_iscsi(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    scan_lun(j, &root, &others, &p.wwn, &location, &targets)?;
-    drop(lock);
-    wait(
-        &p.wwn,
-        p.serial.as_deref(),
-        targets.into_iter().next(),
-        timeout,
-        multipath,
-        &location,
-    )
+    let lun = Lun {
+        wwn: &p.wwn,
+        serial: p.serial.as_deref(),
+        location: &location,
+        targets,
+    };
+    scan_then_wait(j, lock, &root, &others, lun, timeout, multipath)
 }
 
 fn attach_fc(
@@ -334,15 +331,43 @@ fn attach_fc(
     let location = format!("LUN {} behind {}", p.lun, p.target_wwpns.join(", "));
     let lock = TransportLock::take(j.store())?;
     let others = others(j)?;
-    scan_lun(j, &root, &others, &p.wwn, &location, &targets)?;
+    let lun = Lun {
+        wwn: &p.wwn,
+        serial: p.serial.as_deref(),
+        location: &location,
+        targets,
+    };
+    scan_then_wait(j, lock, &root, &others, lun, timeout, multipath)
+}
+
+/// A presented LUN about to be scanned: what identifies it and where.
+struct Lun<'a> {
+    wwn: &'a str,
+    serial: Option<&'a str>,
+    location: &'a str,
+    targets: Vec<ScanTarget>,
+}
+
+/// Scans under the transport lock, then waits for the LUN without it (a
+/// wait must not hold up other volumes' attach and teardown).
+fn scan_then_wait(
+    j: &mut Journal,
+    lock: TransportLock,
+    root: &Root,
+    others: &[VolumeRecord],
+    lun: Lun<'_>,
+    timeout: Duration,
+    multipath: Multipath,
+) -> Result<PathBuf, EngineError> {
+    scan_lun(j, root, others, lun.wwn, lun.location, &lun.targets)?;
     drop(lock);
     wait(
-        &p.wwn,
-        p.serial.as_deref(),
-        targets.into_iter().next(),
+        lun.wwn,
+        lun.serial,
+        lun.targets.into_iter().next(),
         timeout,
         multipath,
-        &location,
+        lun.location,
     )
 }
 
