@@ -551,17 +551,38 @@ fn claim_for_multipath(paths: &[&str], listed: bool) -> Claim {
     let dev = format!("/dev/{first}");
     let added = !listed && step("multipath", &["-a", &dev]).is_some();
     let mut blacklisted = true;
+    let mut raced = Vec::new();
     for p in paths {
-        blacklisted &=
-            step("multipathd", &["add", "path", p]).is_some_and(|out| out.contains("blacklisted"));
-    }
-    if blacklisted {
-        if added {
-            step("multipath", &["-w", &dev]);
+        let out = step("multipathd", &["add", "path", p]);
+        if out.is_none() && held_by_multipath(p) {
+            // multipathd took the path on its own between `multipath -a`
+            // and our request (it reacts to the wwids change): not a failure.
+            raced.push(p.to_string());
         }
-        claim.blacklisted = true;
+        blacklisted &= out.is_some_and(|out| out.contains("blacklisted"));
+    }
+    if blacklisted && added {
+        step("multipath", &["-w", &dev]);
+    }
+    claim.blacklisted = blacklisted;
+    for p in raced {
+        let line = format!("multipathd add path {p}");
+        if let Some(s) = claim.steps.iter_mut().find(|s| s.starts_with(&line)) {
+            *s = format!("{line} (already taken by multipathd)");
+        }
     }
     claim
+}
+
+/// True when a multipath map holds SCSI disk `sd` (on the live host).
+fn held_by_multipath(sd: &str) -> bool {
+    let root = Root::host();
+    root.list(format!("/sys/block/{sd}/holders"))
+        .iter()
+        .any(|h| {
+            root.attr(format!("/sys/block/{h}/dm/uuid"))
+                .is_some_and(|u| u.starts_with("mpath-"))
+        })
 }
 
 /// What [`claim_for_multipath`] did.
