@@ -553,11 +553,20 @@ fn claim_for_multipath(paths: &[&str], listed: bool) -> Claim {
     let mut blacklisted = true;
     let mut raced = Vec::new();
     for p in paths {
-        let out = step("multipathd", &["add", "path", p]);
-        if out.is_none() && held_by_multipath(p) {
-            // multipathd took the path on its own between `multipath -a`
-            // and our request (it reacts to the wwids change): not a failure.
-            raced.push(p.to_string());
+        let mut out = step("multipathd", &["add", "path", p]);
+        if out.is_none() {
+            // multipathd may be taking the path on its own right now (it
+            // reacts to the wwids change and the path's uevent) and refuses
+            // a second add meanwhile: look again after a moment, ask once more.
+            std::thread::sleep(Duration::from_secs(1));
+            if held_by_multipath(p) {
+                raced.push(p.to_string());
+            } else {
+                out = step("multipathd", &["add", "path", p]);
+                if out.is_some() {
+                    raced.push(p.to_string());
+                }
+            }
         }
         blacklisted &= out.is_some_and(|out| out.contains("blacklisted"));
     }
@@ -566,9 +575,13 @@ fn claim_for_multipath(paths: &[&str], listed: bool) -> Claim {
     }
     claim.blacklisted = blacklisted;
     for p in raced {
+        // The first, refused attempt is not the outcome: say what happened.
         let line = format!("multipathd add path {p}");
-        if let Some(s) = claim.steps.iter_mut().find(|s| s.starts_with(&line)) {
-            *s = format!("{line} (already taken by multipathd)");
+        if let Some(i) = claim.steps.iter().position(|s| s.starts_with(&line)) {
+            claim.steps[i] = format!("{line} (refused while multipathd was taking it; taken)");
+            if claim.steps.get(i + 1).is_some_and(|s| s.starts_with(&line)) {
+                claim.steps.remove(i + 1);
+            }
         }
     }
     claim
