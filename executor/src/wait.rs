@@ -589,13 +589,9 @@ fn claim_for_multipath(paths: &[&str], listed: bool) -> Claim {
 
 /// True when a multipath map holds SCSI disk `sd` (on the live host).
 fn held_by_multipath(sd: &str) -> bool {
-    let root = Root::host();
-    root.list(format!("/sys/block/{sd}/holders"))
+    crate::inventory::holders(&Root::host(), &format!("/sys/block/{sd}/holders"))
         .iter()
-        .any(|h| {
-            root.attr(format!("/sys/block/{h}/dm/uuid"))
-                .is_some_and(|u| u.starts_with("mpath-"))
-        })
+        .any(crate::inventory::Holder::is_multipath)
 }
 
 /// What [`claim_for_multipath`] did.

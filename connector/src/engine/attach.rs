@@ -558,22 +558,6 @@ pub fn undo_lun(
     }
 }
 
-/// Where a presentation's device would be: for messages and tests.
-pub fn describe(src: &DeviceSource) -> String {
-    match src {
-        DeviceSource::Iscsi { presentation, .. } => format!(
-            "iSCSI LUN {} of {} ({})",
-            presentation.lun, presentation.target_iqn, presentation.wwn
-        ),
-        DeviceSource::Fc { presentation, .. } => {
-            format!("FC LUN {} ({})", presentation.lun, presentation.wwn)
-        }
-        DeviceSource::Device { path } => path.display().to_string(),
-        DeviceSource::Wwid { wwid, .. } => wwid.clone(),
-        DeviceSource::LoopBacking { file, .. } => file.display().to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
