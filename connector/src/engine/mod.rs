@@ -243,15 +243,7 @@ impl Engine {
         for (s, known) in req.sources.iter().zip(looked_up) {
             let d = match known {
                 Some(d) => d.clone(),
-                None => {
-                    let found = attach::attach(j, s)?;
-                    std::fs::canonicalize(&found).map_err(|e| {
-                        EngineError::new(
-                            ErrorKind::NotFound,
-                            format!("device {} vanished: {e}", found.display()),
-                        )
-                    })?
-                }
+                None => source::canonical(&attach::attach(j, s)?)?,
             };
             devices.push(d);
         }

@@ -22,8 +22,12 @@ impl From<Multipath> for MultipathPolicy {
 /// multipath map: the kernel name is what the record compares; the manifest
 /// shows `/dev/mapper/<name>`).
 pub fn resolve(s: &DeviceSource) -> Result<PathBuf, EngineError> {
-    let found = find(s)?;
-    std::fs::canonicalize(&found).map_err(|e| {
+    canonical(&find(s)?)
+}
+
+/// The canonical node of a device just found (what records compare).
+pub fn canonical(found: &std::path::Path) -> Result<PathBuf, EngineError> {
+    std::fs::canonicalize(found).map_err(|e| {
         EngineError::new(
             ErrorKind::NotFound,
             format!("device {} vanished: {e}", found.display()),
