@@ -274,20 +274,39 @@ pub fn find_sessions(target: &str, portal: &Portal) -> Result<Vec<Session>, Iscs
         .collect())
 }
 
-/// The first disk (or partition) of session `sid` that is in use, with its holder.
+/// How long a udev worker's probe of a session's disk is waited out before
+/// it counts as a use (a scan or a closed writer triggers one).
+const UDEV_PROBE_GRACE: Duration = Duration::from_secs(5);
+
+/// The first disk (or partition) of session `sid` that is in use, with its
+/// holder. A udev worker's passing probe is looked at again until
+/// [`UDEV_PROBE_GRACE`] has passed, so it neither blocks a logout for good
+/// nor hides a lasting user.
 pub fn busy_device(
     sys: &Sysfs,
     probe: &UsageProbe,
     sid: u32,
 ) -> Result<Option<(String, String)>, IscsiError> {
-    for d in sys.session_disks(sid)? {
-        for name in std::iter::once(&d.name).chain(d.partitions.iter()) {
-            if let Some(h) = probe.holder(name) {
-                return Ok(Some((name.clone(), h.to_string())));
+    let until = std::time::Instant::now() + UDEV_PROBE_GRACE;
+    loop {
+        let mut passing = None;
+        for d in sys.session_disks(sid)? {
+            for name in std::iter::once(&d.name).chain(d.partitions.iter()) {
+                match probe.holder(name) {
+                    Some(h) if h.is_transient() => {
+                        passing.get_or_insert((name.clone(), h.to_string()));
+                    }
+                    Some(h) => return Ok(Some((name.clone(), h.to_string()))),
+                    None => {}
+                }
             }
         }
+        match passing {
+            None => return Ok(None),
+            Some(p) if std::time::Instant::now() >= until => return Ok(Some(p)),
+            Some(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
     }
-    Ok(None)
 }
 
 /// Logs out of `target` at `portal` only when no disk of the session is in

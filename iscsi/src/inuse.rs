@@ -36,6 +36,20 @@ impl std::fmt::Display for Holder {
     }
 }
 
+impl Holder {
+    /// udev's workers open a disk for a moment to probe it after it appears
+    /// or changes; such an open passes on its own, unlike anybody else's.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Holder::OpenBy { comm, .. } if is_udev_worker(comm))
+    }
+}
+
+/// A udev worker's command name: `(udev-worker)` on systemd ≥ 253, the
+/// forked `systemd-udevd` before.
+fn is_udev_worker(comm: &str) -> bool {
+    comm == "(udev-worker)" || comm == "systemd-udevd"
+}
+
 /// Where to look: `/sys` and `/proc` (roots are parameters for tests).
 #[derive(Debug, Clone)]
 pub struct UsageProbe {
@@ -134,9 +148,12 @@ impl UsageProbe {
             .unwrap_or(false)
     }
 
-    /// A process with a file descriptor on block device `rdev`.
+    /// A process with a file descriptor on block device `rdev`: a lasting
+    /// opener before a udev worker's passing probe, so the error names who
+    /// really holds the disk.
     fn opener(&self, rdev: u64) -> Option<Holder> {
         let me = std::process::id();
+        let mut transient = None;
         for p in fs::read_dir(&self.proc_).ok()?.flatten() {
             let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
@@ -156,11 +173,15 @@ impl UsageProbe {
                         .unwrap_or_default()
                         .trim()
                         .to_string();
-                    return Some(Holder::OpenBy { pid, comm });
+                    let h = Holder::OpenBy { pid, comm };
+                    if !h.is_transient() {
+                        return Some(h);
+                    }
+                    transient.get_or_insert(h);
                 }
             }
         }
-        None
+        transient
     }
 }
 
