@@ -45,6 +45,12 @@ pub const HOST_TEST_PACKAGES: &[&str] = &[
     // The iscsi crate's host test loads libopeniscsiusr and compares it with `iscsiadm -m node`.
     "open-iscsi",
     "iproute2",
+    // The Docker volume plugin's tests run a private dockerd (../shared/DOCKER.md)
+    // and build their image offline from busybox.
+    "docker.io",
+    "busybox-static",
+    // schemathesis (PyPI) runs in a venv against goldmountd's OpenAPI document.
+    "python3-venv",
 ];
 
 /// Runs `prog args…` and returns its stdout; a failure carries the exit
