@@ -1,4 +1,4 @@
-//! `cargo xtask bench [mount|probe|all]`: benchmarks that print figures side
+//! `cargo xtask bench [mount|probe|daemon|all]`: benchmarks that print figures side
 //! by side (never timed asserts in tests).
 //!
 //! * `mount`: time from "device present" (a loop device over a thin clone
@@ -10,9 +10,13 @@
 //!   in one run (see `bench/compare.rs`), `--rounds N` timed runs per binary
 //!   and level with a baseline (default 5).
 //! * `probe`: `cargo bench -p fsdetect --bench probe_vs_blkid` (fsdetect vs blkid).
+//! * `daemon`: the release goldmountd's idle RSS, RSS after one API call and
+//!   start → registered on an appliance (see `bench/daemon.rs`);
+//!   `--rounds N` (default 5).
 
 mod clones;
 mod compare;
+mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,9 +70,7 @@ fn bench_mount(args: &MountArgs) -> Result<()> {
         .status()
         .context("building goldmount")?;
     ensure!(st.success(), "cargo build failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"));
+    let target = target_dir();
     let gm = std::fs::canonicalize(target.join("release/goldmount"))?;
     let baseline = match &args.baseline {
         Some(b) => {
@@ -145,6 +147,13 @@ fn bench_mount(args: &MountArgs) -> Result<()> {
     Ok(())
 }
 
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
 /// Entry point of `cargo xtask bench`.
 pub fn main(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str).unwrap_or("all") {
@@ -156,10 +165,12 @@ pub fn main(args: &[String]) -> Result<()> {
             ensure!(st.success(), "fsdetect bench failed");
             Ok(())
         }
+        "daemon" => daemon::bench_daemon(&daemon::DaemonArgs::parse(&args[1..])?, &target_dir()),
         "all" => {
             main(&["probe".to_string()])?;
+            main(&["daemon".to_string()])?;
             bench_mount(&MountArgs::parse(&[])?)
         }
-        other => bail!("unknown benchmark {other:?}: mount | probe | all"),
+        other => bail!("unknown benchmark {other:?}: mount | probe | daemon | all"),
     }
 }

@@ -103,7 +103,7 @@ pub fn main(args: &[String]) -> Result<()> {
         }
         let found = list_scenarios(target, bin, &args.filters)?;
         let (benches, others): (Vec<String>, Vec<String>) =
-            found.into_iter().partition(|n| n.contains("bench"));
+            found.into_iter().partition(|n| is_bench(n));
         scenarios.extend(others);
         if args.bench || !args.filters.is_empty() {
             scenarios.extend(benches);
@@ -154,22 +154,22 @@ pub fn main(args: &[String]) -> Result<()> {
     if args.zfs {
         env.push((zfs::PLAN_ENV.to_string(), zfs::ZFS_ROOT.to_string()));
     }
-    if scenarios
-        .iter()
-        .any(|s| s.starts_with(RELEASE_GOLDMOUNT_FOR))
-    {
-        eprintln!("lab: building a release goldmount for the probe benchmark");
-        let bin = build::build_release_goldmount(&ws)?;
-        if bin.to_string_lossy().contains(char::is_whitespace) {
-            bail!(
-                "{}: paths with whitespace cannot be passed to the guest",
-                bin.display()
-            );
+    if scenarios.iter().any(|s| is_bench(s)) {
+        eprintln!("lab: building release goldmount, goldmountd and appliance for the benchmarks");
+        let rel = build::build_release(&ws)?;
+        for (key, bin) in [
+            ("GOLDMOUNT_RELEASE_BIN", &rel.goldmount),
+            ("GOLDMOUNTD_RELEASE_BIN", &rel.goldmountd),
+            ("GOLDMOUNT_APPLIANCE_RELEASE_BIN", &rel.appliance),
+        ] {
+            if bin.to_string_lossy().contains(char::is_whitespace) {
+                bail!(
+                    "{}: paths with whitespace cannot be passed to the guest",
+                    bin.display()
+                );
+            }
+            env.push((key.to_string(), bin.to_string_lossy().into_owned()));
         }
-        env.push((
-            "GOLDMOUNT_RELEASE_BIN".to_string(),
-            bin.to_string_lossy().into_owned(),
-        ));
     }
     let plan = Plan {
         test_bins: art.test_bins.clone(),
@@ -213,9 +213,13 @@ pub fn main(args: &[String]) -> Result<()> {
 /// The test target whose scenarios need `--zfs`.
 const ZFS_TARGET: &str = "lab_zfs";
 
-/// Scenarios that time `goldmount` processes get a release build as well
-/// (`GOLDMOUNT_RELEASE_BIN`); the others run the debug build only.
-const RELEASE_GOLDMOUNT_FOR: &str = "lab_probe::probe_bench";
+/// Benchmark scenarios (names containing "bench") get release builds as
+/// well, in `GOLDMOUNT_RELEASE_BIN`, `GOLDMOUNTD_RELEASE_BIN` and
+/// `GOLDMOUNT_APPLIANCE_RELEASE_BIN`; the usual variables keep naming the
+/// debug builds, so the other scenarios run exactly what they always ran.
+fn is_bench(scenario: &str) -> bool {
+    scenario.contains("bench")
+}
 
 /// `6.1.0-56-amd64` from `/boot/vmlinuz-6.1.0-56-amd64`.
 fn kernel_version(kernel: &Path) -> Result<String> {

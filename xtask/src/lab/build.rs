@@ -118,10 +118,21 @@ pub fn build(ws: &Path) -> Result<Artifacts> {
     })
 }
 
-/// `goldmount` with the release profile, for the probe benchmark: under TCG
-/// a debug build's CPU time (about a second per process) would hide the
-/// round trips the benchmark is about.
-pub fn build_release_goldmount(ws: &Path) -> Result<PathBuf> {
+/// Release builds of the three binaries the benchmark scenarios time.
+pub struct ReleaseBins {
+    /// `goldmount`.
+    pub goldmount: PathBuf,
+    /// `goldmountd`.
+    pub goldmountd: PathBuf,
+    /// `goldmount-appliance`.
+    pub appliance: PathBuf,
+}
+
+/// `goldmount`, `goldmountd` and the appliance with the release profile,
+/// for the benchmark scenarios: under TCG a debug build's CPU time (about a
+/// second per process) would hide the round trips and kernel steps the
+/// benchmarks are about. The other scenarios keep the debug builds.
+pub fn build_release(ws: &Path) -> Result<ReleaseBins> {
     let exes = cargo_executables(
         ws,
         &[
@@ -131,10 +142,25 @@ pub fn build_release_goldmount(ws: &Path) -> Result<PathBuf> {
             "connector",
             "--bin",
             "goldmount",
+            "-p",
+            "goldmountd",
+            "--bin",
+            "goldmountd",
+            "-p",
+            "appliance",
+            "--bin",
+            "goldmount-appliance",
         ],
     )?;
-    exes.into_iter()
-        .find(|(n, _)| n == "goldmount")
-        .map(|(_, p)| p)
-        .context("cargo did not report the release goldmount executable")
+    let find = |name: &str| {
+        exes.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
+            .with_context(|| format!("cargo did not report the release {name} executable"))
+    };
+    Ok(ReleaseBins {
+        goldmount: find("goldmount")?,
+        goldmountd: find("goldmountd")?,
+        appliance: find("goldmount-appliance")?,
+    })
 }
