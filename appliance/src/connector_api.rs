@@ -63,6 +63,24 @@ pub fn put_volume(
     answer(&url, r)
 }
 
+/// `GET {base}/v1/volumes/{volume}`: the connector's status of the volume
+/// (`{volume, phase, manifest, publications, sources, …}`), `None` when it
+/// has no such volume (404) — how the appliance learns what the host did
+/// with a request whose answer was lost.
+pub fn get_volume(
+    agent: &ureq::Agent,
+    base: &str,
+    volume: &str,
+    timeout: Duration,
+) -> Result<Option<Value>, CallError> {
+    let url = format!("{base}/v1/volumes/{volume}");
+    match answer(&url, agent.get(&url).timeout(timeout).call()) {
+        Ok(v) => Ok(Some(v)),
+        Err(CallError::Refused(a)) if a.status == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// `DELETE {base}/v1/volumes/{volume}[?force=true]`; the connector's
 /// unmount report on 200.
 pub fn delete_volume(

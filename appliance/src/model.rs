@@ -232,6 +232,40 @@ pub enum MountPhase {
     Mounted,
     /// Being taken down (or a teardown stopped half-way: DELETE again).
     Unmounting,
+    /// The connector's answer was lost (connection broken or timed out) and
+    /// the appliance could not learn afterwards whether the host mounted
+    /// the clone: clone and presentation are kept (`host_state` says why);
+    /// the same request again finishes the mount, DELETE takes it down.
+    HostUnknown,
+}
+
+/// What a host's connector says about a one-call mount's volume.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HostVolumeState {
+    /// Mounted from this mount's clone.
+    Mounted,
+    /// Still being mounted.
+    Mounting,
+    /// Being unmounted.
+    Unmounting,
+    /// The connector could not undo a step and quarantined the volume.
+    Quarantined,
+    /// No such volume built from this mount's clone (never mounted, or
+    /// rolled back — e.g. by the connector's recovery after a crash).
+    Absent,
+    /// The connector could not be asked (the reason says why).
+    Unknown,
+}
+
+/// The host's side of a one-call mount, as its connector reported it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostState {
+    /// What the connector says.
+    pub state: HostVolumeState,
+    /// Why (unknown: what failed; absent/quarantined: what the connector said).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// How long each step of a one-call mount took, in milliseconds.
@@ -274,6 +308,10 @@ pub struct Mount {
     pub publication: Option<serde_json::Value>,
     /// Step durations of the call that mounted it.
     pub timings: MountTimings,
+    /// The host's side: in `GET /v1/mounts/{volume}` asked of the connector
+    /// at that moment; elsewhere the last the appliance learned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_state: Option<HostState>,
     /// Seconds since the Unix epoch when the mount was asked for.
     pub created: u64,
 }

@@ -8,14 +8,23 @@
 //! at the connector undoes the appliance's own steps — but only what is
 //! safe to undo: a clone is unpresented only once the connector never got
 //! the request or has confirmed that no volume on the host uses it.
+//!
+//! When the connector's answer is lost (the connection broke or timed out
+//! mid-call — the host daemon crashed, restarted, or is slow), the appliance
+//! does not guess: it asks the connector `GET /v1/volumes/{volume}` until it
+//! settles (retrying while the daemon restarts, for a quarter of the mount
+//! deadline, 5–60 s). Mounted from the clone: the mount is kept (the same
+//! PUT again fetches its manifest and publication). Absent: the host rolled
+//! back, so clone and presentation are undone. No answer: the record is
+//! kept as `host_unknown` with the reason — never deleted on a guess.
 
 use super::{Appliance, Outcome, Reservation};
 use crate::callback::{self, Usage};
 use crate::connector_api::{self, CallError};
 use crate::error::{ConnectorFailure, Error, ErrorCode};
 use crate::model::{
-    now, CreateClone, Host, Mount, MountPhase, MountRequest, MountTimings, Present, Presentation,
-    Presented, Unmounted,
+    now, CreateClone, Host, HostState, HostVolumeState, Mount, MountPhase, MountRequest,
+    MountTimings, Present, Presented, Unmounted,
 };
 use crate::names::validate_name;
 use crate::store::Kind;
@@ -25,9 +34,16 @@ use std::time::{Duration, Instant};
 /// Default for [`crate::ApplianceConfig::mount_deadline`].
 pub const DEFAULT_MOUNT_DEADLINE: Duration = Duration::from_secs(300);
 
-/// How long, after a connector timed out, the appliance keeps asking it to
-/// release the clone before it gives up and leaves the clone presented.
-const UNDO_GRACE: Duration = Duration::from_secs(60);
+/// The longest the appliance keeps asking a connector what it did with a
+/// request whose answer was lost (see [`Appliance::settle_grace`]).
+const SETTLE_GRACE_MAX: Duration = Duration::from_secs(60);
+
+/// The shortest such wait: a daemon restarted by systemd answers again
+/// within a few seconds.
+const SETTLE_GRACE_MIN: Duration = Duration::from_secs(5);
+
+/// How often the connector is asked again while it settles.
+const SETTLE_POLL: Duration = Duration::from_millis(500);
 
 /// Default for [`crate::ApplianceConfig::lun_wait`].
 pub const DEFAULT_LUN_WAIT: Duration = Duration::from_secs(60);
@@ -198,6 +214,7 @@ impl Appliance {
                         publication: None,
                         timings: MountTimings::default(),
                         created: now(),
+                        host_state: None,
                     };
                     self.store.put(Kind::Mount, &m.volume, &m)?;
                     (reservation, m, host, false)
@@ -270,27 +287,285 @@ impl Appliance {
                 rec.manifest = a.get("manifest").cloned();
                 rec.publication = a.get("publication").cloned().filter(|v| !v.is_null());
                 rec.phase = MountPhase::Mounted;
+                rec.host_state = Some(HostState {
+                    state: HostVolumeState::Mounted,
+                    reason: None,
+                });
                 rec.timings.total_ms = ms(t0.elapsed());
                 self.store.put(Kind::Mount, &rec.volume, &rec)?;
                 drop(reservation);
                 tracing::info!(volume = %rec.volume, host = %rec.host, clone = %rec.clone, timings = ?rec.timings, "mounted through the host's connector");
                 Ok((rec, Outcome::Created))
             }
+            Err(e @ (CallError::TimedOut(_) | CallError::Broken(_))) => {
+                let r = self.after_lost_answer(rec, &host, &base, &body, t0, e);
+                drop(reservation);
+                r
+            }
             Err(e) => {
-                let failure = self.undo_after_connector_failure(&rec, &p, &host, &base, e);
+                let failure = self.undo_after_connector_failure(&rec, None, &base, e);
                 drop(reservation);
                 Err(Error::Connector(Box::new(failure)))
             }
         }
     }
 
+    /// How long the appliance asks a connector what it did after losing its
+    /// answer: a quarter of the mount deadline, at least 5 s, at most 60 s.
+    fn settle_grace(&self) -> Duration {
+        (self.mount_deadline / 4).clamp(SETTLE_GRACE_MIN, SETTLE_GRACE_MAX)
+    }
+
+    /// One look at the host: the connector's `GET /v1/volumes/{volume}`,
+    /// as a [`HostState`] of this mount's clone, with the status it answered.
+    fn host_view(&self, rec: &Mount, host: &Host) -> (HostState, Option<Value>) {
+        let unknown = |why: String| HostState {
+            state: HostVolumeState::Unknown,
+            reason: Some(why),
+        };
+        let (agent, base) = match self.connector_of(host, callback::CALLBACK_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => return (unknown(e.to_string()), None),
+        };
+        let status =
+            match connector_api::get_volume(&agent, &base, &rec.volume, callback::CALLBACK_TIMEOUT)
+            {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    return (
+                        HostState {
+                            state: HostVolumeState::Absent,
+                            reason: Some(format!(
+                                "the connector at {base} has no volume {:?} (never mounted, or \
+                                 rolled back)",
+                                rec.volume
+                            )),
+                        },
+                        None,
+                    )
+                }
+                Err(e) => {
+                    return (
+                        unknown(format!(
+                            "the connector at {base} could not be asked about volume {:?}: {}",
+                            rec.volume,
+                            e.describe()
+                        )),
+                        None,
+                    )
+                }
+            };
+        // A volume of that name built from something else is not this mount.
+        let ours = match (&rec.presentation, self.need_clone(&rec.clone)) {
+            (Some(p), Ok(c)) => {
+                callback::match_volumes(std::slice::from_ref(&status), &c, &p.presented)
+            }
+            _ => Ok(Usage::Released),
+        };
+        match ours {
+            Ok(Usage::InUse(_)) => {}
+            Ok(Usage::Released) => {
+                return (
+                    HostState {
+                        state: HostVolumeState::Absent,
+                        reason: Some(format!(
+                            "volume {:?} on the host is not built from clone {:?}",
+                            rec.volume, rec.clone
+                        )),
+                    },
+                    None,
+                )
+            }
+            Err(why) => return (unknown(why), None),
+        }
+        let state = match status.get("phase").and_then(Value::as_str) {
+            Some("mounted") => HostVolumeState::Mounted,
+            Some("mounting") => HostVolumeState::Mounting,
+            Some("unmounting") => HostVolumeState::Unmounting,
+            Some("quarantined") => HostVolumeState::Quarantined,
+            other => {
+                return (
+                    unknown(format!(
+                        "the connector at {base} reports volume {:?} in phase {other:?}",
+                        rec.volume
+                    )),
+                    Some(status),
+                )
+            }
+        };
+        let reason = status
+            .get("quarantine")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        (HostState { state, reason }, Some(status))
+    }
+
+    /// Asks the host (see [`host_view`](Self::host_view)) until it has
+    /// settled — mounted and published as asked, absent, or quarantined —
+    /// or [`settle_grace`](Self::settle_grace) is over; the last view.
+    fn settle_on_host(&self, rec: &Mount, host: &Host) -> (HostState, Option<Value>) {
+        let until = Instant::now() + self.settle_grace();
+        loop {
+            let (s, v) = self.host_view(rec, host);
+            let published = match &rec.path {
+                None => true,
+                Some(path) => v
+                    .as_ref()
+                    .and_then(|v| v.get("publications"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|ps| {
+                        ps.iter()
+                            .any(|p| p.get("target").and_then(Value::as_str) == Some(path))
+                    }),
+            };
+            let settled = match s.state {
+                HostVolumeState::Mounted => published,
+                HostVolumeState::Absent | HostVolumeState::Quarantined => true,
+                _ => false,
+            };
+            if settled || Instant::now() >= until {
+                return (s, v);
+            }
+            std::thread::sleep(SETTLE_POLL);
+        }
+    }
+
+    /// The connector's answer to `PUT /v1/volumes/{volume}` was lost: asks
+    /// the host what it did and keeps the mount (it finished), undoes the
+    /// clone and presentation (it rolled back), or keeps the record as
+    /// [`MountPhase::HostUnknown`] (it cannot tell).
+    fn after_lost_answer(
+        &self,
+        mut rec: Mount,
+        host: &Host,
+        base: &str,
+        body: &Value,
+        t0: Instant,
+        e: CallError,
+    ) -> Result<(Mount, Outcome), Error> {
+        tracing::warn!(volume = %rec.volume, host = %rec.host, error = %e.describe(), "the connector's answer was lost; asking it what it did");
+        let (mut state, _) = self.settle_on_host(&rec, host);
+        if state.state == HostVolumeState::Mounted {
+            // The same PUT again answers the manifest and the publication
+            // (and publishes, when a crash came between mount and publish).
+            match self.put_again(&rec, host, body) {
+                Ok(a) => {
+                    rec.manifest = a.get("manifest").cloned();
+                    rec.publication = a.get("publication").cloned().filter(|v| !v.is_null());
+                    rec.phase = MountPhase::Mounted;
+                    rec.host_state = Some(HostState {
+                        state: HostVolumeState::Mounted,
+                        reason: Some(format!(
+                            "the connector's first answer was lost ({}); asked again, it \
+                             reported the volume mounted from clone {:?}",
+                            e.describe(),
+                            rec.clone
+                        )),
+                    });
+                    rec.timings.total_ms = ms(t0.elapsed());
+                    self.store.put(Kind::Mount, &rec.volume, &rec)?;
+                    tracing::info!(volume = %rec.volume, host = %rec.host, "the host had mounted the volume: kept");
+                    return Ok((rec, Outcome::Created));
+                }
+                Err(again) => {
+                    state = HostState {
+                        state: HostVolumeState::Unknown,
+                        reason: Some(format!(
+                            "the host reported the volume mounted, but the same request again \
+                             failed: {}",
+                            again.describe()
+                        )),
+                    }
+                }
+            }
+        }
+        if state.state == HostVolumeState::Absent {
+            let note = format!(
+                "asked afterwards, the host reports no volume {:?} built from the clone (it \
+                 rolled back)",
+                rec.volume
+            );
+            let failure = self.undo_after_connector_failure(&rec, Some(&note), base, e);
+            return Err(Error::Connector(Box::new(failure)));
+        }
+        // Mounting, unmounting, quarantined or unknown: nothing is undone on a guess.
+        let why = match (&state.state, &state.reason) {
+            (HostVolumeState::Unknown, Some(r)) => r.clone(),
+            (s, r) => format!(
+                "after {} s the host's connector still reports volume {:?} {s:?}{}",
+                self.settle_grace().as_secs(),
+                rec.volume,
+                r.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+        };
+        rec.phase = MountPhase::HostUnknown;
+        rec.host_state = Some(HostState {
+            state: state.state,
+            reason: Some(why.clone()),
+        });
+        rec.timings.total_ms = ms(t0.elapsed());
+        self.store.put(Kind::Mount, &rec.volume, &rec)?;
+        let left = vec![
+            format!(
+                "clone {:?} presented to host {:?} (the host may have mounted it)",
+                rec.clone, rec.host
+            ),
+            format!(
+                "the mount record of {:?} in phase host_unknown (the same POST again finishes \
+                 the mount; DELETE /v1/mounts/{} takes it down once the host answers)",
+                rec.volume, rec.volume
+            ),
+        ];
+        let message = format!(
+            "mounting volume {:?} (clone {:?} of gold copy {:?}) on host {:?}: the host's \
+             connector at {base} did not answer — {}; whether the host mounted it is unknown: \
+             {why}. Nothing was undone; left in place: {}",
+            rec.volume,
+            rec.clone,
+            rec.gold,
+            rec.host,
+            e.describe(),
+            left.join(", ")
+        );
+        tracing::warn!(volume = %rec.volume, %message, "host state unknown after a lost answer");
+        Err(Error::Connector(Box::new(ConnectorFailure {
+            code: match e {
+                CallError::TimedOut(_) => ErrorCode::ConnectorTimeout,
+                _ => ErrorCode::ConnectorFailed,
+            },
+            message,
+            connector: None,
+            undone: Vec::new(),
+            left,
+        })))
+    }
+
+    /// The same `PUT /v1/volumes/{volume}` again, asked a few times while
+    /// the connector still finishes the first one (409 busy).
+    fn put_again(&self, rec: &Mount, host: &Host, body: &Value) -> Result<Value, CallError> {
+        let timeout = self.settle_grace();
+        let until = Instant::now() + timeout;
+        loop {
+            let (agent, base) = self
+                .connector_of(host, timeout)
+                .map_err(|e| CallError::NotReached(e.to_string()))?;
+            match connector_api::put_volume(&agent, &base, &rec.volume, body, timeout) {
+                Err(CallError::Refused(a)) if a.status == 409 && Instant::now() < until => {
+                    tracing::info!(volume = %rec.volume, "the connector is still busy with the volume; asking again");
+                    std::thread::sleep(SETTLE_POLL);
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Undoes the appliance's steps after the connector's PUT failed, as
     /// far as it is safe, and describes the failure.
+    /// `host_note` says what the host reported after a lost answer.
     fn undo_after_connector_failure(
         &self,
         rec: &Mount,
-        p: &Presentation,
-        host: &Host,
+        host_note: Option<&str>,
         base: &str,
         e: CallError,
     ) -> ConnectorFailure {
@@ -299,12 +574,10 @@ impl Appliance {
         let unpresented = match &e {
             // The request never arrived: the host did nothing.
             CallError::NotReached(_) => self.unpresent(&rec.clone, true),
-            // The connector answered; it rolls its own steps back. Unpresent
-            // only once it confirms that no volume uses the clone.
-            CallError::Refused(_) => self.unpresent(&rec.clone, false),
-            // It may still be working: ask it to take down what it built.
-            CallError::TimedOut(_) | CallError::Broken(_) => {
-                self.release_on_host(rec, p, host, base, &mut undone, &mut left);
+            // The connector answered (it rolls its own steps back), or after
+            // a lost answer reported the volume absent. Unpresent only once
+            // it confirms that no volume uses the clone.
+            CallError::Refused(_) | CallError::TimedOut(_) | CallError::Broken(_) => {
                 self.unpresent(&rec.clone, false)
             }
         };
@@ -346,12 +619,13 @@ impl Appliance {
         };
         let message = format!(
             "mounting volume {:?} (clone {:?} of gold copy {:?}) on host {:?}: the host's \
-             connector at {base} failed — {}. The appliance undid: {}{}",
+             connector at {base} failed — {}{}. The appliance undid: {}{}",
             rec.volume,
             rec.clone,
             rec.gold,
             rec.host,
             e.describe(),
+            host_note.map(|n| format!("; {n}")).unwrap_or_default(),
             if undone.is_empty() {
                 "nothing".to_string()
             } else {
@@ -374,63 +648,6 @@ impl Appliance {
             undone,
             left,
         }
-    }
-
-    /// After a timeout: asks the connector (until [`UNDO_GRACE`] runs out)
-    /// to unmount the volume if it is built from this mount's clone.
-    fn release_on_host(
-        &self,
-        rec: &Mount,
-        p: &Presentation,
-        host: &Host,
-        base: &str,
-        undone: &mut Vec<String>,
-        left: &mut Vec<String>,
-    ) {
-        let Ok(clone) = self.need_clone(&rec.clone) else {
-            return;
-        };
-        let Ok((agent, _)) = self.connector_of(host, callback::CALLBACK_TIMEOUT) else {
-            return;
-        };
-        let until = Instant::now() + UNDO_GRACE;
-        let mut last = String::new();
-        while Instant::now() < until {
-            match callback::usage(self.client_identity.as_ref(), host, &clone, &p.presented) {
-                Ok(Usage::Released) => return,
-                Ok(Usage::InUse(vols)) if vols.iter().all(|v| *v == rec.volume) => {
-                    match connector_api::delete_volume(
-                        &agent,
-                        base,
-                        &rec.volume,
-                        false,
-                        callback::CALLBACK_TIMEOUT * 6,
-                    ) {
-                        Ok(_) => {
-                            undone.push(format!(
-                                "asked the connector to unmount volume {:?}",
-                                rec.volume
-                            ));
-                            return;
-                        }
-                        Err(e) => last = e.describe(),
-                    }
-                }
-                Ok(Usage::InUse(vols)) => {
-                    left.push(format!(
-                        "volumes {vols:?} on host {:?} use clone {:?}",
-                        rec.host, rec.clone
-                    ));
-                    return;
-                }
-                Err(why) => last = why,
-            }
-            std::thread::sleep(Duration::from_secs(2));
-        }
-        left.push(format!(
-            "volume {:?} on host {:?} may still be mounted: {last}",
-            rec.volume, rec.host
-        ));
     }
 
     /// Takes a mount down: the connector unmounts the volume (`force`
@@ -508,10 +725,21 @@ impl Appliance {
         self.store.list(Kind::Mount)
     }
 
-    /// One mount.
+    /// One mount, with `host_state` asked of the host's connector now
+    /// (mounted, mounting, unmounting, quarantined, absent, or unknown with
+    /// why — one call, no retry).
     pub fn get_mount(&self, volume: &str) -> Result<Mount, Error> {
         validate_name("volume", volume)?;
-        self.need_mount(volume)
+        let mut m = self.need_mount(volume)?;
+        let state = match self.need_host(&m.host) {
+            Ok(h) => self.host_view(&m, &h).0,
+            Err(e) => HostState {
+                state: HostVolumeState::Unknown,
+                reason: Some(e.to_string()),
+            },
+        };
+        m.host_state = Some(state);
+        Ok(m)
     }
 
     fn need_mount(&self, volume: &str) -> Result<Mount, Error> {
