@@ -6,6 +6,7 @@
 //! cryptsetup, xorriso, zfs-fuse…) and compared against blkid, so a fresh
 //! Debian 12 machine needs these before `cargo test` means anything.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -115,6 +116,92 @@ pub fn ensure_apt(packages: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The schemathesis release (PyPI) that goldmountd's conformance test
+/// (`daemon/tests/schemathesis.rs`) runs: pinned, so that a new release's
+/// checks cannot turn CI red on their own.
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// The virtualenv that holds it, relative to the workspace root: under
+/// `target/` it is out of git and kept between runs (`cargo clean` drops
+/// it; the next `cargo xtask test` makes it again). The test looks here
+/// unless `GOLDMOUNT_SCHEMATHESIS` names the executable.
+pub const SCHEMATHESIS_VENV: &str = "target/venv-schemathesis";
+
+/// The interpreter the venv is made from: Debian's own (`python3-venv` in
+/// HOST_TEST_PACKAGES), not whatever `python3` comes first in PATH.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Whether `exe --version` runs and names `version`.
+fn schemathesis_is(exe: &Path, version: &str) -> bool {
+    Command::new(exe)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(version))
+        .unwrap_or(false)
+}
+
+/// Makes `<workspace>/target/venv-schemathesis` with schemathesis
+/// SCHEMATHESIS_VERSION in it, only when that version is not there yet
+/// (pip needs the network then: PyPI, or the index in `PIP_INDEX_URL`).
+/// Returns the `schemathesis` executable.
+pub fn ensure_schemathesis(workspace: &Path) -> Result<PathBuf> {
+    ensure_schemathesis_with(workspace, &[])
+}
+
+/// [`ensure_schemathesis`] with more environment for pip (the tests point
+/// it at an index that does not answer).
+fn ensure_schemathesis_with(workspace: &Path, pip_env: &[(&str, &str)]) -> Result<PathBuf> {
+    let venv = workspace.join(SCHEMATHESIS_VENV);
+    let exe = venv.join("bin/schemathesis");
+    if schemathesis_is(&exe, SCHEMATHESIS_VERSION) {
+        return Ok(exe);
+    }
+    let spec = format!("schemathesis=={SCHEMATHESIS_VERSION}");
+    eprintln!("xtask: pip install {spec} into {}", venv.display());
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let out = Command::new(SYSTEM_PYTHON)
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .output()
+            .with_context(|| format!("running {SYSTEM_PYTHON} -m venv (package python3-venv)"))?;
+        ensure!(
+            out.status.success(),
+            "{SYSTEM_PYTHON} -m venv {} failed ({}): {}\nexpected Debian's python3-venv (in HOST_TEST_PACKAGES) to be installed",
+            venv.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let out = Command::new(&python)
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
+        .args(["--retries", "2", "--timeout", "20"])
+        .arg(&spec)
+        .envs(pip_env.iter().copied())
+        .output()
+        .with_context(|| format!("running {} -m pip", python.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // pip's own message is long; its last lines say what went wrong.
+    let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    ensure!(
+        out.status.success(),
+        "pip install {spec} into {} failed ({}): {}\n\
+         the control API's conformance test (daemon/tests/schemathesis.rs) needs it; \
+         pip needs network access to PyPI (or an index in PIP_INDEX_URL): check the network and run `cargo xtask test` again",
+        venv.display(),
+        out.status,
+        tail.join("\n")
+    );
+    ensure!(
+        schemathesis_is(&exe, SCHEMATHESIS_VERSION),
+        "pip installed {spec}, but `{} --version` does not name {SCHEMATHESIS_VERSION}; remove {} and run again",
+        exe.display(),
+        venv.display()
+    );
+    Ok(exe)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -179,6 +266,29 @@ mod tests {
         for p in named {
             assert!(BUILD_PACKAGES.contains(&p), "iscsi/build.rs needs {p}");
         }
+    }
+
+    /// Offline, the install fails with an error that names the package,
+    /// the network and what to run again (CI must not skip the test).
+    #[test]
+    fn schemathesis_without_an_index_is_a_clear_error() {
+        let ws = std::env::temp_dir().join(format!("xtask-venv-test-{}", std::process::id()));
+        let r = ensure_schemathesis_with(
+            &ws,
+            &[
+                ("PIP_INDEX_URL", "http://127.0.0.1:9/simple"),
+                ("PIP_NO_CACHE_DIR", "1"),
+                ("PIP_RETRIES", "0"),
+            ],
+        );
+        let _ = std::fs::remove_dir_all(&ws);
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(
+            e.contains(&format!("schemathesis=={SCHEMATHESIS_VERSION}")),
+            "{e}"
+        );
+        assert!(e.contains("network access to PyPI"), "{e}");
+        assert!(e.contains("cargo xtask test"), "{e}");
     }
 
     /// xtask must build before BUILD_PACKAGES are there: nothing in its

@@ -36,6 +36,9 @@ pub fn main(args: &[String]) -> Result<()> {
         }
     }
     prereqs::ensure_apt(prereqs::HOST_TEST_PACKAGES)?;
+    // goldmountd's conformance test runs schemathesis from this venv.
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    prereqs::ensure_schemathesis(manifest.parent().unwrap_or(manifest))?;
     if lint {
         cargo(&["fmt", "--all", "--", "--check"])?;
         cargo(&[
