@@ -1,0 +1,976 @@
+//! The plugin against a real dockerd (Debian's docker.io, a private engine
+//! per test as ../shared/DOCKER.md describes), the real appliance binary
+//! (loop backend) and the real engine: a gold disk with an fstab tree
+//! (`/`, `/boot`, `/srv/data` on three partitions), containers reading and
+//! writing it through `docker run -v NAME:/data`, and a check after each
+//! `docker volume rm` that no mount, loop device, presentation or clone is
+//! left. Missing prerequisites fail with the install command: no skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appliance::client::Client;
+use appliance::model::{ImportGold, PutHost};
+use connector::engine::{Engine, VolumeName};
+use dockerplugin::{ApplianceAccess, ApplianceLink, DockerConfig, Driver, PluginServer};
+use goldmount_tests::golddisk;
+
+const GOLD: &str = "pg-gold";
+const HOST: &str = "here";
+const IMAGE: &str = "gm-busybox:test";
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn require(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(tool).exists()
+        || Path::new("/sbin").join(tool).exists();
+    assert!(
+        found,
+        "{tool} is missing: apt-get install -y --no-install-recommends {package}"
+    );
+}
+
+fn prerequisites() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests need root (dockerd, loop devices, mounts)"
+    );
+    require("dockerd", "docker.io");
+    require("containerd", "docker.io");
+    require("runc", "docker.io");
+    require("docker", "docker.io");
+    require("sgdisk", "gdisk");
+    require("mkfs.xfs", "xfsprogs");
+    require("mkfs.ext4", "e2fsprogs");
+    require("losetup", "mount");
+    assert!(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox is missing: apt-get install -y busybox-static"
+    );
+}
+
+/// The appliance binary: `$GOLDMOUNT_APPLIANCE_BIN`, else the workspace's
+/// `target/debug/goldmount-appliance`, which must be newer than the
+/// appliance's sources.
+fn appliance_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("GOLDMOUNT_APPLIANCE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("goldmount-appliance");
+    let build = "build it first: cargo build -p appliance --bin goldmount-appliance (cargo test --workspace builds it), or set GOLDMOUNT_APPLIANCE_BIN";
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: {build}", bin.display()));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../appliance/src");
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack = vec![src];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                newest = newest.max(m.modified().unwrap());
+            }
+        }
+    }
+    assert!(
+        built >= newest,
+        "{} is older than the appliance's sources: {build}",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Mount points at or under `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| *m == dir || m.starts_with(&format!("{dir}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Loop devices whose backing file is under `dir`.
+fn loops_backed_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
+            if Path::new(b.trim_end()).starts_with(dir) {
+                out.push(format!("/dev/{n} -> {}", b.trim_end()));
+            }
+        }
+    }
+    out
+}
+
+/// The plugin in this process: its own runtime, stopped (and the socket
+/// removed) on drop or restart.
+struct Plugin {
+    rt: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Plugin {
+    fn start(
+        cfg: &DockerConfig,
+        engine_cfg: &connector::config::Config,
+        url: &str,
+        token: &Path,
+    ) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        // A restarted daemon opens the engine afresh.
+        let engine = Arc::new(Engine::open(engine_cfg.clone()).unwrap());
+        let link = ApplianceLink::new(
+            ApplianceAccess {
+                url: url.to_string(),
+                ca: None,
+                token_file: Some(token.to_path_buf()),
+            },
+            Arc::new(|| Some(HOST.to_string())),
+        );
+        let driver = Arc::new(Driver::open(cfg, engine, link).unwrap());
+        let server = {
+            let _in_rt = rt.enter();
+            PluginServer::bind(&cfg.socket_path(), driver).unwrap()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = rt.spawn(server.run(
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(30),
+        ));
+        Plugin {
+            rt,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = self.rt.block_on(t);
+        }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A private dockerd (DOCKER.md's recipe); torn down on drop, on every path.
+struct Dockerd {
+    dir: PathBuf,
+    host: String,
+    cgroup: String,
+    child: Option<Child>,
+}
+
+impl Dockerd {
+    fn start(dir: &Path, cgroup: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("daemon.json"),
+            format!("{{\"deprecated-key-path\":\"{}/key.json\"}}", dir.display()),
+        )
+        .unwrap();
+        let host = format!("unix://{}/docker.sock", dir.display());
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let d = |s: &str| format!("{}/{s}", dir.display());
+        let child = Command::new("dockerd")
+            .args([
+                "--config-file",
+                &d("daemon.json"),
+                "--host",
+                &host,
+                "--data-root",
+                &d("data"),
+                "--exec-root",
+                &d("exec"),
+                "--pidfile",
+                &d("dockerd.pid"),
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=overlay2",
+                "--cgroup-parent",
+                &format!("/{cgroup}"),
+                "--shutdown-timeout",
+                "2",
+                "--log-level",
+                "warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut me = Dockerd {
+            dir: dir.to_path_buf(),
+            host,
+            cgroup: cgroup.to_string(),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if me.docker(&["version"]).status.success() {
+                break;
+            }
+            if let Some(st) = me.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("dockerd exited ({st}):\n{}", me.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dockerd not ready in 30 s:\n{}",
+                me.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        me.import_busybox();
+        me
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `docker ARGS`, panicking with its stderr unless it succeeds.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `docker ARGS`, which must fail; its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            !out.status.success(),
+            "docker {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn import_busybox(&self) {
+        let root = self.dir.join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        for l in ["sh", "sleep", "cat", "echo", "ls", "test", "mkdir"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(l)).unwrap();
+        }
+        let mut tar = Command::new("tar")
+            .args(["-C", root.to_str().unwrap(), "-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Command::new("docker")
+            .args(["import", "-c", "ENV PATH=/bin", "-", IMAGE])
+            .env("DOCKER_HOST", &self.host)
+            .stdin(tar.stdout.take().unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            tar.wait().unwrap().success(),
+            "tar of the busybox rootfs failed"
+        );
+        assert!(
+            out.status.success(),
+            "docker import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for base in [PathBuf::from("/sys/fs/cgroup")].into_iter().chain(
+            std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        ) {
+            let p = base.join(&self.cgroup);
+            if p.is_dir() {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn stop(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        let ids = String::from_utf8_lossy(&self.docker(&["ps", "-aq"]).stdout).into_owned();
+        for id in ids.split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Whatever survived (shims, containers) in the test's cgroups, deepest first.
+        for cg in self.cgroup_dirs() {
+            let mut dirs = vec![];
+            let mut stack = vec![cg];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    if e.path().is_dir() {
+                        stack.push(e.path());
+                    }
+                }
+                dirs.push(d);
+            }
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for d in &dirs {
+                if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                    for pid in procs.split_whitespace() {
+                        let _ = Command::new("kill").args(["-KILL", pid]).status();
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            for d in &dirs {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+        let mut left = mounts_under(&self.dir);
+        left.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in left {
+            let _ = Command::new("umount").args(["-l", &m]).status();
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("dockerd log:\n{}", self.log());
+        }
+        self.stop();
+        if self.cgroup_dirs().is_empty() && mounts_under(&self.dir).is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The appliance binary (loop backend) with a registered host and the gold.
+struct ApplianceProc {
+    url: String,
+    data: PathBuf,
+    token: PathBuf,
+    child: Option<Child>,
+}
+
+impl ApplianceProc {
+    fn start(dir: &Path, gold_disk: &Path) -> Self {
+        let data = dir.join("appliance");
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("appliance.log")).unwrap();
+        let child = Command::new(appliance_bin())
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--backend",
+                "loop",
+                "--import-from",
+                gold_disk.parent().unwrap().to_str().unwrap(),
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut me = ApplianceProc {
+            url: format!("http://127.0.0.1:{port}"),
+            token: data.join("api-token"),
+            data,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(me.token.exists() && me.client().list_golds().is_ok()) {
+            if let Some(st) = me.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("appliance exited ({st})");
+            }
+            assert!(Instant::now() < deadline, "appliance not ready in 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let c = me.client();
+        c.put_host(
+            HOST,
+            &PutHost {
+                name: None,
+                iqns: vec!["iqn.2026-12.test:here".into()],
+                wwpns: vec![],
+                callback_url: None,
+                callback_ca_pem: None,
+            },
+        )
+        .unwrap();
+        c.import_gold(&ImportGold {
+            name: GOLD.into(),
+            source: gold_disk.to_path_buf(),
+            point_in_time: None,
+        })
+        .unwrap();
+        me
+    }
+
+    fn client(&self) -> Client {
+        let t = std::fs::read_to_string(&self.token).unwrap_or_default();
+        Client::new(&self.url).with_token(t.trim())
+    }
+
+    /// No clone, presentation, clone image or loop device of a clone.
+    fn assert_clean(&self) {
+        let c = self.client();
+        assert_eq!(c.list_presentations().unwrap(), vec![]);
+        let clones: Vec<String> = c
+            .list_clones()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(clones, Vec::<String>::new());
+        let dir = self.data.join("clones");
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        assert!(files.is_empty(), "clone images left: {files:?}");
+        assert_eq!(loops_backed_under(&self.data), Vec::<String>::new());
+    }
+}
+
+impl ApplianceProc {
+    fn stop(&mut self) {
+        if self.child.is_some() {
+            if let Ok(ps) = self.client().list_presentations() {
+                for p in ps {
+                    let _ = self.client().unpresent_forced(&p.clone);
+                }
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ApplianceProc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Everything one test needs.
+struct Bed {
+    dir: PathBuf,
+    cfg: DockerConfig,
+    engine_cfg: connector::config::Config,
+    plugin: Option<Plugin>,
+    docker: Dockerd,
+    appl: ApplianceProc,
+}
+
+impl Bed {
+    fn new(lun_wait_secs: u64) -> Self {
+        prerequisites();
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("gmdp{}x{n}", std::process::id());
+        let dir = PathBuf::from("/tmp").join(&tag);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let t0 = Instant::now();
+        let gold_dir = dir.join("golds");
+        std::fs::create_dir_all(&gold_dir).unwrap();
+        let disk = golddisk::build(&gold_dir, "gold.img").unwrap();
+        let appl = ApplianceProc::start(&dir, &disk);
+        let engine_cfg = connector::config::Config {
+            volumes_root: dir.join("volumes"),
+            state_path: dir.join("state/state.redb"),
+            run_dir: dir.join("run"),
+        };
+        let cfg = DockerConfig {
+            name: tag.clone(),
+            mounts_root: Some(dir.join("mnt")),
+            host: Some(HOST.into()),
+            lun_wait_secs,
+            ..DockerConfig::default()
+        };
+        cfg.check().unwrap();
+        let plugin = Plugin::start(&cfg, &engine_cfg, &appl.url, &appl.token);
+        let docker = Dockerd::start(&dir.join("d"), &tag);
+        eprintln!("[{tag}] bed ready in {:.1} s", t0.elapsed().as_secs_f64());
+        Bed {
+            dir,
+            cfg,
+            engine_cfg,
+            plugin: Some(plugin),
+            docker,
+            appl,
+        }
+    }
+
+    fn driver(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn create(&self, name: &str, opts: &[&str]) -> Output {
+        let mut args = vec!["volume", "create", "-d", self.driver()];
+        for o in opts {
+            args.extend(["-o", o]);
+        }
+        args.push(name);
+        self.docker.docker(&args)
+    }
+
+    fn mountpoint(&self, base: &str) -> PathBuf {
+        self.cfg.mounts_root().join(base)
+    }
+
+    fn restart_plugin(&mut self) {
+        if let Some(mut p) = self.plugin.take() {
+            p.stop();
+        }
+        self.plugin = Some(Plugin::start(
+            &self.cfg,
+            &self.engine_cfg,
+            &self.appl.url,
+            &self.appl.token,
+        ));
+    }
+
+    /// A raw plugin request on its socket: (status, body).
+    fn plugin_call(&self, endpoint: &str, body: &str) -> (u16, serde_json::Value) {
+        let mut s = UnixStream::connect(self.cfg.socket_path()).unwrap();
+        write!(
+            s,
+            "POST /{endpoint} HTTP/1.1\r\nHost: \r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let json = text.split("\r\n\r\n").nth(1).unwrap();
+        (status, serde_json::from_str(json).unwrap())
+    }
+
+    fn engine_volumes(&self) -> Vec<String> {
+        Engine::open(self.engine_cfg.clone())
+            .unwrap()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.volume)
+            .collect()
+    }
+
+    fn docker_volumes(&self) -> Vec<String> {
+        self.docker
+            .ok(&[
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("driver={}", self.driver()),
+            ])
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Nothing of the host's: no mount under the test's directories, no
+    /// engine volume.
+    fn assert_host_clean(&self) {
+        assert_eq!(mounts_under(&self.cfg.mounts_root()), Vec::<String>::new());
+        assert_eq!(
+            mounts_under(&self.engine_cfg.volumes_root),
+            Vec::<String>::new()
+        );
+        assert_eq!(self.engine_volumes(), Vec::<String>::new());
+    }
+
+    /// Host and appliance clean, Docker lists no volume of the driver.
+    fn assert_all_clean(&self) {
+        self.assert_host_clean();
+        self.appl.assert_clean();
+        assert_eq!(self.docker_volumes(), Vec::<String>::new());
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.docker.stop();
+        if let Some(mut p) = self.plugin.take() {
+            p.stop();
+        }
+        // Whatever a failed test left mounted goes, then the directory.
+        if let Ok(e) = Engine::open(self.engine_cfg.clone()) {
+            for v in e.list().unwrap_or_default() {
+                if let Ok(n) = VolumeName::parse(&v.volume) {
+                    let _ = e.unmount(&n, true);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.cfg.socket_path());
+        self.appl.stop();
+        if mounts_under(&self.dir).is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("left mounted: {:?}", mounts_under(&self.dir));
+        }
+    }
+}
+
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let t0 = Instant::now();
+    let r = f();
+    eprintln!("{what}: {:.2} s", t0.elapsed().as_secs_f64());
+    r
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_container_reads_the_whole_tree_writes_are_per_clone_and_rm_leaves_nothing() {
+    let bed = Bed::new(60);
+    let o = timed("docker volume create pg1", || {
+        bed.create("pg1", &[&format!("source={GOLD}")])
+    });
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bed.create("pg2@default", &[&format!("source={GOLD}")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut listed = bed.docker_volumes();
+    listed.sort();
+    assert_eq!(listed, ["pg1", "pg2@default"]);
+    let clones = bed.appl.client().list_clones().unwrap();
+    assert_eq!(clones.len(), 2, "{clones:?}");
+    assert_eq!(bed.appl.client().list_presentations().unwrap().len(), 2);
+
+    // The fstab tree, submounts included, through Docker's bind of the mountpoint.
+    let out = timed(
+        "docker run -v pg1:/data (first mount, reads, writes)",
+        || {
+            bed.docker.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "pg1:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /data/etc/hostname /data/boot/vmlinuz /data/srv/data/records.csv && echo written-in-pg1 > /data/srv/data/new.txt && cat /data/srv/data/new.txt",
+        ])
+        },
+    );
+    let want: String = golddisk::FILES.iter().map(|(_, c)| *c).collect();
+    assert_eq!(out, format!("{want}written-in-pg1\n"));
+    // Unmounted after the container (no ID holds it), the clone still presented.
+    assert_eq!(mounts_under(&bed.cfg.mounts_root()), Vec::<String>::new());
+    assert_eq!(bed.engine_volumes(), Vec::<String>::new());
+    assert_eq!(bed.appl.client().list_presentations().unwrap().len(), 2);
+    let (s, v) = bed.plugin_call("VolumeDriver.Path", r#"{"Name":"pg1"}"#);
+    assert_eq!((s, v["Mountpoint"].as_str()), (200, Some("")), "{v}");
+
+    // The write stays in pg1's clone; pg2 (same gold) does not see it.
+    let out = bed.docker.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "pg1:/data",
+        IMAGE,
+        "cat",
+        "/data/srv/data/new.txt",
+    ]);
+    assert_eq!(out, "written-in-pg1\n");
+    let out = timed("docker run -v pg2@default:/data", || {
+        bed.docker.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "pg2@default:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /data/etc/hostname; test -e /data/srv/data/new.txt && echo LEAKED || echo isolated",
+        ])
+    });
+    assert_eq!(out, "gold-host\nisolated\n");
+
+    let (s, v) = bed.plugin_call("VolumeDriver.Get", r#"{"Name":"pg1"}"#);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["Volume"]["Status"]["gold"], GOLD);
+    assert_eq!(v["Volume"]["Status"]["mounts"], 0);
+    assert!(v["Volume"]["CreatedAt"].as_str().unwrap().ends_with('Z'));
+    let (s, v) = bed.plugin_call("VolumeDriver.Capabilities", "{}");
+    assert_eq!(
+        (s, &v["Capabilities"]["Scope"]),
+        (200, &serde_json::json!("local"))
+    );
+    let (s, v) = bed.plugin_call("VolumeDriver.Get", r#"{"Name":"nope"}"#);
+    assert_eq!(s, 500);
+    assert!(
+        v["Err"].as_str().unwrap().contains("no such volume: nope"),
+        "{v}"
+    );
+
+    timed("docker volume rm pg1 pg2@default", || {
+        bed.docker.ok(&["volume", "rm", "pg1", "pg2@default"])
+    });
+    bed.assert_all_clean();
+}
+
+#[test]
+fn docker_cp_keeps_the_volume_mounted_and_rm_is_refused_while_in_use() {
+    let bed = Bed::new(60);
+    let o = bed.create("cpv", &[&format!("source={GOLD}"), "read_only=false"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    bed.docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "-v",
+        "cpv:/data",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let mp = bed.mountpoint("cpv");
+    let mounted = mounts_under(&mp);
+    assert!(
+        mounted.len() >= 3,
+        "the tree with /boot and /srv/data: {mounted:?}"
+    );
+
+    let src = bed.dir.join("copied.txt");
+    std::fs::write(&src, "copied in\n").unwrap();
+    timed("docker cp into the running container", || {
+        bed.docker
+            .ok(&["cp", src.to_str().unwrap(), "c1:/data/srv/data/copied.txt"])
+    });
+    // docker cp sent Mount(B) and Unmount(B) with the container's ID: still mounted.
+    assert_eq!(mounts_under(&mp), mounted);
+    let out = bed.docker.ok(&[
+        "exec",
+        "c1",
+        "cat",
+        "/data/srv/data/copied.txt",
+        "/data/boot/vmlinuz",
+    ]);
+    assert_eq!(out, format!("copied in\n{}", golddisk::FILES[1].1));
+
+    // dockerd refuses by itself; the plugin refuses too when asked directly.
+    let e = bed.docker.fails(&["volume", "rm", "cpv"]);
+    assert!(e.contains("in use"), "{e}");
+    let (s, v) = bed.plugin_call("VolumeDriver.Remove", r#"{"Name":"cpv"}"#);
+    assert_eq!(s, 500, "{v}");
+    let err = v["Err"].as_str().unwrap();
+    assert!(
+        err.contains("in use") && err.contains("stop the containers"),
+        "{err}"
+    );
+    assert_eq!(mounts_under(&mp), mounted, "nothing was undone");
+    let (s, v) = bed.plugin_call("VolumeDriver.Path", r#"{"Name":"cpv"}"#);
+    assert_eq!((s, v["Mountpoint"].as_str()), (200, mp.to_str()), "{v}");
+
+    timed("docker rm -f (Unmount at zero)", || {
+        bed.docker.ok(&["rm", "-f", "c1"])
+    });
+    assert_eq!(mounts_under(&mp), Vec::<String>::new());
+    bed.docker.ok(&["volume", "rm", "cpv"]);
+    bed.assert_all_clean();
+}
+
+#[test]
+fn unknown_options_golds_and_profiles_create_nothing() {
+    let bed = Bed::new(60);
+    let cases: [(&str, Vec<String>, &str); 5] = [
+        (
+            "v1",
+            vec![format!("source={GOLD}"), "size=10G".into()],
+            "unknown option -o size",
+        ),
+        (
+            "v2",
+            vec!["source=nope".into()],
+            "no gold copy \"nope\" on the appliance; it has: pg-gold",
+        ),
+        ("v3", vec![], "add -o source=<gold> (one of: pg-gold)"),
+        (
+            "v4@fast",
+            vec![format!("source={GOLD}")],
+            "unknown profile \"fast\": known profiles are default",
+        ),
+        (
+            "v5",
+            vec![format!("source={GOLD}"), "read_only=perhaps".into()],
+            "expected true or false",
+        ),
+    ];
+    for (name, opts, want) in cases {
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        let o = bed.create(name, &opts);
+        assert!(!o.status.success(), "{name} was created");
+        let e = stderr(&o);
+        assert!(e.contains(want), "{name}: {e}");
+        assert!(e.contains("nothing was created"), "{name}: {e}");
+    }
+    assert_eq!(bed.docker_volumes(), Vec::<String>::new());
+    bed.assert_all_clean();
+}
+
+#[test]
+fn a_failed_mount_leaves_nothing_behind() {
+    let bed = Bed::new(3);
+    let o = bed.create("fm", &[&format!("source={GOLD}")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = [
+        "run",
+        "--rm",
+        "-v",
+        "fm:/data",
+        IMAGE,
+        "cat",
+        "/data/etc/hostname",
+    ];
+
+    // 1. The engine mounts the tree, the publication fails (the mountpoint
+    // is not empty): the plugin unmounts what it mounted.
+    let mp = bed.mountpoint("fm");
+    std::fs::create_dir_all(&mp).unwrap();
+    std::fs::write(mp.join("blocker"), "").unwrap();
+    let out = bed.docker.docker(&run);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("unmounted again"), "{e}");
+    bed.assert_host_clean();
+    std::fs::remove_file(mp.join("blocker")).unwrap();
+    std::fs::remove_dir(&mp).unwrap();
+
+    // 2. The LUN never appears (unpresented behind the plugin's back): the
+    // engine gives up after the wait and rolls back.
+    let clone = bed.appl.client().list_clones().unwrap()[0].name.clone();
+    bed.appl.client().unpresent_forced(&clone).unwrap();
+    let out = timed("docker run with the LUN gone (3 s wait)", || {
+        bed.docker.docker(&run)
+    });
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("no loop device backed by") && e.contains("volume fm"),
+        "{e}"
+    );
+    bed.assert_host_clean();
+    assert_eq!(loops_backed_under(&bed.appl.data), Vec::<String>::new());
+    let (s, v) = bed.plugin_call("VolumeDriver.Get", r#"{"Name":"fm"}"#);
+    assert_eq!(
+        (s, &v["Volume"]["Status"]["mounts"]),
+        (200, &serde_json::json!(0)),
+        "{v}"
+    );
+
+    // Removing it still cleans up (the presentation is gone already).
+    bed.docker.ok(&["volume", "rm", "fm"]);
+    bed.assert_all_clean();
+}
+
+#[test]
+fn a_plugin_restart_while_a_container_runs_keeps_the_volume() {
+    let mut bed = Bed::new(60);
+    let o = bed.create("rs", &[&format!("source={GOLD}")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    bed.docker.ok(&[
+        "run", "-d", "--name", "c1", "-v", "rs:/data", IMAGE, "sleep", "600",
+    ]);
+    let mp = bed.mountpoint("rs");
+    let mounted = mounts_under(&mp);
+    assert!(mounted.len() >= 3, "{mounted:?}");
+
+    timed("plugin restart", || bed.restart_plugin());
+    assert_eq!(bed.docker_volumes(), ["rs"]);
+    assert_eq!(mounts_under(&mp), mounted);
+    let out = bed
+        .docker
+        .ok(&["exec", "c1", "cat", "/data/srv/data/records.csv"]);
+    assert_eq!(out, golddisk::FILES[2].1);
+    let (s, v) = bed.plugin_call("VolumeDriver.Get", r#"{"Name":"rs"}"#);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["Volume"]["Mountpoint"].as_str(), mp.to_str(), "{v}");
+    let e = bed.docker.fails(&["volume", "rm", "rs"]);
+    assert!(e.contains("in use"), "{e}");
+
+    // The restarted plugin takes the Unmount and the Remove.
+    bed.docker.ok(&["rm", "-f", "c1"]);
+    assert_eq!(mounts_under(&mp), Vec::<String>::new());
+    bed.docker.ok(&["volume", "rm", "rs"]);
+    bed.assert_all_clean();
+}
