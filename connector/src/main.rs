@@ -63,6 +63,11 @@ enum Command {
     /// This host at a glance: identity, registration (asked read-only),
     /// volumes, operations in flight.
     Status(cmd::status::StatusArgs),
+    /// Have the appliance clone gold copy GOLD and mount the clone here
+    /// (through goldmountd when it runs, else in-process); prints where.
+    Clone(cmd::clone::CloneArgs),
+    /// Take a cloned volume away: unmount here, unpresent, delete the clone.
+    Unclone(cmd::clone::UncloneArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +85,12 @@ fn main() -> ExitCode {
     }
     if let Command::Register(args) = &cli.command {
         return cmd::register::run(args, cli.config.as_deref());
+    }
+    if let Command::Clone(args) = &cli.command {
+        return cmd::clone::run_clone(args, cli.config.as_deref());
+    }
+    if let Command::Unclone(args) = &cli.command {
+        return cmd::clone::run_unclone(args, cli.config.as_deref());
     }
     if let Command::Certs(args) = &cli.command {
         return match cmd::certs::run(args) {
@@ -127,6 +138,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Unpublish(a) => cmd::publish::run_unpublish(&engine, a),
         Command::Guard(a) => cmd::guard::run(&engine, a),
         Command::Status(a) => cmd::status::run(&engine, a, cli.config.as_deref()),
-        Command::Probe(_) | Command::Certs(_) | Command::Register(_) => Ok(()),
+        Command::Probe(_)
+        | Command::Certs(_)
+        | Command::Register(_)
+        | Command::Clone(_)
+        | Command::Unclone(_) => Ok(()),
     }
 }

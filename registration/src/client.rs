@@ -207,6 +207,46 @@ impl ApplianceClient {
         Ok((decode(&url, resp)?, created))
     }
 
+    /// Any other appliance call (`goldmount clone` creates clones and
+    /// presentations with it) over this client's TLS and token: `method`
+    /// on `path` (beginning with `/`), a JSON `body` if any, within
+    /// `timeout` (a one-call mount may take minutes). Answers the status
+    /// and the JSON body (`null` when empty, e.g. 204); an error status is
+    /// the same typed [`RegistrationError`] as the registration calls.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<(u16, serde_json::Value), RegistrationError> {
+        let url = format!("{}{path}", self.base);
+        let req = self.request(method, &url).timeout(timeout);
+        let r = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let resp = self.check(&url, r)?;
+        let status = resp.status();
+        let text = resp
+            .into_string()
+            .map_err(|e| RegistrationError::BadResponse {
+                url: url.clone(),
+                message: format!("reading the body: {e}"),
+            })?;
+        if text.trim().is_empty() {
+            return Ok((status, serde_json::Value::Null));
+        }
+        let v = serde_json::from_str(&text).map_err(|e| RegistrationError::BadResponse {
+            url: url.clone(),
+            message: format!(
+                "expected the appliance's JSON ({e}), found {}",
+                snippet(&text)
+            ),
+        })?;
+        Ok((status, v))
+    }
+
     fn request(&self, method: &str, url: &str) -> ureq::Request {
         let r = self.agent.request(method, url);
         match &self.auth {

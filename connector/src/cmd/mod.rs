@@ -2,6 +2,7 @@
 //! request and prints the result.
 
 pub mod certs;
+pub mod clone;
 pub mod guard;
 pub mod list;
 pub mod mount;
