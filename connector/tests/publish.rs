@@ -157,3 +157,48 @@ fn a_publication_whose_mounts_were_never_recorded_can_be_taken_down() {
     env.run(&["unpublish", "--volume", "g", "--id", "c"]).ok();
     env.run(&["unmount", "--volume", "g"]).ok();
 }
+
+/// A run that died between recording a publication and recording its bind
+/// leaves a publication without mount ids. The same publish again must not
+/// answer a tree that is not there: with the bind present it records it,
+/// with the bind absent it binds now — once, still one reference.
+#[test]
+fn repeating_an_interrupted_publish_finishes_it() {
+    let env = Env::new();
+    let gold = gold_disk(env.path());
+    env.mount_json(&gold, "g", &[]);
+    let at = env.path().join("consumer");
+    let t = at.to_str().unwrap();
+    let store = connector::state::StateStore::open(&env.path().join("state.redb")).unwrap();
+    let interrupt = || {
+        let mut rec = store.get("g").unwrap().unwrap();
+        rec.publications[0].mount_ids.clear();
+        store.put(&rec).unwrap();
+    };
+    let publish_c = || env.run(&["publish", "--volume", "g", "--target", t, "--id", "c"]);
+    publish_c().ok();
+    let bound = mount_lines_under(&at).len();
+    assert!(bound >= 3, "the tree is bound: {bound}");
+
+    // Killed after the bind, before its mounts were recorded.
+    interrupt();
+    publish_c().ok();
+    let rec = store.get("g").unwrap().unwrap();
+    assert_eq!(rec.publications[0].refs, 1, "still one reference");
+    assert!(!rec.publications[0].mount_ids.is_empty(), "bind recorded");
+    assert_eq!(mount_lines_under(&at).len(), bound, "not bound twice");
+
+    // Killed before the bind: the record says published, nothing is there.
+    common::tool("umount", &["-R", t]);
+    interrupt();
+    assert_eq!(mount_lines_under(&at).len(), 0);
+    publish_c().ok();
+    let rec = store.get("g").unwrap().unwrap();
+    assert_eq!(rec.publications[0].refs, 1, "still one reference");
+    assert_eq!(mount_lines_under(&at).len(), bound, "bound now");
+    assert!(at.join("etc/fstab").exists(), "the tree is there");
+
+    env.run(&["unpublish", "--volume", "g", "--id", "c"]).ok();
+    assert_eq!(mount_lines_under(&at).len(), 0);
+    env.run(&["unmount", "--volume", "g"]).ok();
+}

@@ -72,7 +72,8 @@ pub fn publish(
         Target::parse(target, &forbidden(cfg)).map_err(|e| EngineError::invalid(e.to_string()))?;
     let mut rec = mounted(store, volume)?;
     let source = cfg.volumes_root.join(volume.as_str());
-    if let Some(p) = rec.publications.iter_mut().find(|p| p.id == id) {
+    if let Some(i) = rec.publications.iter().position(|p| p.id == id) {
+        let p = &rec.publications[i];
         if p.target != t.path() || p.read_only != read_only {
             return Err(EngineError::conflict(format!(
                 "consumer {id} already has volume {volume} at {}{}",
@@ -80,8 +81,22 @@ pub fn publish(
                 if p.read_only { " (read-only)" } else { "" }
             )));
         }
-        p.refs += 1;
-        let out = p.clone();
+        if p.mount_ids.is_empty() {
+            // A run died between recording this publication and recording
+            // its bind: finish it (the caller never got an answer, so it is
+            // still one reference) instead of answering a tree that is not
+            // there.
+            let found = binds_of(&source, &p.target);
+            if !found.is_empty() {
+                rec.publications[i].mount_ids = found;
+                let out = rec.publications[i].clone();
+                store.put(&rec)?;
+                return Ok(Outcome::Created(out));
+            }
+            return bind_recorded(store, rec, i, volume, &source, &t, read_only);
+        }
+        rec.publications[i].refs += 1;
+        let out = rec.publications[i].clone();
         store.put(&rec)?;
         return Ok(Outcome::Existing(out));
     }
@@ -101,17 +116,37 @@ pub fn publish(
         mount_ids: Vec::new(),
     });
     store.put(&rec)?;
-    match bind::publish(&source, &t, read_only) {
+    let last = rec.publications.len() - 1;
+    bind_recorded(store, rec, last, volume, &source, &t, read_only)
+}
+
+/// Binds the tree for publication `i` of `rec`, already recorded (journal
+/// first), and records its mounts; on failure the publication is dropped
+/// from the record again.
+fn bind_recorded(
+    store: &StateStore,
+    mut rec: VolumeRecord,
+    i: usize,
+    volume: &VolumeName,
+    source: &Path,
+    t: &Target,
+    read_only: bool,
+) -> EngineResult<Outcome<Publication>> {
+    match bind::publish(source, t, read_only) {
         Ok(p) => {
-            let last = rec.publications.len() - 1;
-            rec.publications[last].created_dirs = p.created_dirs;
-            rec.publications[last].mount_ids = p.mount_ids;
-            let out = rec.publications[last].clone();
+            let publication = &mut rec.publications[i];
+            for d in p.created_dirs {
+                if !publication.created_dirs.contains(&d) {
+                    publication.created_dirs.push(d);
+                }
+            }
+            publication.mount_ids = p.mount_ids;
+            let out = publication.clone();
             store.put(&rec)?;
             Ok(Outcome::Created(out))
         }
         Err(e) => {
-            rec.publications.pop();
+            rec.publications.remove(i);
             store.put(&rec)?;
             let kind = match e {
                 bind::BindError::NotEmpty { .. }
