@@ -166,11 +166,30 @@ fn update_node(
 
 /// Makes sure a node record for `target` at `portal` exists and is set for a
 /// clone-safe login: `node.session.scan=manual`, plus session CHAP if given.
+/// Says whether it created the record, so a failed login can take back
+/// what it added to the host's node database.
 pub fn configure_node(
     target: &str,
     portal: &Portal,
     chap: Option<&Chap>,
     timeout: Duration,
+) -> Result<bool, IscsiError> {
+    let mut created = false;
+    let r = set_up_node(target, portal, chap, timeout, &mut created);
+    if r.is_err() && created {
+        if let Err(e) = forget_node(target, portal, timeout) {
+            tracing::warn!(target_iqn = target, %portal, "cannot delete a half-configured node record: {e}");
+        }
+    }
+    r.map(|()| created)
+}
+
+fn set_up_node(
+    target: &str,
+    portal: &Portal,
+    chap: Option<&Chap>,
+    timeout: Duration,
+    created: &mut bool,
 ) -> Result<(), IscsiError> {
     match update_node(
         target,
@@ -190,6 +209,7 @@ pub fn configure_node(
                 &[],
                 timeout,
             )?;
+            *created = true;
             update_node(
                 target,
                 portal,
@@ -219,6 +239,8 @@ pub fn configure_node(
 /// Logs in to `target` on each of `portals` (several for multipath). Each
 /// node is first set to manual scan (and CHAP). Succeeds when at least one
 /// portal has a session afterwards; the others' errors are in the report.
+/// A node record this call created for a portal whose login failed is
+/// deleted again: a failed login leaves the node database as it was.
 pub fn login(
     target: &str,
     portals: &[Portal],
@@ -227,7 +249,9 @@ pub fn login(
 ) -> Result<LoginReport, IscsiError> {
     let mut report = LoginReport::default();
     for portal in portals {
-        let r = configure_node(target, portal, chap, timeout).and_then(|()| {
+        let mut created = false;
+        let r = configure_node(target, portal, chap, timeout).and_then(|new| {
+            created = new;
             let p = portal.to_string();
             cmd::iscsiadm(
                 &Ctx::new("login", Some(target), Some(portal)),
@@ -236,6 +260,14 @@ pub fn login(
                 timeout,
             )
         });
+        if created
+            && r.as_ref()
+                .is_err_and(|e| e.iscsiadm_code() != Some(exitcode::SESS_EXISTS))
+        {
+            if let Err(e) = forget_node(target, portal, timeout) {
+                tracing::warn!(target_iqn = target, %portal, "cannot delete the node record of a failed login: {e}");
+            }
+        }
         match r {
             Ok(_) => {
                 tracing::info!(target_iqn = target, %portal, "logged in");
