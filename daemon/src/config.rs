@@ -57,6 +57,9 @@ pub struct Config {
     pub log: LogConfig,
     /// The appliance this host registers with (used by registration).
     pub appliance: Option<ApplianceConfig>,
+    /// The Docker volume plugin (served when the section is present and
+    /// not `enabled = false`; needs `[appliance]`).
+    pub docker: Option<dockerplugin::DockerConfig>,
 }
 
 /// `[control]`: the mutual-TLS listener and the optional local socket.
@@ -320,6 +323,15 @@ impl Config {
         if let Some(a) = &self.appliance {
             a.check(path)?;
         }
+        if let Some(d) = self.docker.as_ref().filter(|d| d.enabled) {
+            d.check().map_err(|(key, message)| value(key, message))?;
+            if self.appliance.is_none() {
+                return Err(value(
+                    "docker",
+                    "the Docker plugin clones gold copies on the appliance: add an [appliance] section (url, token_file), or set enabled = false".into(),
+                ));
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(value(
                 "log.level",
@@ -437,6 +449,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("callback_ca"), "{e}");
+    }
+
+    #[test]
+    fn the_docker_section_is_checked() {
+        assert_eq!(parse("").unwrap().docker, None);
+        let c = parse("[appliance]\nurl = \"http://127.0.0.1:8470\"\n[docker]\nname = \"gm\"\n")
+            .unwrap();
+        let d = c.docker.unwrap();
+        assert!(d.enabled);
+        assert_eq!(d.socket_path(), Path::new("/run/docker/plugins/gm.sock"));
+        let e = parse("[docker]\n").unwrap_err().to_string();
+        assert!(e.contains("[appliance]"), "{e}");
+        assert!(parse("[docker]\nenabled = false\n").is_ok());
+        let e =
+            parse("[appliance]\nurl = \"http://127.0.0.1:1\"\n[docker]\nsocket = \"gm.sock\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("docker.socket") && e.contains("absolute"), "{e}");
+        let e = parse("[docker]\nnmae = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("nmae"), "{e}");
     }
 
     #[test]

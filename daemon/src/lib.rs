@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod docker_task;
 pub mod error;
 pub mod inflight;
 pub mod logging;

@@ -128,7 +128,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let server = match Server::bind(&cfg, engine).await {
+        let server = match Server::bind(&cfg, engine.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("{e}");
@@ -139,6 +139,14 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             Ok(a) => tracing::info!(listen = %a, unix_socket = ?cfg.control.unix_socket, "listening (mutual TLS)"),
             Err(e) => tracing::warn!(error = %e, "listening, address unknown"),
         }
+        // The Docker volume plugin, when [docker] asks for it.
+        let docker = match goldmountd::docker_task::start(&cfg, engine.clone()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("cannot start the Docker volume plugin: {e}");
+                return ExitCode::from(2);
+            }
+        };
         // Registration runs beside the server on its own thread; dropped at
         // shutdown (it never holds up the engine or the API).
         let _registration = match cfg.appliance.clone().map(goldmountd::registration_task::start) {
@@ -155,9 +163,15 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             .run(async {
                 let why = shutdown_signal().await;
                 tracing::info!(signal = why, "shutting down");
+                if let Some(d) = &docker {
+                    d.signal();
+                }
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
             })
             .await;
+        if let Some(d) = docker {
+            d.stop(cfg.control.shutdown_grace()).await;
+        }
         if report.connections_finished && report.operations_finished {
             tracing::info!("stopped cleanly");
         } else {

@@ -58,26 +58,21 @@ fn prerequisites() {
     );
 }
 
-/// The appliance binary: `$GOLDMOUNT_APPLIANCE_BIN`, else the workspace's
-/// `target/debug/goldmount-appliance`, which must be newer than the
-/// appliance's sources.
-fn appliance_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("GOLDMOUNT_APPLIANCE_BIN") {
+/// A workspace binary: `$ENV`, else `target/debug/NAME`, which must be
+/// newer than the sources under `srcs` (relative to the workspace).
+fn workspace_bin(name: &str, env: &str, package: &str, srcs: &[&str]) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("goldmount-appliance");
-    let build = "build it first: cargo build -p appliance --bin goldmount-appliance (cargo test --workspace builds it), or set GOLDMOUNT_APPLIANCE_BIN";
+    let bin = exe.parent().and_then(Path::parent).unwrap().join(name);
+    let build = format!("build it first: cargo build -p {package} --bin {name} (cargo test --workspace builds it), or set {env}");
     let built = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| panic!("{} is missing: {build}", bin.display()));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../appliance/src");
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    let mut stack = vec![src];
+    let mut stack: Vec<PathBuf> = srcs.iter().map(|s| ws.join(s)).collect();
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             let m = e.metadata().unwrap();
@@ -90,10 +85,28 @@ fn appliance_bin() -> PathBuf {
     }
     assert!(
         built >= newest,
-        "{} is older than the appliance's sources: {build}",
+        "{} is older than its sources: {build}",
         bin.display()
     );
     bin
+}
+
+fn appliance_bin() -> PathBuf {
+    workspace_bin(
+        "goldmount-appliance",
+        "GOLDMOUNT_APPLIANCE_BIN",
+        "appliance",
+        &["appliance/src"],
+    )
+}
+
+fn goldmountd_bin() -> PathBuf {
+    workspace_bin(
+        "goldmountd",
+        "GOLDMOUNTD_BIN",
+        "goldmountd",
+        &["daemon/src", "dockerplugin/src"],
+    )
 }
 
 fn free_port() -> u16 {
@@ -192,6 +205,81 @@ impl Plugin {
 impl Drop for Plugin {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// goldmountd (the real binary) serving the plugin from a config file.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &Path, socket: &Path, log: &Path) -> Self {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(goldmountd_bin())
+            .args(["--config", config.to_str().unwrap(), "serve"])
+            .env("GOLDMOUNT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut me = Daemon {
+            child: Some(child),
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while UnixStream::connect(socket).is_err() {
+            if let Some(st) = me.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("goldmountd exited ({st}):\n{}", me.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "goldmountd's plugin socket not there in 30 s:\n{}",
+                me.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as systemd stops it; waits for the exit.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("goldmountd did not stop in 30 s:\n{}", self.log_text());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("goldmountd log:\n{}", self.log_text());
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -527,18 +615,86 @@ impl Drop for ApplianceProc {
     }
 }
 
+/// Writes goldmountd's config (development certificates, the test's
+/// engine paths, the appliance, `[docker]`), registers through it and
+/// starts it; waits until registration has named this host.
+fn start_daemon(
+    dir: &Path,
+    cfg: &DockerConfig,
+    engine: &connector::config::Config,
+    appl: &ApplianceProc,
+) -> Daemon {
+    let tls = dir.join("tls");
+    let out = Command::new(goldmountd_bin())
+        .args(["dev-pki", tls.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = |f: &str| tls.join(f).display().to_string();
+    let text = format!(
+        "[control]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\nshutdown_grace_secs = 20\n\
+         [engine]\nvolumes_root = \"{}\"\nstate_path = \"{}\"\nrun_dir = \"{}\"\n\
+         [appliance]\nurl = \"{}\"\ntoken_file = \"{}\"\n\
+         [docker]\nname = \"{}\"\nmounts_root = \"{}\"\nlun_wait_secs = {}\n",
+        t("server.pem"),
+        t("server-key.pem"),
+        t("ca.pem"),
+        engine.volumes_root.display(),
+        engine.state_path.display(),
+        engine.run_dir.display(),
+        appl.url,
+        appl.token.display(),
+        cfg.name,
+        cfg.mounts_root().display(),
+        cfg.lun_wait_secs,
+    );
+    let path = dir.join("goldmountd.toml");
+    std::fs::write(&path, text).unwrap();
+    let d = Daemon::start(&path, &cfg.socket_path(), &dir.join("goldmountd.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !appl
+        .client()
+        .list_hosts()
+        .unwrap()
+        .iter()
+        .any(|h| h.name != HOST)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "goldmountd did not register in 30 s:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d
+}
+
 /// Everything one test needs.
 struct Bed {
     dir: PathBuf,
     cfg: DockerConfig,
     engine_cfg: connector::config::Config,
     plugin: Option<Plugin>,
+    daemon: Option<Daemon>,
     docker: Dockerd,
     appl: ApplianceProc,
 }
 
 impl Bed {
     fn new(lun_wait_secs: u64) -> Self {
+        Self::build(lun_wait_secs, false)
+    }
+
+    /// The plugin served by goldmountd, this host named by registration.
+    fn with_daemon() -> Self {
+        Self::build(60, true)
+    }
+
+    fn build(lun_wait_secs: u64, daemon: bool) -> Self {
         prerequisites();
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let tag = format!("gmdp{}x{n}", std::process::id());
@@ -558,19 +714,27 @@ impl Bed {
         let cfg = DockerConfig {
             name: tag.clone(),
             mounts_root: Some(dir.join("mnt")),
-            host: Some(HOST.into()),
+            host: (!daemon).then(|| HOST.into()),
             lun_wait_secs,
             ..DockerConfig::default()
         };
         cfg.check().unwrap();
-        let plugin = Plugin::start(&cfg, &engine_cfg, &appl.url, &appl.token);
+        let (plugin, daemon) = if daemon {
+            (None, Some(start_daemon(&dir, &cfg, &engine_cfg, &appl)))
+        } else {
+            (
+                Some(Plugin::start(&cfg, &engine_cfg, &appl.url, &appl.token)),
+                None,
+            )
+        };
         let docker = Dockerd::start(&dir.join("d"), &tag);
         eprintln!("[{tag}] bed ready in {:.1} s", t0.elapsed().as_secs_f64());
         Bed {
             dir,
             cfg,
             engine_cfg,
-            plugin: Some(plugin),
+            plugin,
+            daemon,
             docker,
             appl,
         }
@@ -591,6 +755,20 @@ impl Bed {
 
     fn mountpoint(&self, base: &str) -> PathBuf {
         self.cfg.mounts_root().join(base)
+    }
+
+    fn restart_daemon(&mut self) {
+        let mut d = self.daemon.take().unwrap();
+        d.stop();
+        assert!(
+            !self.cfg.socket_path().exists(),
+            "goldmountd left its plugin socket"
+        );
+        self.daemon = Some(Daemon::start(
+            &self.dir.join("goldmountd.toml"),
+            &self.cfg.socket_path(),
+            &d.log,
+        ));
     }
 
     fn restart_plugin(&mut self) {
@@ -669,6 +847,9 @@ impl Drop for Bed {
         self.docker.stop();
         if let Some(mut p) = self.plugin.take() {
             p.stop();
+        }
+        if let Some(mut d) = self.daemon.take() {
+            d.stop();
         }
         // Whatever a failed test left mounted goes, then the directory.
         if let Ok(e) = Engine::open(self.engine_cfg.clone()) {
@@ -972,5 +1153,46 @@ fn a_plugin_restart_while_a_container_runs_keeps_the_volume() {
     bed.docker.ok(&["rm", "-f", "c1"]);
     assert_eq!(mounts_under(&mp), Vec::<String>::new());
     bed.docker.ok(&["volume", "rm", "rs"]);
+    bed.assert_all_clean();
+}
+
+#[test]
+fn goldmountd_serves_the_plugin_and_a_daemon_restart_keeps_a_running_containers_volume() {
+    let mut bed = Bed::with_daemon();
+    let o = timed("docker volume create through goldmountd", || {
+        bed.create("dm", &[&format!("source={GOLD}")])
+    });
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The clone is presented to the host registration named (not the test's).
+    let p = bed.appl.client().list_presentations().unwrap();
+    assert_eq!(p.len(), 1);
+    assert_ne!(p[0].host, HOST);
+    bed.docker.ok(&[
+        "run", "-d", "--name", "c1", "-v", "dm:/data", IMAGE, "sleep", "600",
+    ]);
+    let mp = bed.mountpoint("dm");
+    let mounted = mounts_under(&mp);
+    assert!(mounted.len() >= 3, "{mounted:?}");
+
+    timed("goldmountd restart (SIGTERM, start)", || {
+        bed.restart_daemon()
+    });
+    assert_eq!(bed.docker_volumes(), ["dm"]);
+    assert_eq!(mounts_under(&mp), mounted);
+    let out = bed.docker.ok(&[
+        "exec",
+        "c1",
+        "cat",
+        "/data/etc/hostname",
+        "/data/boot/vmlinuz",
+    ]);
+    assert_eq!(
+        out,
+        format!("{}{}", golddisk::FILES[0].1, golddisk::FILES[1].1)
+    );
+
+    bed.docker.ok(&["rm", "-f", "c1"]);
+    assert_eq!(mounts_under(&mp), Vec::<String>::new());
+    bed.docker.ok(&["volume", "rm", "dm"]);
     bed.assert_all_clean();
 }
