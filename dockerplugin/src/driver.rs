@@ -345,13 +345,28 @@ impl Driver {
                 ),
             });
         }
-        if rec.in_use() {
-            *rec.mounts.entry(id.to_string()).or_insert(0) += 1;
-            self.store.put(&rec)?;
-            tracing::info!(volume = docker_name, id, mounts = ?rec.mounts, "docker mount (already mounted)");
-            return Ok(rec.mountpoint);
-        }
         let ev = Self::engine_name(&rec)?;
+        let published = |rec: &Record| {
+            self.engine
+                .get(&ev)
+                .map(|st| {
+                    st.publications
+                        .iter()
+                        .any(|p| p.id == PUBLICATION_ID && p.target == rec.mountpoint)
+                })
+                .unwrap_or(false)
+        };
+        if rec.in_use() {
+            if published(&rec) {
+                *rec.mounts.entry(id.to_string()).or_insert(0) += 1;
+                self.store.put(&rec)?;
+                tracing::info!(volume = docker_name, id, mounts = ?rec.mounts, "docker mount (already mounted)");
+                return Ok(rec.mountpoint);
+            }
+            // Taken down behind the plugin's back (goldmount unmount --force):
+            // mounted again below, the other IDs' counts kept.
+            tracing::warn!(volume = docker_name, mounts = ?rec.mounts, "counted as mounted but not published: mounting again");
+        }
         let req = MountRequest {
             volume: ev.clone(),
             sources: vec![self.source(&rec)?],
@@ -379,21 +394,12 @@ impl Driver {
                 )),
             }
         };
-        let published = self
-            .engine
-            .get(&ev)
-            .map(|st| {
-                st.publications
-                    .iter()
-                    .any(|p| p.id == PUBLICATION_ID && p.target == rec.mountpoint)
-            })
-            .unwrap_or(false);
-        if !published {
+        if !published(&rec) {
             self.engine
                 .publish(&ev, PUBLICATION_ID, &rec.mountpoint, rec.read_only)
                 .map_err(|e| undo(PluginError::engine(docker_name, &e)))?;
         }
-        rec.mounts.insert(id.to_string(), 1);
+        *rec.mounts.entry(id.to_string()).or_insert(0) += 1;
         rec.boot_id = current_boot_id();
         if let Err(e) = self.store.put(&rec) {
             let _ = self.engine.unpublish(&ev, PUBLICATION_ID, false);

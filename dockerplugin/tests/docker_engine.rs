@@ -696,6 +696,11 @@ impl Bed {
 
     fn build(lun_wait_secs: u64, daemon: bool) -> Self {
         prerequisites();
+        // Missing or stale binaries fail before anything is made.
+        appliance_bin();
+        if daemon {
+            goldmountd_bin();
+        }
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let tag = format!("gmdp{}x{n}", std::process::id());
         let dir = PathBuf::from("/tmp").join(&tag);
@@ -1028,6 +1033,23 @@ fn docker_cp_keeps_the_volume_mounted_and_rm_is_refused_while_in_use() {
     });
     assert_eq!(mounts_under(&mp), Vec::<String>::new());
     bed.docker.ok(&["volume", "rm", "cpv"]);
+
+    // -o read_only=true: every mount of the tree is read-only in the container.
+    let o = bed.create("rov", &[&format!("source={GOLD}"), "read_only=true"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = bed.docker.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "rov:/data",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /data/etc/hostname; for d in /data /data/boot /data/srv/data; do echo x > $d/w 2>/dev/null && echo WROTE $d; done; echo done",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "gold-host\ndone\n");
+    bed.docker.ok(&["volume", "rm", "rov"]);
     bed.assert_all_clean();
 }
 
