@@ -1014,6 +1014,25 @@ fn docker_cp_keeps_the_volume_mounted_and_rm_is_refused_while_in_use() {
     ]);
     assert_eq!(out, format!("copied in\n{}", golddisk::FILES[1].1));
 
+    // A second container on the volume has its own ID; when it goes, the
+    // first one's mount stays.
+    bed.docker.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "cpv:/data",
+        IMAGE,
+        "cat",
+        "/data/srv/data/copied.txt",
+    ]);
+    assert_eq!(mounts_under(&mp), mounted);
+    let (s, v) = bed.plugin_call("VolumeDriver.Get", r#"{"Name":"cpv"}"#);
+    assert_eq!(
+        (s, &v["Volume"]["Status"]["mounts"]),
+        (200, &serde_json::json!(1)),
+        "{v}"
+    );
+
     // dockerd refuses by itself; the plugin refuses too when asked directly.
     let e = bed.docker.fails(&["volume", "rm", "cpv"]);
     assert!(e.contains("in use"), "{e}");
