@@ -56,7 +56,8 @@ impl Config {
 
     /// One file serves the CLI and the daemon: the engine's paths are the
     /// `[engine]` section (or, in a CLI-only file, top-level keys); the
-    /// daemon's own sections (`[control]`, `[log]`, `[appliance]`) are left
+    /// daemon's own sections (`[control]`, `[log]`, `[appliance]`, `[docker]`,
+    /// `[profiles]`) are left
     /// to goldmountd. Anything else is an error naming the key.
     fn from_file(p: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(p)
@@ -66,7 +67,7 @@ impl Config {
 
     fn parse(text: &str) -> Result<Self> {
         let mut table: toml::Table = toml::from_str(text)?;
-        for daemon_only in ["control", "log", "appliance"] {
+        for daemon_only in ["control", "log", "appliance", "docker", "profiles"] {
             table.remove(daemon_only);
         }
         let engine = table.remove("engine");
@@ -105,6 +106,8 @@ mod tests {
             volumes_root = "/srv/vols"
             [log]
             format = "json"
+            [docker]
+            name = "goldmount"
         "#;
         let c = Config::parse(daemon).unwrap();
         assert_eq!(c.volumes_root, PathBuf::from("/srv/vols"));
