@@ -19,7 +19,8 @@ mod prereqs;
 mod test;
 
 const USAGE: &str = "usage: cargo xtask demo|test|lab|bench [ARGS…]
-  demo    the main job end to end on this machine
+  demo    [--direct]: the main job end to end on this machine (the one-call
+          flow; --direct: `goldmount mount` by hand, without goldmountd)
   test    [--no-lab] [--no-lint]: everything CI runs
   lab     [--install] [--zfs] [--bench] [SCENARIO…]: the real-kernel lab
   bench   [probe|mount|all]: the benchmarks of BENCHMARKS.md

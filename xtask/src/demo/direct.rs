@@ -1,4 +1,5 @@
-//! `cargo xtask demo`: the main job, end to end on this machine.
+//! `cargo xtask demo --direct`: the engine without its front doors — the
+//! appliance presents clones and `goldmount mount` is run by hand for each.
 //!
 //! 1. build a gold disk with the real tools (GPT: /boot ext4, root XFS with an
 //!    /etc/fstab naming the others, data ext4);
@@ -33,27 +34,8 @@ fn show(prog: &Path, args: &[&str]) -> Result<String> {
     Ok(out)
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target"))
-}
-
 fn build_binaries() -> Result<(PathBuf, PathBuf)> {
-    let st = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "connector",
-            "-p",
-            "appliance",
-        ])
-        .status()
-        .context("building goldmount and goldmount-appliance")?;
-    ensure!(st.success(), "cargo build failed");
-    let t = target_dir().join("release");
+    let t = super::build(&["connector", "appliance"])?;
     Ok((t.join("goldmount"), t.join("goldmount-appliance")))
 }
 
@@ -79,38 +61,11 @@ impl Drop for Cleanup {
     }
 }
 
-fn tree(root: &Path, depth: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    fn walk(dir: &Path, base: &Path, depth: usize, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            let rel = p.strip_prefix(base).unwrap_or(&p).display().to_string();
-            if rel == "lost+found" || rel.ends_with("/lost+found") {
-                continue;
-            }
-            if p.is_dir() {
-                out.push(format!("{rel}/"));
-                if depth > 1 {
-                    walk(&p, base, depth - 1, out);
-                }
-            } else {
-                out.push(rel);
-            }
-        }
-    }
-    walk(root, root, depth, &mut out);
-    out
-}
-
-/// Entry point of `cargo xtask demo`.
-pub fn main(_args: &[String]) -> Result<()> {
+/// Runs `cargo xtask demo --direct`.
+pub fn demo() -> Result<()> {
     prereqs::ensure_apt(&["gdisk", "e2fsprogs", "xfsprogs", "dosfstools", "util-linux"])?;
     let (gm, ap) = build_binaries()?;
-    let dir = std::fs::canonicalize(".")?.join(target_dir()).join("demo");
+    let dir = super::target_dir().join("demo");
     let _ = Command::new("umount")
         .arg("-R")
         .arg(dir.join("appliance"))
@@ -250,7 +205,7 @@ pub fn main(_args: &[String]) -> Result<()> {
     }
     show(&gm, &["list"])?;
     println!("\ntree of {}:", vroot.join("pg1").display());
-    for l in tree(&vroot.join("pg1"), 3) {
+    for l in super::tree(&vroot.join("pg1"), 3) {
         println!("  {l}");
     }
 
