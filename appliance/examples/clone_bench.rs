@@ -102,6 +102,7 @@ fn time_clones(app: &Appliance, gold: &str, runs: usize) -> (Vec<Duration>, Stri
                 name: name.clone(),
                 gold: gold.into(),
                 point_in_time: None,
+                class: None,
             })
             .unwrap();
         times.push(t.elapsed());

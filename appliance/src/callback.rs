@@ -242,6 +242,7 @@ mod tests {
             copy_mode: CopyMode::Reflink,
             warning: None,
             unit_serial: "0b0b0b0b-1111-4111-8111-222222222222".into(),
+            class: None,
             created: 0,
         }
     }

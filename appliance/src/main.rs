@@ -433,6 +433,7 @@ fn main() -> Result<()> {
                     name,
                     gold,
                     point_in_time,
+                    class: None,
                 };
                 let conn = target.connect()?;
                 let c = match &conn {

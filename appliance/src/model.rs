@@ -134,6 +134,10 @@ pub struct Clone {
     pub warning: Option<String>,
     /// SCSI unit serial chosen by the appliance (VPD 0x80); stable for life.
     pub unit_serial: String,
+    /// The clone class (pool/service level) asked for at creation, if any:
+    /// how a storage profile on the host says where its clones belong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
     /// Seconds since the Unix epoch at creation.
     pub created: u64,
 }
@@ -149,6 +153,12 @@ pub struct CreateClone {
     /// If given, must equal the gold copy's point-in-time label.
     #[serde(default)]
     pub point_in_time: Option<String>,
+    /// The clone class (a short name, see [`crate::service::validate_class`]):
+    /// stored and returned with the clone, so a host's storage profile
+    /// decides where its clones belong. The same request again must name
+    /// the same class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
 }
 
 /// Where and how a clone is visible to its host.

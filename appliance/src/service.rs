@@ -25,6 +25,29 @@ pub mod mounts;
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/goldmount-appliance";
 
+/// The longest clone class name.
+pub const MAX_CLASS: usize = 32;
+
+/// Checks a clone class: a short name (1-32 characters from
+/// `[A-Za-z0-9_.-]`, starting with a letter or digit), because it names a
+/// pool or service level, is shown in lists and compared exactly.
+pub fn validate_class(class: &str) -> Result<(), Error> {
+    let ok = !class.is_empty()
+        && class.len() <= MAX_CLASS
+        && class.as_bytes()[0].is_ascii_alphanumeric()
+        && class
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "class: expected a short name of 1-{MAX_CLASS} characters from [A-Za-z0-9_.-] \
+             starting with a letter or digit, found {class:?}"
+        )))
+    }
+}
+
 /// Where the appliance keeps its files, what it may import, and how it
 /// authenticates to hosts' connectors.
 #[derive(Debug, Clone)]
@@ -491,6 +514,9 @@ impl Appliance {
     pub fn create_clone(&self, req: CreateClone) -> Result<(Clone, Outcome), Error> {
         validate_name("clone", &req.name)?;
         validate_name("gold copy", &req.gold)?;
+        if let Some(class) = &req.class {
+            validate_class(class)?;
+        }
         let (gold, reservation) = {
             let _g = self.guard();
             let gold = self.get_gold(&req.gold)?;
@@ -504,6 +530,12 @@ impl Appliance {
             }
             if let Some(c) = self.store.get::<Clone>(Kind::Clone, &req.name)? {
                 if c.gold == req.gold && c.point_in_time == gold.point_in_time {
+                    if c.class != req.class {
+                        return Err(Error::Conflict(format!(
+                            "clone {:?} already exists with class {:?}; this request asks for class {:?}",
+                            c.name, c.class, req.class
+                        )));
+                    }
                     return Ok((c, Outcome::Existing));
                 }
                 return Err(Error::Conflict(format!(
@@ -546,6 +578,7 @@ impl Appliance {
                 copy_mode: out.mode,
                 warning,
                 unit_serial: self.unique_unit_serial()?,
+                class: req.class,
                 created: now(),
             };
             self.store.put(Kind::Clone, &c.name, &c)?;
@@ -998,6 +1031,7 @@ mod tests {
                     name: n.into(),
                     gold: "g".into(),
                     point_in_time: None,
+                    class: None,
                 })
                 .unwrap();
             serials.push(c.unit_serial.clone());
@@ -1015,6 +1049,7 @@ mod tests {
             name: "d".into(),
             gold: "g".into(),
             point_in_time: None,
+            class: None,
         })
         .unwrap();
         let (p, o) = app
@@ -1053,6 +1088,56 @@ mod tests {
             first.contains(&"unpresent b lun Some(1)".to_string()),
             "{first:?}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_clone_keeps_its_class_and_a_bad_or_other_class_is_refused() {
+        let dir = std::env::temp_dir().join(format!("gm-svc-class-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("src.img");
+        std::fs::File::create(&src)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let cfg = ApplianceConfig::new(dir.join("data"));
+        let app = Appliance::open(&cfg, Box::new(Recorder::default())).unwrap();
+        app.import_gold_local(ImportGold {
+            name: "g".into(),
+            source: src,
+            point_in_time: None,
+        })
+        .unwrap();
+        let req = |name: &str, class: Option<&str>| CreateClone {
+            name: name.into(),
+            gold: "g".into(),
+            point_in_time: None,
+            class: class.map(str::to_string),
+        };
+        let (c, o) = app.create_clone(req("a", Some("gold"))).unwrap();
+        assert_eq!((c.class.as_deref(), o), (Some("gold"), Outcome::Created));
+        assert_eq!(app.get_clone("a").unwrap().class.as_deref(), Some("gold"));
+        let (_, o) = app.create_clone(req("a", Some("gold"))).unwrap();
+        assert_eq!(o, Outcome::Existing);
+        let e = app.create_clone(req("a", Some("bronze"))).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Conflict, "{e}");
+        assert!(e.to_string().contains("bronze"), "{e}");
+        let e = app.create_clone(req("a", None)).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Conflict, "{e}");
+        for bad in ["", "-x", "a b", "a/b", &"c".repeat(33)] {
+            let e = app.create_clone(req("b", Some(bad))).unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::BadRequest, "{bad:?}: {e}");
+            assert!(e.to_string().contains("class"), "{e}");
+        }
+        assert!(
+            app.get_clone("b").is_err(),
+            "a refused class creates nothing"
+        );
+        let (c, _) = app.create_clone(req("c", None)).unwrap();
+        assert_eq!(c.class, None);
+        // Without a class the JSON has no class key (older readers unchanged).
+        assert!(serde_json::to_value(&c).unwrap().get("class").is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

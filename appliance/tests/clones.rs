@@ -48,6 +48,7 @@ fn reflink_clones_on_xfs_are_thin_and_independent() {
             name: "pg1".into(),
             gold: "pg-gold".into(),
             point_in_time: None,
+            class: None,
         })
         .unwrap();
     assert_eq!(cl.copy_mode, CopyMode::Reflink);
@@ -86,6 +87,7 @@ fn reflink_clones_on_xfs_are_thin_and_independent() {
             name: "big1".into(),
             gold: "big".into(),
             point_in_time: None,
+            class: None,
         })
         .unwrap();
     let took = t.elapsed();
@@ -129,6 +131,7 @@ fn full_copy_fallback_on_tmpfs_warns() {
             name: "c".into(),
             gold: "g".into(),
             point_in_time: None,
+            class: None,
         })
         .unwrap();
     assert_eq!(cl.copy_mode, CopyMode::FullCopy);

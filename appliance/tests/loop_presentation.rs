@@ -51,6 +51,7 @@ fn loop_present_restart_unpresent() {
             name: "c1".into(),
             gold: "g".into(),
             point_in_time: None,
+            class: None,
         })
         .unwrap();
     // Make the clone differ from the gold so we know which one we read.

@@ -26,6 +26,8 @@ use crate::error::ApiError;
 use crate::inflight::{InFlight, Slot};
 use crate::metrics::Metrics;
 
+pub mod profiles;
+
 /// The OpenAPI description of exactly these routes.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 
@@ -42,13 +44,16 @@ pub struct AppState {
     pub metrics: Metrics,
     /// When the daemon started (for `uptime_seconds`).
     pub started: Instant,
+    /// The storage profiles (shared with the Docker plugin).
+    pub profiles: Arc<dockerplugin::profile::Profiles>,
 }
 
 impl AppState {
-    /// State over `engine`, started now.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// State over `engine` and `profiles`, started now.
+    pub fn new(engine: Arc<Engine>, profiles: Arc<dockerplugin::profile::Profiles>) -> Self {
         Self {
             engine,
+            profiles,
             inflight: InFlight::default(),
             metrics: Metrics::default(),
             started: Instant::now(),
@@ -67,6 +72,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/volumes/{name}",
             get(get_volume).put(put_volume).delete(delete_volume),
         )
+        .route("/v1/profiles", get(profiles::list))
+        .route("/v1/profiles/{name}", get(profiles::get).put(profiles::put))
         .fallback(no_route)
         .with_state(state)
 }

@@ -4,6 +4,7 @@
 //! how it logs, and where the appliance is. Unknown keys are refused so a
 //! typo is an error at start, not a silently ignored setting.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,6 +61,11 @@ pub struct Config {
     /// The Docker volume plugin (served when the section is present and
     /// not `enabled = false`; needs `[appliance]`).
     pub docker: Option<dockerplugin::DockerConfig>,
+    /// Storage profiles (`[profiles.NAME]`): the names `NAME@profile` and
+    /// the control API's `/v1/profiles` give; `default` applies when none
+    /// is named (built-in and empty unless configured here). The base:
+    /// `PUT /v1/profiles/{name}` replaces one at run time.
+    pub profiles: BTreeMap<String, dockerplugin::profile::ProfileSettings>,
 }
 
 /// `[control]`: the mutual-TLS listener and the optional local socket.
@@ -238,6 +244,27 @@ impl ApplianceConfig {
 }
 
 impl Config {
+    /// Where `PUT /v1/profiles/{name}` keeps runtime profiles: beside the
+    /// engine's state (`<state dir>/profiles.json`).
+    pub fn profiles_state_path(&self) -> PathBuf {
+        self.engine
+            .state_path
+            .parent()
+            .unwrap_or_else(|| Path::new("/var/lib/goldmount"))
+            .join(dockerplugin::profile::STATE_FILE)
+    }
+
+    /// The profiles in effect: `[profiles]` with the runtime profiles
+    /// file over them.
+    pub fn open_profiles(
+        &self,
+    ) -> Result<dockerplugin::profile::Profiles, dockerplugin::profile::ProfileError> {
+        dockerplugin::profile::Profiles::open(
+            self.profiles.clone(),
+            Some(&self.profiles_state_path()),
+        )
+    }
+
     /// The file to read: `explicit` (from `--config`), else
     /// `GOLDMOUNT_CONFIG`, else [`DEFAULT_CONFIG`].
     pub fn path(explicit: Option<&Path>) -> PathBuf {
@@ -331,6 +358,11 @@ impl Config {
                     "the Docker plugin clones gold copies on the appliance: add an [appliance] section (url, token_file), or set enabled = false".into(),
                 ));
             }
+        }
+        for (name, settings) in &self.profiles {
+            dockerplugin::profile::check_name(name)
+                .and_then(|()| settings.check(name))
+                .map_err(|e| value("profiles", e.to_string()))?;
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(value(
@@ -469,6 +501,37 @@ mod tests {
         assert!(e.contains("docker.socket") && e.contains("absolute"), "{e}");
         let e = parse("[docker]\nnmae = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("nmae"), "{e}");
+    }
+
+    #[test]
+    fn the_profiles_section_is_checked() {
+        assert!(parse("").unwrap().profiles.is_empty());
+        let c = parse(
+            "[profiles.gold]\nclass = \"gold\"\nread_only = true\nxfs_new_uuid = true\n\
+             [profiles.default]\nallow_suid_dev = true\n",
+        )
+        .unwrap();
+        let g = &c.profiles["gold"];
+        assert_eq!(g.class.as_deref(), Some("gold"));
+        assert!(g.read_only && g.xfs_new_uuid && !g.zfs_reguid && !g.allow_suid_dev);
+        assert!(c.profiles["default"].allow_suid_dev);
+        let e = parse("[profiles.gold]\nread_olny = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("read_olny") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = parse("[profiles.gold]\nclass = \"no way\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key profiles") && e.contains("class"), "{e}");
+        let e = parse("[profiles.\"a/b\"]\n").unwrap_err().to_string();
+        assert!(e.contains("not a profile name"), "{e}");
+        let e = parse("[profiles.gold]\nread_only = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("read_only"), "{e}");
     }
 
     #[test]

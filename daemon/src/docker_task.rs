@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connector::engine::Engine;
+use dockerplugin::profile::Profiles;
 use dockerplugin::{ApplianceAccess, ApplianceLink, Driver, PluginServer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -19,9 +20,14 @@ pub struct DockerTask {
     task: JoinHandle<()>,
 }
 
-/// Starts the plugin when `[docker]` asks for it (`Ok(None)` otherwise).
-/// Must run inside the runtime.
-pub fn start(cfg: &Config, engine: Arc<Engine>) -> Result<Option<DockerTask>, String> {
+/// Starts the plugin when `[docker]` asks for it (`Ok(None)` otherwise),
+/// resolving `NAME@profile` through `profiles` (the control API's, so a
+/// PUT there applies to the next create). Must run inside the runtime.
+pub fn start(
+    cfg: &Config,
+    engine: Arc<Engine>,
+    profiles: Arc<Profiles>,
+) -> Result<Option<DockerTask>, String> {
     let Some(docker) = cfg.docker.clone().filter(|d| d.enabled) else {
         return Ok(None);
     };
@@ -41,7 +47,8 @@ pub fn start(cfg: &Config, engine: Arc<Engine>) -> Result<Option<DockerTask>, St
             .or_else(|| crate::registration_task::snapshot().host)
     });
     let driver = Driver::open(&docker, engine, ApplianceLink::new(access, host))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .with_profiles(profiles);
     let store = driver.store_path().to_path_buf();
     let server =
         PluginServer::bind(&docker.socket_path(), Arc::new(driver)).map_err(|e| e.to_string())?;

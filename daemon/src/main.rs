@@ -140,7 +140,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             Err(e) => tracing::warn!(error = %e, "listening, address unknown"),
         }
         // The Docker volume plugin, when [docker] asks for it.
-        let docker = match goldmountd::docker_task::start(&cfg, engine.clone()) {
+        let docker = match goldmountd::docker_task::start(&cfg, engine.clone(), server.profiles()) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!("cannot start the Docker volume plugin: {e}");

@@ -35,6 +35,9 @@ pub enum ServeError {
     /// Certificates or keys are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The storage profiles (`[profiles]`, the runtime profiles file) are unusable.
+    #[error("cannot load the storage profiles: {0}")]
+    Profiles(#[from] dockerplugin::profile::ProfileError),
     /// The address or socket cannot be bound.
     #[error("cannot listen on {what}: {source}; {hint}")]
     Bind {
@@ -70,6 +73,7 @@ pub struct Server {
 impl Server {
     /// Loads the certificates and binds every listener `cfg` names.
     pub async fn bind(cfg: &Config, engine: Arc<Engine>) -> Result<Self, ServeError> {
+        let profiles = Arc::new(cfg.open_profiles()?);
         let tls = TlsAcceptor::from(tls::server_config(&cfg.control)?);
         let tcp = TcpListener::bind(cfg.control.listen)
             .await
@@ -82,7 +86,7 @@ impl Server {
             Some(p) => Some((bind_unix(p)?, p.clone())),
             None => None,
         };
-        let state = Arc::new(AppState::new(engine));
+        let state = Arc::new(AppState::new(engine, profiles));
         Ok(Self {
             tcp,
             unix,
@@ -91,6 +95,12 @@ impl Server {
             state,
             grace: cfg.control.shutdown_grace(),
         })
+    }
+
+    /// The storage profiles this server serves (the Docker plugin resolves
+    /// through the same ones).
+    pub fn profiles(&self) -> Arc<dockerplugin::profile::Profiles> {
+        self.state.profiles.clone()
     }
 
     /// The HTTPS address (the real port when `listen` asked for port 0).

@@ -354,6 +354,9 @@ fn the_openapi_document_holds_against_the_running_daemon() {
         "GET /v1/volumes/{name}",
         "PUT /v1/volumes/{name}",
         "DELETE /v1/volumes/{name}",
+        "GET /v1/profiles ",
+        "GET /v1/profiles/{name}",
+        "PUT /v1/profiles/{name}",
     ] {
         assert!(
             calls.lines().any(|l| l.starts_with(op)),

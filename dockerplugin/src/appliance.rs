@@ -111,19 +111,23 @@ impl ApplianceLink {
         }
     }
 
-    /// Clones `gold` as `clone` (the same request again is no change).
+    /// Clones `gold` as `clone` in the appliance's clone `class` (the
+    /// profile's; none: the appliance's default), the same request again
+    /// being no change.
     pub fn create_clone(
         &self,
         volume: &str,
         clone: &str,
         gold: &str,
         point_in_time: Option<&str>,
+        class: Option<&str>,
     ) -> Result<()> {
         self.client()?
             .create_clone(&CreateClone {
                 name: clone.to_string(),
                 gold: gold.to_string(),
                 point_in_time: point_in_time.map(str::to_string),
+                class: class.map(str::to_string),
             })
             .map(|_| ())
             .map_err(|e| PluginError::Appliance {

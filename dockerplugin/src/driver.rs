@@ -47,7 +47,7 @@ pub struct Driver {
     engine: Arc<Engine>,
     store: Store,
     appliance: ApplianceLink,
-    profiles: Profiles,
+    profiles: Arc<Profiles>,
     mounts_root: PathBuf,
     lun_wait: Duration,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -117,11 +117,19 @@ impl Driver {
             engine,
             store,
             appliance,
-            profiles: Profiles::default(),
+            profiles: Arc::new(Profiles::default()),
             mounts_root: cfg.mounts_root(),
             lun_wait: cfg.lun_wait(),
             locks: Mutex::default(),
         })
+    }
+
+    /// The driver resolving `NAME@profile` / `-o profile=` through
+    /// `profiles` (shared with the control API, so a PUT there applies to
+    /// the next create) instead of the built-in `default` only.
+    pub fn with_profiles(mut self, profiles: Arc<Profiles>) -> Self {
+        self.profiles = profiles;
+        self
     }
 
     /// The driver name.
@@ -162,6 +170,9 @@ impl Driver {
         put("gold", r.gold.clone().into());
         put("clone", r.clone.clone().into());
         put("profile", r.profile.clone().into());
+        if let Some(class) = r.settings.as_ref().and_then(|s| s.class.clone()) {
+            put("class", class.into());
+        }
         put("read_only", r.read_only.into());
         put("phase", serde_json::to_value(r.phase).unwrap_or_default());
         put("mounts", r.mounts.values().sum::<u32>().into());
@@ -264,6 +275,7 @@ impl Driver {
                     docker_name: docker_name.into(),
                     base: base.clone(),
                     profile: spec.profile.name.clone(),
+                    settings: Some(spec.profile.settings.clone()),
                     gold: gold.clone(),
                     point_in_time: spec.point_in_time.clone(),
                     read_only: spec.read_only,
@@ -284,8 +296,15 @@ impl Driver {
             let _ = self.store.delete(docker_name);
             e
         };
+        let class = rec.settings.as_ref().and_then(|s| s.class.clone());
         self.appliance
-            .create_clone(docker_name, &rec.clone, &gold, rec.point_in_time.as_deref())
+            .create_clone(
+                docker_name,
+                &rec.clone,
+                &gold,
+                rec.point_in_time.as_deref(),
+                class.as_deref(),
+            )
             .map_err(undo_record)?;
         let presented = match self.appliance.present(docker_name, &rec.clone, &rec.host) {
             Ok(p) => p,
@@ -305,7 +324,7 @@ impl Driver {
         rec.presentation = Some(presented);
         rec.phase = Phase::Ready;
         self.store.put(&rec)?;
-        tracing::info!(volume = docker_name, gold = %gold, clone = %rec.clone, host = %rec.host, "docker volume created");
+        tracing::info!(volume = docker_name, gold = %gold, clone = %rec.clone, host = %rec.host, profile = %rec.profile, class = ?class, read_only = rec.read_only, "docker volume created");
         Ok(())
     }
 
@@ -367,13 +386,17 @@ impl Driver {
             // mounted again below, the other IDs' counts kept.
             tracing::warn!(volume = docker_name, mounts = ?rec.mounts, "counted as mounted but not published: mounting again");
         }
+        // The settings recorded at create (a later PUT of the profile does
+        // not change an existing volume); a record from before profiles had
+        // settings resolves its profile by name.
+        let settings = match &rec.settings {
+            Some(s) => s.clone(),
+            None => self.profiles.resolve(Some(&rec.profile))?.settings,
+        };
         let req = MountRequest {
             volume: ev.clone(),
             sources: vec![self.source(&rec)?],
-            options: self
-                .profiles
-                .resolve(Some(&rec.profile))?
-                .mount_options(rec.read_only),
+            options: settings.mount_options(rec.read_only),
         };
         let t0 = std::time::Instant::now();
         // A failed engine mount rolls back everything it did itself.

@@ -68,7 +68,8 @@ pub struct CreateSpec {
     /// The gold copy (`-o source=`), if given (the driver refuses none,
     /// listing the gold copies there are).
     pub source: Option<String>,
-    /// `-o read_only=true`.
+    /// Read-only: `-o read_only=` when given (it wins, both ways), else
+    /// the profile's `read_only`.
     pub read_only: bool,
     /// `-o point_in_time=`: the gold's point in time the clone must have.
     pub point_in_time: Option<String>,
@@ -94,7 +95,7 @@ pub fn parse_create(
 ) -> Result<CreateSpec> {
     let name = parse_name(docker_name)?;
     let mut source = None;
-    let mut read_only = false;
+    let mut read_only: Option<bool> = None;
     let mut point_in_time = None;
     let mut profile_opt: Option<String> = None;
     for (k, v) in opts.into_iter().flatten() {
@@ -109,7 +110,7 @@ pub fn parse_create(
                 }
                 source = Some(v.trim().to_string());
             }
-            "read_only" | "readonly" | "ro" => read_only = parse_bool("read_only", v)?,
+            "read_only" | "readonly" | "ro" => read_only = Some(parse_bool("read_only", v)?),
             "point_in_time" => point_in_time = Some(v.clone()),
             "profile" => profile_opt = Some(v.clone()),
             _ => {
@@ -131,6 +132,7 @@ pub fn parse_create(
         (None, b) => b.as_deref(),
     };
     let profile = profiles.resolve(wanted)?;
+    let read_only = profile.settings.read_only(read_only);
     Ok(CreateSpec {
         name,
         profile,
@@ -184,6 +186,37 @@ mod tests {
             assert!(parse_name(bad).is_err(), "{bad:?}");
         }
         assert!(parse_create("pg1", None, &p).unwrap().source.is_none());
+    }
+
+    #[test]
+    fn the_profile_decides_read_only_unless_the_request_says() {
+        use crate::profile::ProfileSettings;
+        let gold = ProfileSettings {
+            class: Some("gold".into()),
+            read_only: true,
+            ..Default::default()
+        };
+        let p = Profiles::open(
+            std::collections::BTreeMap::from([("gold".to_string(), gold.clone())]),
+            None,
+        )
+        .unwrap();
+        let ro = |name: &str, kv: &[(&str, &str)]| {
+            let s = parse_create(name, Some(&opts(kv)), &p).unwrap();
+            (s.profile.name, s.read_only)
+        };
+        assert_eq!(ro("v@gold", &[]), ("gold".into(), true));
+        assert_eq!(ro("v", &[("profile", "gold")]), ("gold".into(), true));
+        assert_eq!(
+            ro("v@gold", &[("read_only", "false")]),
+            ("gold".into(), false)
+        );
+        assert_eq!(ro("v", &[]), ("default".into(), false));
+        assert_eq!(ro("v@default", &[("ro", "yes")]), ("default".into(), true));
+        let s = parse_create("v@gold", None, &p).unwrap();
+        assert_eq!(s.profile.settings, gold);
+        let e = parse_create("v@silver", None, &p).unwrap_err().to_string();
+        assert!(e.contains("known profiles are default, gold"), "{e}");
     }
 
     #[test]

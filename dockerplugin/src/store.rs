@@ -37,6 +37,10 @@ pub struct Record {
     pub base: String,
     /// The resolved profile.
     pub profile: String,
+    /// Its settings when the volume was created (what the clone was made
+    /// with and every mount uses); none in records from before profiles.
+    #[serde(default)]
+    pub settings: Option<crate::profile::ProfileSettings>,
     /// The gold copy it was cloned from.
     pub gold: String,
     /// The point in time asked for, if any.

@@ -228,6 +228,7 @@ impl Appliance {
             name: rec.clone.clone(),
             gold: rec.gold.clone(),
             point_in_time: None,
+            class: None,
         });
         match made {
             Ok((_, Outcome::Created)) => {}

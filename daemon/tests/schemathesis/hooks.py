@@ -21,7 +21,7 @@ schemathesis re-checks afterwards whether the case is still valid or not):
 
 The sandbox is $GOLDMOUNT_SANDBOX; without it the hooks refuse to run.
 Every call is logged to $GOLDMOUNT_SANDBOX/calls.log (method, path template,
-status), and every PUT's answer to put.log (status, positive/negative, the
+status), and every volume PUT's answer to put.log (status, positive/negative, the
 start of the body), so the test can say what reached the engine.
 """
 
@@ -120,7 +120,8 @@ def before_call(context, case, kwargs):
 def after_call(context, case, response):
     with open(os.path.join(SANDBOX, "calls.log"), "a", encoding="utf-8") as f:
         f.write("%s %s %s\n" % (case.method.upper(), case.operation.path, response.status_code))
-    if case.method.upper() == "PUT":
+    # put.log: the volume PUTs only (what reached the engine's mount).
+    if case.method.upper() == "PUT" and case.operation.path == "/v1/volumes/{name}":
         mode = case.meta.generation.mode.value if case.meta else "?"
         with open(os.path.join(SANDBOX, "put.log"), "a", encoding="utf-8") as f:
             f.write("%s %s %s\n" % (response.status_code, mode, response.text[:200].replace("\n", " ")))
