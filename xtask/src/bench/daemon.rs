@@ -25,12 +25,16 @@ const RSS_BUDGET_KIB: u64 = 20 * 1024;
 pub struct DaemonArgs {
     /// Runs of each measurement (default 5).
     pub rounds: usize,
+    /// Release binaries already built (`--bin-dir DIR`): no cargo build,
+    /// e.g. the ones a running `cargo xtask lab --bench` uses.
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl DaemonArgs {
-    /// Parses `[--rounds N]`.
+    /// Parses `[--rounds N] [--bin-dir DIR]`.
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut rounds = 5;
+        let mut bin_dir = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             match a.as_str() {
@@ -40,11 +44,16 @@ impl DaemonArgs {
                         .parse()
                         .with_context(|| format!("--rounds expects a number, found {v:?}"))?;
                 }
-                other => bail!("bench daemon: unknown option {other:?} (expected --rounds N)"),
+                "--bin-dir" => {
+                    bin_dir = Some(PathBuf::from(it.next().context("--bin-dir needs a value")?));
+                }
+                other => bail!(
+                    "bench daemon: unknown option {other:?} (expected --rounds N, --bin-dir DIR)"
+                ),
             }
         }
         ensure!(rounds > 0, "--rounds must be at least 1");
-        Ok(Self { rounds })
+        Ok(Self { rounds, bin_dir })
     }
 }
 
@@ -54,12 +63,28 @@ struct Bins {
     appliance: PathBuf,
 }
 
-fn build(target: &Path) -> Result<Bins> {
+fn build(target: &Path, bin_dir: Option<&Path>) -> Result<Bins> {
+    if let Some(dir) = bin_dir {
+        let canon = |name: &str| {
+            let p = dir.join(name);
+            std::fs::canonicalize(&p).with_context(|| format!("{}: no such binary", p.display()))
+        };
+        return Ok(Bins {
+            goldmountd: canon("goldmountd")?,
+            appliance: canon("goldmount-appliance")?,
+        });
+    }
     let st = Command::new(env!("CARGO"))
         .args([
             "build",
             "--release",
             "-q",
+            // The same set as `cargo xtask lab --bench` builds, so that
+            // one build (same feature unification) serves both.
+            "-p",
+            "connector",
+            "--bin",
+            "goldmount",
             "-p",
             "goldmountd",
             "--bin",
@@ -267,7 +292,18 @@ fn start_appliance(bins: &Bins, dir: &Path) -> Result<(Proc, String, PathBuf)> {
     let data = dir.join("appliance");
     std::fs::create_dir_all(&data)?;
     let token = dir.join("api-token");
-    std::fs::write(&token, "bench-daemon-registration-token-0123456789\n")?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // The appliance refuses a token file others can read.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&token)
+            .with_context(|| format!("creating {}", token.display()))?;
+        writeln!(f, "bench-daemon-registration-token-0123456789")?;
+    }
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("appliance.log"))?;
@@ -362,7 +398,7 @@ fn mib(kib: u64) -> f64 {
 
 /// Entry point of `cargo xtask bench daemon`.
 pub fn bench_daemon(args: &DaemonArgs, target: &Path) -> Result<()> {
-    let bins = build(target)?;
+    let bins = build(target, args.bin_dir.as_deref())?;
     let root = std::fs::canonicalize(".")?
         .join(target)
         .join("bench-daemon");
