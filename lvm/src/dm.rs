@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::{LvmError, Result};
 use crate::tool::{strs, Lvm};
@@ -146,19 +147,33 @@ pub fn holder_of(lvm: &Lvm, d: &DmDevice, leaving: &BTreeSet<String>) -> Result<
         let list: Vec<String> = others.iter().map(|s| s.to_string()).collect();
         return Ok(Some(format!("holder device(s) {}", list.join(", "))));
     }
-    let out = lvm.other(
-        "dmsetup",
-        "dmsetup",
-        &strs(&["info", "--columns", "--noheadings", "-o", "open", &d.name]),
-    )?;
-    let open: u64 = out.stdout.trim().parse().unwrap_or(0);
-    if open > 0 {
-        return Ok(Some(format!(
-            "{open} open file handle(s) (a process has it open)"
-        )));
+    // A device that just appeared (udev autoactivation of a clone) or was
+    // just closed after writing is opened for a moment by udev's probes
+    // (blkid, lvm's udev rules): an open count is looked at again until
+    // OPEN_GRACE has passed before it counts as a user.
+    let until = Instant::now() + OPEN_GRACE;
+    loop {
+        let out = lvm.other(
+            "dmsetup",
+            "dmsetup",
+            &strs(&["info", "--columns", "--noheadings", "-o", "open", &d.name]),
+        )?;
+        let open: u64 = out.stdout.trim().parse().unwrap_or(0);
+        if open == 0 {
+            return Ok(None);
+        }
+        if Instant::now() >= until {
+            return Ok(Some(format!(
+                "{open} open file handle(s) for more than {} s (a process has it open)",
+                OPEN_GRACE.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    Ok(None)
 }
+
+/// How long an open count is waited out before a dm device counts as in use.
+const OPEN_GRACE: Duration = Duration::from_secs(10);
 
 /// The dm devices built only on `clone_devs` (`major:minor`), directly or on
 /// other such dm devices. A dm device that mixes clone and other devices is
