@@ -301,18 +301,7 @@ pub fn parse_put(
         }
         obj.insert("options".into(), full);
     }
-    let put: PutVolume = serde_path_to_error::deserialize(raw.clone()).map_err(|e| {
-        let at = e.path().to_string();
-        let at = if at == "." {
-            String::new()
-        } else {
-            format!(" at {at}")
-        };
-        ApiError::invalid(
-            format!("invalid request body{at}: {}", e.into_inner()),
-            BODY_HINT,
-        )
-    })?;
+    let put: PutVolume = typed_body(raw.clone(), "request body", BODY_HINT)?;
     // serde ignores unknown keys inside the engine's types; a typo there
     // (`"read_olny": true`) must not mount read-write.
     let mut unknown = Vec::new();
@@ -612,6 +601,24 @@ async fn delete_volume(
         }
     }
     r.map(Json)
+}
+
+/// Deserialises a JSON body into `T`; the error names the field path that
+/// was wrong (`invalid request body at options.read_only: …`).
+pub(crate) fn typed_body<T: serde::de::DeserializeOwned>(
+    raw: Value,
+    what: &str,
+    hint: &'static str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(raw).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." {
+            String::new()
+        } else {
+            format!(" at {at}")
+        };
+        ApiError::invalid(format!("invalid {what}{at}: {}", e.into_inner()), hint)
+    })
 }
 
 #[cfg(test)]

@@ -80,18 +80,7 @@ pub fn parse_settings(body: &[u8]) -> Result<ProfileSettings, ApiError> {
             SETTINGS_HINT,
         ));
     }
-    let settings: ProfileSettings = serde_path_to_error::deserialize(raw).map_err(|e| {
-        let at = e.path().to_string();
-        let at = if at == "." {
-            String::new()
-        } else {
-            format!(" at {at}")
-        };
-        ApiError::invalid(
-            format!("invalid profile settings{at}: {}", e.into_inner()),
-            SETTINGS_HINT,
-        )
-    })?;
+    let settings: ProfileSettings = super::typed_body(raw, "profile settings", SETTINGS_HINT)?;
     Ok(settings)
 }
 
