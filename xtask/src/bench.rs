@@ -13,10 +13,12 @@
 //! * `daemon`: the release goldmountd's idle RSS, RSS after one API call and
 //!   start → registered on an appliance (see `bench/daemon.rs`);
 //!   `--rounds N` (default 5).
+//! * `docker`: the Docker volume plugin vs a local volume (see `bench/docker.rs`).
 
 mod clones;
 mod compare;
 mod daemon;
+mod docker;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -166,11 +168,12 @@ pub fn main(args: &[String]) -> Result<()> {
             Ok(())
         }
         "daemon" => daemon::bench_daemon(&daemon::DaemonArgs::parse(&args[1..])?, &target_dir()),
+        "docker" => docker::bench_docker(&docker::DockerArgs::parse(&args[1..])?, &target_dir()),
         "all" => {
             main(&["probe".to_string()])?;
             main(&["daemon".to_string()])?;
             bench_mount(&MountArgs::parse(&[])?)
         }
-        other => bail!("unknown benchmark {other:?}: mount | probe | daemon | all"),
+        other => bail!("unknown benchmark {other:?}: mount | probe | daemon | docker | all"),
     }
 }
