@@ -57,13 +57,15 @@ impl DaemonArgs {
     }
 }
 
-/// The release binaries under test.
-struct Bins {
-    goldmountd: PathBuf,
-    appliance: PathBuf,
+/// The release binaries under test (also the Docker bench's).
+pub(super) struct Bins {
+    pub(super) goldmountd: PathBuf,
+    pub(super) appliance: PathBuf,
 }
 
-fn build(target: &Path, bin_dir: Option<&Path>) -> Result<Bins> {
+/// Builds (or takes from `bin_dir`) the release goldmountd and appliance —
+/// the same package set as the lab's bench build, so one build serves all.
+pub(super) fn build(target: &Path, bin_dir: Option<&Path>) -> Result<Bins> {
     if let Some(dir) = bin_dir {
         let canon = |name: &str| {
             let p = dir.join(name);
@@ -107,7 +109,7 @@ fn build(target: &Path, bin_dir: Option<&Path>) -> Result<Bins> {
     })
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")
         .context("binding a free port")?
         .local_addr()?

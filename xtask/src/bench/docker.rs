@@ -34,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 
+use super::daemon::{build, free_port, Bins};
 use crate::golddisk;
 use crate::prereqs::{self, run};
 
@@ -82,47 +83,6 @@ impl DockerArgs {
         }
         Ok(me)
     }
-}
-
-/// The release binaries under test.
-struct Bins {
-    goldmountd: PathBuf,
-    appliance: PathBuf,
-}
-
-fn build(target: &Path) -> Result<Bins> {
-    let st = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "goldmountd",
-            "--bin",
-            "goldmountd",
-            "-p",
-            "appliance",
-            "--bin",
-            "goldmount-appliance",
-        ])
-        .status()
-        .context("building the release goldmountd and appliance")?;
-    ensure!(st.success(), "cargo build --release failed ({st})");
-    let canon = |name: &str| {
-        let p = target.join("release").join(name);
-        std::fs::canonicalize(&p).with_context(|| format!("{}: not built", p.display()))
-    };
-    Ok(Bins {
-        goldmountd: canon("goldmountd")?,
-        appliance: canon("goldmount-appliance")?,
-    })
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")
-        .context("binding a free port")?
-        .local_addr()?
-        .port())
 }
 
 fn epoch_now() -> f64 {
@@ -1251,7 +1211,7 @@ pub fn bench_docker(args: &DockerArgs, target: &Path) -> Result<()> {
         "util-linux",
         "curl",
     ])?;
-    let bins = build(target)?;
+    let bins = build(target, None)?;
     let tag = format!("gmbench{}", std::process::id());
     let t0 = Instant::now();
     let mut env = Env::new(&tag)?;
