@@ -165,3 +165,73 @@ fn loop_present_restart_unpresent() {
     assert!(!cl.file.exists());
     assert_eq!(c.list_clones().unwrap().len(), 0);
 }
+
+/// A loop detach the kernel defers because something has the device open
+/// (udev's worker probing a fresh device does, for a moment) completes when
+/// that opener closes; deleting the clone waits that moment out instead of
+/// refusing. A device that stays open is still refused, and nothing is removed.
+#[test]
+fn a_deferred_detach_of_a_briefly_open_device_lets_the_clone_go() {
+    require_root();
+    require_tool("losetup", "mount");
+    let tmp = TempDir::new("loop-defer");
+    let data = tmp.path().join("data");
+    let srv = Server::start(&data, "loop");
+    let c = srv.client();
+    let src = tmp.path().join("src.img");
+    make_image(&src, 16 << 20, b"DEFERMARK");
+    c.import_gold(&ImportGold {
+        name: "g".into(),
+        source: src,
+        point_in_time: None,
+    })
+    .unwrap();
+    c.register_host(&RegisterHost {
+        name: "h1".into(),
+        iqns: vec!["iqn.2026-11.test:h1".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    for name in ["brief", "held"] {
+        let cl = c
+            .create_clone(&CreateClone {
+                name: name.into(),
+                gold: "g".into(),
+                point_in_time: None,
+                class: None,
+            })
+            .unwrap();
+        let p = c
+            .present(&Present {
+                clone: name.into(),
+                host: "h1".into(),
+            })
+            .unwrap();
+        let (dev, _) = loop_of(&p);
+        let opener = std::fs::File::open(&dev).unwrap();
+        c.unpresent_forced(name).unwrap();
+        assert!(
+            backing_of(&dev).is_some(),
+            "an open device's detach is deferred"
+        );
+        if name == "brief" {
+            let closer = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(700));
+                drop(opener);
+            });
+            c.delete_clone(name).unwrap();
+            closer.join().unwrap();
+            assert!(!cl.file.exists());
+            assert_eq!(backing_of(&dev), None);
+        } else {
+            let (s, v) = srv.req("DELETE", &format!("/v1/clones/{name}"), None);
+            assert_eq!((s, v["code"].as_str()), (409, Some("conflict")), "{v}");
+            assert!(v["error"].as_str().unwrap().contains(&dev), "{v}");
+            assert!(cl.file.exists(), "a held clone's image stays");
+            drop(opener);
+            c.delete_clone(name).unwrap();
+            assert!(!cl.file.exists());
+        }
+    }
+    assert_eq!(c.list_clones().unwrap().len(), 0);
+}

@@ -135,6 +135,49 @@ impl Presenter for LoopPresenter {
     }
 
     fn still_attached(&self, clone: &Clone) -> Vec<String> {
-        self.devices_for(&clone.file)
+        // A detach the kernel deferred completes when the last opener closes.
+        // Right after an attach that opener is often udev's worker probing the
+        // new device for a few milliseconds; give such a passing probe a grace
+        // period, but answer at once when a device is mounted or stacked on
+        // (that user will not go away by itself).
+        let deadline = std::time::Instant::now() + DEFERRED_DETACH_GRACE;
+        loop {
+            let devices = self.devices_for(&clone.file);
+            if devices.is_empty()
+                || std::time::Instant::now() >= deadline
+                || devices.iter().any(|d| self.has_lasting_user(d))
+            {
+                return devices;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// How long a deferred loop detach may take before the device counts as held.
+const DEFERRED_DETACH_GRACE: Duration = Duration::from_secs(5);
+
+impl LoopPresenter {
+    /// Whether `dev` is mounted on this machine or has a device stacked on it
+    /// (dm, md): users that keep it open until someone releases them.
+    fn has_lasting_user(&self, dev: &str) -> bool {
+        let Some(name) = Path::new(dev).file_name() else {
+            return false;
+        };
+        let sys = self.sysfs_block.join(name);
+        let stacked = std::fs::read_dir(sys.join("holders"))
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if stacked {
+            return true;
+        }
+        let Ok(devno) = std::fs::read_to_string(sys.join("dev")) else {
+            return false;
+        };
+        let devno = devno.trim();
+        // Field 3 of mountinfo is the mounted device's major:minor.
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .map(|m| m.lines().any(|l| l.split(' ').nth(2) == Some(devno)))
+            .unwrap_or(false)
     }
 }
