@@ -27,6 +27,10 @@ pub const MARK: &str = "# goldmount-guard";
 pub const DISABLED: &str = "# goldmount-guard-disabled: ";
 /// What the guard recorded at install time (next to lvm.conf).
 const STATE_FILE: &str = "goldmount-guard.json";
+/// The lvm2 setting that turns the devices file on.
+const USE_DEVICESFILE: &str = "devices/use_devicesfile";
+/// The lvm2 setting naming the devices file.
+const DEVICESFILE: &str = "devices/devicesfile";
 
 /// What the guard check found.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -102,15 +106,6 @@ pub fn unpatch_lvm_conf(conf: &str) -> String {
     s
 }
 
-/// The value of the first `key=value` line lvmconfig printed (a leading `#`,
-/// as in `--type default` output, is ignored).
-pub fn parse_lvmconfig_value(out: &str) -> Option<String> {
-    out.lines()
-        .map(|l| l.trim().trim_start_matches('#').trim())
-        .find_map(|l| l.split_once('='))
-        .map(|(_, v)| v.trim().trim_matches('"').to_string())
-}
-
 /// PVIDs (undashed PV UUIDs) listed in a devices file.
 pub fn parse_devices_file(text: &str) -> Vec<String> {
     text.lines()
@@ -166,24 +161,11 @@ fn active_host_pvids(excluded: &BTreeSet<String>) -> Vec<(String, String)> {
 }
 
 impl Lvm {
-    /// A setting's effective value: the configured one (`lvmconfig KEY`), else
-    /// lvm2's built-in default (`lvmconfig --type default KEY`, printed as a
-    /// comment). `--typeconfig full` is not used: it fails on some setups
-    /// ("Cannot clone NULL config node").
-    fn resolved(&self, key: &str) -> Result<Option<String>> {
-        let out = match self.command("lvmconfig", &strs(&[key])) {
-            Ok(o) => o,
-            Err(LvmError::Command { .. }) => {
-                self.command("lvmconfig", &strs(&["--type", "default", key]))?
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(parse_lvmconfig_value(&out.stdout))
-    }
-
     fn devices_file_path(&self) -> Result<PathBuf> {
         let name = self
-            .resolved("devices/devicesfile")?
+            .settings(&[DEVICESFILE])?
+            .remove(DEVICESFILE)
+            .flatten()
             .unwrap_or_else(|| "system.devices".into());
         Ok(self.system_dir().join("devices").join(name))
     }
@@ -194,8 +176,14 @@ impl Lvm {
     /// devices file, so they do not count against the guard.
     pub fn check_autoactivation_guard(&self, clone_devices: &[PathBuf]) -> Result<GuardStatus> {
         let excluded = device_numbers(clone_devices);
-        let use_df = self.resolved("devices/use_devicesfile")?.as_deref() == Some("1");
-        let path = self.devices_file_path()?;
+        let mut settings = self.settings(&[USE_DEVICESFILE, DEVICESFILE])?;
+        let use_df = settings.remove(USE_DEVICESFILE).flatten().as_deref() == Some("1");
+        let path = self.system_dir().join("devices").join(
+            settings
+                .remove(DEVICESFILE)
+                .flatten()
+                .unwrap_or_else(|| "system.devices".into()),
+        );
         let text = read_opt(&path)?;
         let conf = read_opt(&self.system_dir().join("lvm.conf"))?.unwrap_or_default();
         let listed = text.as_deref().map(parse_devices_file).unwrap_or_default();
@@ -392,23 +380,6 @@ mod tests {
         let p = patch_lvm_conf(bare);
         assert!(p.ends_with("devices { # goldmount-guard\n\tuse_devicesfile = 1 # goldmount-guard\n} # goldmount-guard\n"));
         assert_eq!(unpatch_lvm_conf(&p), bare);
-    }
-
-    #[test]
-    fn lvmconfig_values() {
-        assert_eq!(
-            parse_lvmconfig_value("use_devicesfile=1\n").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            parse_lvmconfig_value("# use_devicesfile=0\n").as_deref(),
-            Some("0")
-        );
-        assert_eq!(
-            parse_lvmconfig_value("devicesfile=\"system.devices\"\n").as_deref(),
-            Some("system.devices")
-        );
-        assert_eq!(parse_lvmconfig_value(""), None);
     }
 
     #[test]

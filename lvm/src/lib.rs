@@ -16,6 +16,7 @@ pub mod import;
 pub mod metadata;
 pub mod plan;
 pub mod run;
+pub mod settings;
 pub mod tool;
 
 pub use error::{LvmError, Result};
