@@ -11,7 +11,7 @@ use crate::error::IscsiError;
 use crate::exitcode;
 use crate::inuse::UsageProbe;
 use crate::inventory;
-use crate::model::{Portal, Session};
+use crate::model::{Portal, Session, Source};
 use crate::sysfs::Sysfs;
 
 /// CHAP credentials. `Debug` never shows the secrets.
@@ -191,35 +191,47 @@ fn set_up_node(
     timeout: Duration,
     created: &mut bool,
 ) -> Result<(), IscsiError> {
-    match update_node(
-        target,
-        portal,
-        "node.session.scan",
-        "manual",
-        false,
-        timeout,
-    ) {
-        Ok(()) => {}
-        Err(e) if e.iscsiadm_code() == Some(exitcode::NO_OBJS_FOUND) => {
-            // Not discovered (or forgotten): create the record, then set it.
-            let p = portal.to_string();
-            cmd::iscsiadm(
-                &Ctx::new("new node record", Some(target), Some(portal)),
-                &["-m", "node", "-T", target, "-p", &p, "-o", "new"],
-                &[],
-                timeout,
-            )?;
-            *created = true;
-            update_node(
-                target,
-                portal,
-                "node.session.scan",
-                "manual",
-                false,
-                timeout,
-            )?;
-        }
-        Err(e) => return Err(e),
+    // libopeniscsiusr reads the node database in-process: when it says the
+    // record is absent, create it without first running an update that can
+    // only fail (one iscsiadm process less per fresh login). Without the
+    // library, updating first is the only safe probe (`-o new` on an
+    // existing record would reset the host's settings for it).
+    let known_absent = matches!(
+        inventory::nodes(),
+        Ok((nodes, Source::Library))
+            if !nodes.iter().any(|n| n.target_iqn == target && &n.portal == portal)
+    );
+    let exists = !known_absent
+        && match update_node(
+            target,
+            portal,
+            "node.session.scan",
+            "manual",
+            false,
+            timeout,
+        ) {
+            Ok(()) => true,
+            // Not discovered (or forgotten).
+            Err(e) if e.iscsiadm_code() == Some(exitcode::NO_OBJS_FOUND) => false,
+            Err(e) => return Err(e),
+        };
+    if !exists {
+        let p = portal.to_string();
+        cmd::iscsiadm(
+            &Ctx::new("new node record", Some(target), Some(portal)),
+            &["-m", "node", "-T", target, "-p", &p, "-o", "new"],
+            &[],
+            timeout,
+        )?;
+        *created = true;
+        update_node(
+            target,
+            portal,
+            "node.session.scan",
+            "manual",
+            false,
+            timeout,
+        )?;
     }
     if let Some(chap) = chap {
         for (k, v, secret) in chap.settings() {
