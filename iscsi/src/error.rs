@@ -10,8 +10,8 @@ use crate::model::Portal;
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum IscsiError {
-    /// A portal string that is not `ip[:port]` / `[v6][:port]`.
-    #[error("invalid iSCSI portal {0:?} (expected ip[:port] or [ipv6][:port])")]
+    /// A portal string that is not `host[:port]`, `ip[:port]` or `[v6][:port]`.
+    #[error("invalid iSCSI portal {0:?} (expected host[:port], ipv4[:port] or [ipv6][:port], port 1-65535)")]
     BadPortal(String),
 
     /// A file or sysfs attribute could not be read.

@@ -66,7 +66,10 @@ impl FromStr for Portal {
                 None => (s0, None),
             }
         };
-        if addr.is_empty() {
+        // A host name, an IPv4 address or an IPv6 address (with a zone):
+        // iscsiadm resolves names itself; anything else is not a portal.
+        let addr_char = |c: char| c.is_ascii_alphanumeric() || ".-_:%".contains(c);
+        if addr.is_empty() || !addr.chars().all(addr_char) || addr.starts_with('-') {
             return Err(bad());
         }
         let port = match port {
@@ -158,7 +161,22 @@ mod tests {
         assert_eq!((p.address.as_str(), p.port), ("fe80::2", 3260));
         let p: Portal = "127.0.0.1:3260,1".parse().unwrap();
         assert_eq!(p, Portal::new("127.0.0.1", 3260));
-        for bad in ["", ":3260", "1.2.3.4:x", "[::1", "[::1]x", "1.2.3.4:70000"] {
+        let p: Portal = "array-a.example.com:3260".parse().unwrap();
+        assert_eq!(p.address, "array-a.example.com");
+        let p: Portal = "[fe80::1%eth0]".parse().unwrap();
+        assert_eq!(p.address, "fe80::1%eth0");
+        for bad in [
+            "",
+            ":3260",
+            "1.2.3.4:x",
+            "[::1",
+            "[::1]x",
+            "1.2.3.4:70000",
+            "a b:3260",
+            "/etc/passwd",
+            "-oProxy:3260",
+            "host;rm",
+        ] {
             assert!(bad.parse::<Portal>().is_err(), "{bad:?} accepted");
         }
     }

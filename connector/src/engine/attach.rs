@@ -126,7 +126,7 @@ fn parse_iscsi(p: &IscsiPresentation) -> Result<Vec<Portal>, EngineError> {
     for s in &p.portals {
         let portal: Portal = s.parse().map_err(|_| {
             EngineError::invalid(format!(
-                "invalid portal {s:?}: expected ip, ip:port or [ipv6]:port"
+                "invalid portal {s:?}: expected host, host:port, ip, ip:port or [ipv6]:port (port 1-65535)"
             ))
         })?;
         if !out.contains(&portal) {
