@@ -1,4 +1,6 @@
 //! Shared helpers for the cross-crate integration tests and the lab scenarios.
 
+pub mod dockerd;
 pub mod golddisk;
 pub mod lab;
+pub mod lvmgold;

@@ -47,6 +47,13 @@ pub const MODULE_BLACKLIST: &[&str] = &[
     "polyval_clmulni",
 ];
 
+/// AppArmor off in the guest: Debian's kernel enables it by default, and
+/// then `docker run` fails because dockerd cannot load its docker-default
+/// profile (there is no `apparmor_parser`; shared/DOCKER.md). Nothing else
+/// in the lab uses AppArmor: no scenario loads a profile, and the guest
+/// starts no service that would.
+pub const NO_APPARMOR: &str = "apparmor=0";
+
 /// Host tools the boot needs, found up front so a missing one is named.
 pub struct Tools {
     /// virtme-ng's `vng`.
@@ -139,6 +146,7 @@ pub fn boot(
             "--append=modprobe.blacklist={}",
             MODULE_BLACKLIST.join(",")
         ))
+        .arg(format!("--append={NO_APPARMOR}"))
         .arg("--exec")
         .arg(guest_cmd)
         .env("PATH", path)

@@ -25,6 +25,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "xfsprogs",
     "util-linux",
     "coreutils",
+    // lab_docker runs a private dockerd in the guest (shared/DOCKER.md).
+    "docker.io",
 ];
 
 /// The venv that holds virtme-ng (from PyPI).

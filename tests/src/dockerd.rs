@@ -1,0 +1,270 @@
+//! A private Docker engine for a test (../shared/DOCKER.md's recipe, as
+//! dockerplugin's host tests run it): its own socket, data-root and
+//! exec-root under one short directory, no iptables, no bridge, its own
+//! cgroup parent, and an image built offline from the host's static
+//! busybox (no registry is reachable). Everything it started is torn down
+//! on drop, on every path: containers, the engine, processes left in its
+//! cgroups, mounts left under its directory.
+//!
+//! Test helper: it panics with docker's stderr and dockerd's log.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// busybox applets linked into the offline image.
+const APPLETS: &[&str] = &[
+    "sh", "sleep", "cat", "echo", "ls", "test", "mkdir", "sync", "wc",
+];
+
+/// Mount points at or under `dir`, from `/proc/self/mountinfo`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| *m == dir || m.starts_with(&format!("{dir}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The engine; stopped on drop.
+pub struct Dockerd {
+    /// Its directory (socket, data-root, exec-root, log).
+    pub dir: PathBuf,
+    /// `unix://<dir>/docker.sock`, for `DOCKER_HOST`.
+    pub host: String,
+    cgroup: String,
+    child: Option<Child>,
+}
+
+impl Dockerd {
+    /// Starts dockerd in `dir` (keep it short: socket paths stay under 108
+    /// bytes; on a tmpfs, not an overlay, for overlay2) with cgroup parent
+    /// `/<cgroup>`, waits up to `ready` for it to answer, and imports the
+    /// busybox image as `image`.
+    pub fn start(dir: &Path, cgroup: &str, ready: Duration, image: &str) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(
+            dir.join("daemon.json"),
+            format!("{{\"deprecated-key-path\":\"{}/key.json\"}}", dir.display()),
+        )
+        .unwrap();
+        let host = format!("unix://{}/docker.sock", dir.display());
+        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
+        let d = |s: &str| format!("{}/{s}", dir.display());
+        let child = Command::new("dockerd")
+            .args([
+                "--config-file",
+                &d("daemon.json"),
+                "--host",
+                &host,
+                "--data-root",
+                &d("data"),
+                "--exec-root",
+                &d("exec"),
+                "--pidfile",
+                &d("dockerd.pid"),
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=overlay2",
+                "--cgroup-parent",
+                &format!("/{cgroup}"),
+                "--shutdown-timeout",
+                "2",
+                "--log-level",
+                "warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning dockerd (apt: docker.io): {e}"));
+        let mut me = Dockerd {
+            dir: dir.to_path_buf(),
+            host,
+            cgroup: cgroup.to_string(),
+            child: Some(child),
+        };
+        let t0 = Instant::now();
+        loop {
+            if me.docker(&["version"]).status.success() {
+                break;
+            }
+            if let Some(st) = me.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("dockerd exited ({st}):\n{}", me.log());
+            }
+            assert!(
+                t0.elapsed() < ready,
+                "dockerd not ready in {ready:?}:\n{}",
+                me.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("dockerd ready in {:.1} s", t0.elapsed().as_secs_f64());
+        me.import_busybox(image);
+        me
+    }
+
+    /// dockerd's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+
+    /// `docker ARGS` against this engine.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &self.host)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running docker (apt: docker.io): {e}"))
+    }
+
+    /// `docker ARGS`, which must succeed: its stdout (logged with the time
+    /// it took).
+    pub fn ok(&self, args: &[&str]) -> String {
+        let t0 = Instant::now();
+        let out = self.docker(args);
+        eprintln!(
+            "$ docker {} -> {} in {:.2} s",
+            args.join(" "),
+            out.status,
+            t0.elapsed().as_secs_f64()
+        );
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Imports `/bin/busybox` with a few applet links as `image`.
+    pub fn import_busybox(&self, image: &str) {
+        let root = self.dir.join("rootfs");
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::copy("/bin/busybox", root.join("bin/busybox"))
+            .unwrap_or_else(|e| panic!("copying /bin/busybox (apt: busybox-static): {e}"));
+        for l in APPLETS {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(l)).unwrap();
+        }
+        let mut tar = Command::new("tar")
+            .args(["-C", root.to_str().unwrap(), "-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Command::new("docker")
+            .args(["import", "-c", "ENV PATH=/bin", "-", image])
+            .env("DOCKER_HOST", &self.host)
+            .stdin(tar.stdout.take().unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            tar.wait().unwrap().success(),
+            "tar of the busybox rootfs failed"
+        );
+        assert!(
+            out.status.success(),
+            "docker import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// This engine's cgroup folders (cgroup v2 and any v1 hierarchy).
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let bases = std::iter::once(PathBuf::from("/sys/fs/cgroup")).chain(
+            fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        );
+        bases
+            .map(|b| b.join(&self.cgroup))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// Removes every container, stops the engine (SIGTERM, then SIGKILL
+    /// after 20 s), kills what survived in its cgroups and lazily unmounts
+    /// what is left under its directory. Idempotent.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let ids = String::from_utf8_lossy(&self.docker(&["ps", "-aq"]).stdout).into_owned();
+        for id in ids.split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                eprintln!("dockerd did not stop in 20 s: SIGKILL");
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for cg in self.cgroup_dirs() {
+            let mut dirs = vec![];
+            let mut stack = vec![cg];
+            while let Some(d) = stack.pop() {
+                for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                    if e.path().is_dir() {
+                        stack.push(e.path());
+                    }
+                }
+                dirs.push(d);
+            }
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for d in &dirs {
+                if let Ok(procs) = fs::read_to_string(d.join("cgroup.procs")) {
+                    for pid in procs.split_whitespace() {
+                        eprintln!("dockerd teardown: killing {pid} left in {}", d.display());
+                        let _ = Command::new("kill").args(["-KILL", pid]).status();
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            for d in &dirs {
+                let _ = fs::remove_dir(d);
+            }
+        }
+        let mut left = mounts_under(&self.dir);
+        left.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in left {
+            eprintln!("dockerd teardown: umount -l {m}");
+            let _ = Command::new("umount").args(["-l", &m]).status();
+        }
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("----- dockerd log -----\n{}", self.log());
+        }
+        self.stop();
+        if self.cgroup_dirs().is_empty() && mounts_under(&self.dir).is_empty() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!(
+                "dockerd teardown: {} kept (cgroups {:?}, mounts {:?})",
+                self.dir.display(),
+                self.cgroup_dirs(),
+                mounts_under(&self.dir)
+            );
+        }
+    }
+}
