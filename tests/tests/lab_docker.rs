@@ -210,9 +210,21 @@ impl LiveGold {
     }
 
     /// Activates `vg_gold` the way the original host does at boot (every
-    /// LV of the VG, by name) and mounts its fstab tree under `root`.
+    /// LV of the VG, by name; `--devices` only so that a devices file an
+    /// earlier scenario of this boot left cannot hide the PV) and mounts
+    /// its fstab tree under `root`.
     fn activate_and_mount(&mut self) {
-        run("lvm", &["vgchange", "-ay", lvmgold::VG]);
+        let pv = self.pv();
+        run(
+            "lvm",
+            &[
+                "vgchange",
+                "-ay",
+                "--devices",
+                pv.to_str().unwrap(),
+                lvmgold::VG,
+            ],
+        );
         let disk = self.disk().to_path_buf();
         let mounts = [
             (lvmgold::lv_path("root"), self.root.clone()),
