@@ -70,8 +70,9 @@ fn wait_for_loop(file: &Path, timeout: Duration) -> Result<PathBuf> {
         }
         if Instant::now() >= deadline {
             bail!(
-                "no loop device backed by {} appeared within {timeout:?}; is the clone presented (loop backend) on this machine?",
-                file.display()
+                "no loop device backed by {} appeared within {:.1} s; is the clone presented (loop backend) on this machine?",
+                file.display(),
+                timeout.as_secs_f64()
             );
         }
         std::thread::sleep(Duration::from_millis(100));

