@@ -316,13 +316,11 @@ impl Lvm {
             .filter(|d| d.uuid.starts_with(&prefix))
             .collect();
         let leaving: BTreeSet<String> = ours.iter().map(|d| d.kname.clone()).collect();
-        for d in &ours {
-            if let Some(holder) = dm::holder_of(self, d, &leaving)? {
-                return Err(LvmError::Busy {
-                    device: format!("/dev/mapper/{}", d.name),
-                    holder,
-                });
-            }
+        if let Some((name, holder)) = dm::first_busy(self, &ours, &leaving)? {
+            return Err(LvmError::Busy {
+                device: format!("/dev/mapper/{name}"),
+                holder,
+            });
         }
         self.vgchange_activate(pvs, vg, false)?;
         Ok(())
