@@ -1,7 +1,8 @@
 //! Runs the Docker volume plugin beside the control API: the same engine,
 //! the appliance of `[appliance]`, this host's name from `[docker] host`
 //! or else from registration. Stopped with the daemon; requests in flight
-//! finish within the grace period.
+//! finish within the grace period. Its requests and their stages are
+//! counted in `/metrics` ([`DockerMetrics`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::metrics::DockerMetrics;
 
 /// The running plugin.
 pub struct DockerTask {
@@ -48,7 +50,8 @@ pub fn start(
     });
     let driver = Driver::open(&docker, engine, ApplianceLink::new(access, host))
         .map_err(|e| e.to_string())?
-        .with_profiles(profiles);
+        .with_profiles(profiles)
+        .with_observer(Arc::new(DockerMetrics::global().clone()));
     let store = driver.store_path().to_path_buf();
     let server =
         PluginServer::bind(&docker.socket_path(), Arc::new(driver)).map_err(|e| e.to_string())?;

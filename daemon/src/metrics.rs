@@ -1,8 +1,9 @@
 //! Prometheus metrics of the control API: how many operations of each kind
 //! ended how, how long they took, and how many volumes and publications the
 //! engine holds (read from the state store at each scrape, so they are
-//! right even when the CLI changed something), and how registration with
-//! the appliance goes ([`RegistrationMetrics`]).
+//! right even when the CLI changed something), how registration with the
+//! appliance goes ([`RegistrationMetrics`]), and what the Docker volume
+//! plugin does, request by request and stage by stage ([`DockerMetrics`]).
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -13,6 +14,8 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use dockerplugin::observe::{Observer, Operation, Stage};
 
 type OpLabels = [(&'static str, &'static str); 2];
 type KindLabel = [(&'static str, &'static str); 1];
@@ -39,6 +42,97 @@ impl RegistrationMetrics {
     pub fn attempt(&self, result: &'static str, registered: bool) {
         self.attempts.get_or_create(&[("result", result)]).inc();
         self.registered.set(i64::from(registered));
+    }
+}
+
+type DockerOpLabel = [(&'static str, &'static str); 1];
+type DockerResultLabels = [(&'static str, &'static str); 2];
+type DockerStageLabels = [(&'static str, &'static str); 2];
+
+/// The Docker volume plugin's metrics: one set per process (the plugin is
+/// started apart from the control API's state), registered into every
+/// [`Metrics`] registry; goldmountd hands it to the plugin's driver as its
+/// [`Observer`]. Kept apart from the control API's
+/// `goldmount_operations*` families, whose `kind`s are API operations.
+#[derive(Clone)]
+pub struct DockerMetrics {
+    requests: Family<DockerResultLabels, Counter>,
+    durations: Family<DockerOpLabel, Histogram, Buckets>,
+    stages: Family<DockerStageLabels, Histogram, Buckets>,
+    in_flight: Family<DockerOpLabel, Gauge>,
+}
+
+impl Default for DockerMetrics {
+    fn default() -> Self {
+        let me = Self {
+            requests: Family::default(),
+            durations: Family::new_with_constructor(Buckets),
+            stages: Family::new_with_constructor(Buckets),
+            in_flight: Family::default(),
+        };
+        // Every in-flight gauge shows (at 0) before the first request.
+        for op in Operation::ALL {
+            let _ = me.in_flight.get_or_create(&[("operation", op.as_str())]);
+        }
+        me
+    }
+}
+
+impl DockerMetrics {
+    /// The process's Docker plugin metrics.
+    pub fn global() -> &'static Self {
+        static GLOBAL: OnceLock<DockerMetrics> = OnceLock::new();
+        GLOBAL.get_or_init(Self::default)
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "goldmount_docker_requests",
+            "Docker volume plugin requests by operation and result (ok or the error kind)",
+            self.requests.clone(),
+        );
+        registry.register(
+            "goldmount_docker_request_duration_seconds",
+            "Time a Docker volume plugin request took, by operation",
+            self.durations.clone(),
+        );
+        registry.register(
+            "goldmount_docker_stage_duration_seconds",
+            "Time a stage of a Docker volume plugin request took when it succeeded, by operation and stage (lock_wait, appliance_check, appliance_clone, appliance_present, engine_mount, publish, teardown, appliance_unpresent, appliance_delete)",
+            self.stages.clone(),
+        );
+        registry.register(
+            "goldmount_docker_requests_in_flight",
+            "Docker volume plugin requests running now, by operation",
+            self.in_flight.clone(),
+        );
+    }
+}
+
+impl Observer for DockerMetrics {
+    fn started(&self, op: Operation, _volume: &str) {
+        self.in_flight
+            .get_or_create(&[("operation", op.as_str())])
+            .inc();
+    }
+
+    fn finished(&self, op: Operation, _volume: &str, result: &'static str, took: Duration) {
+        let o = op.as_str();
+        self.in_flight.get_or_create(&[("operation", o)]).dec();
+        self.requests
+            .get_or_create(&[("operation", o), ("result", result)])
+            .inc();
+        self.durations
+            .get_or_create(&[("operation", o)])
+            .observe(took.as_secs_f64());
+    }
+
+    fn stage_finished(&self, op: Operation, _volume: &str, stage: Stage, took: Duration, ok: bool) {
+        if ok {
+            self.stages
+                .get_or_create(&[("operation", op.as_str()), ("stage", stage.as_str())])
+                .observe(took.as_secs_f64());
+        }
     }
 }
 
@@ -101,6 +195,7 @@ impl Default for Metrics {
             "1 when the last registration with the appliance succeeded, else 0",
             reg.registered.clone(),
         );
+        DockerMetrics::global().register(&mut registry);
         Self {
             registry: Arc::new(Mutex::new(registry)),
             operations,
@@ -168,6 +263,71 @@ mod tests {
         );
         assert!(t.contains("goldmount_volumes 3"));
         assert!(t.contains("goldmount_publications 2"));
+    }
+
+    #[test]
+    fn docker_plugin_requests_and_stages_are_exported() {
+        let m = Metrics::default();
+        let d = DockerMetrics::global();
+        let t = m.render().unwrap();
+        for family in [
+            "# TYPE goldmount_docker_requests counter",
+            "# TYPE goldmount_docker_request_duration_seconds histogram",
+            "# TYPE goldmount_docker_stage_duration_seconds histogram",
+            "# TYPE goldmount_docker_requests_in_flight gauge",
+            r#"goldmount_docker_requests_in_flight{operation="unmount"} 0"#,
+        ] {
+            assert!(t.contains(family), "{family} not in\n{t}");
+        }
+        d.started(Operation::Remove, "v");
+        let t = m.render().unwrap();
+        assert!(
+            t.contains(r#"goldmount_docker_requests_in_flight{operation="remove"} 1"#),
+            "{t}"
+        );
+        d.stage_finished(
+            Operation::Remove,
+            "v",
+            Stage::ApplianceDelete,
+            Duration::from_millis(20),
+            true,
+        );
+        d.stage_finished(
+            Operation::Remove,
+            "v",
+            Stage::ApplianceUnpresent,
+            Duration::from_millis(20),
+            false,
+        );
+        d.finished(
+            Operation::Remove,
+            "v",
+            "conflict",
+            Duration::from_millis(30),
+        );
+        let t = m.render().unwrap();
+        assert!(
+            t.contains(r#"goldmount_docker_requests_in_flight{operation="remove"} 0"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                r#"goldmount_docker_requests_total{operation="remove",result="conflict"} 1"#
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"goldmount_docker_request_duration_seconds_count{operation="remove"} 1"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"goldmount_docker_stage_duration_seconds_sum{operation="remove",stage="appliance_delete"} 0.02"#),
+            "{t}"
+        );
+        assert!(
+            !t.contains(r#"stage="appliance_unpresent""#),
+            "a failed stage is not timed: {t}"
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use connector::engine::{DeviceSource, Engine, MountRequest, Multipath, VolumeName};
 use connector::state::current_boot_id;
@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::appliance::ApplianceLink;
 use crate::config::DockerConfig;
 use crate::error::{PluginError, Result};
+use crate::observe::{self, NoObserver, Operation, SharedObserver, Stage};
 use crate::options::{parse_create, parse_name};
 use crate::profile::Profiles;
 use crate::store::{Phase, Record, Store};
@@ -51,6 +52,7 @@ pub struct Driver {
     mounts_root: PathBuf,
     lun_wait: Duration,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    observer: SharedObserver,
 }
 
 fn now() -> u64 {
@@ -121,6 +123,7 @@ impl Driver {
             mounts_root: cfg.mounts_root(),
             lun_wait: cfg.lun_wait(),
             locks: Mutex::default(),
+            observer: Arc::new(NoObserver),
         })
     }
 
@@ -130,6 +133,19 @@ impl Driver {
     pub fn with_profiles(mut self, profiles: Arc<Profiles>) -> Self {
         self.profiles = profiles;
         self
+    }
+
+    /// The driver reporting its requests and their stages to `observer`
+    /// (goldmountd's metrics) instead of to nobody.
+    pub fn with_observer(mut self, observer: SharedObserver) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Who is told about requests and stages (the server reports each
+    /// request's start and end to it).
+    pub fn observer(&self) -> &SharedObserver {
+        &self.observer
     }
 
     /// The driver name.
@@ -151,6 +167,32 @@ impl Driver {
             .entry(base.to_string())
             .or_default()
             .clone()
+    }
+
+    /// Waits for `lock` (a volume's), timed as the stage `lock_wait` of `op`.
+    fn wait_turn<'l>(
+        &self,
+        op: Operation,
+        volume: &str,
+        lock: &'l Mutex<()>,
+    ) -> MutexGuard<'l, ()> {
+        self.observer.stage_started(op, volume, Stage::LockWait);
+        let t0 = Instant::now();
+        let g = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.observer
+            .stage_finished(op, volume, Stage::LockWait, t0.elapsed(), true);
+        g
+    }
+
+    /// Runs `f` as stage `stage` of `op` on `volume` (timed, observed).
+    fn stage<T>(
+        &self,
+        op: Operation,
+        volume: &str,
+        stage: Stage,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        observe::stage(&*self.observer, op, volume, stage, f)
     }
 
     fn need(&self, docker_name: &str) -> Result<Record> {
@@ -190,7 +232,7 @@ impl Driver {
         let spec = parse_create(docker_name, opts, &self.profiles)?;
         let base = spec.name.base.clone();
         let lock = self.volume_lock(&base);
-        let _g = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _g = self.wait_turn(Operation::Create, docker_name, &lock);
         let existing = self.store.get(docker_name)?;
         if let Some(r) = &existing {
             let same = Some(&r.gold) == spec.source.as_ref()
@@ -240,7 +282,12 @@ impl Driver {
                 })
             }
         };
-        self.appliance.check_gold(docker_name, &gold)?;
+        self.stage(
+            Operation::Create,
+            docker_name,
+            Stage::ApplianceCheck,
+            || self.appliance.check_gold(docker_name, &gold),
+        )?;
         let host = self.appliance.host()?;
         let engine_volume = format!("{}-{base}", self.name);
         let ev = VolumeName::parse(&engine_volume).map_err(|e| PluginError::BadName {
@@ -297,16 +344,27 @@ impl Driver {
             e
         };
         let class = rec.settings.as_ref().and_then(|s| s.class.clone());
-        self.appliance
-            .create_clone(
-                docker_name,
-                &rec.clone,
-                &gold,
-                rec.point_in_time.as_deref(),
-                class.as_deref(),
-            )
-            .map_err(undo_record)?;
-        let presented = match self.appliance.present(docker_name, &rec.clone, &rec.host) {
+        self.stage(
+            Operation::Create,
+            docker_name,
+            Stage::ApplianceClone,
+            || {
+                self.appliance.create_clone(
+                    docker_name,
+                    &rec.clone,
+                    &gold,
+                    rec.point_in_time.as_deref(),
+                    class.as_deref(),
+                )
+            },
+        )
+        .map_err(undo_record)?;
+        let presented = match self.stage(
+            Operation::Create,
+            docker_name,
+            Stage::AppliancePresent,
+            || self.appliance.present(docker_name, &rec.clone, &rec.host),
+        ) {
             Ok(p) => p,
             Err(e) => {
                 let e = match self.appliance.delete_clone(docker_name, &rec.clone) {
@@ -353,7 +411,7 @@ impl Driver {
     pub fn mount(&self, docker_name: &str, id: &str) -> Result<PathBuf> {
         let base = parse_name(docker_name)?.base;
         let lock = self.volume_lock(&base);
-        let _g = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _g = self.wait_turn(Operation::Mount, docker_name, &lock);
         let mut rec = self.need(docker_name)?;
         if rec.phase != Phase::Ready {
             return Err(PluginError::Conflict {
@@ -398,12 +456,13 @@ impl Driver {
             sources: vec![self.source(&rec)?],
             options: settings.mount_options(rec.read_only),
         };
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         // A failed engine mount rolls back everything it did itself.
-        let mounted = self
-            .engine
-            .mount(&req)
-            .map_err(|e| PluginError::engine(docker_name, &e))?;
+        let mounted = self.stage(Operation::Mount, docker_name, Stage::EngineMount, || {
+            self.engine
+                .mount(&req)
+                .map_err(|e| PluginError::engine(docker_name, &e))
+        })?;
         let created = mounted.created();
         let undo = |e: PluginError| -> PluginError {
             if !created {
@@ -417,10 +476,16 @@ impl Driver {
                 )),
             }
         };
-        if !published(&rec) {
-            self.engine
-                .publish(&ev, PUBLICATION_ID, &rec.mountpoint, rec.read_only)
-                .map_err(|e| undo(PluginError::engine(docker_name, &e)))?;
+        // A volume this call mounted has no publication yet: no need to
+        // look (each look is a transaction under the engine's host-wide
+        // state-store lock, which concurrent mounts queue on).
+        if created || !published(&rec) {
+            self.stage(Operation::Mount, docker_name, Stage::Publish, || {
+                self.engine
+                    .publish(&ev, PUBLICATION_ID, &rec.mountpoint, rec.read_only)
+                    .map_err(|e| PluginError::engine(docker_name, &e))
+            })
+            .map_err(undo)?;
         }
         *rec.mounts.entry(id.to_string()).or_insert(0) += 1;
         rec.boot_id = current_boot_id();
@@ -462,7 +527,7 @@ impl Driver {
     pub fn unmount(&self, docker_name: &str, id: &str) -> Result<()> {
         let base = parse_name(docker_name)?.base;
         let lock = self.volume_lock(&base);
-        let _g = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _g = self.wait_turn(Operation::Unmount, docker_name, &lock);
         let mut rec = self.need(docker_name)?;
         match rec.mounts.get_mut(id) {
             None => {
@@ -488,7 +553,10 @@ impl Driver {
             tracing::info!(volume = docker_name, id, mounts = ?rec.mounts, "docker unmount: still in use");
             return Ok(());
         }
-        self.take_down(&rec).map_err(|e| {
+        self.stage(Operation::Unmount, docker_name, Stage::Teardown, || {
+            self.take_down(&rec)
+        })
+        .map_err(|e| {
             e.and_then_say(&format!(
                 "the tree stays mounted; docker volume rm {docker_name} tries again"
             ))
@@ -506,7 +574,7 @@ impl Driver {
     pub fn remove(&self, docker_name: &str) -> Result<()> {
         let base = parse_name(docker_name)?.base;
         let lock = self.volume_lock(&base);
-        let _g = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _g = self.wait_turn(Operation::Remove, docker_name, &lock);
         let Some(mut rec) = self.store.get(docker_name)? else {
             return Ok(());
         };
@@ -521,7 +589,9 @@ impl Driver {
         }
         rec.phase = Phase::Removing;
         self.store.put(&rec)?;
-        self.take_down(&rec)?;
+        self.stage(Operation::Remove, docker_name, Stage::Teardown, || {
+            self.take_down(&rec)
+        })?;
         if let Ok(ours) = self.source(&rec) {
             let key = storage_key(&ours);
             let users: Vec<String> = self
@@ -547,8 +617,18 @@ impl Driver {
                 });
             }
         }
-        self.appliance.unpresent(docker_name, &rec.clone)?;
-        self.appliance.delete_clone(docker_name, &rec.clone)?;
+        self.stage(
+            Operation::Remove,
+            docker_name,
+            Stage::ApplianceUnpresent,
+            || self.appliance.unpresent(docker_name, &rec.clone),
+        )?;
+        self.stage(
+            Operation::Remove,
+            docker_name,
+            Stage::ApplianceDelete,
+            || self.appliance.delete_clone(docker_name, &rec.clone),
+        )?;
         self.store.delete(docker_name)?;
         tracing::info!(volume = docker_name, clone = %rec.clone, "docker volume removed");
         Ok(())

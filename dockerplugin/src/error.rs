@@ -122,6 +122,26 @@ impl PluginError {
         }
     }
 
+    /// A short label for what kind of failure this is (`conflict`,
+    /// `appliance`, `engine`…): the `result` of the request in metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnknownOption { .. } => "unknown_option",
+            Self::BadValue { .. } => "bad_value",
+            Self::MissingSource { .. } => "missing_source",
+            Self::BadName { .. } => "bad_name",
+            Self::UnknownProfile { .. } => "unknown_profile",
+            Self::UnknownGold { .. } => "unknown_gold",
+            Self::NoSuchVolume { .. } => "no_such_volume",
+            Self::Conflict { .. } => "conflict",
+            Self::Appliance { .. } => "appliance",
+            Self::Engine { .. } => "engine",
+            Self::Store { .. } => "store",
+            Self::Setup(_) => "setup",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// Appends what was (or was not) undone to the message.
     pub fn and_then_say(mut self, more: &str) -> Self {
         match &mut self {

@@ -13,6 +13,7 @@ pub mod appliance;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod observe;
 pub mod options;
 pub mod profile;
 pub mod server;

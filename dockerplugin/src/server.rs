@@ -27,6 +27,7 @@ use tokio::net::UnixListener;
 
 use crate::driver::{Driver, VolumeInfo};
 use crate::error::PluginError;
+use crate::observe::{Operation, Request};
 
 /// The content type of plugin answers.
 pub const CONTENT_TYPE: &str = "application/vnd.docker.plugins.v1+json";
@@ -81,9 +82,11 @@ fn parse(body: &Bytes) -> Result<Req, PluginError> {
 }
 
 /// Parses the body, runs `f` on a blocking thread and answers `ok` of its
-/// result, or `{"Err"}` (logged).
+/// result, or `{"Err"}` (logged). The driver's observer is told of the
+/// request's start and end on that thread, so a request whose client went
+/// away is still counted to its end.
 async fn handle<T, F>(
-    op: &'static str,
+    op: Operation,
     d: Arc<Driver>,
     body: Bytes,
     f: F,
@@ -94,20 +97,29 @@ where
     F: FnOnce(&Driver, Req) -> Result<T, PluginError> + Send + 'static,
 {
     let r = match parse(&body) {
-        Ok(req) => tokio::task::spawn_blocking(move || f(&d, req))
-            .await
-            .unwrap_or_else(|e| {
-                Err(PluginError::Internal(format!(
-                    "the {op} worker failed: {e}"
-                )))
-            }),
-        Err(e) => Err(e),
+        Ok(req) => tokio::task::spawn_blocking(move || {
+            let seen = Request::start(d.observer().clone(), op, &req.name);
+            let r = f(&d, req);
+            seen.done(r.as_ref().map_or_else(PluginError::kind, |_| "ok"));
+            r
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PluginError::Internal(format!(
+                "the {} worker failed: {e}",
+                op.as_str()
+            )))
+        }),
+        Err(e) => {
+            Request::start(d.observer().clone(), op, "").done(e.kind());
+            Err(e)
+        }
     };
     match r {
         Ok(v) => answer(ok(v)),
         Err(e) => {
             let msg = e.to_string();
-            tracing::warn!(op, error = %msg, "docker request failed");
+            tracing::warn!(op = op.as_str(), error = %msg, "docker request failed");
             failure(msg)
         }
     }
@@ -125,17 +137,19 @@ fn empty(_: ()) -> Value {
     json!({})
 }
 
-async fn activate() -> Response {
+async fn activate(State(d): State<Arc<Driver>>) -> Response {
+    Request::start(d.observer().clone(), Operation::Activate, "").done("ok");
     answer(json!({ "Implements": ["VolumeDriver"] }))
 }
 
-async fn capabilities() -> Response {
+async fn capabilities(State(d): State<Arc<Driver>>) -> Response {
+    Request::start(d.observer().clone(), Operation::Capabilities, "").done("ok");
     answer(json!({ "Capabilities": { "Scope": "local" } }))
 }
 
 async fn create(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
     handle(
-        "create",
+        Operation::Create,
         d,
         body,
         |d, r| d.create(&r.name, r.opts.as_ref()),
@@ -145,12 +159,12 @@ async fn create(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
 }
 
 async fn remove(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
-    handle("remove", d, body, |d, r| d.remove(&r.name), empty).await
+    handle(Operation::Remove, d, body, |d, r| d.remove(&r.name), empty).await
 }
 
 async fn mount(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
     handle(
-        "mount",
+        Operation::Mount,
         d,
         body,
         |d, r| d.mount(&r.name, &r.id),
@@ -160,12 +174,19 @@ async fn mount(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
 }
 
 async fn unmount(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
-    handle("unmount", d, body, |d, r| d.unmount(&r.name, &r.id), empty).await
+    handle(
+        Operation::Unmount,
+        d,
+        body,
+        |d, r| d.unmount(&r.name, &r.id),
+        empty,
+    )
+    .await
 }
 
 async fn path(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
     handle(
-        "path",
+        Operation::Path,
         d,
         body,
         |d, r| d.path(&r.name),
@@ -176,7 +197,7 @@ async fn path(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
 
 async fn get(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
     handle(
-        "get",
+        Operation::Get,
         d,
         body,
         |d, r| d.get(&r.name),
@@ -187,7 +208,7 @@ async fn get(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
 
 async fn list(State(d): State<Arc<Driver>>, body: Bytes) -> Response {
     handle(
-        "list",
+        Operation::List,
         d,
         body,
         |d, _| d.list(),
