@@ -56,9 +56,9 @@ impl Config {
 
     /// One file serves the CLI and the daemon: the engine's paths are the
     /// `[engine]` section (or, in a CLI-only file, top-level keys); the
-    /// daemon's own sections (`[control]`, `[log]`, `[appliance]`, `[docker]`,
-    /// `[profiles]`) are left
-    /// to goldmountd. Anything else is an error naming the key.
+    /// daemon's own sections (`[control]`, `[log]`, `[appliance]`, `[docker]`)
+    /// are left to goldmountd, `[profiles]` to [`profiles`](Self::profiles).
+    /// Anything else is an error naming the key.
     fn from_file(p: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading config {}", p.display()))?;
@@ -79,6 +79,43 @@ impl Config {
             ),
             None => Ok(toml::Value::Table(table).try_into()?),
         }
+    }
+
+    /// Where goldmountd keeps the profiles `PUT /v1/profiles/{name}`
+    /// stored: beside the engine's state (`<state dir>/profiles.json`).
+    pub fn profiles_state_path(&self) -> PathBuf {
+        self.state_path
+            .parent()
+            .unwrap_or_else(|| Path::new("/var/lib/goldmount"))
+            .join(crate::profile::STATE_FILE)
+    }
+
+    /// The storage profiles in effect for this engine when goldmountd is
+    /// not there to ask: the `[profiles.NAME]` of the file [`load`]
+    /// reads (`path`, else the default file if it exists), with what
+    /// goldmountd stored by PUT ([`profiles_state_path`]) over them — the
+    /// set its `GET /v1/profiles` would show. Read only.
+    ///
+    /// [`load`]: Self::load
+    /// [`profiles_state_path`]: Self::profiles_state_path
+    pub fn profiles(&self, path: Option<&Path>) -> Result<crate::profile::Profiles> {
+        let file = match path {
+            Some(p) => Some(p),
+            None => Some(Path::new(DEFAULT_CONFIG)).filter(|p| p.exists()),
+        };
+        let base = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config {}", p.display()))?;
+                crate::profile::from_config_text(&text)
+                    .with_context(|| format!("parsing config {}", p.display()))?
+            }
+            None => Default::default(),
+        };
+        Ok(crate::profile::Profiles::open(
+            base,
+            Some(&self.profiles_state_path()),
+        )?)
     }
 
     /// Lock files live here.
@@ -121,5 +158,37 @@ mod tests {
         assert!(format!("{:#}", Config::parse(typo).unwrap_err()).contains("volume_root"));
         let both = "run_dir = \"/r\"\n[engine]\nvolumes_root = \"/v\"";
         assert!(Config::parse(both).is_err());
+    }
+
+    #[test]
+    fn profiles_come_from_the_same_file_with_the_daemons_puts_over_them() {
+        let dir = std::env::temp_dir().join(format!("gm-config-prof-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("config.toml");
+        let text = format!(
+            "[engine]\nstate_path = \"{}/state.redb\"\n[profiles.gold]\nclass = \"gold\"\nread_only = true\n",
+            dir.display()
+        );
+        std::fs::write(&file, &text).unwrap();
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.profiles_state_path(), dir.join("profiles.json"));
+        let p = c.profiles(Some(&file)).unwrap();
+        assert_eq!(p.known(), ["default", "gold"]);
+        assert_eq!(
+            p.resolve(Some("gold")).unwrap().settings.class.as_deref(),
+            Some("gold")
+        );
+        std::fs::write(
+            dir.join("profiles.json"),
+            "{\"version\":1,\"profiles\":{\"fast\":{\"zfs_reguid\":true}}}",
+        )
+        .unwrap();
+        let p = c.profiles(Some(&file)).unwrap();
+        assert_eq!(p.known(), ["default", "fast", "gold"]);
+        std::fs::write(&file, format!("{text}read_olny = true\n")).unwrap();
+        let e = format!("{:#}", c.profiles(Some(&file)).unwrap_err());
+        assert!(e.contains("read_olny") && e.contains("config.toml"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod mounter;
 pub mod mountinfo;
 pub mod partmap;
+pub mod profile;
 pub mod state;
 pub mod tools;
 pub mod wwid;

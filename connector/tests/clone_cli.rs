@@ -2,7 +2,8 @@
 //! (`goldmount-appliance serve`, loop backend, API token) with an ext4
 //! gold image made by mkfs.ext4: in-process steps without goldmountd, the
 //! appliance's one call with goldmountd (the real binary) running, an
-//! unknown gold copy, and a failure after the clone was made.
+//! unknown gold copy, a failure after the clone was made, and storage
+//! profiles (`GOLD@profile`) resolved from the config file or by goldmountd.
 //! Needs root (loop devices, mounts); panics with what to install.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -147,6 +148,11 @@ struct Bed {
 
 impl Bed {
     fn new(tag: &str, with_daemon: bool) -> Self {
+        Self::with_config(tag, with_daemon, "")
+    }
+
+    /// A bed whose config file ends with `extra` (e.g. `[profiles.NAME]`).
+    fn with_config(tag: &str, with_daemon: bool, extra: &str) -> Self {
         require_root();
         let (appliance_bin, daemon_bin) = binaries().clone();
         let dir = PathBuf::from(format!(
@@ -234,6 +240,7 @@ impl Bed {
                 s = socket.display()
             ));
         }
+        text.push_str(extra);
         let config = dir.join("config.toml");
         std::fs::write(&config, text).unwrap();
         let mut bed = Bed {
@@ -580,5 +587,184 @@ fn a_failure_after_the_clone_was_made_undoes_mount_presentation_and_clone() {
         std::fs::read_to_string(busy.join("keep")).unwrap(),
         "mine\n"
     );
+    bed.assert_clean();
+}
+
+const GOLD_PROFILE: &str = "[profiles.gold]\nclass = \"gold\"\nread_only = true\n";
+
+/// One `METHOD path` with a JSON body on goldmountd's root-only socket.
+fn on_socket(socket: &Path, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The appliance's clone `name`.
+fn clone_on_appliance(bed: &Bed, name: &str) -> Value {
+    let (_, clones) = bed.get("/v1/clones");
+    clones
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no clone {name} on the appliance: {clones}"))
+}
+
+/// The host's status of volume `name` (`goldmount list`).
+fn listed(bed: &Bed, name: &str) -> Value {
+    let list = bed.ok(&["list"]);
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["volume"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no volume {name} on the host: {list}"))
+}
+
+#[test]
+fn without_goldmountd_a_profile_of_the_config_file_sets_class_and_read_only() {
+    let bed = Bed::with_config("prof", false, GOLD_PROFILE);
+
+    // An unknown profile: refused before anything is made — no clone, and
+    // not even this host's registration.
+    let err = bed.fails(&["clone", "g@silver", "--volume", "p0"], 4);
+    eprintln!("{err}");
+    assert!(
+        err.contains("unknown profile \"silver\": known profiles are default, gold")
+            && err.contains("nothing was created"),
+        "{err}"
+    );
+    let (_, hosts) = bed.get("/v1/hosts");
+    assert_eq!(hosts, json!([]), "an unknown profile registered the host");
+    bed.assert_clean();
+    // `@` and --profile disagreeing: refused before anything is asked.
+    let err = bed.fails(
+        &["clone", "g@gold", "--profile", "default", "--volume", "p0"],
+        2,
+    );
+    assert!(err.contains("--profile"), "{err}");
+    bed.assert_clean();
+
+    // GOLD@gold: the class on the appliance's clone, read-only in the
+    // engine's manifest and in the answer.
+    let a = bed.ok(&["clone", "g@gold", "--volume", "p1"]);
+    eprintln!("{a:#}");
+    assert_eq!(
+        (
+            a["profile"].as_str(),
+            a["class"].as_str(),
+            a["read_only"].as_bool()
+        ),
+        (Some("gold"), Some("gold"), Some(true))
+    );
+    assert_eq!(a["manifest"]["read_only"], true);
+    assert_eq!(clone_on_appliance(&bed, "p1")["class"], "gold");
+    let st = listed(&bed, "p1");
+    assert_eq!(st["manifest"]["read_only"], true, "{st}");
+    // --profile is the same as @; the same request again answers the same.
+    let again = bed.ok(&["clone", "g", "--profile", "gold", "--volume", "p1"]);
+    assert_eq!(without_created(again), without_created(a));
+    // The same volume with another profile: refused, nothing changed.
+    let err = bed.fails(&["clone", "g", "--volume", "p1"], 3);
+    assert!(
+        err.contains("profile gold") && err.contains("profile default"),
+        "{err}"
+    );
+
+    // --read-write wins over the profile's read_only; the class stays.
+    let b = bed.ok(&["clone", "g@gold", "--volume", "p2", "--read-write"]);
+    assert_eq!(
+        (
+            b["read_only"].as_bool(),
+            b["manifest"]["read_only"].as_bool()
+        ),
+        (Some(false), Some(false))
+    );
+    assert_eq!(clone_on_appliance(&bed, "p2")["class"], "gold");
+    // No @: the default profile (empty here) — no class, read-write;
+    // --read-only wins over it.
+    let c = bed.ok(&["clone", "g", "--volume", "p3", "--read-only"]);
+    assert_eq!(
+        (
+            c["profile"].as_str(),
+            c["read_only"].as_bool(),
+            c["manifest"]["read_only"].as_bool()
+        ),
+        (Some("default"), Some(true), Some(true))
+    );
+    assert_eq!(clone_on_appliance(&bed, "p3")["class"], Value::Null);
+
+    for v in ["p1", "p2", "p3"] {
+        bed.ok(&["unclone", "--volume", v]);
+    }
+    bed.assert_clean();
+}
+
+#[test]
+fn with_goldmountd_the_daemon_resolves_the_profile_from_its_own_set() {
+    let bed = Bed::with_config("dprof", true, GOLD_PROFILE);
+    let socket = bed.dir.join("host/goldmountd.sock");
+    // A profile only goldmountd knows (stored by PUT, not in the file).
+    let put = on_socket(&socket, "PUT", "/v1/profiles/ro", r#"{"read_only": true}"#);
+    assert!(put.starts_with("HTTP/1.1 201"), "{put}");
+
+    let err = bed.fails(&["clone", "g@silver", "--volume", "q0"], 4);
+    eprintln!("{err}");
+    assert!(
+        err.contains("known profiles are default, gold, ro") && err.contains("goldmountd"),
+        "{err}"
+    );
+    bed.assert_clean();
+
+    // Only read-only: the appliance's one call carries it.
+    let a = bed.ok(&["clone", "g@ro", "--volume", "q1"]);
+    eprintln!("{a:#}");
+    assert_eq!(
+        (
+            a["mounted_by"].as_str(),
+            a["profile"].as_str(),
+            a["read_only"].as_bool()
+        ),
+        (Some("goldmountd"), Some("ro"), Some(true))
+    );
+    assert_eq!(a["manifest"]["read_only"], true);
+    // A class: the one call cannot carry it, so the steps are taken here.
+    let out = bed.goldmount(&["clone", "g@gold", "--volume", "q2", "--json"]);
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{note}");
+    assert!(note.contains("cannot carry"), "{note}");
+    let b: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            b["mounted_by"].as_str(),
+            b["class"].as_str(),
+            b["read_only"].as_bool()
+        ),
+        (Some("goldmount"), Some("gold"), Some(true))
+    );
+    assert_eq!(b["manifest"]["read_only"], true);
+    assert_eq!(clone_on_appliance(&bed, "q2")["class"], "gold");
+
+    // After a DELETE of the stored profile the name is unknown to a new
+    // clone; the volume made with it keeps its settings.
+    let del = on_socket(&socket, "DELETE", "/v1/profiles/ro", "");
+    assert!(del.starts_with("HTTP/1.1 200"), "{del}");
+    let err = bed.fails(&["clone", "g@ro", "--volume", "q3"], 4);
+    assert!(err.contains("unknown profile \"ro\""), "{err}");
+    let st = listed(&bed, "q1");
+    assert_eq!(st["manifest"]["read_only"], true, "{st}");
+
+    for v in ["q1", "q2"] {
+        bed.ok(&["unclone", "--volume", v]);
+    }
     bed.assert_clean();
 }

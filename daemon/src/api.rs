@@ -73,7 +73,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(get_volume).put(put_volume).delete(delete_volume),
         )
         .route("/v1/profiles", get(profiles::list))
-        .route("/v1/profiles/{name}", get(profiles::get).put(profiles::put))
+        .route(
+            "/v1/profiles/{name}",
+            get(profiles::get)
+                .put(profiles::put)
+                .delete(profiles::delete),
+        )
         .fallback(no_route)
         .with_state(state)
 }

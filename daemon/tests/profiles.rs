@@ -231,3 +231,95 @@ async fn without_profiles_in_the_config_only_the_built_in_default_is_there() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_removes_what_put_stored_and_nothing_else() {
+    use reqwest::Method;
+    let d = Daemon::start_with(with_gold).await;
+    let port = d.addr.port();
+    let state_file = d.path().join("state/profiles.json");
+    let (_, before) = call(&d, port, Method::GET, "/v1/profiles", None).await;
+
+    // Only the config (or the built-in) gives these: 409, nothing changed;
+    // unknown: 404 naming the known ones; a bad name: 400.
+    for (path, status, kind, want) in [
+        ("/v1/profiles/gold", 409, "conflict", "config file"),
+        ("/v1/profiles/default", 409, "conflict", "built-in default"),
+        (
+            "/v1/profiles/fast",
+            404,
+            "not_found",
+            "known profiles are default, gold",
+        ),
+        ("/v1/profiles/-x", 400, "invalid", "profile name"),
+    ] {
+        let (st, e) = call(&d, port, Method::DELETE, path, None).await;
+        assert_eq!(
+            (st.as_u16(), e["kind"].as_str()),
+            (status, Some(kind)),
+            "{path}: {e}"
+        );
+        let m = e["message"].as_str().unwrap();
+        assert!(m.contains(want), "{path}: {m}");
+    }
+    assert!(
+        !state_file.exists(),
+        "a refused DELETE wrote {state_file:?}"
+    );
+    let (_, same) = call(&d, port, Method::GET, "/v1/profiles", None).await;
+    assert_eq!(same, before);
+
+    for (name, body) in [
+        ("fast", r#"{"zfs_reguid": true}"#),
+        ("gold", r#"{"class": "platinum"}"#),
+        ("default", r#"{"read_only": true}"#),
+    ] {
+        let path = format!("/v1/profiles/{name}");
+        let (st, p) = call(&d, port, Method::PUT, &path, Some(body)).await;
+        assert!(st.is_success(), "{name}: {p}");
+    }
+
+    // An API-only profile: gone, from the file too; again: 404.
+    let (st, r) = call(&d, port, Method::DELETE, "/v1/profiles/fast", None).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (
+            r["deleted"]["origin"].as_str(),
+            r["deleted"]["settings"]["zfs_reguid"].as_bool()
+        ),
+        (Some("api"), Some(true))
+    );
+    assert_eq!(r["in_effect"], Value::Null);
+    let (st, _) = call(&d, port, Method::GET, "/v1/profiles/fast", None).await;
+    assert_eq!(st, 404);
+    let (st, e) = call(&d, port, Method::DELETE, "/v1/profiles/fast", None).await;
+    assert_eq!((st.as_u16(), e["kind"].as_str()), (404, Some("not_found")));
+
+    // Over the config's profile: the config's settings are back.
+    let (st, r) = call(&d, port, Method::DELETE, "/v1/profiles/gold", None).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["deleted"]["settings"]["class"], "platinum");
+    let (_, g) = call(&d, port, Method::GET, "/v1/profiles/gold", None).await;
+    assert_eq!(r["in_effect"], g);
+    assert_eq!(
+        (g["origin"].as_str(), g["settings"]["class"].as_str()),
+        (Some("config"), Some("gold"))
+    );
+
+    // `default`: the built-in empty one is back; again: 409.
+    let (st, r) = call(&d, port, Method::DELETE, "/v1/profiles/default", None).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["in_effect"]["origin"], "built_in");
+    assert_eq!(r["in_effect"]["settings"]["read_only"], false);
+    let (st, _) = call(&d, port, Method::DELETE, "/v1/profiles/default", None).await;
+    assert_eq!(st, 409);
+
+    let (_, after) = call(&d, port, Method::GET, "/v1/profiles", None).await;
+    assert_eq!(after, before);
+    let file: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(
+        file["profiles"],
+        json!({}),
+        "the file keeps no deleted profile"
+    );
+}

@@ -357,6 +357,7 @@ fn the_openapi_document_holds_against_the_running_daemon() {
         "GET /v1/profiles ",
         "GET /v1/profiles/{name}",
         "PUT /v1/profiles/{name}",
+        "DELETE /v1/profiles/{name}",
     ] {
         assert!(
             calls.lines().any(|l| l.starts_with(op)),

@@ -1,12 +1,21 @@
-//! `goldmount clone GOLD --volume NAME [--path P] [--read-only]` and
-//! `goldmount unclone --volume NAME [--force]`: a person at the host asks
-//! the appliance for a clone of a gold copy and gets it mounted here — and
-//! takes it all away again.
+//! `goldmount clone GOLD[@PROFILE] --volume NAME [--path P] [--read-only]`
+//! and `goldmount unclone --volume NAME [--force]`: a person at the host
+//! asks the appliance for a clone of a gold copy and gets it mounted here —
+//! and takes it all away again.
+//!
+//! The storage profile (`GOLD@PROFILE` or `--profile`, else `default`) is
+//! resolved before anything is made: by goldmountd from its own set when it
+//! runs (`GET /v1/profiles/{name}` on its socket), else from the config
+//! file's `[profiles.NAME]` with goldmountd's stored PUTs over them. Its
+//! class goes to the appliance's clone, its mount settings to the engine,
+//! as for `docker volume create NAME@profile`.
 //!
 //! When goldmountd serves this host's engine (its `/healthz` answers on the
 //! config's `[control] unix_socket`), the appliance's one call does it
 //! (`POST /v1/mounts`: clone, present, goldmountd mounts; `DELETE
-//! /v1/mounts/{volume}` back). Otherwise this command takes the steps
+//! /v1/mounts/{volume}` back) — unless the profile sets a clone class or a
+//! mount setting beyond read-only, which that call cannot carry. Otherwise
+//! this command takes the steps
 //! itself — create the clone, present it to this host, mount it through
 //! the engine in-process, publish it at `--path` — recording what it made
 //! on the appliance beside the engine's state (see [`record`]) before each
@@ -25,6 +34,7 @@ use connector::config::Config;
 use connector::engine::{Engine, EngineError, VolumeName};
 use connector::lock::VolumeLock;
 use connector::manifest::Manifest;
+use connector::profile::{check_name, Profile, ProfileSettings, UnknownProfile, DEFAULT_PROFILE};
 use registration::RegistrationError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -38,9 +48,16 @@ pub const PUBLICATION_ID: &str = "goldmount-clone";
 /// Arguments of `goldmount clone`.
 #[derive(Args, Debug)]
 pub struct CloneArgs {
-    /// The gold copy to clone (its name on the appliance).
-    #[arg(value_name = "GOLD")]
+    /// The gold copy to clone (its name on the appliance), optionally with
+    /// a storage profile after `@` (`pg-gold@fast`); without one, the
+    /// `default` profile. goldmountd resolves the profile when it runs,
+    /// else the config file's [profiles.NAME] (and goldmountd's stored
+    /// PUTs) do; an unknown one is refused before anything is made.
+    #[arg(value_name = "GOLD[@PROFILE]")]
     gold: String,
+    /// The storage profile, as after `@` (both given: they must agree).
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
     /// Volume name: the tree appears at <volumes_root>/<NAME>.
     #[arg(long, value_name = "NAME")]
     volume: String,
@@ -48,9 +65,15 @@ pub struct CloneArgs {
     /// directory such as /media/<name>; system paths are refused).
     #[arg(long, value_name = "P")]
     path: Option<PathBuf>,
-    /// Mount read-only, without replaying journals.
-    #[arg(long)]
+    /// Mount read-only, without replaying journals — even when the
+    /// profile says read-write (the flag wins; without a flag the
+    /// profile's read_only decides).
+    #[arg(long, conflicts_with = "read_write")]
     read_only: bool,
+    /// Mount read-write even when the profile says read_only (the flag
+    /// wins, as `-o read_only=false` does for Docker).
+    #[arg(long)]
+    read_write: bool,
     /// How long to wait for the presented LUN to appear, in seconds
     /// (in-process steps; goldmountd uses the appliance's --lun-wait-secs).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
@@ -117,6 +140,14 @@ pub enum CloneError {
         /// The client's error.
         #[source]
         source: RegistrationError,
+    },
+    /// The storage profile asked for is not in effect; nothing was made.
+    #[error("{source}; nothing was created")]
+    UnknownProfile {
+        /// Which profiles there are.
+        source: UnknownProfile,
+        /// Who resolved it (goldmountd, or the config file).
+        by: String,
     },
     /// The gold copy asked for is not on the appliance.
     #[error("the appliance at {url} has no gold copy {gold:?}; it has: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
@@ -190,7 +221,7 @@ impl CloneError {
             },
             Self::Appliance { source, .. } if source.is_retryable() => 1,
             Self::Appliance { .. } => 2,
-            Self::UnknownGold { .. } => 4,
+            Self::UnknownGold { .. } | Self::UnknownProfile { .. } => 4,
             Self::Conflict { .. } => 3,
             Self::Engine(e) => e.kind.exit_code(),
             Self::Busy { .. } => 5,
@@ -208,6 +239,9 @@ impl CloneError {
                 "use one of those names, or import the image first (goldmount-appliance gold import NAME SOURCE)"
                     .into(),
             ),
+            Self::UnknownProfile { by, .. } => Some(format!(
+                "use one of those ({by}), or add one: [profiles.NAME] in the config file, or PUT /v1/profiles/NAME on goldmountd"
+            )),
             Self::NotRegistered { .. } => Some(
                 "fix what the registration says, then run goldmount register (or goldmount status to see the identity)"
                     .into(),
@@ -261,6 +295,10 @@ pub struct CloneAnswer {
     pub mounted_by: MountedBy,
     /// Mounted read-only.
     pub read_only: bool,
+    /// The storage profile it was made with.
+    pub profile: String,
+    /// The clone's class on the appliance (the profile's), if any.
+    pub class: Option<String>,
     /// Where the tree is: `--path` when given, else the volume path.
     pub path: PathBuf,
     /// The presentation document.
@@ -416,8 +454,74 @@ pub(crate) struct Request {
     volume: VolumeName,
     gold: String,
     path: Option<PathBuf>,
+    /// Resolved: the flag's, else the profile's.
     read_only: bool,
+    /// The profile and the settings it stood for when resolved (a later
+    /// change of the profile does not change a volume made with it).
+    profile: String,
+    settings: ProfileSettings,
     timeout: std::time::Duration,
+}
+
+/// `GOLD` or `GOLD@PROFILE`, with `--profile`: the gold copy and the
+/// profile asked for (`None`: the default), both names checked.
+fn split_gold(arg: &str, flag: Option<&str>) -> Result<(String, Option<String>), CloneError> {
+    let (gold, at) = match arg.split_once('@') {
+        Some((g, p)) => (g, Some(p)),
+        None => (arg, None),
+    };
+    check_gold(gold)?;
+    let profile = match (at, flag) {
+        (Some(a), Some(f)) if a != f => {
+            return Err(EngineError::invalid(format!(
+                "{arg} names profile {a:?} but --profile is {f:?}: give one of them"
+            ))
+            .into())
+        }
+        (a, f) => a.or(f),
+    };
+    if let Some(p) = profile {
+        check_name(p).map_err(|e| EngineError::invalid(format!("{arg}: {e}")))?;
+    }
+    Ok((gold.to_string(), profile.map(str::to_string)))
+}
+
+/// The profile `name` (default: `default`) as goldmountd resolves it when
+/// it serves this engine, else as the config file (and goldmountd's stored
+/// PUTs) give it.
+fn resolve_profile(
+    ctx: &Ctx,
+    running: bool,
+    name: Option<&str>,
+    config: Option<&Path>,
+) -> Result<Profile, CloneError> {
+    let name = name.unwrap_or(DEFAULT_PROFILE);
+    match (running, ctx.socket.as_deref()) {
+        (true, Some(socket)) => daemon::profile(socket, name)
+            .map_err(CloneError::Setup)?
+            .map_err(|source| CloneError::UnknownProfile {
+                source,
+                by: format!("goldmountd's GET /v1/profiles on {}", socket.display()),
+            }),
+        _ => {
+            let set = ctx
+                .engine
+                .config()
+                .profiles(config)
+                .map_err(|e| CloneError::Setup(format!("storage profiles: {e:#}")))?;
+            set.resolve(Some(name))
+                .map_err(|source| CloneError::UnknownProfile {
+                    source,
+                    by: "the config file's [profiles] and goldmountd's stored PUTs".into(),
+                })
+        }
+    }
+}
+
+/// True when the appliance's one call (`POST /v1/mounts`: gold, host,
+/// volume, path, read_only) can carry everything the profile sets.
+fn one_call_carries(s: &ProfileSettings) -> bool {
+    s.class.is_none() && !s.xfs_new_uuid && !s.zfs_reguid && !s.btrfs_new_fsid && !s.allow_suid_dev
 }
 
 fn fail(e: &CloneError) -> ExitCode {
@@ -440,42 +544,68 @@ pub fn run_clone(args: &CloneArgs, config: Option<&Path>) -> ExitCode {
 }
 
 fn clone(args: &CloneArgs, config: Option<&Path>) -> Result<CloneAnswer, CloneError> {
-    let req = Request {
-        volume: super::volume(&args.volume)?,
-        gold: args.gold.clone(),
-        path: args.path.clone(),
-        read_only: args.read_only,
-        timeout: std::time::Duration::from_secs(args.timeout),
+    let volume = super::volume(&args.volume)?;
+    let (gold, wanted) = split_gold(&args.gold, args.profile.as_deref())?;
+    let requested_ro = match (args.read_only, args.read_write) {
+        (true, _) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
     };
-    check_gold(&req.gold)?;
     let ctx = setup(config)?;
-    if let Some(p) = &req.path {
+    if let Some(p) = &args.path {
         check_path(&ctx.engine, p)?;
     }
-    let _lock = lock(&ctx.engine, &req.volume)?;
+    let _lock = lock(&ctx.engine, &volume)?;
+    let existing = record::load(&ctx.engine, volume.as_str())?;
+    let running = match daemon::probe(ctx.socket.as_deref(), &ctx.engine.config().state_path) {
+        daemon::Daemon::Running => true,
+        daemon::Daemon::NotRunning(why) => {
+            tracing::info!(%why, "goldmountd is not used: the steps are taken in-process");
+            false
+        }
+    };
+    // The profile, before anything is made (the host's registration
+    // included): a record of the same request keeps what it was made with.
+    let profile_name = wanted.as_deref().unwrap_or(DEFAULT_PROFILE);
+    let settings = match existing.as_ref().filter(|r| r.profile == profile_name) {
+        Some(r) => r.settings.clone(),
+        None => resolve_profile(&ctx, running, wanted.as_deref(), config)?.settings,
+    };
+    let req = Request {
+        volume,
+        gold,
+        path: args.path.clone(),
+        read_only: settings.read_only(requested_ro),
+        profile: profile_name.to_string(),
+        settings,
+        timeout: std::time::Duration::from_secs(args.timeout),
+    };
     let host = ctx
         .app
         .this_host(ctx.callback_url.as_deref(), ctx.callback_ca.as_deref())?;
     let name = req.volume.as_str();
 
     // Made in-process before: the same request resumes or answers again.
-    if let Some(rec) = record::load(&ctx.engine, name)? {
+    if let Some(rec) = existing {
         let same = rec.gold == req.gold
             && rec.path == req.path
             && rec.read_only == req.read_only
+            && rec.profile == req.profile
             && rec.host == host
             && rec.appliance == ctx.app.url();
         if !same {
             return Err(CloneError::Conflict {
                 message: format!(
-                    "volume {name} is already cloned from gold copy {} (clone {}, host {}, appliance {}) at {} (read-only {}); this request asks for gold copy {} at {} (read-only {}); nothing was changed",
+                    "volume {name} is already cloned from gold copy {} with profile {} (clone {}, host {}, appliance {}) at {} (read-only {}); this request asks for gold copy {} with profile {} at {} (read-only {}); nothing was changed",
                     rec.gold,
+                    rec.profile,
                     rec.clone,
                     rec.host,
                     rec.appliance,
                     shown(rec.path.as_deref()),
                     rec.read_only,
                     req.gold,
+                    req.profile,
                     shown(req.path.as_deref()),
                     req.read_only
                 ),
@@ -490,15 +620,16 @@ fn clone(args: &CloneArgs, config: Option<&Path>) -> Result<CloneAnswer, CloneEr
             && m["host"] == host.as_str()
             && m["read_only"] == req.read_only
             && m["path"] == json!(req.path)
-            && m["phase"] == "mounted";
+            && m["phase"] == "mounted"
+            && one_call_carries(&req.settings);
         if same {
-            return Ok(from_mount(&m, false));
+            return Ok(from_mount(&m, &req, false));
         }
         return Err(CloneError::Conflict {
             message: format!(
-                "volume {name} is already on the appliance as a mount of gold copy {} on host {} at {} (read-only {}, {}); this request asks for gold copy {} at {} (read-only {}); nothing was changed",
+                "volume {name} is already on the appliance as a mount of gold copy {} on host {} at {} (read-only {}, {}, no profile settings); this request asks for gold copy {} at {} (read-only {}, profile {}); nothing was changed",
                 m["gold"], m["host"], m["path"], m["read_only"], m["phase"],
-                req.gold, shown(req.path.as_deref()), req.read_only
+                req.gold, shown(req.path.as_deref()), req.read_only, req.profile
             ),
             hint: format!("goldmount unclone --volume {name} first, or use another volume name"),
         });
@@ -518,15 +649,22 @@ fn clone(args: &CloneArgs, config: Option<&Path>) -> Result<CloneAnswer, CloneEr
         });
     }
     ctx.app.need_gold(&req.gold)?;
-    match daemon::probe(ctx.socket.as_deref(), &ctx.engine.config().state_path) {
-        daemon::Daemon::Running => {
+    if running && !one_call_carries(&req.settings) {
+        eprintln!(
+            "goldmount: note: profile {} sets {:?}, which the appliance's one call (POST /v1/mounts) cannot carry; taking the steps here",
+            req.profile, req.settings
+        );
+        return local::clone(&ctx, &req, &host, None);
+    }
+    match running {
+        true => {
             let mut body = json!({"gold": req.gold, "host": host, "volume": name,
                                   "read_only": req.read_only});
             if let Some(p) = &req.path {
                 body["path"] = json!(p);
             }
             match ctx.app.post_mount(&body) {
-                Ok(m) => Ok(from_mount(&m.body, m.created)),
+                Ok(m) => Ok(from_mount(&m.body, &req, m.created)),
                 // 422: the appliance cannot call goldmountd (no callback,
                 // no client certificate) and did nothing.
                 Err(CloneError::Refused {
@@ -542,10 +680,7 @@ fn clone(args: &CloneArgs, config: Option<&Path>) -> Result<CloneAnswer, CloneEr
                 Err(e) => Err(e),
             }
         }
-        daemon::Daemon::NotRunning(why) => {
-            tracing::info!(%why, "goldmountd is not used: the steps are taken in-process");
-            local::clone(&ctx, &req, &host, None)
-        }
+        false => local::clone(&ctx, &req, &host, None),
     }
 }
 
@@ -554,8 +689,9 @@ fn shown(p: Option<&Path>) -> String {
         .unwrap_or_else(|| "no path".into())
 }
 
-/// The answer for an appliance mount record.
-fn from_mount(m: &Value, created: bool) -> CloneAnswer {
+/// The answer for an appliance mount record (made with `req`'s profile,
+/// one the call carries whole).
+fn from_mount(m: &Value, req: &Request, created: bool) -> CloneAnswer {
     let s = |k: &str| m[k].as_str().unwrap_or_default().to_string();
     let ms = |k: &str| m["timings"][k].as_u64().unwrap_or(0);
     let publication = Some(m["publication"].clone()).filter(|p| !p.is_null());
@@ -572,6 +708,8 @@ fn from_mount(m: &Value, created: bool) -> CloneAnswer {
         clone: s("clone"),
         mounted_by: MountedBy::Goldmountd,
         read_only: m["read_only"].as_bool().unwrap_or(false),
+        profile: req.profile.clone(),
+        class: None,
         path,
         presentation: m["presentation"].clone(),
         manifest: m["manifest"].clone(),
@@ -595,7 +733,7 @@ fn print_clone(json: bool, a: &CloneAnswer) {
         return;
     }
     println!(
-        "volume {} {} clone {} of gold copy {} (host {}, {}){}",
+        "volume {} {} clone {} of gold copy {} (profile {}{}, host {}, {}){}",
         a.volume,
         if a.created {
             "mounted from"
@@ -604,6 +742,11 @@ fn print_clone(json: bool, a: &CloneAnswer) {
         },
         a.clone,
         a.gold,
+        a.profile,
+        a.class
+            .as_deref()
+            .map(|c| format!(", class {c}"))
+            .unwrap_or_default(),
         a.host,
         match a.mounted_by {
             MountedBy::Goldmountd => "mounted by goldmountd",

@@ -1,8 +1,12 @@
-//! `GET /v1/profiles`, `GET/PUT /v1/profiles/{name}`: the storage profiles
-//! in effect (the config's `[profiles.NAME]`, the built-in `default`, and
-//! what PUT stored at run time), shared with the Docker plugin so a PUT
-//! applies to the next `docker volume create` at once. A PUT replaces one
-//! profile whole and persists it before answering.
+//! `GET /v1/profiles`, `GET/PUT/DELETE /v1/profiles/{name}`: the storage
+//! profiles in effect (the config's `[profiles.NAME]`, the built-in
+//! `default`, and what PUT stored at run time), shared with the Docker
+//! plugin so a PUT applies to the next `docker volume create` at once. A
+//! PUT replaces one profile whole and persists it before answering; a
+//! DELETE removes what PUT stored and persists that before answering —
+//! the config's `[profiles.NAME]` (or, for `default`, the built-in empty
+//! one) under it is in effect again. Volumes already created keep the
+//! settings resolved when they were created.
 
 use std::sync::Arc;
 
@@ -12,7 +16,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use connector::engine::ErrorKind;
-use dockerplugin::profile::{check_name, Profile, ProfileError, ProfileSettings, Profiles};
+use dockerplugin::profile::{
+    check_name, Deleted, Profile, ProfileError, ProfileSettings, Profiles, UnknownProfile,
+};
 
 use super::{refused, AppState};
 use crate::error::ApiError;
@@ -38,7 +44,25 @@ fn from_profile_error(e: ProfileError) -> ApiError {
         ProfileError::BadName { .. } | ProfileError::BadSettings { .. } => {
             ApiError::invalid(e.to_string(), SETTINGS_HINT)
         }
-        ProfileError::State { .. } => ApiError::internal(e.to_string()),
+        ProfileError::Unknown(UnknownProfile { name, known }) => ApiError {
+            kind: ErrorKind::NotFound,
+            message: format!(
+                "unknown profile {name:?}: known profiles are {}",
+                known.join(", ")
+            ),
+            hint: Some("GET /v1/profiles lists them; a DELETE of a deleted profile changes nothing".into()),
+        },
+        ProfileError::NotStored { .. } => ApiError {
+            kind: ErrorKind::Conflict,
+            message: format!("{e}; nothing was changed"),
+            hint: Some(
+                "remove or change [profiles.NAME] in goldmountd's config and restart it, or PUT /v1/profiles/{name} to override it"
+                    .into(),
+            ),
+        },
+        ProfileError::Config { .. } | ProfileError::State { .. } => {
+            ApiError::internal(e.to_string())
+        }
     }
 }
 
@@ -150,6 +174,35 @@ pub async fn put(
         StatusCode::OK
     };
     Ok((status, Json(profile)))
+}
+
+/// `DELETE /v1/profiles/{name}`: 200 with what was removed and what is in
+/// effect under the name now; 404 when no profile of that name is in
+/// effect (so a repeated DELETE changes nothing and says so); 409 for a
+/// profile only the config file (or the built-in `default`) gives.
+pub async fn delete(
+    State(s): State<Arc<AppState>>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Deleted>, ApiError> {
+    const KIND: &str = "profile_delete";
+    let name = profile_name(&s, KIND, name)?;
+    let profiles = s.profiles.clone();
+    let n = name.clone();
+    // The file is written and synced: not on the async threads.
+    let r = tokio::task::spawn_blocking(move || profiles.delete(&n))
+        .await
+        .map_err(|e| ApiError::internal(format!("the profile removal failed unexpectedly: {e}")))
+        .and_then(|r| r.map_err(from_profile_error));
+    s.metrics.operation(
+        KIND,
+        r.as_ref().map_or_else(ApiError::kind_label, |_| "ok"),
+        None,
+    );
+    let deleted = r.inspect_err(|e| {
+        tracing::info!(profile = %name, kind = e.kind_label(), error = %e.message, "profile delete refused or failed");
+    })?;
+    tracing::info!(profile = %name, now = ?deleted.in_effect.as_ref().map(|p| p.origin), file = ?s.profiles.state_path(), "profile deleted");
+    Ok(Json(deleted))
 }
 
 #[cfg(test)]

@@ -226,13 +226,23 @@ impl Appliance {
             })
     }
 
-    /// `POST /v1/clones`.
-    pub fn create_clone(&self, name: &str, gold: &str) -> Result<Made, CloneError> {
+    /// `POST /v1/clones`, in the profile's clone `class` when it names one
+    /// (none: the appliance's default).
+    pub fn create_clone(
+        &self,
+        name: &str,
+        gold: &str,
+        class: Option<&str>,
+    ) -> Result<Made, CloneError> {
+        let mut body = json!({"name": name, "gold": gold});
+        if let Some(c) = class {
+            body["class"] = json!(c);
+        }
         let (status, body) = self.call(
             &format!("creating clone {name}"),
             "POST",
             "/v1/clones",
-            Some(&json!({"name": name, "gold": gold})),
+            Some(&body),
             SHORT,
         )?;
         Ok(Made {

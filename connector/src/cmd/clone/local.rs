@@ -6,9 +6,7 @@
 
 use std::time::Instant;
 
-use connector::engine::{
-    DeviceSource, MountOptions, MountRequest, Multipath, UnmountOptions, VolumeName,
-};
+use connector::engine::{DeviceSource, MountRequest, Multipath, UnmountOptions, VolumeName};
 use serde_json::Value;
 
 use super::record::{self, CloneRecord, Phase, Timings};
@@ -81,6 +79,8 @@ fn answer(ctx: &Ctx, rec: &CloneRecord, created: bool) -> Result<Option<CloneAns
         clone: rec.clone.clone(),
         mounted_by: MountedBy::Goldmount,
         read_only: rec.read_only,
+        profile: rec.profile.clone(),
+        class: rec.settings.class.clone(),
         path,
         presentation: rec.presentation.clone().unwrap_or(Value::Null),
         manifest: enc(&manifest),
@@ -120,6 +120,8 @@ pub fn clone(
             clone: ctx.app.free_clone_name(req.volume.as_str())?,
             path: req.path.clone(),
             read_only: req.read_only,
+            profile: req.profile.clone(),
+            settings: req.settings.clone(),
             presentation: None,
             phase: Phase::Creating,
             left: Vec::new(),
@@ -132,7 +134,10 @@ pub fn clone(
     let t0 = Instant::now();
 
     // 1. The clone. A fresh run that finds it existing did not make it.
-    let made = match ctx.app.create_clone(&rec.clone, &rec.gold) {
+    let made = match ctx
+        .app
+        .create_clone(&rec.clone, &rec.gold, rec.settings.class.as_deref())
+    {
         Ok(m) => m,
         Err(e) => return Err(undo(ctx, &mut rec, e)),
     };
@@ -184,10 +189,7 @@ fn steps(
     let mount = MountRequest {
         volume: req.volume.clone(),
         sources: vec![source_of(&p, req)?],
-        options: MountOptions {
-            read_only: req.read_only,
-            ..MountOptions::default()
-        },
+        options: rec.settings.mount_options(req.read_only),
     };
     ctx.engine.mount(&mount)?;
     if let Some(target) = &req.path {

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use connector::engine::Engine;
+use connector::profile::{ProfileSettings, DEFAULT_PROFILE};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -58,6 +59,14 @@ pub struct CloneRecord {
     pub path: Option<PathBuf>,
     /// Mounted read-only.
     pub read_only: bool,
+    /// The storage profile it was made with (a record from before
+    /// profiles: `default`).
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    /// That profile's settings when it was made (the clone's class, the
+    /// mount settings): a resumed run uses these, not the profile's now.
+    #[serde(default)]
+    pub settings: ProfileSettings,
     /// The presentation document, once presented.
     pub presentation: Option<Value>,
     /// How far it got.
@@ -68,6 +77,10 @@ pub struct CloneRecord {
     /// The durations of the run that mounted it.
     #[serde(default)]
     pub timings: Timings,
+}
+
+fn default_profile() -> String {
+    DEFAULT_PROFILE.to_string()
 }
 
 /// The directory of the records: a sidecar of the engine's state store.
