@@ -89,14 +89,31 @@ pub fn list_dm(sys_block: &Path) -> Result<Vec<DmDevice>> {
             continue;
         }
         let base = sys_block.join(&kname);
+        // A device removed between the directory listing and these reads
+        // (another volume's teardown running at the same time) is gone, not
+        // an error: skip it.
+        let gone = |e: &LvmError| {
+            matches!(e, LvmError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound || source.raw_os_error() == Some(19))
+        };
+        let name = match read_trim(&base.join("dm/name")) {
+            Ok(n) => n,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        let dev = match read_trim(&base.join("dev")) {
+            Ok(d) => d,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
         let slaves = dir_names(&base.join("slaves"))
             .into_iter()
             .filter_map(|s| read_trim(&base.join("slaves").join(s).join("dev")).ok())
             .collect();
         out.push(DmDevice {
-            name: read_trim(&base.join("dm/name"))?,
+            name,
             uuid: read_trim(&base.join("dm/uuid")).unwrap_or_default(),
-            dev: read_trim(&base.join("dev"))?,
+            dev,
             slaves,
             holders: dir_names(&base.join("holders")),
             kname,
@@ -340,6 +357,23 @@ mod tests {
             slaves: slaves.iter().map(|s| s.to_string()).collect(),
             holders: holders.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn a_dm_device_removed_while_listing_is_skipped() {
+        let sys = tempfile::tempdir().unwrap();
+        let d0 = sys.path().join("dm-0");
+        fs::create_dir_all(d0.join("dm")).unwrap();
+        fs::write(d0.join("dm/name"), "vg-lv\n").unwrap();
+        fs::write(d0.join("dev"), "254:0\n").unwrap();
+        // dm-1's directory was listed but its attributes are gone.
+        fs::create_dir_all(sys.path().join("dm-1")).unwrap();
+        let all = list_dm(sys.path()).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].name.as_str(), all[0].dev.as_str()),
+            ("vg-lv", "254:0")
+        );
     }
 
     #[test]
