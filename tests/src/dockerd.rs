@@ -39,6 +39,7 @@ pub struct Dockerd {
     pub host: String,
     cgroup: String,
     child: Option<Child>,
+    spawned: Instant,
 }
 
 impl Dockerd {
@@ -47,6 +48,15 @@ impl Dockerd {
     /// `/<cgroup>`, waits up to `ready` for it to answer, and imports the
     /// busybox image as `image`.
     pub fn start(dir: &Path, cgroup: &str, ready: Duration, image: &str) -> Self {
+        let mut me = Self::spawn(dir, cgroup);
+        me.wait_ready(ready, image);
+        me
+    }
+
+    /// Starts dockerd as [`start`](Self::start) does without waiting for
+    /// it: under TCG it takes tens of seconds to answer, time a scenario
+    /// can spend on something else before [`wait_ready`](Self::wait_ready).
+    pub fn spawn(dir: &Path, cgroup: &str) -> Self {
         fs::create_dir_all(dir).unwrap();
         fs::write(
             dir.join("daemon.json"),
@@ -84,30 +94,37 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawning dockerd (apt: docker.io): {e}"));
-        let mut me = Dockerd {
+        Dockerd {
             dir: dir.to_path_buf(),
             host,
             cgroup: cgroup.to_string(),
             child: Some(child),
-        };
-        let t0 = Instant::now();
+            spawned: Instant::now(),
+        }
+    }
+
+    /// Waits up to `ready` (from the spawn) for the engine to answer, then
+    /// imports the busybox image as `image`.
+    pub fn wait_ready(&mut self, ready: Duration, image: &str) {
         loop {
-            if me.docker(&["version"]).status.success() {
+            if self.docker(&["version"]).status.success() {
                 break;
             }
-            if let Some(st) = me.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("dockerd exited ({st}):\n{}", me.log());
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("dockerd exited ({st}):\n{}", self.log());
             }
             assert!(
-                t0.elapsed() < ready,
+                self.spawned.elapsed() < ready,
                 "dockerd not ready in {ready:?}:\n{}",
-                me.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        eprintln!("dockerd ready in {:.1} s", t0.elapsed().as_secs_f64());
-        me.import_busybox(image);
-        me
+        eprintln!(
+            "dockerd ready {:.1} s after its start",
+            self.spawned.elapsed().as_secs_f64()
+        );
+        self.import_busybox(image);
     }
 
     /// dockerd's log so far.

@@ -391,7 +391,7 @@ impl Goldmountd {
             .unwrap();
         let child = Command::new(&bin)
             .args(["--config", config.to_str().unwrap(), "serve"])
-            .env("GOLDMOUNT_LOG", "debug")
+            .env("GOLDMOUNT_LOG", "debug,ureq=info,rustls=info")
             .env("LVM_SUPPRESS_FD_WARNINGS", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -549,6 +549,13 @@ fn docker_two_containers_on_two_lvm_clones_beside_the_live_gold() {
     let lio_before = lio_disks();
     let xfs = ReflinkXfs::create(&scratch, 1024);
     let initiator = initiator_iqn();
+    // A private dockerd on /mnt's tmpfs (not the overlaid /tmp), in a short
+    // directory (socket paths stay under 108 bytes). It takes tens of
+    // seconds to come up under TCG: started now, awaited once goldmountd runs.
+    let short = PathBuf::from(format!("/mnt/gmlab.{}", std::process::id()));
+    fs::create_dir_all(&short).unwrap();
+    let cgroup = format!("gm-lab-{}", std::process::id());
+    let mut docker = Dockerd::spawn(&short.join("d"), &cgroup);
 
     // The production host: its disk on the production target, the gold
     // built on that disk through the kernel's SCSI and LVM.
@@ -655,9 +662,6 @@ fn docker_two_containers_on_two_lvm_clones_beside_the_live_gold() {
     // goldmountd with the plugin; registration names this host.
     let host_dir = scratch.join("host");
     fs::create_dir_all(&host_dir).unwrap();
-    // Socket paths stay under 108 bytes: a short directory on /mnt's tmpfs.
-    let short = PathBuf::from(format!("/mnt/gmlab.{}", std::process::id()));
-    fs::create_dir_all(&short).unwrap();
     let control_sock = short.join("control.sock");
     let engine_cfg = connector::config::Config {
         volumes_root: host_dir.join("volumes"),
@@ -710,9 +714,9 @@ fn docker_two_containers_on_two_lvm_clones_beside_the_live_gold() {
         reg["registration"]
     );
 
-    // A private dockerd on /mnt's tmpfs (not the overlaid /tmp).
-    let cgroup = format!("gm-lab-{}", std::process::id());
-    let docker = Dockerd::start(&short.join("d"), &cgroup, Duration::from_secs(180), IMAGE);
+    let t = Instant::now();
+    docker.wait_ready(Duration::from_secs(300), IMAGE);
+    eprintln!("TIMING waited for dockerd: {} ms", ms(t.elapsed()));
     let objects = DockerObjects {
         docker: &docker,
         containers: &["c1", "c2"],
@@ -828,21 +832,19 @@ fn docker_two_containers_on_two_lvm_clones_beside_the_live_gold() {
 
     // Inside each container: the gold's files on all four filesystems of
     // its clone (root, /boot, /home, /srv/data submounts came along).
+    // Each then writes one file on each filesystem (same exec).
     let want = gold_bytes();
     for c in ["c1", "c2"] {
-        let got = exec(&docker, c, &cat_gold());
-        assert!(got == want, "{c}: {}", first_difference(&got, &want));
-    }
-    // Each writes one file on each filesystem; neither sees the other's.
-    for c in ["c1", "c2"] {
         let m = marker(c);
-        let script = WRITE_DIRS
+        let writes = WRITE_DIRS
             .iter()
             .map(|d| format!("echo {c} > /data/{d}/{m}"))
             .collect::<Vec<_>>()
             .join(" && ");
-        exec(&docker, c, &format!("{script} && sync"));
+        let got = exec(&docker, c, &format!("{} && {writes} && sync", cat_gold()));
+        assert!(got == want, "{c}: {}", first_difference(&got, &want));
     }
+    // Neither sees the other's files.
     for (c, other) in [("c1", "c2"), ("c2", "c1")] {
         let ls = exec(
             &docker,
