@@ -14,11 +14,15 @@
 //!   goldmount volume (`-d gmbench<pid> -o source=gold`) and a local volume
 //!   (the same file written into it beforehand, off the clock), in
 //!   alternating order, `--rounds` times each after one warm-up each. The
-//!   goldmount runs are broken down into stages from goldmountd's JSON log
-//!   (the plugin's operations are not in `/metrics`, which counts the
-//!   control API only).
+//!   goldmount runs are broken down into the plugin's stages from
+//!   goldmountd's `/metrics` (scraped on its root-only control socket
+//!   before and after each run: the histogram sums and counts of
+//!   `goldmount_docker_request_duration_seconds` and
+//!   `goldmount_docker_stage_duration_seconds`).
 //! * Burst: `--containers` (8) volumes created and containers run at once,
-//!   each reading its own clone; total wall against N × the single median.
+//!   each reading its own clone; total wall against N × the single median;
+//!   the engine mounts' mean time and how much they overlapped (their summed
+//!   time over the burst's wall time), from `/metrics` too.
 //!
 //! Everything is torn down on every path that returns or unwinds (a guard's
 //! `Drop`): containers and volumes removed through dockerd, dockerd stopped
@@ -26,10 +30,11 @@
 //! appliance unpresented and deleted, loop devices detached, the pool
 //! unmounted — then checked, and a leftover fails the benchmark.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
@@ -83,12 +88,6 @@ impl DockerArgs {
         }
         Ok(me)
     }
-}
-
-fn epoch_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -277,56 +276,81 @@ impl ApplianceApi {
     }
 }
 
-/// One event of goldmountd's JSON log about a Docker volume.
-#[derive(Debug, Clone)]
-struct Event {
-    /// Seconds since the epoch.
-    at: f64,
-    message: String,
-    volume: String,
-    /// The engine's mount + publish time of a Mount.
-    secs: Option<f64>,
-}
+/// The plugin's histograms in one `/metrics` text: (operation, stage) →
+/// (count, sum of seconds); the stage is empty for the whole request.
+#[derive(Debug, Clone, Default)]
+struct Scrape(BTreeMap<(String, String), (f64, f64)>);
 
-/// `YYYY-MM-DDTHH:MM:SS[.frac]Z` as seconds since the epoch.
-fn parse_rfc3339(s: &str) -> Option<f64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.splitn(3, ':');
-    let h: f64 = t.next()?.parse().ok()?;
-    let min: f64 = t.next()?.parse().ok()?;
-    let sec: f64 = t.next()?.parse().ok()?;
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + sec)
-}
-
-/// The Docker-volume events of a JSON log text.
-fn parse_events(text: &str) -> Vec<Event> {
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| {
-            let f = &v["fields"];
-            Some(Event {
-                at: parse_rfc3339(v["timestamp"].as_str()?)?,
-                message: f["message"].as_str()?.to_string(),
-                volume: f["volume"].as_str()?.to_string(),
-                secs: f["secs"].as_f64(),
-            })
+/// `name="value"` pairs of a sample's label set (values hold no quotes here).
+fn labels(set: &str) -> BTreeMap<&str, &str> {
+    set.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.trim(), v.trim().trim_matches('"')))
         })
         .collect()
 }
 
-const MOUNTED: &str = "docker mount: tree mounted and published";
-const UNMOUNTED: &str = "docker unmount: tree unmounted";
+impl Scrape {
+    /// The plugin's request and stage histograms of an OpenMetrics text.
+    fn parse(text: &str) -> Self {
+        let mut m: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+        for line in text.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let Some((name, set)) = series.strip_suffix('}').and_then(|s| s.split_once('{')) else {
+                continue;
+            };
+            let (family, part) = match name.rsplit_once('_') {
+                Some((f, p @ ("sum" | "count"))) => (f, p),
+                _ => continue,
+            };
+            if !matches!(
+                family,
+                "goldmount_docker_request_duration_seconds"
+                    | "goldmount_docker_stage_duration_seconds"
+            ) {
+                continue;
+            }
+            let l = labels(set);
+            let Some(op) = l.get("operation") else {
+                continue;
+            };
+            let stage = l.get("stage").copied().unwrap_or_default();
+            let slot = m.entry(((*op).to_string(), stage.to_string())).or_default();
+            match part {
+                "count" => slot.0 = value,
+                _ => slot.1 = value,
+            }
+        }
+        Self(m)
+    }
+
+    /// What happened between `before` and this scrape.
+    fn since(&self, before: &Scrape) -> Scrape {
+        Scrape(
+            self.0
+                .iter()
+                .map(|(k, (c, s))| {
+                    let (c0, s0) = before.0.get(k).copied().unwrap_or_default();
+                    (k.clone(), (c - c0, s - s0))
+                })
+                .collect(),
+        )
+    }
+
+    /// (count, seconds) of `op`'s `stage` (`""`: the whole request).
+    fn get(&self, op: &str, stage: &str) -> (f64, f64) {
+        self.0
+            .get(&(op.to_string(), stage.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+}
 
 /// A private dockerd (DOCKER.md's recipe).
 struct Dockerd {
@@ -457,7 +481,7 @@ impl Env {
         let api = self.api()?;
         let t = |f: &str| tls.join(f).display().to_string();
         let text = format!(
-            "[control]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\nshutdown_grace_secs = 20\n\n\
+            "[control]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\nshutdown_grace_secs = 20\nunix_socket = \"{d}/control.sock\"\n\n\
              [engine]\nvolumes_root = \"{}\"\nstate_path = \"{d}/state/state.redb\"\nrun_dir = \"{d}/run\"\n\n\
              [appliance]\nurl = \"{}\"\ntoken_file = \"{}\"\n\n\
              [docker]\nname = \"{}\"\nmounts_root = \"{}\"\nlun_wait_secs = 60\n\n\
@@ -620,15 +644,29 @@ impl Env {
         Ok(())
     }
 
-    /// goldmountd's log from byte `from` on.
-    fn events_since(&self, from: u64) -> Vec<Event> {
-        let text = std::fs::read(&self.daemon_log).unwrap_or_default();
-        let from = usize::try_from(from).unwrap_or(usize::MAX).min(text.len());
-        parse_events(&String::from_utf8_lossy(&text[from..]))
-    }
-
-    fn log_len(&self) -> u64 {
-        std::fs::metadata(&self.daemon_log).map_or(0, |m| m.len())
+    /// The plugin's histograms from goldmountd's `/metrics` (on its
+    /// root-only control socket).
+    fn scrape(&self) -> Result<Scrape> {
+        let sock = self.dir.join("control.sock");
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "30", "--unix-socket"])
+            .arg(&sock)
+            .arg("http://localhost/metrics")
+            .output()
+            .context("running curl")?;
+        ensure!(
+            out.status.success(),
+            "GET /metrics on {} failed ({}): {}",
+            sock.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let m = Scrape::parse(&String::from_utf8_lossy(&out.stdout));
+        ensure!(
+            !m.0.is_empty() || String::from_utf8_lossy(&out.stdout).contains("goldmount_docker_requests"),
+            "goldmountd's /metrics has no goldmount_docker_* families: is it older than the plugin metrics?"
+        );
+        Ok(m)
     }
 
     fn stop_dockerd(&mut self, problems: &mut Vec<String>) {
@@ -802,64 +840,56 @@ impl Single {
     }
 }
 
-/// The goldmount stages of one single run (seconds; NaN when the log did
-/// not show the expected pattern).
+/// The goldmount stages of one single run (seconds, summed over the
+/// run's requests, from `/metrics`; NaN when a request did not show).
 #[derive(Debug, Clone, Copy)]
 struct Stages {
-    /// `docker volume create` (dockerd + plugin Create: gold check, clone, present).
+    /// `docker volume create` (dockerd + plugin Create), client-timed.
     create: f64,
-    /// `docker run` spawned → first Mount begins.
-    to_mount_a: f64,
-    /// First Mount (dockerd's copy-in check): engine mount + publish.
-    mount_a: f64,
-    /// First Mount done → its Unmount done (unpublish + unmount).
-    unmount_a: f64,
-    /// That Unmount → second Mount begins.
-    to_mount_b: f64,
-    /// Second Mount (the container's): engine mount + publish.
-    mount_b: f64,
-    /// Second Mount done → first byte (container start, cat).
+    /// The plugin's Create request (gold check, clone, present).
+    create_req: f64,
+    /// Create: the appliance's clone.
+    clone: f64,
+    /// Create: the appliance's presentation.
+    present: f64,
+    /// The plugin's Mount requests.
+    mount: f64,
+    /// Mount: the engine's attach, probe, import and mount of the tree.
+    engine_mount: f64,
+    /// Mount: the publication at the mountpoint.
+    publish: f64,
+    /// The plugin's Unmount requests (unpublish + unmount).
+    unmount: f64,
+    /// The plugin's Remove request (teardown, unpresent, delete clone).
+    remove: f64,
+    /// `docker run` spawned → first byte, less the plugin's Mounts
+    /// (Docker's own part: container create and start, `cat`).
     to_first_byte: f64,
-    /// Mounts the log showed for the run.
+    /// Mount requests in the run.
     mounts: usize,
 }
 
-fn stages(ev: &[Event], volume: &str, run_start: f64, first_byte: f64, create: f64) -> Stages {
-    let ev: Vec<&Event> = ev.iter().filter(|e| e.volume == volume).collect();
-    let mounts: Vec<&&Event> = ev.iter().filter(|e| e.message == MOUNTED).collect();
-    let unmounts: Vec<&&Event> = ev
-        .iter()
-        .filter(|e| e.message.starts_with(UNMOUNTED))
-        .collect();
-    let start = |e: &Event| e.at - e.secs.unwrap_or(f64::NAN);
-    let mut s = Stages {
+fn stages(m: &Scrape, first_byte: f64, create: f64) -> Stages {
+    let or_nan = |(count, secs): (f64, f64)| if count > 0.0 { secs } else { f64::NAN };
+    let mount = or_nan(m.get("mount", ""));
+    Stages {
         create,
-        to_mount_a: f64::NAN,
-        mount_a: f64::NAN,
-        unmount_a: f64::NAN,
-        to_mount_b: f64::NAN,
-        mount_b: f64::NAN,
-        to_first_byte: f64::NAN,
-        mounts: mounts.len(),
-    };
-    if let Some(a) = mounts.first() {
-        s.to_mount_a = start(a) - run_start;
-        s.mount_a = a.secs.unwrap_or(f64::NAN);
+        create_req: or_nan(m.get("create", "")),
+        clone: or_nan(m.get("create", "appliance_clone")),
+        present: or_nan(m.get("create", "appliance_present")),
+        mount,
+        engine_mount: or_nan(m.get("mount", "engine_mount")),
+        publish: or_nan(m.get("mount", "publish")),
+        unmount: or_nan(m.get("unmount", "")),
+        remove: or_nan(m.get("remove", "")),
+        to_first_byte: first_byte - mount,
+        mounts: m.get("mount", "").0.round() as usize,
     }
-    if let Some(last) = mounts.last() {
-        s.to_first_byte = first_byte - last.at;
-    }
-    if let ([a, b], Some(u)) = (mounts.as_slice(), unmounts.first()) {
-        s.unmount_a = u.at - a.at;
-        s.to_mount_b = start(b) - u.at;
-        s.mount_b = b.secs.unwrap_or(f64::NAN);
-    }
-    s
 }
 
 /// A goldmount volume (`Some(driver)`) or a local one (`None`): create, then
 /// the read run; the file is put into a local volume off the clock.
-fn single(env: &Env, driver: Option<&str>, name: &str, want: &str) -> Result<(Single, f64, f64)> {
+fn single(env: &Env, driver: Option<&str>, name: &str, want: &str) -> Result<Single> {
     let d = &env.docker;
     let t0 = Instant::now();
     match driver {
@@ -882,21 +912,16 @@ fn single(env: &Env, driver: Option<&str>, name: &str, want: &str) -> Result<(Si
     if driver.is_none() {
         put_local_file(d, name, want)?;
     }
-    let run_start = epoch_now();
     let (first_byte, run_exit) = d.read_run(name, want)?;
     let t = Instant::now();
     d.ok(&["volume", "rm", name])?;
     let remove = t.elapsed().as_secs_f64();
-    Ok((
-        Single {
-            create,
-            first_byte,
-            run_exit,
-            remove,
-        },
-        run_start,
-        run_start + first_byte,
-    ))
+    Ok(Single {
+        create,
+        first_byte,
+        run_exit,
+        remove,
+    })
 }
 
 /// Writes `FILE` into a local volume's directory on the host.
@@ -915,12 +940,32 @@ struct Burst {
     total: f64,
     /// Per container: create start → first byte.
     per: Vec<f64>,
-    /// The engine's mount times during the burst (goldmount only).
-    engine_mounts: Vec<f64>,
+    /// The plugin's engine mounts during the burst (goldmount only):
+    /// how many and their summed seconds.
+    engine_mounts: (f64, f64),
+}
+
+impl Burst {
+    /// The engine mounts' mean time.
+    fn mean_engine_mount(&self) -> f64 {
+        let (n, secs) = self.engine_mounts;
+        if n > 0.0 {
+            secs / n
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// The engine mounts' summed time over the burst's wall time: about 1
+    /// when they ran one after another, up to N when fully side by side
+    /// at single-mount speed.
+    fn engine_overlap(&self) -> f64 {
+        self.engine_mounts.1 / self.total
+    }
 }
 
 fn burst(env: &Env, driver: Option<&str>, tag: &str, n: usize, want: &str) -> Result<Burst> {
-    let from = env.log_len();
+    let before = env.scrape()?;
     let names: Vec<String> = (0..n).map(|i| format!("{tag}{i}")).collect();
     let t0 = Instant::now();
     let per = std::thread::scope(|s| {
@@ -982,12 +1027,7 @@ fn burst(env: &Env, driver: Option<&str>, tag: &str, n: usize, want: &str) -> Re
         rm_errors.is_empty(),
         "docker volume rm failed: {rm_errors:?}"
     );
-    let engine_mounts = env
-        .events_since(from)
-        .iter()
-        .filter(|e| e.message == MOUNTED && names.contains(&e.volume))
-        .filter_map(|e| e.secs)
-        .collect();
+    let engine_mounts = env.scrape()?.since(&before).get("mount", "engine_mount");
     Ok(Burst {
         total,
         per: per.into_iter().filter_map(Result::ok).collect(),
@@ -1014,9 +1054,9 @@ fn measure(env: &Env, args: &DockerArgs) -> Result<Figures> {
         .context("the gold disk has no records.csv")?;
     let drv = Some(env.driver.as_str());
     // Warm-up: the plugin's first use (Activate, Capabilities), page cache.
-    let (warm_gm, _, _) = single(env, drv, "warmg", want)?;
+    let warm_gm = single(env, drv, "warmg", want)?;
     env.check_clean()?;
-    let (warm_local, _, _) = single(env, None, "warml", want)?;
+    let warm_local = single(env, None, "warml", want)?;
     let mut gm = Vec::new();
     let mut local = Vec::new();
     let mut st = Vec::new();
@@ -1029,19 +1069,17 @@ fn measure(env: &Env, args: &DockerArgs) -> Result<Figures> {
         for is_gm in order {
             if is_gm {
                 let name = format!("g{i}");
-                let from = env.log_len();
-                let (s, run_start, first) = single(env, drv, &name, want)?;
+                let before = env.scrape()?;
+                let s = single(env, drv, &name, want)?;
                 st.push(stages(
-                    &env.events_since(from),
-                    &name,
-                    run_start,
-                    first,
+                    &env.scrape()?.since(&before),
+                    s.first_byte,
                     s.create,
                 ));
                 gm.push(s);
                 env.check_clean()?;
             } else {
-                local.push(single(env, None, &format!("l{i}"), want)?.0);
+                local.push(single(env, None, &format!("l{i}"), want)?);
             }
         }
     }
@@ -1124,23 +1162,29 @@ fn print(f: &Figures, args: &DockerArgs) {
         g - l
     );
 
-    println!("\ngoldmount stages per run, from goldmountd's log (seconds)");
+    println!("\ngoldmount stages per run, from goldmountd's /metrics (seconds, summed over the run's plugin requests; create and ->1st byte client-timed, ->1st byte less the Mounts)");
     let names = [
         "create",
-        "run->Mount A",
-        "Mount A",
-        "Unmount A",
-        "->Mount B",
-        "Mount B",
+        "Create req",
+        "clone",
+        "present",
+        "Mount req",
+        "engine mount",
+        "publish",
+        "Unmount req",
+        "Remove req",
         "->1st byte",
     ];
-    let get: [fn(&Stages) -> f64; 7] = [
+    let get: [fn(&Stages) -> f64; 10] = [
         |s| s.create,
-        |s| s.to_mount_a,
-        |s| s.mount_a,
-        |s| s.unmount_a,
-        |s| s.to_mount_b,
-        |s| s.mount_b,
+        |s| s.create_req,
+        |s| s.clone,
+        |s| s.present,
+        |s| s.mount,
+        |s| s.engine_mount,
+        |s| s.publish,
+        |s| s.unmount,
+        |s| s.remove,
         |s| s.to_first_byte,
     ];
     print!("{:>6}", "run");
@@ -1168,7 +1212,7 @@ fn print(f: &Figures, args: &DockerArgs) {
     );
     println!(
         "{:>10} {:>6} {:>9} {:>14} {:>14} {:>16} {:>14}",
-        "volume", "burst", "total", "median per c.", "max per c.", "median engine m", "total/(N*1)"
+        "volume", "burst", "total", "median per c.", "max per c.", "mean engine m", "total/(N*1)"
     );
     let n = args.containers as f64;
     for (kind, bursts, single) in [
@@ -1181,7 +1225,7 @@ fn print(f: &Figures, args: &DockerArgs) {
                 b.total,
                 median(&b.per),
                 max(&b.per),
-                median(&b.engine_mounts),
+                b.mean_engine_mount(),
                 b.total / (n * single)
             );
         }
@@ -1193,6 +1237,18 @@ fn print(f: &Figures, args: &DockerArgs) {
             tot / (n * single),
             if tot <= n * single { "<= linear" } else { "ABOVE linear" }
         );
+        if bursts.iter().any(|b| b.engine_mounts.0 > 0.0) {
+            let overlap: Vec<String> = bursts
+                .iter()
+                .map(|b| format!("{:.2}", b.engine_overlap()))
+                .collect();
+            println!(
+                "{kind:>10}: engine mount in a burst, mean {:.3} s vs single median {:.3} s; summed engine-mount time / burst wall: {} (1 = one after another, {n} = all side by side at single speed)",
+                median(&col(bursts, Burst::mean_engine_mount)),
+                median(&col(&f.stages, |s| s.engine_mount)),
+                overlap.join(", ")
+            );
+        }
     }
 }
 
@@ -1247,43 +1303,47 @@ mod tests {
 
     use super::*;
 
+    const TEXT: &str = r#"# HELP goldmount_docker_stage_duration_seconds Time a stage took.
+# TYPE goldmount_docker_stage_duration_seconds histogram
+goldmount_docker_stage_duration_seconds_sum{operation="mount",stage="engine_mount"} 1.5
+goldmount_docker_stage_duration_seconds_count{operation="mount",stage="engine_mount"} 2
+goldmount_docker_stage_duration_seconds_bucket{le="0.04",operation="mount",stage="engine_mount"} 0
+goldmount_docker_stage_duration_seconds_sum{stage="appliance_clone",operation="create"} 0.25
+goldmount_docker_stage_duration_seconds_count{stage="appliance_clone",operation="create"} 1
+goldmount_docker_request_duration_seconds_sum{operation="mount"} 1.75
+goldmount_docker_request_duration_seconds_count{operation="mount"} 2
+goldmount_docker_requests_total{operation="mount",result="ok"} 2
+goldmount_operation_duration_seconds_sum{kind="mount"} 9.0
+# EOF"#;
+
     #[test]
-    fn log_times_and_events_are_read() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
-        let t = parse_rfc3339("2000-02-29T01:02:03.5Z").unwrap();
-        assert!((t - 951_786_123.5).abs() < 1e-6, "{t}");
-        let log = r#"{"timestamp":"2026-12-02T05:01:01.250000Z","level":"INFO","fields":{"message":"docker mount: tree mounted and published","volume":"g0","id":"ab","secs":0.75},"target":"dockerplugin::driver"}
-not json
-{"timestamp":"2026-12-02T05:01:02Z","level":"INFO","fields":{"message":"listening"},"target":"x"}"#;
-        let ev = parse_events(log);
-        assert_eq!(ev.len(), 1, "{ev:?}");
-        assert_eq!((ev[0].volume.as_str(), ev[0].secs), ("g0", Some(0.75)));
-        assert!((ev[0].at - 1_796_187_661.25).abs() < 1e-6);
+    fn the_plugins_histograms_are_read_from_metrics() {
+        let m = Scrape::parse(TEXT);
+        assert_eq!(m.get("mount", "engine_mount"), (2.0, 1.5));
+        assert_eq!(m.get("create", "appliance_clone"), (1.0, 0.25));
+        assert_eq!(m.get("mount", ""), (2.0, 1.75));
+        assert_eq!(m.0.len(), 3, "{m:?}");
+        assert_eq!(m.get("remove", ""), (0.0, 0.0));
     }
 
     #[test]
-    fn stages_split_a_run_with_two_mounts() {
-        let e = |at: f64, m: &str, secs: Option<f64>| Event {
-            at,
-            message: m.into(),
-            volume: "v".into(),
-            secs,
-        };
-        let ev = [
-            e(10.0, "docker volume created", None),
-            e(11.0, MOUNTED, Some(0.5)),
-            e(
-                11.2,
-                "docker unmount: tree unmounted (clone stays presented)",
-                None,
-            ),
-            e(12.0, MOUNTED, Some(0.4)),
-        ];
-        let s = stages(&ev, "v", 10.1, 12.3, 0.2);
-        assert_eq!(s.mounts, 2);
-        assert!((s.to_mount_a - 0.4).abs() < 1e-9);
-        assert!((s.unmount_a - 0.2).abs() < 1e-9);
-        assert!((s.to_mount_b - 0.4).abs() < 1e-9);
-        assert!((s.to_first_byte - 0.3).abs() < 1e-9);
+    fn stages_are_the_difference_of_two_scrapes() {
+        let before = Scrape::parse(TEXT);
+        let after = Scrape::parse(
+            &TEXT
+                .replace("engine_mount\"} 2\n", "engine_mount\"} 3\n")
+                .replace("engine_mount\"} 1.5", "engine_mount\"} 2.25")
+                .replace("{operation=\"mount\"} 2\n", "{operation=\"mount\"} 3\n")
+                .replace("{operation=\"mount\"} 1.75", "{operation=\"mount\"} 2.75"),
+        );
+        let d = after.since(&before);
+        assert_eq!(d.get("mount", "engine_mount"), (1.0, 0.75));
+        let s = stages(&d, 1.25, 0.1);
+        assert_eq!(s.mounts, 1);
+        assert!((s.mount - 1.0).abs() < 1e-9);
+        assert!((s.engine_mount - 0.75).abs() < 1e-9);
+        assert!((s.to_first_byte - 0.25).abs() < 1e-9);
+        assert!(s.clone.is_nan(), "no clone in the difference: {s:?}");
+        assert!(s.create_req.is_nan());
     }
 }
