@@ -19,6 +19,28 @@ const APPLETS: &[&str] = &[
     "sh", "sleep", "cat", "echo", "ls", "test", "mkdir", "sync", "wc",
 ];
 
+/// How often [`Dockerd::wait_ready`] starts dockerd.
+pub const START_ATTEMPTS: u32 = 3;
+
+/// What dockerd logs when its containerd did not answer in time.
+const CONTAINERD_TIMEOUT: &str = "timeout waiting for containerd to start";
+
+/// The engine's binaries, read once so that the page cache holds them: in
+/// the lab guest they come over 9p, and a cold containerd can miss
+/// dockerd's start timeout.
+fn warm_binaries() {
+    for b in [
+        "/usr/sbin/dockerd",
+        "/usr/bin/containerd",
+        "/usr/bin/containerd-shim-runc-v2",
+        "/usr/sbin/runc",
+    ] {
+        if let Ok(mut f) = fs::File::open(b) {
+            let _ = std::io::copy(&mut f, &mut std::io::sink());
+        }
+    }
+}
+
 /// Mount points at or under `dir`, from `/proc/self/mountinfo`.
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let dir = dir.to_str().unwrap();
@@ -54,8 +76,7 @@ impl Dockerd {
     }
 
     /// Starts dockerd as [`start`](Self::start) does without waiting for
-    /// it: under TCG it takes tens of seconds to answer, time a scenario
-    /// can spend on something else before [`wait_ready`](Self::wait_ready).
+    /// it (see [`wait_ready`](Self::wait_ready)).
     pub fn spawn(dir: &Path, cgroup: &str) -> Self {
         fs::create_dir_all(dir).unwrap();
         fs::write(
@@ -63,15 +84,31 @@ impl Dockerd {
             format!("{{\"deprecated-key-path\":\"{}/key.json\"}}", dir.display()),
         )
         .unwrap();
-        let host = format!("unix://{}/docker.sock", dir.display());
-        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
-        let d = |s: &str| format!("{}/{s}", dir.display());
+        warm_binaries();
+        let mut me = Dockerd {
+            dir: dir.to_path_buf(),
+            host: format!("unix://{}/docker.sock", dir.display()),
+            cgroup: cgroup.to_string(),
+            child: None,
+            spawned: Instant::now(),
+        };
+        me.spawn_child();
+        me
+    }
+
+    fn spawn_child(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dockerd.log"))
+            .unwrap();
+        let d = |s: &str| format!("{}/{s}", self.dir.display());
         let child = Command::new("dockerd")
             .args([
                 "--config-file",
                 &d("daemon.json"),
                 "--host",
-                &host,
+                &self.host,
                 "--data-root",
                 &d("data"),
                 "--exec-root",
@@ -83,7 +120,7 @@ impl Dockerd {
                 "--bridge=none",
                 "--storage-driver=overlay2",
                 "--cgroup-parent",
-                &format!("/{cgroup}"),
+                &format!("/{}", self.cgroup),
                 "--shutdown-timeout",
                 "2",
                 "--log-level",
@@ -94,24 +131,32 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawning dockerd (apt: docker.io): {e}"));
-        Dockerd {
-            dir: dir.to_path_buf(),
-            host,
-            cgroup: cgroup.to_string(),
-            child: Some(child),
-            spawned: Instant::now(),
-        }
+        self.child = Some(child);
     }
 
     /// Waits up to `ready` (from the spawn) for the engine to answer, then
-    /// imports the busybox image as `image`.
+    /// imports the busybox image as `image`. dockerd gives the containerd
+    /// it starts a fixed time to answer and exits when it does not, which
+    /// happens under TCG on a busy host: then dockerd is started again (at
+    /// most [`START_ATTEMPTS`] times), and it takes over the containerd
+    /// that is still coming up (its pid file is in the exec-root).
     pub fn wait_ready(&mut self, ready: Duration, image: &str) {
+        let mut attempts = 1;
         loop {
             if self.docker(&["version"]).status.success() {
                 break;
             }
             if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("dockerd exited ({st}):\n{}", self.log());
+                let log = self.log();
+                if attempts < START_ATTEMPTS && log.contains(CONTAINERD_TIMEOUT) {
+                    attempts += 1;
+                    eprintln!(
+                        "dockerd exited ({st}): {CONTAINERD_TIMEOUT}; starting it again ({attempts}/{START_ATTEMPTS})"
+                    );
+                    self.spawn_child();
+                    continue;
+                }
+                panic!("dockerd exited ({st}):\n{log}");
             }
             assert!(
                 self.spawned.elapsed() < ready,
@@ -121,10 +166,18 @@ impl Dockerd {
             std::thread::sleep(Duration::from_millis(200));
         }
         eprintln!(
-            "dockerd ready {:.1} s after its start",
+            "dockerd ready {:.1} s after its start ({attempts} attempt(s))",
             self.spawned.elapsed().as_secs_f64()
         );
         self.import_busybox(image);
+    }
+
+    /// The containerd dockerd started (from its pid file), if it runs.
+    fn managed_containerd(&self) -> Option<String> {
+        let pid = fs::read_to_string(self.dir.join("exec/containerd/containerd.pid")).ok()?;
+        let pid = pid.trim().to_string();
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "containerd").then_some(pid)
     }
 
     /// dockerd's log so far.
@@ -232,6 +285,18 @@ impl Dockerd {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        // A dockerd that exited abnormally leaves its containerd running.
+        if let Some(pid) = self.managed_containerd() {
+            eprintln!("dockerd teardown: stopping containerd {pid} it left");
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.managed_containerd().is_some() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if self.managed_containerd().is_some() {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
         }
         for cg in self.cgroup_dirs() {
             let mut dirs = vec![];
