@@ -114,7 +114,7 @@ impl Driver {
                 store.put(&rec)?;
             }
         }
-        Ok(Self {
+        let driver = Self {
             name: cfg.name.clone(),
             engine,
             store,
@@ -124,7 +124,42 @@ impl Driver {
             lun_wait: cfg.lun_wait(),
             locks: Mutex::default(),
             observer: Arc::new(NoObserver),
-        })
+        };
+        driver.reconcile()?;
+        Ok(driver)
+    }
+
+    /// Takes away what an interrupted Create, Mount or Remove left (a
+    /// record in phase creating or removing, a tree mounted with no Mount
+    /// counted: the plugin was killed mid-request, and Docker was told the
+    /// request failed), so a volume is listed only when it is whole and
+    /// mounted only while a container holds it. Each step is the same as
+    /// `docker volume rm`'s and is no change when already done; one that
+    /// fails (the appliance out of reach) leaves the record for `docker
+    /// volume rm` to finish.
+    fn reconcile(&self) -> Result<()> {
+        for rec in self.store.list()? {
+            if rec.phase == Phase::Ready {
+                // Mounted and published, killed before the Mount was
+                // counted: Docker was told the Mount failed, so no
+                // container holds the tree.
+                if !rec.in_use() {
+                    if let Err(e) = self.take_down(&rec) {
+                        tracing::warn!(volume = %rec.docker_name, error = %e, "a tree no container holds stays mounted; docker volume rm takes it down");
+                    }
+                }
+                continue;
+            }
+            match self.remove(&rec.docker_name) {
+                Ok(()) => {
+                    tracing::warn!(volume = %rec.docker_name, phase = ?rec.phase, clone = %rec.clone, "interrupted docker request: the volume's clone, presentation and record taken away")
+                }
+                Err(e) => {
+                    tracing::warn!(volume = %rec.docker_name, phase = ?rec.phase, error = %e, "interrupted docker request not undone; docker volume rm finishes it")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The driver resolving `NAME@profile` / `-o profile=` through
