@@ -30,6 +30,15 @@ pub fn parse_name(docker_name: &str) -> Result<VolumeRef> {
         name: docker_name.to_string(),
         why,
     };
+    if docker_name.is_empty() {
+        // dockerd 20.10 repeats a request whose plugin died mid-way against
+        // the restarted plugin with an empty body: say so, not "bad name".
+        return Err(bad(
+            "Docker sent no volume name; if goldmountd just restarted, Docker retried an interrupted \
+             request without its body: run the docker command again"
+                .to_string(),
+        ));
+    }
     let (base, profile) = match docker_name.split_once('@') {
         Some((b, p)) => (b, Some(p)),
         None => (docker_name, None),
@@ -185,6 +194,8 @@ mod tests {
         for bad in ["", "@default", "-x", "a/b", "a@", "a@b@c", &"x".repeat(41)] {
             assert!(parse_name(bad).is_err(), "{bad:?}");
         }
+        let e = parse_name("").unwrap_err().to_string();
+        assert!(e.contains("run the docker command again"), "{e}");
         assert!(parse_create("pg1", None, &p).unwrap().source.is_none());
     }
 
