@@ -176,7 +176,7 @@ impl Lvm {
 
         // An earlier run's activation of this very import is ours; anything
         // else active on the clone is an accidental activation.
-        let undone = if already {
+        let mut undone = if already {
             Vec::new()
         } else {
             dm::undo_accidental_activation(self, pvs)?
@@ -228,7 +228,18 @@ impl Lvm {
                 return Err(LvmError::NameTaken { name: target, by });
             }
             tracing::info!(vg = %original.name, new = %target, why = ?collision, "vgimportclone");
-            self.vgimportclone(pvs, &target)?;
+            if let Err(e) = self.vgimportclone(pvs, &target) {
+                // udev's autoactivation of the clone may have landed after
+                // the check above ("Device … has active LVs"): undo it and
+                // try once more; anything else stands.
+                let late = dm::undo_accidental_activation(self, pvs)?;
+                if late.is_empty() {
+                    return Err(e);
+                }
+                tracing::warn!(devices = ?late, "the clone was activated by the host while it was being imported; undone, retrying vgimportclone");
+                undone.extend(late);
+                self.vgimportclone(pvs, &target)?;
+            }
             target
         } else {
             original.name.clone()

@@ -538,8 +538,8 @@ const STAGES: [(&str, &str); 6] = [
     ("login", "iscsi::adm: logged in"),
     ("scan", "executor::rescan: scsi scan"),
     ("wait", "device verified"),
-    ("probe", "cmd=lvm "),
-    ("import", "cmd=lvm lvs"),
+    ("probe", "LVM stage: importing"),
+    ("import", "imported volume group"),
     ("mount", "goldmountd::api: mount volume="),
 ];
 

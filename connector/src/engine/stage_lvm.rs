@@ -74,6 +74,10 @@ pub fn import_vgs(
         );
         return Ok((out, skipped, notes));
     }
+    tracing::debug!(
+        pvs = pvs.len(),
+        "LVM stage: importing the clone's volume groups"
+    );
     let ours = store.clone_devices().unwrap_or_default();
     match lvm::check_autoactivation_guard(&ours) {
         Ok(g) if g.installed => {}
@@ -147,6 +151,13 @@ pub fn import_vgs(
                 r,
             ))
         })?;
+        tracing::info!(
+            vg = %imported.name,
+            original = %original,
+            lvs = imported.lvs.len(),
+            renamed = imported.renamed,
+            "imported volume group"
+        );
         if !imported.undone_activation.is_empty() {
             notes.push(format!(
                 "undid an accidental activation of the clone by the host's LVM: {}",
