@@ -101,6 +101,10 @@ pub fn validate_vg_name(name: &str) -> Result<()> {
     }
 }
 
+/// How often a vgimportclone is retried after undoing an activation of the
+/// clone that the host's udev made during the import.
+const LATE_ACTIVATION_RETRIES: u32 = 3;
+
 /// `/dev/mapper/<vg>-<lv>` with lvm's dash doubling.
 pub fn dm_path(vg: &str, lv: &str) -> PathBuf {
     PathBuf::from(format!(
@@ -228,17 +232,23 @@ impl Lvm {
                 return Err(LvmError::NameTaken { name: target, by });
             }
             tracing::info!(vg = %original.name, new = %target, why = ?collision, "vgimportclone");
-            if let Err(e) = self.vgimportclone(pvs, &target) {
-                // udev's autoactivation of the clone may have landed after
-                // the check above ("Device … has active LVs"): undo it and
-                // try once more; anything else stands.
+            // udev's autoactivation of the clone may land after the check
+            // above ("Device … has active LVs"), even while vgchange is still
+            // creating its LVs: undo what it made and try again, a few times;
+            // a failure with nothing activated stands.
+            let mut tries = 0;
+            while let Err(e) = self.vgimportclone(pvs, &target) {
+                tries += 1;
+                if tries > LATE_ACTIVATION_RETRIES {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
                 let late = dm::undo_accidental_activation(self, pvs)?;
                 if late.is_empty() {
                     return Err(e);
                 }
                 tracing::warn!(devices = ?late, "the clone was activated by the host while it was being imported; undone, retrying vgimportclone");
                 undone.extend(late);
-                self.vgimportclone(pvs, &target)?;
             }
             target
         } else {
