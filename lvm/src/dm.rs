@@ -91,10 +91,14 @@ pub fn list_dm(sys_block: &Path) -> Result<Vec<DmDevice>> {
         let base = sys_block.join(&kname);
         // A device removed between the directory listing and these reads
         // (another volume's teardown running at the same time) is gone, not
-        // an error: skip it.
+        // an error: skip it. One being created or torn down right now reads
+        // as EINVAL/ENXIO/ENODEV (8 concurrent one-call mounts in the lab:
+        // `/sys/block/dm-0/dm/name: Invalid argument`): not settled, skip it
+        // too — an import that later meets it retries (see import.rs).
         let gone = |e: &LvmError| {
             matches!(e, LvmError::Io { source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound || source.raw_os_error() == Some(19))
+                if source.kind() == std::io::ErrorKind::NotFound
+                    || matches!(source.raw_os_error(), Some(6 | 19 | 22)))
         };
         let name = match read_trim(&base.join("dm/name")) {
             Ok(n) => n,
