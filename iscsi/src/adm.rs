@@ -201,15 +201,18 @@ fn set_up_node(
         Ok((nodes, Source::Library))
             if !nodes.iter().any(|n| n.target_iqn == target && &n.portal == portal)
     );
-    let exists = !known_absent
-        && match update_node(
+    let manual_scan = || {
+        update_node(
             target,
             portal,
             "node.session.scan",
             "manual",
             false,
             timeout,
-        ) {
+        )
+    };
+    let exists = !known_absent
+        && match manual_scan() {
             Ok(()) => true,
             // Not discovered (or forgotten).
             Err(e) if e.iscsiadm_code() == Some(exitcode::NO_OBJS_FOUND) => false,
@@ -224,14 +227,7 @@ fn set_up_node(
             timeout,
         )?;
         *created = true;
-        update_node(
-            target,
-            portal,
-            "node.session.scan",
-            "manual",
-            false,
-            timeout,
-        )?;
+        manual_scan()?;
     }
     if let Some(chap) = chap {
         for (k, v, secret) in chap.settings() {
