@@ -455,12 +455,14 @@ pub fn undo_session(
             "kept the iSCSI session to {target} at {portal}: volume(s) {} use it",
             users.join(", ")
         ));
-        return Ok(());
+        return release_session_step(store, own, target, portal);
     }
     let p: Portal = portal
         .parse()
         .map_err(|e| anyhow::anyhow!("recorded portal {portal:?}: {e}"))?;
-    match iscsi::adm::logout_if_unused(target, &p, ISCSI_TIMEOUT) {
+    let outcome = iscsi::adm::logout_if_unused(target, &p, ISCSI_TIMEOUT);
+    let in_use = matches!(outcome, Err(iscsi::IscsiError::InUse { .. }));
+    match outcome {
         Ok(iscsi::adm::LogoutOutcome::LoggedOut(sids)) => {
             log.undone.push(format!(
                 "logged out of {target} at {portal} (session {})",
@@ -480,6 +482,35 @@ pub fn undo_session(
             ));
         }
         Err(e) => return Err(anyhow::anyhow!("logging out of {target} at {portal}: {e}")),
+    }
+    if in_use {
+        // Kept because a device is open: the step stays, a later teardown
+        // looks again.
+        return Ok(());
+    }
+    release_session_step(store, own, target, portal)
+}
+
+/// Takes `own`'s session step out of its stored record while the transport
+/// lock is still held. Without it, two volumes on one session tearing down
+/// at once each saw the other's step, each kept the session, and it stayed
+/// for good (8 concurrent one-call teardowns in the lab: "session left").
+fn release_session_step(
+    store: &StateStore,
+    own: &str,
+    target: &str,
+    portal: &str,
+) -> anyhow::Result<()> {
+    let Some(mut rec) = store.get(own)? else {
+        return Ok(());
+    };
+    let before = rec.steps.len();
+    rec.steps.retain(|s| {
+        !matches!(&s.action, Action::IscsiSession { target_iqn, portal: p, .. }
+            if target_iqn == target && p == portal)
+    });
+    if rec.steps.len() != before {
+        store.put(&rec)?;
     }
     Ok(())
 }

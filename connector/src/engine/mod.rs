@@ -70,6 +70,12 @@ impl From<VolumeRecord> for VolumeStatus {
     }
 }
 
+/// How long an operation waits for a volume lock that is held before it
+/// answers "busy": long enough for a just-released lock's spawned copies to
+/// go, short enough that a second operation on a busy volume is told at once
+/// in human terms.
+const LOCK_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The engine over one host's state.
 pub struct Engine {
     cfg: Config,
@@ -94,7 +100,27 @@ impl Engine {
         &self.store
     }
 
+    /// The volume's lock for an operation. A lock that was just released can
+    /// stay held for a moment: a process another thread is spawning holds a
+    /// copy of every descriptor, the lock's too, between its fork and its
+    /// exec (close-on-exec closes it only then). So a busy lock is tried
+    /// again for up to [`LOCK_SETTLE`] before the answer is "busy" (a Docker
+    /// Mount whose publication failed met its own, just released lock in a
+    /// test process that was spawning docker commands on other threads).
     fn lock(&self, volume: &VolumeName) -> EngineResult<VolumeLock> {
+        let until = std::time::Instant::now() + LOCK_SETTLE;
+        loop {
+            match self.try_lock(volume) {
+                Err(e) if e.kind == ErrorKind::Busy && std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The volume's lock, or "busy" at once (recovery skips such volumes).
+    fn try_lock(&self, volume: &VolumeName) -> EngineResult<VolumeLock> {
         VolumeLock::try_acquire(&self.cfg.lock_dir(), volume.as_str())
             .map_err(|e| EngineError::new(ErrorKind::Unavailable, format!("{e:#}")))?
             .ok_or_else(|| {
@@ -440,7 +466,7 @@ impl Engine {
             let Ok(name) = VolumeName::parse(&rec.name) else {
                 continue;
             };
-            let Ok(lock) = self.lock(&name) else {
+            let Ok(lock) = self.try_lock(&name) else {
                 report.in_progress.push(rec.name.clone());
                 continue;
             };
