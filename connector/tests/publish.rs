@@ -202,3 +202,42 @@ fn repeating_an_interrupted_publish_finishes_it() {
     assert_eq!(mount_lines_under(&at).len(), 0);
     env.run(&["unmount", "--volume", "g"]).ok();
 }
+
+/// Recovery (`goldmount recover`, and goldmountd at start) takes down a
+/// publication a killed run left half made — bound or not — and keeps the
+/// volume mounted: all or nothing for the publication, the volume untouched.
+#[test]
+fn recovery_takes_down_an_interrupted_publication_and_keeps_the_volume() {
+    let env = Env::new();
+    let gold = gold_disk(env.path());
+    env.mount_json(&gold, "g", &[]);
+    let at = env.path().join("consumer");
+    let t = at.to_str().unwrap();
+    env.run(&["publish", "--volume", "g", "--target", t, "--id", "c"])
+        .ok();
+    assert!(!mount_lines_under(&at).is_empty());
+    let volume_mounts = mount_lines_under(&env.path().join("volumes/g")).len();
+    let store = connector::state::StateStore::open(&env.path().join("state.redb")).unwrap();
+    let mut rec = store.get("g").unwrap().unwrap();
+    rec.publications[0].mount_ids.clear();
+    store.put(&rec).unwrap();
+    let out = env.run(&["recover", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        report["unpublished"],
+        serde_json::json!([format!("g at {t}")]),
+        "{report}"
+    );
+    assert_eq!(mount_lines_under(&at).len(), 0, "the bind is taken down");
+    let rec = store.get("g").unwrap().unwrap();
+    assert!(rec.publications.is_empty(), "{:?}", rec.publications);
+    assert_eq!(
+        mount_lines_under(&env.path().join("volumes/g")).len(),
+        volume_mounts,
+        "the volume stays mounted"
+    );
+    let again = env.run(&["recover", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(report["unpublished"], serde_json::json!([]), "{report}");
+    env.run(&["unmount", "--volume", "g"]).ok();
+}

@@ -110,6 +110,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             finished = ?r.finished,
             quarantined = ?r.quarantined,
             in_progress = ?r.in_progress,
+            unpublished = ?r.unpublished,
             "recovery done"
         ),
         Err(e) => {

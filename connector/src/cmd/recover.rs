@@ -26,6 +26,9 @@ fn print(r: &RecoveryReport) {
     for v in &r.stale {
         println!("dropped the record of volume {v}: it is from before the host restarted");
     }
+    for p in &r.unpublished {
+        println!("took down the interrupted publication of volume {p}");
+    }
 }
 
 /// Recovery at the start of a command that changes things: what it did goes
@@ -43,6 +46,9 @@ pub fn at_start(engine: &Engine) -> Result<()> {
     }
     for (v, why) in &r.quarantined {
         eprintln!("goldmount: volume {v} is quarantined: {why}");
+    }
+    for p in &r.unpublished {
+        eprintln!("goldmount: took down the interrupted publication of volume {p}");
     }
     Ok(())
 }
@@ -62,6 +68,7 @@ pub fn run(engine: &Engine, args: &RecoverArgs) -> Result<()> {
             && r.quarantined.is_empty()
             && r.in_progress.is_empty()
             && r.stale.is_empty()
+            && r.unpublished.is_empty()
         {
             println!("nothing to recover");
         }

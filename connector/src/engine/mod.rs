@@ -452,6 +452,33 @@ impl Engine {
             })
     }
 
+    /// A mounted volume whose publication a killed run left half made
+    /// (recorded, not bound): the publication is taken down, the volume
+    /// stays mounted. Busy or failing: left for a repeated publish, which
+    /// finishes it.
+    fn recover_publications(&self, name: &str, report: &mut RecoveryReport) {
+        let Ok(volume) = VolumeName::parse(name) else {
+            return;
+        };
+        let Ok(_lock) = self.try_lock(&volume) else {
+            report.in_progress.push(name.to_string());
+            return;
+        };
+        match publish::roll_back_unfinished(&self.store, &self.cfg, &volume) {
+            Ok(targets) => {
+                for t in targets {
+                    tracing::warn!(volume = name, target = %t.display(), "interrupted publication taken down");
+                    report
+                        .unpublished
+                        .push(format!("{name} at {}", t.display()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(volume = name, error = %e, "interrupted publication left; publishing again finishes it")
+            }
+        }
+    }
+
     /// Rolls back interrupted mounts and finishes interrupted unmounts (a
     /// volume whose lock is held is in progress and left alone). A record
     /// that cannot be undone is quarantined with the reason and blocks
@@ -461,6 +488,9 @@ impl Engine {
         for mut rec in self.store.list()? {
             let stale = rec.from_earlier_boot();
             if rec.phase == Phase::Mounted && !stale {
+                if rec.publications.iter().any(|p| p.mount_ids.is_empty()) {
+                    self.recover_publications(&rec.name, &mut report);
+                }
                 continue;
             }
             let Ok(name) = VolumeName::parse(&rec.name) else {

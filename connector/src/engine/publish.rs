@@ -190,6 +190,34 @@ pub fn unpublish(
     Ok(Outcome::Created(0))
 }
 
+/// Takes down the publications of `volume` that a killed run recorded but
+/// never finished (no mount ids): whatever bind of the volume's own tree is
+/// at their target, and the directories they made; a foreign mount there is
+/// never touched. Returns their targets. Called by recovery with the
+/// volume's lock held.
+pub fn roll_back_unfinished(
+    store: &StateStore,
+    cfg: &Config,
+    volume: &VolumeName,
+) -> EngineResult<Vec<PathBuf>> {
+    let Some(mut rec) = store.get(volume.as_str())? else {
+        return Ok(Vec::new());
+    };
+    let dir = cfg.volumes_root.join(volume.as_str());
+    let mut done = Vec::new();
+    let mut i = 0;
+    while i < rec.publications.len() {
+        if rec.publications[i].mount_ids.is_empty() {
+            take_down(&dir, &rec.publications[i], false)?;
+            done.push(rec.publications.remove(i).target);
+            store.put(&rec)?;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(done)
+}
+
 /// The mount ids of a bind of `volume_dir` at `target` and everything
 /// under it — for a publication whose run died between recording it and
 /// recording its mounts. Only a mount at the target that shows the volume

@@ -433,6 +433,11 @@ pub struct RecoveryReport {
     /// empty directories goldmount had made).
     #[serde(default)]
     pub stale: Vec<String>,
+    /// Publications whose run died between recording them and recording
+    /// their bind mounts: taken down (`volume at target`). The volume stays
+    /// mounted; asking to publish again makes it anew.
+    #[serde(default)]
+    pub unpublished: Vec<String>,
 }
 
 #[cfg(test)]
