@@ -409,6 +409,22 @@ struct Kill {
     recovery: String,
 }
 
+/// Kills the daemon whose pid it holds when the test panics before it
+/// stops the daemon itself: a goldmountd left running keeps the bed's mounts
+/// and its state store (seen after a failed sweep). Declared after the bed,
+/// so it goes first.
+struct KillOnPanic(std::cell::Cell<u32>);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.0.get() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
 fn signal(child: &Child, sig: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, sig).unwrap();
@@ -469,6 +485,7 @@ async fn sigkill_during_a_mount_leaves_all_or_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = Bed::new();
     let (mut child, _) = bed.start().await;
+    let guard = KillOnPanic(std::cell::Cell::new(child.id()));
     let base = baseline(&bed).await;
     eprintln!("baseline PUT (mount + publish): {base:?}");
     let mut kills = Vec::new();
@@ -494,6 +511,7 @@ async fn sigkill_during_a_mount_leaves_all_or_nothing() {
         let landed = bed.landed();
         let (c, recovery) = bed.start().await;
         child = c;
+        guard.0.set(child.id());
         let when = format!("SIGKILL {delay} ms after the PUT ({landed})");
         let outcome = bed.check_all_or_nothing(&when).await;
         eprintln!("{when}: {outcome}; answer {answer:?}; recovery: {recovery}");
@@ -548,6 +566,7 @@ async fn sigterm_during_a_mount_finishes_it_and_exits_0() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = Bed::new();
     let (mut child, _) = bed.start().await;
+    let guard = KillOnPanic(std::cell::Cell::new(child.id()));
     let base = baseline(&bed).await;
     let b = base.as_millis() as u64;
     let mut rows = Vec::new();
@@ -596,6 +615,7 @@ async fn sigterm_during_a_mount_finishes_it_and_exits_0() {
         );
         let (c, recovery) = bed.start().await;
         child = c;
+        guard.0.set(child.id());
         let when = format!("SIGTERM {delay} ms after the PUT ({landed})");
         assert!(
             recovery.contains(r#"rolled_back="[]""#) && recovery.contains(r#"quarantined="[]""#),
