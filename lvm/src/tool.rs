@@ -180,21 +180,6 @@ impl Lvm {
         )
     }
 
-    /// The LVs of `vg` as seen on exactly `devices`.
-    pub fn clone_lvs(&self, devices: &[PathBuf], vg: &str) -> Result<Vec<LvRow>> {
-        self.report(
-            "lvs",
-            &strs(&[
-                "--devices",
-                &devices_arg(devices),
-                "-a",
-                "-o",
-                "lv_name,lv_uuid,lv_path,lv_dm_path,lv_active,lv_device_open,segtype,lv_attr",
-                vg,
-            ]),
-        )
-    }
-
     /// `vgimportclone --basevgname <name>` on exactly `devices`: new VG name,
     /// new VG and PV UUIDs written to the clone's PVs (never to others).
     pub fn vgimportclone(&self, devices: &[PathBuf], base_name: &str) -> Result<Output> {
