@@ -140,6 +140,11 @@ impl Driver {
     fn reconcile(&self) -> Result<()> {
         for rec in self.store.list()? {
             if rec.phase == Phase::Ready {
+                let mut rec = rec;
+                if rec.in_use() && self.unmounts_lost(&rec) {
+                    rec.mounts.clear();
+                    self.store.put(&rec)?;
+                }
                 // Mounted and published, killed before the Mount was
                 // counted: Docker was told the Mount failed, so no
                 // container holds the tree.
@@ -558,6 +563,53 @@ impl Driver {
         Ok(())
     }
 
+    /// Whether a volume counted as mounted has lost its Unmounts: killed
+    /// while Docker unmounted it (Docker's retry comes without a body and
+    /// is refused), or down when its container ended. Its tree is mounted
+    /// here and no other mount namespace has any copy of it — a running
+    /// container always has its bind of the published tree, whatever its
+    /// propagation, so a copy of any kind keeps the counts.
+    fn unmounts_lost(&self, rec: &Record) -> bool {
+        let devs = self.tree_devices(rec);
+        if devs.is_empty() {
+            return false;
+        }
+        let foreign = mountinfo::foreign_mounts(&devs);
+        if foreign.is_empty() {
+            tracing::warn!(volume = %rec.docker_name, mounts = ?rec.mounts, "counted as mounted, but no container holds the tree (its Unmount was lost while goldmountd was down or killed): the counts are dropped and the tree taken down");
+            return true;
+        }
+        tracing::info!(volume = %rec.docker_name, held_by = ?foreign.iter().map(ToString::to_string).collect::<Vec<_>>(), "mounted by a container: kept");
+        false
+    }
+
+    /// The devices of the volume's tree as mounted in this namespace.
+    fn tree_devices(&self, rec: &Record) -> Vec<(u32, u32)> {
+        let mut roots = vec![rec.mountpoint.clone()];
+        if let Ok(st) = Self::engine_name(rec).and_then(|ev| {
+            self.engine
+                .get(&ev)
+                .map_err(|e| PluginError::engine(&rec.docker_name, &e))
+        }) {
+            roots.extend(st.manifest.map(|m| m.path));
+        }
+        let ours = mountinfo::current().unwrap_or_default();
+        let mut devs: Vec<(u32, u32)> = roots
+            .iter()
+            .flat_map(|r| mountinfo::mounts_under(&ours, r))
+            .map(|m| (m.major, m.minor))
+            .collect();
+        devs.sort_unstable();
+        devs.dedup();
+        devs
+    }
+
+    /// Mounts of the volume's filesystems in other mount namespaces: a
+    /// running container's bind of the published tree.
+    fn foreign_mounts(&self, rec: &Record) -> Vec<mountinfo::ForeignMount> {
+        mountinfo::foreign_mounts(&self.tree_devices(rec))
+    }
+
     /// `VolumeDriver.Unmount`.
     pub fn unmount(&self, docker_name: &str, id: &str) -> Result<()> {
         let base = parse_name(docker_name)?.base;
@@ -604,8 +656,9 @@ impl Driver {
         Ok(())
     }
 
-    /// `VolumeDriver.Remove`: refused while mounted; else the tree, the
-    /// presentation and the clone go, then the record.
+    /// `VolumeDriver.Remove`: refused while another mount namespace (a
+    /// container) has the tree; else the tree, the presentation and the
+    /// clone go, then the record.
     pub fn remove(&self, docker_name: &str) -> Result<()> {
         let base = parse_name(docker_name)?.base;
         let lock = self.volume_lock(&base);
@@ -614,13 +667,27 @@ impl Driver {
             return Ok(());
         };
         if rec.in_use() {
-            return Err(PluginError::Conflict {
-                name: docker_name.into(),
-                message: format!(
-                    "it is in use ({} mount(s) by container(s)); stop the containers using it first (docker ps -a --filter volume={docker_name})",
-                    rec.mounts.values().sum::<u32>()
-                ),
-            });
+            // Docker calls Remove only when no container refers to the
+            // volume, so counted mounts are Unmounts goldmount never got
+            // (it was down when the container ended). They are dropped
+            // unless the tree is still mounted in another namespace.
+            let held: Vec<String> = self
+                .foreign_mounts(&rec)
+                .iter()
+                .filter(|m| !m.follows_ours)
+                .map(ToString::to_string)
+                .collect();
+            if !held.is_empty() {
+                return Err(PluginError::Conflict {
+                    name: docker_name.into(),
+                    message: format!(
+                        "it is in use ({}); stop the containers using it first (docker ps -a --filter volume={docker_name})",
+                        held.join("; ")
+                    ),
+                });
+            }
+            tracing::warn!(volume = docker_name, mounts = ?rec.mounts, "docker removes a volume still counted as mounted: the Unmounts were lost (goldmountd was down when the containers ended) and nothing else mounts the tree; the counts are dropped");
+            rec.mounts.clear();
         }
         rec.phase = Phase::Removing;
         self.store.put(&rec)?;

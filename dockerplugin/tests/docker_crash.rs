@@ -21,6 +21,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -460,4 +461,95 @@ fn sigkill_during_remove_leaves_the_volume_there_or_gone() {
         }
     }
     check("remove", &kills, t0);
+}
+
+/// Stops goldmountd (SIGSTOP), removes container `c` (its Unmount queues on
+/// the stopped daemon's socket), kills goldmountd once the container has
+/// ended and starts it again: Docker's retry of the Unmount reaches the new
+/// daemon without its body and is refused, so the Unmount is lost.
+fn lose_the_unmount(bed: &mut Bed, c: &str) {
+    let cpid = bed.docker.ok(&["inspect", "-f", "{{.State.Pid}}", c]);
+    let cproc = PathBuf::from(format!("/proc/{}", cpid.trim()));
+    assert!(cproc.exists(), "container {c}'s process {cpid}");
+    let pid = bed.daemon.as_ref().unwrap().child.as_ref().unwrap().id();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::STOP,
+    )
+    .unwrap();
+    let rm = spawn_docker(bed, &["rm", "-f", c]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cproc.exists() {
+        assert!(Instant::now() < deadline, "container {c} still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Docker sends the Unmount right after the container's processes end
+    // (and waits for the stopped daemon's answer).
+    std::thread::sleep(Duration::from_millis(700));
+    sigkill(bed);
+    start_again(bed);
+    let out = wait_out(rm);
+    eprintln!(
+        "docker rm -f {c} across the kill: {} {}",
+        out.status,
+        stderr(&out).trim()
+    );
+}
+
+fn counted_mounts(bed: &Bed, name: &str) -> serde_json::Value {
+    let (_, v) = bed.plugin_call("VolumeDriver.Get", &format!("{{\"Name\":\"{name}\"}}"));
+    v["Volume"]["Status"]["mounts"].clone()
+}
+
+#[test]
+fn an_unmount_lost_while_goldmountd_was_down_does_not_keep_the_volume_mounted() {
+    let mut bed = Bed::with_daemon();
+    let mp = bed.mountpoint("lu");
+
+    // A private copy of the tree in another mount namespace (as a running
+    // container has) keeps the counted mount across the restart; `docker
+    // volume rm` is refused naming it, and works once it is gone.
+    create_retrying(&bed, "lu");
+    bed.docker.ok(&[
+        "run", "-d", "--name", "c1", "-v", "lu:/data", IMAGE, "sleep", "600",
+    ]);
+    let mut holder = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    lose_the_unmount(&mut bed, "c1");
+    assert_eq!(counted_mounts(&bed, "lu"), serde_json::json!(1));
+    assert!(
+        !mounts_under(&mp).is_empty(),
+        "kept while another namespace holds it"
+    );
+    let e = bed.docker.fails(&["volume", "rm", "lu"]);
+    assert!(
+        e.contains("in use")
+            && e.contains("(sleep): mounted at")
+            && e.contains(mp.to_str().unwrap()),
+        "{e}"
+    );
+    assert!(
+        !mounts_under(&mp).is_empty(),
+        "a refused rm changed nothing"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    bed.docker.ok(&["volume", "rm", "lu"]);
+    bed.assert_all_clean();
+
+    // Nothing else holds it: the restart drops the lost count and takes the
+    // tree down; the volume stays, mountable and removable.
+    create_retrying(&bed, "lu");
+    bed.docker.ok(&[
+        "run", "-d", "--name", "c2", "-v", "lu:/data", IMAGE, "sleep", "600",
+    ]);
+    lose_the_unmount(&mut bed, "c2");
+    assert_eq!(counted_mounts(&bed, "lu"), serde_json::json!(0));
+    assert_eq!(outcome(&bed, "lu"), "there");
+    let log = bed.daemon.as_ref().unwrap().log_text();
+    assert!(log.contains("its Unmount was lost"), "{log}");
+    follow_up(&bed, "lu", "there");
 }

@@ -33,6 +33,10 @@ pub struct MountEntry {
     /// this mount point enforces, as opposed to the superblock options after
     /// the separator. Callers check `nosuid`/`nodev` here.
     pub mount_options: String,
+    /// The optional fields (`shared:N`, `master:N`, `propagate_from:N`,
+    /// `unbindable`): whether an unmount here reaches this mount's copies
+    /// in other namespaces.
+    pub propagation: Vec<String>,
 }
 
 /// Undoes the octal escapes mountinfo uses for space, tab, newline and
@@ -81,6 +85,7 @@ fn parse_line(line: &str) -> Option<MountEntry> {
         fstype: (*p.first()?).to_string(),
         source: unescape(p.get(1)?),
         mount_options: (*f.get(5)?).to_string(),
+        propagation: f.iter().skip(6).map(|o| (*o).to_string()).collect(),
     })
 }
 
@@ -93,6 +98,20 @@ impl MountEntry {
     /// `major:minor`, as sysfs `dev` files spell it.
     pub fn dev(&self) -> String {
         format!("{}:{}", self.major, self.minor)
+    }
+
+    /// The peer group this mount is shared in (`shared:N`), if any.
+    pub fn shared_group(&self) -> Option<u32> {
+        self.propagation
+            .iter()
+            .find_map(|o| o.strip_prefix("shared:")?.parse().ok())
+    }
+
+    /// The peer group this mount receives propagation from (`master:N`).
+    pub fn master_group(&self) -> Option<u32> {
+        self.propagation
+            .iter()
+            .find_map(|o| o.strip_prefix("master:")?.parse().ok())
     }
 }
 
@@ -113,6 +132,99 @@ pub fn mounts_under(entries: &[MountEntry], dir: &Path) -> Vec<MountEntry> {
         .collect();
     v.sort_by_key(|e| std::cmp::Reverse(e.mount_point.components().count()));
     v
+}
+
+/// A mount of one of our devices in another process's mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignMount {
+    /// A process in that namespace (the lowest pid).
+    pub pid: u32,
+    /// Its command name.
+    pub comm: String,
+    /// Where that namespace has the device mounted.
+    pub mount_point: PathBuf,
+    /// Whether the mount is a peer or slave of a peer group one of our own
+    /// mounts of the device is shared in: our unmount reaches it (a
+    /// systemd service's private namespace made after our mount).
+    pub follows_ours: bool,
+}
+
+impl std::fmt::Display for ForeignMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} ({}): mounted at {} in another mount namespace",
+            self.pid,
+            self.comm,
+            self.mount_point.display()
+        )
+    }
+}
+
+/// Mounts of the devices `devs` (`(major, minor)`) in mount namespaces
+/// other than this process's — a container's bind of a published tree, an
+/// `unshare`d shell, a service's private namespace. Why: a filesystem
+/// still mounted elsewhere keeps its device open after we unmount ours (a
+/// teardown would stop half way), and it tells whether anything outside
+/// this namespace still uses a tree.
+pub fn foreign_mounts(devs: &[(u32, u32)]) -> Vec<ForeignMount> {
+    foreign_mounts_in(Path::new("/proc"), devs)
+}
+
+fn foreign_mounts_in(proc_root: &Path, devs: &[(u32, u32)]) -> Vec<ForeignMount> {
+    let mut out = Vec::new();
+    if devs.is_empty() {
+        return out;
+    }
+    let ours = std::fs::read_link(proc_root.join("self/ns/mnt")).ok();
+    let own = read_from(proc_root).unwrap_or_default();
+    let is_dev = |e: &MountEntry| devs.contains(&(e.major, e.minor));
+    let groups: Vec<u32> = own
+        .iter()
+        .filter(|e| is_dev(e))
+        .filter_map(MountEntry::shared_group)
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(o) = &ours {
+        seen.insert(o.clone());
+    }
+    let Ok(procs) = std::fs::read_dir(proc_root) else {
+        return out;
+    };
+    let mut pids: Vec<u32> = procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_string_lossy().parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let dir = proc_root.join(pid.to_string());
+        let Ok(ns) = std::fs::read_link(dir.join("ns/mnt")) else {
+            continue;
+        };
+        if !seen.insert(ns) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(dir.join("mountinfo")) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(dir.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        for e in parse(&text).iter().filter(|e| is_dev(e)) {
+            let follows_ours = [e.shared_group(), e.master_group()]
+                .into_iter()
+                .flatten()
+                .any(|g| groups.contains(&g));
+            out.push(ForeignMount {
+                pid,
+                comm: comm.clone(),
+                mount_point: e.mount_point.clone(),
+                follows_ours,
+            });
+        }
+    }
+    out
 }
 
 /// Processes whose cwd, root, executable or open files are under `dir`, as
@@ -178,6 +290,65 @@ mod tests {
         assert_eq!(m[1].dev(), "7:3");
         assert_eq!(m[0].mount_options, "rw,noatime");
         assert_eq!(m[1].mount_options, "rw");
+        assert_eq!(m[0].shared_group(), None);
+        assert_eq!(m[0].master_group(), Some(1));
+    }
+
+    #[test]
+    fn mounts_in_other_namespaces_say_whether_our_unmount_reaches_them() {
+        let root = std::env::temp_dir().join(format!("mountinfo-ns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let put = |pid: &str, ns: &str, text: &str| {
+            let d = root.join(pid);
+            std::fs::create_dir_all(d.join("ns")).unwrap();
+            std::os::unix::fs::symlink(ns, d.join("ns/mnt")).unwrap();
+            std::fs::write(d.join("mountinfo"), text).unwrap();
+            std::fs::write(d.join("comm"), format!("p{pid}\n")).unwrap();
+        };
+        let ours = "40 1 253:3 / /var/lib/goldmount/v rw shared:7 - xfs /dev/dm-3 rw\n";
+        put("self", "mnt:[1]", ours);
+        put("10", "mnt:[1]", ours);
+        put(
+            "20",
+            "mnt:[2]",
+            "90 80 253:3 / /data rw - xfs /dev/dm-3 rw\n",
+        );
+        put(
+            "21",
+            "mnt:[2]",
+            "90 80 253:3 / /data rw - xfs /dev/dm-3 rw\n",
+        );
+        put(
+            "30",
+            "mnt:[3]",
+            "91 81 253:3 / /var/lib/goldmount/v rw master:7 - xfs /dev/dm-3 rw\n",
+        );
+        put(
+            "40",
+            "mnt:[4]",
+            "92 82 8:1 / /data rw - ext4 /dev/sda1 rw\n",
+        );
+        let found = foreign_mounts_in(&root, &[(253, 3)]);
+        let shown: Vec<(String, bool)> = found
+            .iter()
+            .map(|m| (m.to_string(), m.follows_ours))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "pid 20 (p20): mounted at /data in another mount namespace".to_string(),
+                    false
+                ),
+                (
+                    "pid 30 (p30): mounted at /var/lib/goldmount/v in another mount namespace"
+                        .to_string(),
+                    true
+                )
+            ]
+        );
+        assert!(foreign_mounts_in(&root, &[]).is_empty());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
