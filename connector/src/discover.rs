@@ -23,9 +23,24 @@ pub struct Candidate {
     pub signature: Signature,
     /// For a filesystem on a logical volume: (VG name in the gold copy, LV name).
     pub lv: Option<(String, String)>,
+    /// For a filesystem on a logical volume: the VG UUID in the gold copy,
+    /// before vgimportclone gave the clone's VG a new one (what an fstab's
+    /// `/dev/disk/by-id/dm-uuid-LVM-…` names). `None` when unknown.
+    pub vg_uuid: Option<String>,
+    /// For a filesystem on a logical volume: its LV UUID (vgimportclone
+    /// keeps LV UUIDs).
+    pub lv_uuid: Option<String>,
 }
 
 impl Candidate {
+    /// The same candidate with the LVM identity its LV had on the original
+    /// host: the VG UUID before import and the LV UUID (dashes or not).
+    pub fn with_lvm_uuids(mut self, original_vg_uuid: &str, lv_uuid: &str) -> Self {
+        self.vg_uuid = Some(original_vg_uuid.replace('-', ""));
+        self.lv_uuid = Some(lv_uuid.replace('-', ""));
+        self
+    }
+
     /// Where it is, for messages.
     pub fn describe(&self) -> String {
         match (&self.lv, self.partition) {
@@ -152,6 +167,8 @@ pub fn classify(report: &DiskReport) -> Found {
                         part_name: part.and_then(|p| p.name.clone()),
                         signature: signature.clone(),
                         lv: None,
+                        vg_uuid: None,
+                        lv_uuid: None,
                     });
                 }
             }
@@ -250,6 +267,8 @@ pub fn classify_volume(
                 part_name: None,
                 signature: signature.clone(),
                 lv: Some(lv),
+                vg_uuid: None,
+                lv_uuid: None,
             }),
             Some(reason) => Err(Skipped {
                 source,
@@ -270,11 +289,72 @@ pub fn classify_volume(
     }
 }
 
+/// The LV UUID in a device-mapper UUID (`LVM-<VG UUID><LV UUID>`, both
+/// 32 characters without dashes; a suffix such as `-tpool` marks an internal
+/// layer, which is no LV of its own).
+pub fn lv_uuid_of_dm_uuid(dm_uuid: &str) -> Option<String> {
+    let u = dm_uuid.trim().strip_prefix("LVM-")?;
+    let ok = u.len() == 64 && u.bytes().all(|b| b.is_ascii_alphanumeric());
+    ok.then(|| u[32..].to_string())
+}
+
+/// Fills in the LV UUID of a candidate on an LV from its device-mapper node
+/// (`/sys/dev/block/M:m/dm/uuid`) when the LVM stage did not say it: the LV
+/// UUID survives vgimportclone, the VG UUID there is the new one and is not
+/// taken.
+pub fn fill_lv_uuid_from_dm(c: &mut Candidate, node: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    if c.lv.is_none() || c.lv_uuid.is_some() {
+        return;
+    }
+    let Ok(md) = std::fs::metadata(node) else {
+        return;
+    };
+    let r = md.rdev();
+    let p = format!(
+        "/sys/dev/block/{}:{}/dm/uuid",
+        rustix::fs::major(r),
+        rustix::fs::minor(r)
+    );
+    if let Ok(u) = std::fs::read_to_string(p) {
+        c.lv_uuid = lv_uuid_of_dm_uuid(&u);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use fsdetect::Usage;
+
+    #[test]
+    fn the_lv_uuid_is_read_from_a_dm_uuid() {
+        let vg = "Zx5bQk1mN2pL3oR4sT5uV6wX7yZ8aB9c";
+        let lv = "dE0fG1hI2jK3lM4nO5pQ6rS7tU8vW9xY";
+        assert_eq!(
+            lv_uuid_of_dm_uuid(&format!("LVM-{vg}{lv}\n")).as_deref(),
+            Some(lv)
+        );
+        assert_eq!(lv_uuid_of_dm_uuid(&format!("LVM-{vg}{lv}-tpool")), None);
+        assert_eq!(lv_uuid_of_dm_uuid("CRYPT-LUKS2-abc"), None);
+        let c = Candidate {
+            partition: None,
+            offset: 0,
+            size: 0,
+            part_uuid: None,
+            part_name: None,
+            signature: Signature::new("ext4", Usage::Filesystem, 0),
+            lv: Some(("ubuntu-vg".into(), "ubuntu-lv".into())),
+            vg_uuid: None,
+            lv_uuid: None,
+        }
+        .with_lvm_uuids(
+            "Zx5bQk-1mN2-pL3o-R4sT-5uV6-wX7y-Z8aB9c",
+            "dE0fG1-hI2j-K3lM-4nO5-pQ6r-S7tU-8vW9xY",
+        );
+        assert_eq!(c.vg_uuid.as_deref(), Some(vg));
+        assert_eq!(c.lv_uuid.as_deref(), Some(lv));
+    }
 
     #[test]
     fn a_pv_nested_on_a_logical_volume_says_so() {

@@ -21,6 +21,9 @@ pub struct Planned {
     pub original: Option<String>,
     /// The fstab entry says `nofail`: a failed mount is skipped, not fatal.
     pub nofail: bool,
+    /// The fstab entry's options field as written (`None` in the flat
+    /// layout): what the allow-list in [`crate::fstab_options`] carries over.
+    pub options: Option<String>,
 }
 
 /// Keeps names readable and safe as a single path component.
@@ -77,6 +80,7 @@ pub fn flat(cands: &[Candidate]) -> Vec<Planned> {
                 mount_point,
                 original: None,
                 nofail: false,
+                options: None,
             });
         }
     }
@@ -109,6 +113,8 @@ pub fn resolve(e: &Entry, cands: &[Candidate]) -> Result<usize, String> {
                 }
             }
         }
+        Spec::LvmUuid { vg_uuid, lv_uuid } => return resolve_lvm_uuid(vg_uuid, lv_uuid, cands),
+        Spec::Unresolvable(why) => return Err(why.clone()),
         Spec::Path(p) => {
             return Err(format!(
                 "{p} is a device path of the original host and cannot be resolved here"
@@ -118,17 +124,74 @@ pub fn resolve(e: &Entry, cands: &[Candidate]) -> Result<usize, String> {
     hit.ok_or_else(|| format!("no filesystem of this clone matches {}", e.raw_spec))
 }
 
+/// The logical volume a `dm-uuid-LVM-<VG UUID><LV UUID>` link names: the
+/// one with that LV UUID whose VG had that UUID in the gold copy (when the
+/// LVM stage said so; LV UUIDs alone are unique in practice, and a clash is
+/// reported, never guessed).
+fn resolve_lvm_uuid(vg_uuid: &str, lv_uuid: &str, cands: &[Candidate]) -> Result<usize, String> {
+    let what = format!("LVM logical volume with VG UUID {vg_uuid} and LV UUID {lv_uuid}");
+    if !cands.iter().any(|c| c.lv.is_some()) {
+        return Err(format!(
+            "names an {what}, and no logical volume of this clone was activated (see skipped)"
+        ));
+    }
+    let same_lv: Vec<usize> = (0..cands.len())
+        .filter(|&i| cands[i].lv_uuid.as_deref() == Some(lv_uuid))
+        .collect();
+    let hits: Vec<usize> = same_lv
+        .iter()
+        .copied()
+        .filter(|&i| cands[i].vg_uuid.as_deref().is_none_or(|v| v == vg_uuid))
+        .collect();
+    match hits.as_slice() {
+        [i] => Ok(*i),
+        [] if !same_lv.is_empty() => Err(format!(
+            "names an {what}; {} has that LV UUID but belonged to another VG on the original host",
+            cands[same_lv[0]].describe()
+        )),
+        [] if cands.iter().all(|c| c.lv.is_none() || c.lv_uuid.is_none()) => Err(format!(
+            "names an {what}, and the UUIDs of this clone's logical volumes are not known"
+        )),
+        [] => Err(format!(
+            "names an {what}, which is not among this clone's filesystems"
+        )),
+        many => Err(format!(
+            "names an {what}, and {} of this clone's logical volumes have it (clones of one gold in one volume?): not guessed",
+            many.len()
+        )),
+    }
+}
+
 /// The original tree from `entries` (the root candidate's fstab). Returns the
-/// plan (parents before children) and the entries that did not resolve.
-/// `None` when the fstab has no resolvable `/` entry naming `root_cand`.
+/// plan (parents before children) and the entries that did not resolve; or,
+/// when the fstab has no resolvable `/` entry naming `root_cand`, why it
+/// cannot be used (for the manifest: an fstab is never dropped silently).
 pub fn from_fstab(
     entries: &[Entry],
     cands: &[Candidate],
     root_cand: usize,
-) -> Option<(Vec<Planned>, Vec<UnresolvedEntry>)> {
-    let root_entry = entries.iter().find(|e| e.mountpoint == "/")?;
-    if resolve(root_entry, cands).ok()? != root_cand {
-        return None;
+) -> Result<(Vec<Planned>, Vec<UnresolvedEntry>), String> {
+    let Some(root_entry) = entries.iter().find(|e| e.mountpoint == "/") else {
+        return Err(format!(
+            "it has no usable entry for / ({} local filesystem entries)",
+            entries.len()
+        ));
+    };
+    match resolve(root_entry, cands) {
+        Ok(i) if i == root_cand => {}
+        Ok(i) => {
+            return Err(format!(
+                "its entry for / ({}) names {}, not the filesystem it was found on",
+                root_entry.raw_spec,
+                cands[i].describe()
+            ))
+        }
+        Err(why) => {
+            return Err(format!(
+                "its entry for / ({}) does not resolve: {why}",
+                root_entry.raw_spec
+            ))
+        }
     }
     let mut planned = Vec::new();
     let mut unresolved = Vec::new();
@@ -162,6 +225,7 @@ pub fn from_fstab(
                     mount_point,
                     original: Some(e.mountpoint.clone()),
                     nofail: e.options.split(',').any(|o| o == "nofail"),
+                    options: Some(e.options.clone()),
                 });
             }
             Ok(_) => unresolved.push(UnresolvedEntry {
@@ -184,7 +248,7 @@ pub fn from_fstab(
             p.mount_point.components().len()
         }
     });
-    Some((planned, unresolved))
+    Ok((planned, unresolved))
 }
 
 #[cfg(test)]
@@ -207,6 +271,8 @@ mod tests {
             part_name: None,
             signature: s,
             lv: None,
+            vg_uuid: None,
+            lv_uuid: None,
         }
     }
 
@@ -243,7 +309,9 @@ mod tests {
         assert_eq!(unresolved.len(), 1);
         assert!(unresolved[0].reason.contains("/dev/sdz1"));
         // A root entry that names another filesystem is not this root.
-        assert!(from_fstab(&entries, &c, 0).is_none());
+        assert!(from_fstab(&entries, &c, 0)
+            .unwrap_err()
+            .contains("names partition 2"));
     }
 
     #[test]
@@ -263,6 +331,188 @@ mod tests {
         let (plan, unresolved) = from_fstab(&twice, &c, 0).unwrap();
         assert_eq!(plan.len(), 1);
         assert!(unresolved[0].reason.contains("second entry for /"));
+    }
+
+    const VG: &str = "Zx5bQk1mN2pL3oR4sT5uV6wX7yZ8aB9c";
+    const LV: &str = "dE0fG1hI2jK3lM4nO5pQ6rS7tU8vW9xY";
+
+    /// An Ubuntu server disk after import: ESP (p1), /boot (p2), and the
+    /// root LV of `ubuntu-vg`, whose VG vgimportclone gave a new UUID.
+    fn ubuntu() -> Vec<Candidate> {
+        let mut esp = cand(1, "vfat", Some("EFI System"), "B2C4-1F3E");
+        esp.part_uuid = Some("5e1c0a2b-3d4f-4a6b-9c8d-7e6f5a4b3c2d".into());
+        esp.part_name = Some("EFI System Partition".into());
+        let mut boot = cand(
+            2,
+            "ext4",
+            Some("data/backup"),
+            "0e8f1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+        );
+        boot.part_name = Some("boot".into());
+        let mut root = cand(0, "ext4", None, "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d");
+        root.partition = None;
+        root.part_uuid = None;
+        root.lv = Some(("ubuntu-vg".into(), "ubuntu-lv".into()));
+        let root = root.with_lvm_uuids(
+            "Zx5bQk-1mN2-pL3o-R4sT-5uV6-wX7y-Z8aB9c",
+            "dE0fG1-hI2j-K3lM-4nO5-pQ6r-S7tU-8vW9xY",
+        );
+        vec![esp, boot, root]
+    }
+
+    #[test]
+    fn ubuntus_subiquity_fstab_assembles_the_tree() {
+        // As curtin writes it (comments included), plus a swap file.
+        let text = format!(
+            "# /etc/fstab: static file system information.\n\
+             # / was on /dev/ubuntu-vg/ubuntu-lv during curtin installation\n\
+             /dev/disk/by-id/dm-uuid-LVM-{VG}{LV} / ext4 defaults 0 1\n\
+             # /boot was on /dev/sda2 during curtin installation\n\
+             /dev/disk/by-uuid/0e8f1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b /boot ext4 defaults 0 1\n\
+             # /boot/efi was on /dev/sda1 during curtin installation\n\
+             /dev/disk/by-uuid/B2C4-1F3E /boot/efi vfat defaults 0 1\n\
+             /swap.img\tnone\tswap\tsw\t0\t0\n"
+        );
+        let c = ubuntu();
+        let (plan, unresolved) = from_fstab(&crate::fstab::parse(&text), &c, 2).unwrap();
+        let t: Vec<_> = plan
+            .iter()
+            .map(|p| (p.cand, p.mount_point.to_string()))
+            .collect();
+        assert_eq!(
+            t,
+            vec![
+                (2, "/".to_string()),
+                (1, "/boot".to_string()),
+                (0, "/boot/efi".to_string())
+            ]
+        );
+        assert!(unresolved.is_empty(), "{unresolved:?}");
+        assert_eq!(plan[2].options.as_deref(), Some("defaults"));
+    }
+
+    #[test]
+    fn every_dev_disk_by_form_resolves_or_says_why() {
+        let c = ubuntu();
+        let r = |spec: &str| {
+            let e = crate::fstab::parse(&format!("{spec} /x ext4 defaults 0 2\n"));
+            resolve(&e[0], &c)
+        };
+        let err = |spec: &str, want: &str| {
+            let why = r(spec).unwrap_err();
+            assert!(why.contains(want), "{spec}: {why}");
+        };
+        assert_eq!(r(&format!("/dev/disk/by-id/dm-uuid-LVM-{VG}{LV}")), Ok(2));
+        assert_eq!(r("/dev/disk/by-id/dm-name-ubuntu--vg-ubuntu--lv"), Ok(2));
+        assert_eq!(r("/dev/mapper/ubuntu--vg-ubuntu--lv"), Ok(2));
+        assert_eq!(r("/dev/ubuntu-vg/ubuntu-lv"), Ok(2));
+        assert_eq!(r("/dev/disk/by-uuid/b2c4-1f3e"), Ok(0));
+        assert_eq!(r("UUID=B2C4-1F3E"), Ok(0));
+        assert_eq!(r("/dev/disk/by-label/EFI\\x20System"), Ok(0));
+        assert_eq!(r("LABEL=EFI\\040System"), Ok(0));
+        assert_eq!(r("/dev/disk/by-label/data\\x2fbackup"), Ok(1));
+        assert_eq!(
+            r("/dev/disk/by-partuuid/5E1C0A2B-3D4F-4A6B-9C8D-7E6F5A4B3C2D"),
+            Ok(0)
+        );
+        assert_eq!(r("PARTUUID=5e1c0a2b-3d4f-4a6b-9c8d-7e6f5a4b3c2d"), Ok(0));
+        assert_eq!(
+            r("/dev/disk/by-partlabel/EFI\\x20System\\x20Partition"),
+            Ok(0)
+        );
+        assert_eq!(r("PARTLABEL=boot"), Ok(1));
+        // The VG UUID the clone's VG has after vgimportclone is not the one
+        // the original host's fstab names.
+        let new_vg = "Qq1wE2rT3yU4iO5pA6sD7fG8hJ9kL0zX";
+        err(
+            &format!("/dev/disk/by-id/dm-uuid-LVM-{new_vg}{LV}"),
+            "belonged to another VG",
+        );
+        err(
+            &format!("/dev/disk/by-id/dm-uuid-LVM-{VG}{new_vg}"),
+            "not among this clone's filesystems",
+        );
+        err(
+            "/dev/disk/by-id/dm-name-ubuntu--vg-swap",
+            "ubuntu-vg/swap is not among",
+        );
+        err(
+            "/dev/disk/by-id/lvm-pv-uuid-hV3bEk-Aq9z-Xc2D-Lm4N-oP6q-Rs8T-uV0wXy",
+            "not a filesystem",
+        );
+        err(
+            "/dev/disk/by-path/pci-0000:00:17.0-ata-1-part2",
+            "hardware path",
+        );
+        err("/dev/disk/by-path/ip-10.0.0.5:3260-iscsi-iqn.2003-01.org.linux-iscsi.gold:sn.1-lun-0-part1", "hardware path");
+        err(
+            "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4-part2",
+            "hardware identity",
+        );
+        err(
+            "/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_drive-scsi0-part2",
+            "hardware identity",
+        );
+        err(
+            "/dev/disk/by-id/ata-ST1000DM010-2EP102_Z9A1B2C3-part1",
+            "hardware identity",
+        );
+        err(
+            "/dev/disk/by-id/nvme-Samsung_SSD_970_EVO_1TB_S467NX0M123456-part2",
+            "hardware identity",
+        );
+        err("/dev/sda2", "kernel disk name");
+        err("/dev/nvme0n1p2", "kernel disk name");
+        err(
+            "/dev/disk/by-uuid/ffffffff-0000-4000-8000-000000000000",
+            "no filesystem of this clone matches",
+        );
+        // LV UUID known only from the dm node (the LVM stage did not give the
+        // original VG UUID): the LV UUID decides.
+        let mut c2 = ubuntu();
+        c2[2].vg_uuid = None;
+        let e = crate::fstab::parse(&format!(
+            "/dev/disk/by-id/dm-uuid-LVM-{VG}{LV} / ext4 defaults 0 1\n"
+        ));
+        assert_eq!(resolve(&e[0], &c2), Ok(2));
+        // Two LVs with one LV UUID (two clones of one gold in one volume): not guessed.
+        c2.push(c2[2].clone());
+        assert!(resolve(&e[0], &c2)
+            .unwrap_err()
+            .contains("2 of this clone's logical volumes"));
+        // Neither UUID known.
+        c2.truncate(3);
+        c2[2].lv_uuid = None;
+        assert!(resolve(&e[0], &c2).unwrap_err().contains("not known"));
+        // A read-only mount imports no VG: say so.
+        let flat: Vec<Candidate> = ubuntu().into_iter().take(2).collect();
+        assert!(resolve(&e[0], &flat)
+            .unwrap_err()
+            .contains("no logical volume of this clone was activated"));
+    }
+
+    #[test]
+    fn an_fstab_that_is_not_used_says_why() {
+        let c = ubuntu();
+        let why = from_fstab(
+            &crate::fstab::parse(
+                "/dev/disk/by-path/pci-0000:00:10.0-scsi-0:0:0:0-part3 / ext4 defaults 0 1\n",
+            ),
+            &c,
+            2,
+        )
+        .unwrap_err();
+        assert!(
+            why.contains("entry for /") && why.contains("hardware path"),
+            "{why}"
+        );
+        let why = from_fstab(
+            &crate::fstab::parse("UUID=B2C4-1F3E /boot/efi vfat umask=0077 0 1\n"),
+            &c,
+            2,
+        )
+        .unwrap_err();
+        assert!(why.contains("no usable entry for /"), "{why}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod discover;
 pub mod engine;
 pub mod fstab;
+pub mod fstab_options;
 pub mod layout;
 pub mod lock;
 pub mod manifest;

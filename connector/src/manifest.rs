@@ -38,6 +38,22 @@ pub struct MountInfo {
     /// True when the partition was mapped with an offset loop device because
     /// the kernel did not create a partition node.
     pub via_offset_loop: bool,
+    /// Options of the clone's fstab line carried over to this mount (the
+    /// allow-list in `fstab_options`); empty in the flat layout.
+    #[serde(default)]
+    pub fstab_options_kept: Vec<String>,
+    /// Options of the clone's fstab line not carried over, with the reason.
+    #[serde(default)]
+    pub fstab_options_dropped: Vec<DroppedOption>,
+}
+
+/// An option of a clone's fstab line that goldmount did not carry over.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DroppedOption {
+    /// The option as written (at most 256 bytes).
+    pub option: String,
+    /// Why it was dropped.
+    pub reason: String,
 }
 
 /// Something found on the LUN that was deliberately not mounted.

@@ -202,6 +202,20 @@ pub fn mount_on(
     opts: MountOptions,
     data: &str,
 ) -> Result<MountId, MountError> {
+    mount_on_with(dir, source, fstype, opts, MountFlags::empty(), data)
+}
+
+/// [`mount_on`] with further per-mount flags on top of `opts` (access-time
+/// flags such as `MS_NOATIME`, which the kernel takes as flags and refuses
+/// in the data string).
+pub fn mount_on_with(
+    dir: &ResolvedDir,
+    source: &Path,
+    fstype: &str,
+    opts: MountOptions,
+    extra: MountFlags,
+    data: &str,
+) -> Result<MountId, MountError> {
     let rdev = match std::fs::metadata(source) {
         Ok(m) if m.file_type().is_block_device() => Some(m.rdev()),
         _ => None,
@@ -221,7 +235,7 @@ pub fn mount_on(
         source,
         dir.proc_path(),
         fstype,
-        opts.flags(),
+        opts.flags() | extra,
         if data.is_empty() {
             None
         } else {

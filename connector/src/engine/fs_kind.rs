@@ -3,6 +3,8 @@
 //! (the gold copy or another clone), and whether it can hold the original
 //! host's `/etc/fstab`. Every decision about a filesystem type reads this.
 
+use crate::fstab_options::{Atime, Carried};
+
 /// What to do when a filesystem with the same UUID is already mounted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UuidCollision {
@@ -114,6 +116,15 @@ pub struct MountPlan {
     pub nosuid_nodev: bool,
     /// Filesystem-specific options.
     pub data: Vec<&'static str>,
+    /// Options carried over from the clone's fstab line (validated by
+    /// [`crate::fstab_options::carry`]), after `data`.
+    pub carried: Vec<String>,
+    /// `noexec` (the clone's fstab asked for it).
+    pub noexec: bool,
+    /// Access-time flag the clone's fstab asked for.
+    pub atime: Option<Atime>,
+    /// `nodiratime` (the clone's fstab asked for it).
+    pub nodiratime: bool,
 }
 
 impl MountPlan {
@@ -124,12 +135,39 @@ impl MountPlan {
         if self.nosuid_nodev {
             o.extend(["nosuid", "nodev"]);
         }
+        if self.noexec {
+            o.push("noexec");
+        }
+        o.extend(self.atime.map(|a| match a {
+            Atime::NoAtime => "noatime",
+            Atime::Relatime => "relatime",
+            Atime::StrictAtime => "strictatime",
+        }));
+        if self.nodiratime {
+            o.push("nodiratime");
+        }
         o.extend(self.data.iter().copied());
+        o.extend(self.carried.iter().map(String::as_str));
         o.join(",")
     }
-    /// Only the filesystem-specific part (`nouuid,norecovery`).
+    /// Only the filesystem-specific part (`nouuid,norecovery`, then what
+    /// the clone's fstab carried over).
     pub fn data_string(&self) -> String {
-        self.data.join(",")
+        let mut d: Vec<&str> = self.data.clone();
+        d.extend(self.carried.iter().map(String::as_str));
+        d.join(",")
+    }
+    /// This plan with the options carried over from the clone's fstab line:
+    /// they may make the mount stricter (`ro`, `noexec`, `nosuid`), never
+    /// looser, and add validated filesystem options.
+    pub fn with_fstab(mut self, c: &Carried) -> MountPlan {
+        self.read_only |= c.read_only;
+        self.nosuid_nodev |= c.nosuid && c.nodev;
+        self.noexec |= c.noexec;
+        self.atime = c.atime;
+        self.nodiratime = c.nodiratime;
+        self.carried = c.data.clone();
+        self
     }
 }
 
@@ -151,6 +189,10 @@ impl FsKind {
             read_only: ro,
             nosuid_nodev: !allow_suid_dev,
             data,
+            carried: Vec::new(),
+            noexec: false,
+            atime: None,
+            nodiratime: false,
         }
     }
 }
@@ -200,5 +242,27 @@ mod tests {
         );
         assert!(lookup("swap").is_none());
         assert!(lookup("ext4").unwrap().may_hold_fstab && !lookup("vfat").unwrap().may_hold_fstab);
+    }
+
+    #[test]
+    fn fstab_options_tighten_and_never_loosen() {
+        let ctx = crate::fstab_options::Context {
+            read_only: true,
+            selinux: false,
+        };
+        let vfat = lookup("vfat").unwrap();
+        let c = crate::fstab_options::carry("vfat", "rw,suid,dev,umask=0077,noatime", ctx);
+        let p = vfat.plan(true, false, false).with_fstab(&c);
+        assert_eq!(p.options(), "ro,nosuid,nodev,noatime,umask=0077");
+        assert_eq!(p.data_string(), "umask=0077");
+        let ext4 = lookup("ext4").unwrap();
+        let ctx = crate::fstab_options::Context {
+            read_only: false,
+            selinux: false,
+        };
+        let c = crate::fstab_options::carry("ext4", "ro,noexec,errors=remount-ro", ctx);
+        let p = ext4.plan(false, false, true).with_fstab(&c);
+        assert_eq!(p.options(), "ro,noexec,errors=remount-ro");
+        assert!(p.read_only && p.noexec && !p.nosuid_nodev);
     }
 }

@@ -185,7 +185,7 @@ fn mount_syscall(
     dir: &ResolvedDir,
     plan: &MountPlan,
 ) -> Result<hostfs::mountfd::MountId> {
-    use hostfs::mountfd::{mount_on, MountOptions as Flags};
+    use hostfs::mountfd::{mount_on_with, MountOptions as Flags};
     if plan.fstype == "ntfs-3g" {
         let t = dir.host_path().to_string_lossy().into_owned();
         let n = node.to_string_lossy().into_owned();
@@ -216,18 +216,35 @@ fn mount_syscall(
         read_only: plan.read_only,
         nosuid: plan.nosuid_nodev,
         nodev: plan.nosuid_nodev,
-        noexec: false,
+        noexec: plan.noexec,
     };
-    let id = mount_on(dir, node, &plan.fstype, flags, &plan.data_string()).map_err(|e| {
-        let text = e.to_string();
-        let ro = text.contains("EROFS") || text.contains("EACCES") || text.contains("ead-only");
-        if ro && !plan.read_only {
-            anyhow!("{text}; the device is read-only: mount the volume read-only")
-        } else {
-            anyhow!("{text}")
-        }
-    })?;
+    let extra = atime_flags(plan);
+    let id =
+        mount_on_with(dir, node, &plan.fstype, flags, extra, &plan.data_string()).map_err(|e| {
+            let text = e.to_string();
+            let ro = text.contains("EROFS") || text.contains("EACCES") || text.contains("ead-only");
+            if ro && !plan.read_only {
+                anyhow!("{text}; the device is read-only: mount the volume read-only")
+            } else {
+                anyhow!("{text}")
+            }
+        })?;
     Ok(id)
+}
+
+/// The access-time mount flags a plan asks for (the kernel refuses them in
+/// the data string).
+fn atime_flags(plan: &MountPlan) -> rustix::mount::MountFlags {
+    use crate::fstab_options::Atime;
+    use rustix::mount::MountFlags as F;
+    let mut f = match plan.atime {
+        Some(Atime::NoAtime) => F::NOATIME,
+        Some(Atime::Relatime) => F::RELATIME,
+        Some(Atime::StrictAtime) => F::STRICTATIME,
+        None => F::empty(),
+    };
+    f.set(F::NODIRATIME, plan.nodiratime);
+    f
 }
 
 /// Runs the whole mount for `devices` (already claimed) and returns the manifest.
@@ -317,10 +334,13 @@ pub fn mount_steps(
     if !pvs.is_empty() {
         let (lvs, skipped, notes) =
             super::stage_lvm::import_vgs(run.store, run.volume, run.opts, j, &pvs)?;
-        items.extend(lvs.into_iter().map(|(cand, node)| Item {
-            cand,
-            node,
-            via_loop: false,
+        items.extend(lvs.into_iter().map(|(mut cand, node)| {
+            discover::fill_lv_uuid_from_dm(&mut cand, &node);
+            Item {
+                cand,
+                node,
+                via_loop: false,
+            }
         }));
         run.skipped.extend(skipped);
         run.notes.extend(notes);
@@ -328,22 +348,38 @@ pub fn mount_steps(
     // Layout: the original tree, if one filesystem holds an fstab whose "/" is itself.
     let cands: Vec<Candidate> = items.iter().map(|i| i.cand.clone()).collect();
     let mut plan: Option<(Vec<Planned>, Vec<UnresolvedEntry>)> = None;
+    let mut not_used: Vec<String> = Vec::new();
     for i in fstab_search_order(&cands) {
         let item = &items[i];
         let Some(bytes) = read_fstab(run, j, item, i)? else {
             continue;
         };
         let (entries, problems) = fstab::parse_bytes(&bytes);
-        if let Some(p) = layout::from_fstab(&entries, &cands, i) {
-            run.notes.extend(problems);
-            plan = Some(p);
-            break;
+        match layout::from_fstab(&entries, &cands, i) {
+            Ok(p) => {
+                run.notes.extend(problems);
+                plan = Some(p);
+                break;
+            }
+            Err(why) => not_used.push(format!(
+                "{}: its /etc/fstab was found but not used: {why}",
+                item.cand.describe()
+            )),
         }
     }
     let (layout_kind, planned, unresolved) = match plan {
         Some((p, u)) => (Layout::Fstab, p, u),
-        None => (Layout::Flat, layout::flat(&cands), Vec::new()),
+        None => {
+            if !not_used.is_empty() {
+                not_used.push(
+                    "no usable /etc/fstab: the filesystems are mounted flat, one directory each"
+                        .into(),
+                );
+            }
+            (Layout::Flat, layout::flat(&cands), Vec::new())
+        }
     };
+    run.notes.extend(not_used);
     run.unresolved.extend(unresolved);
     if layout_kind == Layout::Fstab {
         let used: HashSet<usize> = planned.iter().map(|p| p.cand).collect();
@@ -501,7 +537,20 @@ fn mount_one(
     let uuid = c.signature.uuid();
     let dup = uuid.as_ref().is_some_and(|u| mounted_uuids.contains(u));
     let ro = run.opts.read_only;
-    let mut plan = kind.plan(ro, dup, run.opts.allow_suid_dev);
+    let ctx = crate::fstab_options::Context {
+        read_only: ro,
+        selinux: crate::fstab_options::selinux_enabled(),
+    };
+    let carried = p
+        .options
+        .as_deref()
+        .map(|o| crate::fstab_options::carry(t, o, ctx))
+        .unwrap_or_default();
+    let plan_for = |dup: bool| {
+        kind.plan(ro, dup, run.opts.allow_suid_dev)
+            .with_fstab(&carried)
+    };
+    let mut plan = plan_for(dup);
     if let Err(e) = mount_at(j, &item.node, &dir, &plan) {
         // Undo rather than forget: the mount may have happened even though
         // it could not be identified.
@@ -509,7 +558,7 @@ fn mount_one(
         match kind.uuid_collision {
             // Another clone of the same gold may have mounted its XFS meanwhile.
             UuidCollision::NoUuid if !dup => {
-                plan = kind.plan(ro, true, run.opts.allow_suid_dev);
+                plan = plan_for(true);
                 mount_at(j, &item.node, &dir, &plan).map_err(|e2| e2.context(format!("{e:#}")))?;
             }
             UuidCollision::BtrfsFsid if run.opts.btrfs_new_fsid && !ro => {
@@ -528,6 +577,12 @@ fn mount_one(
                      changes the clone)",
                 ))
             }
+            _ if !carried.kept.is_empty() => {
+                return Err(e.context(format!(
+                    "with the options carried over from the clone's fstab: {}",
+                    carried.kept.join(",")
+                )))
+            }
             _ => return Err(e),
         }
     }
@@ -538,7 +593,7 @@ fn mount_one(
         let n = item.node.to_string_lossy();
         tools::run("xfs_admin", &["-U", "generate", &n], DEFAULT_TIMEOUT)
             .with_context(|| format!("regenerating the XFS UUID of {}", c.describe()))?;
-        plan = kind.plan(false, false, run.opts.allow_suid_dev);
+        plan = plan_for(false);
         mount_at(j, &item.node, &dir, &plan)?;
         run.notes.push(format!(
             "{}: XFS UUID regenerated (as the regen_xfs_uuid option asked)",
@@ -562,6 +617,8 @@ fn mount_one(
         mount_path: dir.host_path().to_path_buf(),
         options: plan.options(),
         via_offset_loop: item.via_loop,
+        fstab_options_kept: carried.kept,
+        fstab_options_dropped: carried.dropped,
     }))
 }
 
@@ -842,6 +899,8 @@ fn import_pools(
                 mount_path: dir.host_path().to_path_buf(),
                 options: flags.options(),
                 via_offset_loop: false,
+                fstab_options_kept: Vec::new(),
+                fstab_options_dropped: Vec::new(),
             });
         }
     }
@@ -902,6 +961,8 @@ mod tests {
             part_name: part_name.map(str::to_string),
             signature: s,
             lv: lv.map(|l| ("vg".to_string(), l.to_string())),
+            vg_uuid: None,
+            lv_uuid: None,
         }
     }
 
