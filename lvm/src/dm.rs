@@ -157,7 +157,9 @@ pub fn mounts_of(dev: &str) -> Vec<String> {
 }
 
 /// The first of `devs` that cannot be removed/deactivated now, with why: a
-/// mount, a holder device outside `leaving`, or a non-zero open count.
+/// mount, a holder device outside `leaving`, or an open count beyond the
+/// opens its holders in `leaving` account for (a VG's own stack: thin
+/// pool → thin LVs, rimage → raid LV).
 /// Open counts of all of `devs` come from one `dmsetup info` run per look
 /// (not one per device: each lvm2/dmsetup process costs ~1 s under the lab's
 /// emulated CPU).
@@ -200,7 +202,7 @@ pub fn first_busy(
         let counts = parse_open_counts(&out.stdout);
         let busy = devs
             .iter()
-            .find_map(|d| counts.get(&d.name).filter(|&&n| n > 0).map(|n| (d, *n)));
+            .find_map(|d| opens_by_others(d, &counts, leaving).map(|n| (d, n)));
         let Some((d, open)) = busy else {
             return Ok(None);
         };
@@ -215,6 +217,19 @@ pub fn first_busy(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Opens of `d` beyond the one each of its holder devices in `leaving`
+/// holds (a thin LV on its pool's `-tpool`, a raid LV on its rimage/rmeta:
+/// a VG's own stack, which leaves with it), or `None` when nothing else has
+/// it open.
+fn opens_by_others(
+    d: &DmDevice,
+    counts: &BTreeMap<String, u64>,
+    leaving: &BTreeSet<String>,
+) -> Option<u64> {
+    let own = d.holders.iter().filter(|h| leaving.contains(*h)).count() as u64;
+    counts.get(&d.name).filter(|&&n| n > own).map(|n| n - own)
 }
 
 /// dm name → open count from `dmsetup info -c --noheadings -o open,name`
@@ -378,6 +393,34 @@ mod tests {
             (all[0].name.as_str(), all[0].dev.as_str()),
             ("vg-lv", "254:0")
         );
+    }
+
+    #[test]
+    fn a_vgs_own_stack_does_not_count_as_a_user() {
+        // Thin pool: tpool (dm-2) held by the pool's visible device (dm-3)
+        // and two thin LVs (dm-4, dm-5), each holding one open of it.
+        let mut tpool = dm(
+            "dm-2",
+            "253:2",
+            &["253:0", "253:1"],
+            &["dm-3", "dm-4", "dm-5"],
+        );
+        tpool.name = "pve-data-tpool".into();
+        let counts: BTreeMap<String, u64> = [("pve-data-tpool".to_string(), 3)].into();
+        let all: BTreeSet<String> = ["dm-2", "dm-3", "dm-4", "dm-5"].map(String::from).into();
+        assert_eq!(opens_by_others(&tpool, &counts, &all), None);
+        // One more open (a process with the pool open) is a user.
+        let four: BTreeMap<String, u64> = [("pve-data-tpool".to_string(), 4)].into();
+        assert_eq!(opens_by_others(&tpool, &four, &all), Some(1));
+        // Holders that are not leaving do not excuse their opens.
+        let some: BTreeSet<String> = ["dm-2", "dm-3"].map(String::from).into();
+        assert_eq!(opens_by_others(&tpool, &counts, &some), Some(2));
+        // A device nothing holds: any open is a user.
+        let mut lv = dm("dm-6", "253:6", &["7:0"], &[]);
+        lv.name = "pve-root".into();
+        let one: BTreeMap<String, u64> = [("pve-root".to_string(), 1)].into();
+        assert_eq!(opens_by_others(&lv, &one, &all), Some(1));
+        assert_eq!(opens_by_others(&lv, &BTreeMap::new(), &all), None);
     }
 
     #[test]

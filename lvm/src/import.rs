@@ -56,8 +56,10 @@ pub struct ImportedLv {
     pub path: PathBuf,
     /// Whether it is active now.
     pub active: bool,
-    /// Why goldmount's planner does not understand it (thin, raid…), if so.
-    pub unsupported: Option<String>,
+    /// Its first segment's type (`striped`, `thin`, `raid1`, `cache`…).
+    pub segtype: String,
+    /// Why it holds no filesystem of its own (a thin or cache pool), if so.
+    pub holds_no_data: Option<String>,
 }
 
 /// The result of importing a clone's VG.
@@ -82,6 +84,38 @@ pub struct ImportedVg {
     pub lvs: Vec<ImportedLv>,
     /// dm devices of an accidental activation that were removed first.
     pub undone_activation: Vec<String>,
+    /// What lvm2 said when it could not activate every LV (a thin pool
+    /// whose metadata check failed or whose `thin_check` is missing, a
+    /// RAID LV without its target): the other LVs are active.
+    pub activation_error: Option<String>,
+}
+
+impl ImportedVg {
+    /// Why `lv` is not active, in lvm2's words where it said something.
+    pub fn why_inactive(&self, lv: &ImportedLv) -> String {
+        let Some(err) = &self.activation_error else {
+            return format!(
+                "lvm2 did not activate {} (segment type {})",
+                lv.name, lv.segtype
+            );
+        };
+        let mut why = format!(
+            "lvm2 did not activate {} (segment type {}): {}",
+            lv.name,
+            lv.segtype,
+            err.trim()
+        );
+        if err.contains("thin_check") && (err.contains("execvp") || err.contains("No such file")) {
+            why.push_str(
+                "; install thin-provisioning-tools on this host (lvm2 checks a thin pool with thin_check before activating it)",
+            );
+        } else if err.contains("Manual repair required") || err.contains("Check of pool") {
+            why.push_str(
+                "; the clone's thin pool metadata needs repair: goldmount never repairs a clone, fix the gold copy (lvconvert --repair) and take a new clone",
+            );
+        }
+        why
+    }
 }
 
 /// Checks a VG name the way lvm2 does (validate_name).
@@ -262,9 +296,21 @@ impl Lvm {
                 after.metadata.name
             )));
         }
-        if !opts.skip_activation {
-            self.vgchange_activate(pvs, &name, true)?;
-        }
+        // lvm2 activates what it can and fails for the rest (exit 5): the
+        // LVs it left inactive are reported with its words, the others are
+        // mounted.
+        let activation_error = if opts.skip_activation {
+            None
+        } else {
+            match self.vgchange_activate(pvs, &name, true) {
+                Ok(_) => None,
+                Err(LvmError::Command { stderr, .. }) => {
+                    tracing::warn!(vg = %name, %stderr, "vgchange -ay did not activate every LV of the clone");
+                    Some(stderr)
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let lvs = self.imported_lvs(pvs, &after)?;
         Ok(ImportedVg {
             original_name: original.name,
@@ -276,6 +322,7 @@ impl Lvm {
             devices: pvs.to_vec(),
             lvs,
             undone_activation: undone,
+            activation_error,
         })
     }
 
@@ -305,7 +352,8 @@ impl Lvm {
                 dm_path: dm_path(vg, &l.name),
                 path: PathBuf::from(format!("/dev/{vg}/{}", l.name)),
                 active: active.contains(&format!("LVM-{vg_uuid}{}", undash(&l.id))),
-                unsupported: l.unsupported.clone(),
+                segtype: l.segtype.clone(),
+                holds_no_data: l.holds_no_data().map(str::to_string),
             })
             .collect())
     }

@@ -1,6 +1,7 @@
 //! Shared helpers for the cross-crate integration tests and the lab scenarios.
 
 pub mod dockerd;
+pub mod gmcli;
 pub mod golddisk;
 pub mod lab;
 pub mod lvmgold;

@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use appliance::lio::{Lio, LioConfig};
+use goldmount_tests::gmcli::*;
 use goldmount_tests::lab::*;
 
 const PORTAL: &str = "127.0.0.1:3260";
 /// The appliance's second portal (a second path for multipath).
 const PORTAL2: &str = "127.0.0.2:3260";
 const DISK_WAIT: Duration = Duration::from_secs(90);
-const GM_TIMEOUT: Duration = Duration::from_secs(400);
 const MIB: u64 = 1 << 20;
 
 /// The gold disk's partition 2 (the LVM PV) starts here (sgdisk layout below).
@@ -27,105 +27,13 @@ const BOOT_UUID: &str = "3f0e6a56-2a8d-4c55-9a0b-5d3c1e2f4a10";
 
 // ---------------------------------------------------------------- goldmount
 
-fn gm_bin() -> String {
-    std::env::var("GOLDMOUNT_BIN").expect("GOLDMOUNT_BIN (set by cargo xtask lab)")
-}
-
-/// Points every goldmount process of this scenario at private paths.
-fn gm_env(scratch: &Path) -> PathBuf {
-    let root = scratch.join("volumes");
-    fs::create_dir_all(scratch.join("state")).unwrap();
-    std::env::set_var("GOLDMOUNT_VOLUMES_ROOT", &root);
-    std::env::set_var("GOLDMOUNT_STATE", scratch.join("state/state.redb"));
-    std::env::set_var("GOLDMOUNT_RUN_DIR", scratch.join("run"));
-    std::env::set_var("LVM_SUPPRESS_FD_WARNINGS", "1");
-    root
-}
-
-fn gm(args: &[&str]) -> Result<String, String> {
-    try_run(&gm_bin(), args, GM_TIMEOUT)
-}
-
 /// `goldmount mount --wwid W… --volume V --json` → the manifest.
 fn gm_mount(volume: &str, wwids: &[&str]) -> serde_json::Value {
-    let mut args = vec!["mount", "--volume", volume, "--json", "--timeout", "60"];
+    let mut extra = Vec::new();
     for w in wwids {
-        args.extend(["--wwid", w]);
+        extra.extend(["--wwid", w]);
     }
-    let out = gm(&args).unwrap_or_else(|e| panic!("{e}"));
-    let m: serde_json::Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("manifest of {volume} is not JSON ({e}): {out}"));
-    eprintln!("manifest {volume}: {m}");
-    m
-}
-
-/// Every volume this scenario may have mounted: force-unmounted on drop, so
-/// a failing scenario leaves nothing mounted for the next one.
-struct Volumes(std::sync::Mutex<Vec<String>>);
-
-impl Volumes {
-    fn new() -> Self {
-        Self(std::sync::Mutex::new(Vec::new()))
-    }
-    fn add(&self, v: &str) {
-        self.0.lock().unwrap().push(v.to_string());
-    }
-}
-
-impl Drop for Volumes {
-    fn drop(&mut self) {
-        for v in self.0.lock().unwrap().iter().rev() {
-            if let Err(e) = gm(&["unmount", "--volume", v, "--force"]) {
-                eprintln!("cleanup: {e}");
-            }
-        }
-    }
-}
-
-/// Mount points under `root` (from /proc/self/mountinfo).
-fn mounts_under(root: &Path) -> Vec<String> {
-    let r = root.to_string_lossy().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&r))
-        .collect()
-}
-
-/// Names from `dmsetup ls`.
-fn dm_names() -> Vec<String> {
-    let out = run("dmsetup", &["ls"]);
-    out.lines()
-        .filter(|l| !l.contains("No devices found"))
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .collect()
-}
-
-/// dm devices (sysfs names) whose slaves include one of `disk`'s partitions
-/// or the disk itself.
-fn dm_on_disk(disk: &Path) -> Vec<String> {
-    let name = disk.file_name().unwrap().to_string_lossy().into_owned();
-    let mut v = Vec::new();
-    for e in fs::read_dir("/sys/block").unwrap().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if !n.starts_with("dm-") {
-            continue;
-        }
-        if let Ok(sl) = fs::read_dir(e.path().join("slaves")) {
-            if sl
-                .flatten()
-                .any(|s| s.file_name().to_string_lossy().starts_with(&name))
-            {
-                v.push(n);
-            }
-        }
-    }
-    v
-}
-
-fn lvm(args: &[&str]) -> String {
-    run("lvm", args)
+    gm_mount_with(volume, &extra)
 }
 
 /// `vgs` rows (name uuid seqno attr lv_count); `all` ignores the devices file.

@@ -38,6 +38,8 @@ pub const HOST_TEST_PACKAGES: &[&str] = &[
     "cryptsetup-bin",
     "mdadm",
     "lvm2",
+    // lvm2 runs thin_check before it activates a clone's thin pool (issue 12).
+    "thin-provisioning-tools",
     "xorriso",
     "squashfs-tools",
     "zfs-fuse",

@@ -172,11 +172,20 @@ pub fn import_vgs(
         }
         for lv in &imported.lvs {
             let lvref = (original.clone(), lv.name.clone());
-            if let Some(why) = &lv.unsupported {
+            // Whatever lvm2 activated is probed and mounted (linear,
+            // striped, thin, raid, mirror, cache…); pools hold no
+            // filesystem of their own, and an LV lvm2 left inactive is
+            // reported with its words.
+            let why_skipped = match &lv.holds_no_data {
+                Some(why) => Some(why.clone()),
+                None if !lv.active => Some(imported.why_inactive(lv)),
+                None => None,
+            };
+            if let Some(reason) = why_skipped {
                 skipped.push(Skipped {
                     source: format!("logical volume {original}/{}", lv.name),
                     what: "lv".into(),
-                    reason: why.clone(),
+                    reason,
                 });
                 continue;
             }

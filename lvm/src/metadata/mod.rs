@@ -230,5 +230,19 @@ mod tests {
         );
         let vg = parse_metadata_text(&t).unwrap();
         assert!(vg.lvs[0].unsupported.as_deref().unwrap().contains("thin"));
+        // A thin LV holds data (lvm2 activates it, goldmount mounts it);
+        // its pool does not.
+        assert_eq!(vg.lvs[0].segtype, "thin");
+        assert_eq!(vg.lvs[0].holds_no_data(), None);
+        let pool = TEXT.replace(
+            "type = \"striped\"\nstripe_count = 1\nstripes = [\"pv0\", 0]",
+            "type = \"thin-pool\"\nmetadata = \"pool_tmeta\"\npool = \"pool_tdata\"",
+        );
+        let vg = parse_metadata_text(&pool).unwrap();
+        assert_eq!(vg.lvs[0].segtype, "thin-pool");
+        assert!(vg.lvs[0].holds_no_data().unwrap().contains("thin pool"));
+        let linear = parse_metadata_text(TEXT).unwrap();
+        assert_eq!(linear.lvs[0].segtype, "striped");
+        assert_eq!(linear.lvs[0].holds_no_data(), None);
     }
 }

@@ -84,6 +84,27 @@ pub struct LvMeta {
     pub extents: u64,
     /// `None` when every segment is linear/striped, else why it is not.
     pub unsupported: Option<String>,
+    /// The first segment's type (`striped` for linear and striped, `thin`,
+    /// `thin-pool`, `raid1`…): what lvm2 builds for it on activation.
+    pub segtype: String,
+}
+
+impl LvMeta {
+    /// Why this LV holds no filesystem of its own (a pool whose blocks
+    /// belong to the LVs built on it), or `None`. Reading a pool's device
+    /// would show the first thin LV's blocks: it must never be probed or
+    /// mounted.
+    pub fn holds_no_data(&self) -> Option<&'static str> {
+        match self.segtype.as_str() {
+            "thin-pool" => {
+                Some("a thin pool: its blocks belong to its thin LVs, which are mounted instead")
+            }
+            "cache-pool" => Some("a cache pool: it caches another LV, which is mounted instead"),
+            "vdo-pool" => Some("a VDO pool: its VDO LV is mounted instead"),
+            "error" | "zero" => Some("error/zero segments carry no data"),
+            _ => None,
+        }
+    }
 }
 
 /// A volume group's metadata.
@@ -260,9 +281,17 @@ fn lv(name: &str, s: &Section, pv_ids: &[(String, String)]) -> Result<LvMeta> {
         SegmentKind::Unsupported { reason, .. } => Some(reason.clone()),
         SegmentKind::Striped { .. } => None,
     });
+    let segtype = segments
+        .first()
+        .map(|s| match &s.kind {
+            SegmentKind::Striped { .. } => "striped".to_string(),
+            SegmentKind::Unsupported { segtype, .. } => segtype.clone(),
+        })
+        .unwrap_or_default();
     Ok(LvMeta {
         name: name.to_string(),
         id,
+        segtype,
         visible: status.iter().any(|s| s == "VISIBLE"),
         status,
         segments,

@@ -20,6 +20,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "open-iscsi",
     "multipath-tools",
     "lvm2",
+    // lvm2 checks a thin pool with thin_check before activating it (lab_layouts).
+    "thin-provisioning-tools",
     "lsscsi",
     "sg3-utils",
     "xfsprogs",
