@@ -20,6 +20,7 @@ use executor::remove::{Removal, RemoveOptions};
 use executor::rescan::ScanTarget;
 use executor::wait::{MultipathPolicy, WaitSpec};
 use executor::Root;
+use goldmount_tests::gmcli::{gm_bin, gm_env};
 use goldmount_tests::lab::*;
 
 const P1: &str = "127.0.0.1:3260";
@@ -519,22 +520,6 @@ const FS_IMG: u64 = 48 << 20;
 /// Any goldmount command must have returned by then (else: hung).
 const GM_BOUND: Duration = Duration::from_secs(300);
 const FILE_BODY: &str = "issue 9: teardown when the storage is gone\n";
-
-fn gm_bin() -> String {
-    std::env::var("GOLDMOUNT_BIN").expect("GOLDMOUNT_BIN (set by cargo xtask lab)")
-}
-
-/// Points every goldmount process of this scenario at private paths;
-/// returns the volumes root.
-fn gm_env(scratch: &Path) -> PathBuf {
-    let root = scratch.join("volumes");
-    fs::create_dir_all(scratch.join("state")).unwrap();
-    std::env::set_var("GOLDMOUNT_VOLUMES_ROOT", &root);
-    std::env::set_var("GOLDMOUNT_STATE", scratch.join("state/state.redb"));
-    std::env::set_var("GOLDMOUNT_RUN_DIR", scratch.join("run"));
-    std::env::set_var("LVM_SUPPRESS_FD_WARNINGS", "1");
-    root
-}
 
 /// What one goldmount command did.
 struct GmRun {
