@@ -23,6 +23,7 @@ pub mod checksum;
 pub mod entry;
 pub mod error;
 pub mod gpt;
+pub mod journal;
 pub mod mbr;
 pub mod probe;
 pub mod reader;
@@ -34,6 +35,7 @@ pub mod udev;
 
 pub use entry::PartEntry;
 pub use error::{ProbeError, Result};
+pub use journal::{Inspection, Journal, JournalState};
 pub use probe::{probe_disk, probe_region, probe_signatures, Content, DiskReport, PartitionReport};
 pub use reader::{Bytes, IoStats, Reader, Window};
 pub use signature::{Signature, Tag, Usage};

@@ -1,5 +1,7 @@
 //! What a prober found: a signature with blkid-named values, in blkid's order.
 
+use crate::journal::Journal;
+
 /// blkid's USAGE: what the thing on the device is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -62,6 +64,14 @@ pub struct Signature {
     /// Facts beyond blkid's output (e.g. a ZFS pool GUID in hex, the LVM
     /// label sector) for callers and the JSON tree.
     pub details: Vec<Tag>,
+    /// Whether the journal/log holds changes a mount would replay; `None`
+    /// for formats without one (ext2, vfat, swap…). Decided from the
+    /// superblock the probe read (ext3/4, jbd, btrfs); XFS says
+    /// [`JournalState::NotInspected`] until [`crate::journal::inspect`]
+    /// reads its log.
+    ///
+    /// [`JournalState::NotInspected`]: crate::journal::JournalState::NotInspected
+    pub journal: Option<Journal>,
 }
 
 impl Signature {
@@ -73,6 +83,7 @@ impl Signature {
             offset,
             tags: Vec::new(),
             details: Vec::new(),
+            journal: None,
         }
     }
 

@@ -10,9 +10,10 @@
 //! type is crc32c. Zoned devices (superblock log zones) are not handled:
 //! images and loop devices are never zoned.
 
-use crate::bytes::{le16, le32, slice, uuid_string};
+use crate::bytes::{le16, le32, le64, slice, uuid_string};
 use crate::checksum::crc32c;
 use crate::error::Result;
+use crate::journal::{Journal, JournalState};
 use crate::reader::Window;
 use crate::signature::{Signature, Usage};
 
@@ -30,6 +31,9 @@ const MIN_SIZE: u64 = 1024 * 1024;
 const PROBVAL_BUFSIZ: usize = 128;
 
 const FSID_OFF: usize = 0x20;
+/// `log_root`: the root of the tree-log (fsync'd changes since the last
+/// commit), zero when there is none.
+const LOG_ROOT_OFF: usize = 0x60;
 const SECTORSIZE_OFF: usize = 0x90;
 const CSUM_TYPE_OFF: usize = 0xc4;
 /// `dev_item` starts at 0xc9; its uuid is 66 bytes into it.
@@ -83,6 +87,16 @@ pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
         "BLOCK_SIZE",
         le32(&sb, SECTORSIZE_OFF).unwrap_or(0).to_string(),
     );
+    // btrfs is copy-on-write: a commit is always consistent, and only a
+    // tree-log (written by fsync between commits) is replayed at mount.
+    sig.journal = Some(match le64(&sb, LOG_ROOT_OFF) {
+        Some(0) => Journal::internal(JournalState::Clean, "the superblock has no log tree"),
+        Some(root) => Journal::internal(
+            JournalState::NeedsRecovery,
+            format!("the superblock points to a log tree at {root}: fsync'd changes to replay"),
+        ),
+        None => Journal::internal(JournalState::Unknown, "the superblock is cut short"),
+    });
     if let Some(ok) = csum_matches(w, &sb)? {
         sig.set_detail("SB_CSUM", if ok { "valid" } else { "invalid" });
     }

@@ -17,9 +17,10 @@
 //! still computed and exposed as the `SB_CSUM` detail (`valid`/`invalid`) for
 //! callers that want to know.
 
-use crate::bytes::{le16, le32, slice, uuid_string};
+use crate::bytes::{be32, le16, le32, slice, uuid_string};
 use crate::checksum::crc32c_raw;
 use crate::error::Result;
+use crate::journal::{Journal, JournalState};
 use crate::reader::Window;
 use crate::signature::{Signature, Usage};
 
@@ -44,6 +45,12 @@ const INCOMPAT_FILETYPE: u32 = 0x0002;
 const INCOMPAT_RECOVER: u32 = 0x0004;
 const INCOMPAT_JOURNAL_DEV: u32 = 0x0008;
 const INCOMPAT_META_BG: u32 = 0x0010;
+
+/// `JBD2_MAGIC_NUMBER`, first word (big-endian) of a journal superblock.
+const JBD_MAGIC: u32 = 0xC03B_3998;
+/// `JBD2_SUPERBLOCK_V1` and `_V2` block types.
+const JBD_SB_V1: u32 = 3;
+const JBD_SB_V2: u32 = 4;
 
 /// Read-only features ext2 and ext3 both understand.
 const EXT2_RO_COMPAT_SUPP: u32 =
@@ -124,7 +131,71 @@ fn ext_info(name: &str, usage: Usage, ver: u32, es: &ExtSuper) -> Signature {
         let ok = crc32c_raw(!0, es.field(0, 0x3fc)) == stored;
         sig.set_detail("SB_CSUM", if ok { "valid" } else { "invalid" });
     }
+    sig.journal = fs_journal(es);
     sig
+}
+
+/// The journal of an ext3/ext4 filesystem, from its superblock alone: the
+/// kernel sets `needs_recovery` (`EXT3_FEATURE_INCOMPAT_RECOVER`) while the
+/// journal holds transactions not yet checkpointed, clears it on a clean
+/// unmount, and replays only when it is set (ext4_load_journal wipes the
+/// journal otherwise). `None` without `has_journal`.
+fn fs_journal(es: &ExtSuper) -> Option<Journal> {
+    if es.compat & COMPAT_HAS_JOURNAL == 0 {
+        return None;
+    }
+    let inum = le32(&es.raw, 0xe0).unwrap_or(0);
+    let dev = le32(&es.raw, 0xe4).unwrap_or(0);
+    let uuid_set = es.field(0xd0, 16).iter().any(|&b| b != 0);
+    let external = inum == 0 && (uuid_set || dev != 0);
+    let (state, basis) = if es.incompat & INCOMPAT_RECOVER != 0 {
+        (
+            JournalState::NeedsRecovery,
+            "the superblock has needs_recovery set",
+        )
+    } else {
+        (
+            JournalState::Clean,
+            "the superblock has needs_recovery clear",
+        )
+    };
+    Some(Journal {
+        state,
+        external,
+        basis: basis.into(),
+    })
+}
+
+/// The state of an external journal device: its journal superblock (block
+/// 1, or block 2 with 1 KiB blocks, inside the probe's first read) has
+/// `s_start == 0` when nothing needs replay.
+fn jbd_journal(w: &Window<'_>, es: &ExtSuper) -> Result<Journal> {
+    let unknown = |why: String| Journal::internal(JournalState::Unknown, why);
+    let log = le32(&es.raw, 0x18).unwrap_or(u32::MAX);
+    if log > 6 {
+        return Ok(unknown(format!("s_log_block_size {log} is implausible")));
+    }
+    let bs = 1024u64 << log;
+    let at = if bs == 1024 { 2048 } else { bs };
+    let Some(jsb) = w.read_if_present(at, 1024)? else {
+        return Ok(unknown(
+            "the journal superblock is past the device's end".into(),
+        ));
+    };
+    let magic = be32(&jsb, 0).unwrap_or(0);
+    let kind = be32(&jsb, 4).unwrap_or(0);
+    if magic != JBD_MAGIC || !(kind == JBD_SB_V1 || kind == JBD_SB_V2) {
+        return Ok(unknown(format!(
+            "no journal superblock at byte {at} (magic {magic:#x}, type {kind})"
+        )));
+    }
+    Ok(match be32(&jsb, 0x1c).unwrap_or(0) {
+        0 => Journal::internal(JournalState::Clean, "the journal superblock has s_start 0"),
+        s => Journal::internal(
+            JournalState::NeedsRecovery,
+            format!("the journal superblock has s_start {s}: transactions to replay"),
+        ),
+    })
 }
 
 /// An external ext3/ext4 journal device (`mke2fs -O journal_dev`).
@@ -139,6 +210,7 @@ pub fn probe_jbd(w: &Window<'_>) -> Result<Option<Signature>> {
     if let Some(u) = uuid_string(es.field(0x68, 16)) {
         sig.set("LOGUUID", u);
     }
+    sig.journal = Some(jbd_journal(w, &es)?);
     Ok(Some(sig))
 }
 

@@ -20,6 +20,7 @@ pub mod squashfs;
 pub mod swap;
 pub mod vfat;
 pub mod xfs;
+pub mod xfs_log;
 pub mod zfs;
 
 /// A prober: reads what it needs from the region, never writes.

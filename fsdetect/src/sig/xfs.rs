@@ -11,8 +11,11 @@
 use crate::bytes::{be16, be32, be64, le32, slice, uuid_string};
 use crate::checksum::crc32c;
 use crate::error::Result;
+use crate::journal::{Journal, JournalState};
 use crate::reader::Window;
 use crate::signature::{Signature, Usage};
+
+use super::xfs_log::{self, LogGeometry, LogVerdict};
 
 const MAGIC: &[u8] = b"XFSB";
 /// libblkid reads the 1 KiB block holding a magic; the superblock fields we
@@ -36,6 +39,8 @@ const MIN_RTEXTSIZE: u32 = 4 * 1024;
 const MIN_AG_BLOCKS: u64 = 64;
 /// Offset of `sb_crc` (little-endian on disk, unlike every other field).
 const CRC_OFF: usize = 224;
+/// `XFS_SB_VERSION_LOGV2BIT` in `sb_versionnum` (v4).
+const VERSION_LOGV2BIT: u16 = 0x0400;
 
 /// The fields `xfs_verify_sb` looks at, host-endian.
 struct Geometry {
@@ -121,6 +126,72 @@ fn crc_matches(w: &Window<'_>, sectsize: u16) -> Result<Option<bool>> {
     Ok(Some(crc32c(&sector) == stored))
 }
 
+/// Where the internal log is, from a sane superblock; an external log or
+/// implausible log fields give the journal verdict directly.
+fn log_geometry(sb: &[u8], geo: &Geometry) -> std::result::Result<LogGeometry, Journal> {
+    let unknown = |why: String| Journal::internal(JournalState::Unknown, why);
+    let (Some(logstart), Some(logblocks), Some(&agblklog)) =
+        (be64(sb, 48), be32(sb, 96), sb.get(124))
+    else {
+        return Err(unknown("the superblock is cut short".into()));
+    };
+    if logstart == 0 {
+        return Err(Journal {
+            state: JournalState::Unknown,
+            external: true,
+            basis: "the XFS log is on an external device".into(),
+        });
+    }
+    if agblklog >= 32 {
+        return Err(unknown(format!("sb_agblklog {agblklog} is implausible")));
+    }
+    let agno = logstart >> agblklog;
+    let agbno = logstart & ((1u64 << agblklog) - 1);
+    if agno >= u64::from(geo.agcount) || agbno >= u64::from(geo.agblocks) {
+        return Err(unknown(format!(
+            "sb_logstart {logstart} is outside the filesystem"
+        )));
+    }
+    let Some(offset) =
+        (agno * u64::from(geo.agblocks) + agbno).checked_mul(u64::from(geo.blocksize))
+    else {
+        return Err(unknown(format!("sb_logstart {logstart} is implausible")));
+    };
+    let bbs = u64::from(logblocks) * u64::from(geo.blocksize) / xfs_log::BBSIZE;
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(slice(sb, 32, 16).unwrap_or(&[0u8; 16]));
+    Ok(LogGeometry {
+        offset,
+        bbs,
+        v2: geo.versionnum & 0x0f == 5 || geo.versionnum & VERSION_LOGV2BIT != 0,
+        uuid,
+    })
+}
+
+/// Reads the log of the XFS at the start of `w` and says whether it is
+/// clean (see [`xfs_log`]). Anything but an I/O error is a verdict: no XFS
+/// superblock, an external log, or a corrupt log give
+/// [`JournalState::Unknown`] with the reason.
+pub fn log_journal(w: &Window<'_>) -> Result<Journal> {
+    let unknown = |why: &str| Journal::internal(JournalState::Unknown, why);
+    let Some(sb) = w.read_if_present(0, SB_READ)? else {
+        return Ok(unknown("the device is too small for an XFS superblock"));
+    };
+    let geo = match Geometry::parse(&sb) {
+        Some(g) if sb.starts_with(MAGIC) && g.is_sane() => g,
+        _ => return Ok(unknown("no sane XFS superblock")),
+    };
+    let lg = match log_geometry(&sb, &geo) {
+        Ok(lg) => lg,
+        Err(j) => return Ok(j),
+    };
+    Ok(match xfs_log::log_verdict(w, &lg)? {
+        LogVerdict::Clean(why) => Journal::internal(JournalState::Clean, why),
+        LogVerdict::Dirty(why) => Journal::internal(JournalState::NeedsRecovery, why),
+        LogVerdict::Undecided(why) => Journal::internal(JournalState::Unknown, why),
+    })
+}
+
 /// XFS superblock at the start of the region.
 pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
     // blkid skips superblock probing on regions of 1 KiB or less.
@@ -151,6 +222,15 @@ pub fn probe(w: &Window<'_>) -> Result<Option<Signature>> {
     }
     sig.set("BLOCK_SIZE", geo.sectsize.to_string());
     sig.set_detail("SB_VERSION", (geo.versionnum & 0x0f).to_string());
+    // The superblock does not say whether the log is clean: only reading the
+    // log does (journal::inspect), which the probe does not pay for.
+    sig.journal = Some(match log_geometry(&sb, &geo) {
+        Ok(_) => Journal::internal(
+            JournalState::NotInspected,
+            "the XFS log must be read to tell (fsdetect::journal::inspect)",
+        ),
+        Err(j) => j,
+    });
     if geo.versionnum & 0x0f == 5 {
         if let Some(ok) = crc_matches(w, geo.sectsize)? {
             sig.set_detail("SB_CSUM", if ok { "valid" } else { "invalid" });
