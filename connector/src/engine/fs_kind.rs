@@ -211,6 +211,46 @@ fn kernel_type(blkid: &str) -> String {
     }
 }
 
+/// The manifest note for a filesystem mounted read-only without replaying
+/// its journal (ext `noload`, XFS `norecovery`, btrfs `rescue=nologreplay`)
+/// while the journal holds changes: the files in it are not shown (issue 12,
+/// part 5), and the person reading the manifest must know why and what to
+/// do. `journal` is the probe's verdict after `fsdetect::journal::inspect`
+/// (which reads the XFS log). `None` when the mount is read-write (the
+/// kernel replays), the format has no journal, the journal is clean, or the
+/// kind's read-only mount does not skip replay. An undecidable journal gets
+/// a note too, with the reason: it may hide changes just the same.
+pub fn unreplayed_journal_note(
+    blkid: &str,
+    mountpoint: &std::path::Path,
+    journal: Option<&fsdetect::Journal>,
+    read_only: bool,
+) -> Option<String> {
+    use fsdetect::JournalState;
+    let journal = journal?;
+    if !read_only || lookup(blkid).is_some_and(|k| k.read_only_data.is_empty()) {
+        return None;
+    }
+    let external = if journal.external {
+        " (its journal is on another device, which a read-write mount needs too)"
+    } else {
+        ""
+    };
+    let what = format!("{blkid} at {}", mountpoint.display());
+    match journal.state {
+        JournalState::Clean => None,
+        JournalState::NeedsRecovery => Some(format!(
+            "{what}: log not replayed: recent changes may be missing; \
+             mount read-write (the clone) to replay{external}"
+        )),
+        JournalState::Unknown | JournalState::NotInspected => Some(format!(
+            "{what}: log not replayed and whether it holds changes is unknown ({}): \
+             recent changes may be missing; mount read-write (the clone) to replay{external}",
+            journal.basis
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -264,5 +304,46 @@ mod tests {
         let p = ext4.plan(false, false, true).with_fstab(&c);
         assert_eq!(p.options(), "ro,noexec,errors=remount-ro");
         assert!(p.read_only && p.noexec && !p.nosuid_nodev);
+    }
+
+    #[test]
+    fn a_read_only_mount_of_a_dirty_journal_says_what_is_missing() {
+        use fsdetect::{Journal, JournalState};
+        use std::path::Path;
+        let mp = Path::new("/var/lib/goldmount/volumes/v/home");
+        let dirty = Journal::internal(JournalState::NeedsRecovery, "last record is not an unmount");
+        let note = unreplayed_journal_note("xfs", mp, Some(&dirty), true).unwrap();
+        assert_eq!(
+            note,
+            "xfs at /var/lib/goldmount/volumes/v/home: log not replayed: recent changes may be \
+             missing; mount read-write (the clone) to replay"
+        );
+        // Read-write replays; clean or journal-less filesystems hide nothing.
+        assert_eq!(
+            unreplayed_journal_note("xfs", mp, Some(&dirty), false),
+            None
+        );
+        let clean = Journal::internal(JournalState::Clean, "unmount record");
+        assert_eq!(
+            unreplayed_journal_note("ext4", mp, Some(&clean), true),
+            None
+        );
+        assert_eq!(unreplayed_journal_note("vfat", mp, None, true), None);
+        // Undecided: said, with the reason.
+        let unknown = Journal::internal(JournalState::Unknown, "no log record header");
+        let note = unreplayed_journal_note("xfs", mp, Some(&unknown), true).unwrap();
+        assert!(note.contains("unknown (no log record header)"), "{note}");
+        assert!(
+            note.contains("mount read-write (the clone) to replay"),
+            "{note}"
+        );
+        // An external ext journal is named.
+        let ext = Journal {
+            external: true,
+            ..Journal::internal(JournalState::NeedsRecovery, "needs_recovery")
+        };
+        let note = unreplayed_journal_note("ext4", mp, Some(&ext), true).unwrap();
+        assert!(note.starts_with("ext4 at /var/lib/goldmount/volumes/v/home: log not replayed"));
+        assert!(note.contains("another device"), "{note}");
     }
 }
