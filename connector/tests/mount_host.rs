@@ -571,3 +571,127 @@ fn a_record_that_cannot_be_undone_is_quarantined_and_blocks_nothing_else() {
     assert!(store.get("stuck").unwrap().is_none());
     env.gm_ok(&["unmount", "--volume", "fine"]);
 }
+
+/// Per-mount options (mountinfo field 6) and super options (after ` - `)
+/// of the mount at `target`.
+fn mountinfo_options(target: &std::path::Path) -> (String, String) {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let t = target.to_str().unwrap();
+    text.lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(t))
+        .map(|l| {
+            let per_mount = l.split(' ').nth(5).unwrap().to_string();
+            let sup = l.split(" - ").nth(1).unwrap().split(' ').nth(2).unwrap();
+            (per_mount, sup.to_string())
+        })
+        .unwrap_or_else(|| panic!("nothing mounted at {t}:\n{text}"))
+}
+
+#[test]
+fn an_esp_keeps_the_umask_of_its_fstab_line_and_harmful_options_are_dropped() {
+    use common::golddisk::{Esp, ESP_FILE};
+    use std::os::unix::fs::PermissionsExt;
+    // vfat when this kernel has it; otherwise (this host's kernel has no
+    // vfat) an NTFS partition through ntfs-3g, which takes the same umask.
+    let has_vfat = fs::read_to_string("/proc/filesystems")
+        .unwrap()
+        .lines()
+        .any(|l| l.trim_end().ends_with("\tvfat"));
+    let kind = if has_vfat { Esp::Vfat } else { Esp::Ntfs };
+    eprintln!("fstab options carried to a {kind:?} partition");
+    let env = Env::new();
+    let disk = common::golddisk::build_with_esp(env.dir.path(), "esp.img", kind).unwrap();
+    let m = env.mount_json(&disk, "esp", &[]);
+    assert_eq!(m["layout"], "fstab", "{m}");
+    let vol = env.root().join("esp");
+    let mounts = m["mounts"].as_array().unwrap();
+    let at = |mp: &str| {
+        mounts
+            .iter()
+            .find(|x| x["original_mountpoint"] == mp)
+            .unwrap_or_else(|| panic!("no mount for {mp}: {m}"))
+    };
+    // The umask (and the names' view) carried, suid and systemd's option
+    // dropped with their reasons.
+    let esp = at(kind.mountpoint());
+    assert_eq!(
+        esp["fstab_options_kept"],
+        serde_json::json!(kind.kept()),
+        "{esp}"
+    );
+    let dropped = esp["fstab_options_dropped"].as_array().unwrap();
+    let why = |o: &str| {
+        dropped
+            .iter()
+            .find(|d| d["option"] == o)
+            .unwrap_or_else(|| panic!("{o} not dropped: {esp}"))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(why("suid").contains("nosuid,nodev"));
+    assert!(why("x-systemd.automount").contains("systemd"));
+    assert!(esp["options"]
+        .as_str()
+        .unwrap()
+        .starts_with("rw,nosuid,nodev"));
+    // The kernel's view: nosuid,nodev kept, and the modes the umask gives
+    // (without it: 0755 for vfat under root's umask, 0777 for ntfs-3g).
+    let top = vol.join(kind.mountpoint().trim_start_matches('/'));
+    let (per_mount, sup) = mountinfo_options(&top);
+    assert!(
+        per_mount.contains("nosuid") && per_mount.contains("nodev"),
+        "{per_mount}"
+    );
+    if kind == Esp::Vfat {
+        assert!(
+            sup.contains("fmask=0077") && sup.contains("dmask=0077"),
+            "{sup}"
+        );
+    }
+    assert_eq!(
+        fs::metadata(&top).unwrap().permissions().mode() & 0o7777,
+        0o700
+    );
+    let file = top.join(ESP_FILE.0);
+    assert_eq!(fs::read_to_string(&file).unwrap(), ESP_FILE.1);
+    let mode = fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+    // The data line: noatime (a per-mount flag) and errors=remount-ro kept,
+    // dev dropped.
+    let data = at("/srv/data");
+    assert_eq!(
+        data["fstab_options_kept"],
+        serde_json::json!(["noatime", "errors=remount-ro"]),
+        "{data}"
+    );
+    assert!(data["fstab_options_dropped"]
+        .to_string()
+        .contains("\"dev\""));
+    let (per_mount, sup) = mountinfo_options(&vol.join("srv/data"));
+    assert!(
+        per_mount.contains("noatime") && per_mount.contains("nodev"),
+        "{per_mount}"
+    );
+    assert!(sup.contains("errors=remount-ro"), "{sup}");
+    // `defaults` lines carry nothing and say so.
+    let root = at("/");
+    assert_eq!(root["fstab_options_kept"], serde_json::json!([]));
+    assert_eq!(root["fstab_options_dropped"][0]["option"], "defaults");
+    env.gm_ok(&["unmount", "--volume", "esp"]);
+    assert_eq!(mounts_under(env.dir.path()), 0);
+
+    // Read-only: the same line still gives 0700, and the mount stays read-only.
+    let m = env.mount_json(&disk, "esp-ro", &["--read-only"]);
+    assert_eq!(m["layout"], "fstab", "{m}");
+    let top = env
+        .root()
+        .join("esp-ro")
+        .join(kind.mountpoint().trim_start_matches('/'));
+    assert_eq!(
+        fs::metadata(&top).unwrap().permissions().mode() & 0o7777,
+        0o700
+    );
+    assert!(mountinfo_options(&top).0.starts_with("ro,"));
+    env.gm_ok(&["unmount", "--volume", "esp-ro"]);
+}

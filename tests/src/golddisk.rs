@@ -42,6 +42,65 @@ pub fn fstab_text() -> String {
     )
 }
 
+/// vfat volume id of the ESP of [`build_with_esp`] (fstab `UUID=B2C4-1F3E`).
+pub const ESP_UUID: &str = "B2C4-1F3E";
+
+/// The fourth partition of [`build_with_esp`]: an EFI system partition as
+/// Debian writes its line, or (for kernels without vfat) a Windows data
+/// partition mounted through ntfs-3g as desktop installs write its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Esp {
+    /// vfat at `/boot/efi`: `umask=0077,shortname=winnt`.
+    Vfat,
+    /// NTFS (label `win`) at `/srv/win`: `umask=0077,uid=0,gid=0`.
+    Ntfs,
+}
+
+impl Esp {
+    /// Where the original host mounted it.
+    pub fn mountpoint(self) -> &'static str {
+        match self {
+            Esp::Vfat => "/boot/efi",
+            Esp::Ntfs => "/srv/win",
+        }
+    }
+    /// The options its fstab line carries that goldmount keeps.
+    pub fn kept(self) -> &'static [&'static str] {
+        match self {
+            Esp::Vfat => &["umask=0077", "shortname=winnt"],
+            Esp::Ntfs => &["umask=0077", "uid=0", "gid=0"],
+        }
+    }
+    /// Its fstab line: the kept options plus `suid` and a systemd option
+    /// that must be dropped.
+    pub fn fstab_line(self) -> String {
+        let (spec, fstype) = match self {
+            Esp::Vfat => (format!("UUID={ESP_UUID}"), "vfat"),
+            Esp::Ntfs => ("LABEL=win".to_string(), "ntfs-3g"),
+        };
+        format!(
+            "{spec} {} {fstype} {},suid,x-systemd.automount 0 1\n",
+            self.mountpoint(),
+            self.kept().join(",")
+        )
+    }
+}
+
+/// A file on the fourth partition of [`build_with_esp`], relative to it.
+pub const ESP_FILE: (&str, &str) = ("EFI/debian/grubx64.efi", "grub of the gold host\n");
+
+/// The fstab of [`build_with_esp`]: the same tree plus the fourth
+/// partition's line, and a data line with options of its own.
+pub fn esp_fstab_text(esp: Esp) -> String {
+    format!(
+        "# gold host fstab\nUUID={ROOT_UUID} / xfs defaults 0 0\n\
+         PARTUUID={BOOT_PARTUUID} /boot ext4 defaults 0 2\n\
+         {}\
+         LABEL=data /srv/data ext4 noatime,errors=remount-ro,dev,x-systemd.device-timeout=5 0 2\n",
+        esp.fstab_line()
+    )
+}
+
 fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
     let out = Command::new(cmd)
         .args(args)
@@ -114,6 +173,16 @@ fn filesystem(
 
 /// Builds the gold disk as `dir/<name>` and returns its path.
 pub fn build(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    build_disk(dir, name, None)
+}
+
+/// The gold disk with a fourth partition of 32 MiB (see [`Esp`]) holding
+/// [`ESP_FILE`], named by [`esp_fstab_text`] with options to carry over.
+pub fn build_with_esp(dir: &Path, name: &str, esp: Esp) -> Result<PathBuf, String> {
+    build_disk(dir, name, Some(esp))
+}
+
+fn build_disk(dir: &Path, name: &str, esp: Option<Esp>) -> Result<PathBuf, String> {
     let disk = dir.join(name);
     fs::File::create(&disk)
         .and_then(|f| f.set_len(DISK_SIZE))
@@ -137,6 +206,22 @@ pub fn build(dir: &Path, name: &str) -> Result<PathBuf, String> {
             path_str(&disk)?,
         ],
     )?;
+    if let Some(kind) = esp {
+        let (ptype, pname) = match kind {
+            Esp::Vfat => ("-t4:ef00", "-c4:EFI System Partition"),
+            Esp::Ntfs => ("-t4:0700", "-c4:win"),
+        };
+        run("sgdisk", &["-n4:0:+32M", ptype, pname, path_str(&disk)?])?;
+        let volid = ESP_UUID.replace('-', "");
+        let mkfs: Vec<&str> = match kind {
+            Esp::Vfat => vec!["mkfs.vfat", "-i", &volid, "-n", "ESP"],
+            Esp::Ntfs => vec!["mkntfs", "-q", "-F", "-f", "-L", "win"],
+        };
+        filesystem(dir, &disk, "esp", 32, 449, &mkfs, &|m| {
+            fs::create_dir_all(m.join("EFI/debian"))?;
+            fs::write(m.join(ESP_FILE.0), ESP_FILE.1)
+        })?;
+    }
     filesystem(
         dir,
         &disk,
@@ -144,7 +229,12 @@ pub fn build(dir: &Path, name: &str) -> Result<PathBuf, String> {
         64,
         1,
         &["mkfs.ext4", "-q", "-F", "-L", "boot", "-U", BOOT_UUID],
-        &|m| fs::write(m.join("vmlinuz"), FILES[1].1),
+        &|m| {
+            if esp == Some(Esp::Vfat) {
+                fs::create_dir_all(m.join("efi"))?;
+            }
+            fs::write(m.join("vmlinuz"), FILES[1].1)
+        },
     )?;
     let root_uuid = format!("uuid={ROOT_UUID}");
     filesystem(
@@ -158,7 +248,14 @@ pub fn build(dir: &Path, name: &str) -> Result<PathBuf, String> {
             for d in ["etc", "boot", "srv/data", "home", "opt"] {
                 fs::create_dir_all(m.join(d))?;
             }
-            fs::write(m.join("etc/fstab"), fstab_text())?;
+            if esp == Some(Esp::Ntfs) {
+                fs::create_dir_all(m.join("srv/win"))?;
+            }
+            let fstab = match esp {
+                Some(kind) => esp_fstab_text(kind),
+                None => fstab_text(),
+            };
+            fs::write(m.join("etc/fstab"), fstab)?;
             fs::write(m.join("etc/hostname"), FILES[0].1)
         },
     )?;
