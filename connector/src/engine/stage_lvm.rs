@@ -195,7 +195,13 @@ pub fn import_vgs(
             });
             match probed {
                 Ok((content, size)) => match discover::classify_volume(&content, size, lvref) {
-                    Ok(c) => out.push((c, lv.dm_path.clone())),
+                    // The gold's VG UUID (vgimportclone changed the
+                    // clone's) and the LV UUID: what a `by-id/dm-uuid-LVM-`
+                    // fstab line names.
+                    Ok(c) => out.push((
+                        c.with_lvm_uuids(&imported.original_uuid, &lv.uuid),
+                        lv.dm_path.clone(),
+                    )),
                     Err(sk) => skipped.push(sk),
                 },
                 Err(e) => skipped.push(Skipped {
