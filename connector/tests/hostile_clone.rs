@@ -760,3 +760,37 @@ fn fixtures_are_what_they_claim() {
     let meta = fs::symlink_metadata(root.join("etc/fifo")).unwrap();
     assert!(meta.file_type().is_fifo());
 }
+
+/// The superblock options of the mount at `target` (after the ` - `).
+fn super_options(target: &Path) -> String {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let t = target.to_str().unwrap();
+    text.lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(t))
+        .and_then(|l| l.split(" - ").nth(1))
+        .and_then(|r| r.split(' ').nth(2))
+        .unwrap_or_else(|| panic!("nothing mounted at {t}:\n{text}"))
+        .to_string()
+}
+
+#[test]
+fn a_clone_asking_the_kernel_to_panic_on_errors_is_mounted_with_remount_ro() {
+    let env = Env::new();
+    let img = env.dir.path().join("panic.img");
+    fs::File::create(&img).unwrap().set_len(64 * MIB).unwrap();
+    let i = img.to_str().unwrap();
+    tool("mkfs.ext4", &["-q", "-F", "-L", "panic", i]);
+    // The superblock's default error behaviour: panic the host.
+    tool("tune2fs", &["-e", "panic", i]);
+    assert!(tool("dumpe2fs", &["-h", i]).contains("Panic"));
+    for (volume, extra) in [("rw", &[][..]), ("ro", &["--read-only"][..])] {
+        let m = env.mount_json(&img, volume, extra);
+        let at = PathBuf::from(m["mounts"][0]["mount_path"].as_str().unwrap());
+        let sup = super_options(&at);
+        assert!(
+            sup.split(',').any(|o| o == "errors=remount-ro"),
+            "{volume}: the kernel keeps the clone's errors=panic: {sup}"
+        );
+        env.gm_ok(&["unmount", "--volume", volume]);
+    }
+}

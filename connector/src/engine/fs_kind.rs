@@ -29,6 +29,11 @@ pub struct FsKind {
     pub uuid_collision: UuidCollision,
     /// Can be the root of an installed system (holds `/etc/fstab`).
     pub may_hold_fstab: bool,
+    /// Data options every mount gets, whatever the clone says: the clone's
+    /// superblock may ask the kernel to panic on an error (ext*
+    /// `errors=panic`); a damaged or hostile clone must never take the host
+    /// down.
+    pub host_safety_data: &'static [&'static str],
 }
 
 /// Every kind goldmount mounts, in no particular order.
@@ -38,6 +43,7 @@ pub const FS_KINDS: &[FsKind] = &[
         read_only_data: &[],
         always_read_only: false,
         uuid_collision: UuidCollision::Ignore,
+        host_safety_data: &["errors=remount-ro"],
         may_hold_fstab: true,
     },
     FsKind {
@@ -45,6 +51,7 @@ pub const FS_KINDS: &[FsKind] = &[
         read_only_data: &["noload"],
         always_read_only: false,
         uuid_collision: UuidCollision::Ignore,
+        host_safety_data: &["errors=remount-ro"],
         may_hold_fstab: true,
     },
     FsKind {
@@ -52,6 +59,7 @@ pub const FS_KINDS: &[FsKind] = &[
         read_only_data: &["noload"],
         always_read_only: false,
         uuid_collision: UuidCollision::Ignore,
+        host_safety_data: &["errors=remount-ro"],
         may_hold_fstab: true,
     },
     FsKind {
@@ -59,6 +67,7 @@ pub const FS_KINDS: &[FsKind] = &[
         read_only_data: &["norecovery"],
         always_read_only: false,
         uuid_collision: UuidCollision::NoUuid,
+        host_safety_data: &[],
         may_hold_fstab: true,
     },
     FsKind {
@@ -67,6 +76,7 @@ pub const FS_KINDS: &[FsKind] = &[
         read_only_data: &["rescue=nologreplay"],
         always_read_only: false,
         uuid_collision: UuidCollision::BtrfsFsid,
+        host_safety_data: &[],
         may_hold_fstab: true,
     },
     FsKind {
@@ -74,6 +84,7 @@ pub const FS_KINDS: &[FsKind] = &[
         read_only_data: &[],
         always_read_only: false,
         uuid_collision: UuidCollision::Ignore,
+        host_safety_data: &[],
         may_hold_fstab: false,
     },
     FsKind {
@@ -81,6 +92,7 @@ pub const FS_KINDS: &[FsKind] = &[
         read_only_data: &[],
         always_read_only: false,
         uuid_collision: UuidCollision::Ignore,
+        host_safety_data: &[],
         may_hold_fstab: false,
     },
     FsKind {
@@ -88,6 +100,7 @@ pub const FS_KINDS: &[FsKind] = &[
         read_only_data: &[],
         always_read_only: true,
         uuid_collision: UuidCollision::Ignore,
+        host_safety_data: &[],
         may_hold_fstab: false,
     },
     FsKind {
@@ -95,6 +108,7 @@ pub const FS_KINDS: &[FsKind] = &[
         read_only_data: &[],
         always_read_only: true,
         uuid_collision: UuidCollision::Ignore,
+        host_safety_data: &[],
         may_hold_fstab: false,
     },
 ];
@@ -166,7 +180,12 @@ impl MountPlan {
         self.noexec |= c.noexec;
         self.atime = c.atime;
         self.nodiratime = c.nodiratime;
-        self.carried = c.data.clone();
+        self.carried = c
+            .data
+            .iter()
+            .filter(|o| !self.data.contains(&o.as_str()))
+            .cloned()
+            .collect();
         self
     }
 }
@@ -184,6 +203,7 @@ impl FsKind {
         if uuid_mounted && self.uuid_collision == UuidCollision::NoUuid {
             data.push("nouuid");
         }
+        data.extend(self.host_safety_data.iter().copied());
         MountPlan {
             fstype: kernel_type(self.blkid),
             read_only: ro,
@@ -270,10 +290,14 @@ mod tests {
         let ext4 = lookup("ext4").unwrap();
         assert_eq!(
             ext4.plan(true, false, false).options(),
-            "ro,nosuid,nodev,noload"
+            "ro,nosuid,nodev,noload,errors=remount-ro"
         );
-        assert_eq!(ext4.plan(false, true, false).options(), "rw,nosuid,nodev");
-        assert_eq!(ext4.plan(false, false, true).options(), "rw");
+        // A clone's superblock may say errors=panic: never on this host.
+        assert_eq!(
+            ext4.plan(false, true, false).options(),
+            "rw,nosuid,nodev,errors=remount-ro"
+        );
+        assert_eq!(ext4.plan(false, false, true).options(), "rw,errors=remount-ro");
         assert!(
             lookup("squashfs")
                 .unwrap()
