@@ -11,8 +11,10 @@
 //! in a clone must never panic this host). `nosuid`, `nodev` and `noexec`
 //! are kept: they only restrict. `data=` is dropped on read-only mounts
 //! (ext4 refuses it without the journal, which a read-only mount does not
-//! load). `subvol=`/`subvolid=` are parsed and reported but not applied:
-//! goldmount mounts the btrfs top level.
+//! load). btrfs `subvol=`/`subvolid=` are applied (validated, the path
+//! normalised without its leading `/`; the kernel resolves it inside that
+//! filesystem only and refuses what is not a subvolume): several lines on
+//! one btrfs mount it once per subvolume.
 
 use crate::manifest::DroppedOption;
 
@@ -52,9 +54,10 @@ pub struct Carried {
     pub nosuid: bool,
     /// `nodev` (likewise).
     pub nodev: bool,
-    /// btrfs `subvol=` as written (parsed, not applied yet).
+    /// btrfs `subvol=`, normalised (no leading `/`, no empty or `.`
+    /// components; `""` is the top level). Applied: it is in `data`.
     pub subvol: Option<String>,
-    /// btrfs `subvolid=` (parsed, not applied yet).
+    /// btrfs `subvolid=`. Applied: it is in `data`.
     pub subvolid: Option<u64>,
     /// The options carried over, as written (for the manifest).
     pub kept: Vec<String>,
@@ -395,13 +398,30 @@ fn compress(v: &str) -> Result<(), String> {
 }
 
 fn subvol(v: &str) -> Result<(), String> {
-    let ok = (1..=255).contains(&v.len())
+    let ok = (1..=MAX_SUBVOL).contains(&v.len())
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.@+/-".contains(&b))
         && !v.split('/').any(|c| c == "..");
     ok.then_some(()).ok_or_else(|| {
-        "expected a subvolume path (letters, digits, _ . @ + - /, no .., at most 255)".into()
+        format!(
+            "expected a subvolume path (letters, digits, _ . @ + - /, no .., at most {MAX_SUBVOL})"
+        )
     })
+}
+
+/// Longest `subvol=` path carried (the kernel's own limit is PATH_MAX; an
+/// installer's is a few dozen bytes: `@/.snapshots/1/snapshot`).
+const MAX_SUBVOL: usize = 255;
+
+/// A valid `subvol=` value in one spelling: without leading `/`, without
+/// empty or `.` components (`/@//home/.` → `@/home`; `/` → `""`, the top
+/// level). What the kernel mounts is the same either way; the normal form
+/// tells two lines naming one subvolume apart from two subvolumes.
+pub fn normalise_subvol(v: &str) -> String {
+    v.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn subvolid(v: &str) -> Result<(), String> {
@@ -594,14 +614,17 @@ pub fn carry(fs_type: &str, field: &str, ctx: Context) -> Carried {
             Effect::NoExec => c.noexec = true,
             Effect::NoSuid => c.nosuid = true,
             Effect::NoDev => c.nodev = true,
-            Effect::Subvol | Effect::SubvolId => {
-                if rule.effect == Effect::Subvol {
-                    c.subvol = value.map(str::to_string);
-                } else {
-                    c.subvolid = value.and_then(|v| v.parse().ok());
-                }
-                drop(&mut c, opt, "parsed, not applied: goldmount mounts the btrfs top level (subvolumes are not selected yet)".into());
-                continue;
+            Effect::Subvol => {
+                let norm = normalise_subvol(value.unwrap_or_default());
+                // The last one written wins, as in the kernel.
+                c.data.retain(|d| !d.starts_with("subvol="));
+                c.data.push(format!("subvol=/{norm}"));
+                c.subvol = Some(norm);
+            }
+            Effect::SubvolId => {
+                c.data.retain(|d| !d.starts_with("subvolid="));
+                c.subvolid = value.and_then(|v| v.parse().ok());
+                c.data.extend(c.subvolid.map(|n| format!("subvolid={n}")));
             }
         }
         c.kept.push(opt.to_string());
@@ -749,22 +772,61 @@ mod tests {
             "subvol=root,compress=zstd:1,x-systemd.device-timeout=0",
             RW,
         );
-        assert_eq!(c.data, vec!["compress=zstd:1"]);
+        assert_eq!(c.data, vec!["subvol=/root", "compress=zstd:1"]);
         assert_eq!(c.subvol.as_deref(), Some("root"));
-        assert!(reason(&c, "subvol=root").contains("not applied"));
+        assert_eq!(c.kept[0], "subvol=root");
         let c = carry(
             "btrfs",
             "subvolid=256,compress-force,compress=zstd:16,subvol=../x,ssd",
             RW,
         );
         assert_eq!(c.subvolid, Some(256));
-        assert_eq!(c.data, vec!["compress-force"]);
+        assert_eq!(c.subvol, None);
+        assert_eq!(c.data, vec!["subvolid=256", "compress-force"]);
         assert!(reason(&c, "compress=zstd:16").contains("zstd[:1-15]"));
         assert!(reason(&c, "subvol=../x").contains("no .."));
         assert!(reason(&c, "ssd").contains("allow-list"));
         // `ro` of the line makes that mount read-only.
         assert!(carry("ext4", "ro,noatime", RW).read_only);
         assert!(reason(&carry("ext4", "noatime=1", RW), "noatime=1").contains("no value"));
+    }
+
+    #[test]
+    fn btrfs_subvolumes_are_applied_in_one_spelling() {
+        // openSUSE writes absolute paths, Ubuntu `@`, Fedora `root`.
+        let c = carry("btrfs", "subvol=/@/.snapshots", RW);
+        assert_eq!(c.data, vec!["subvol=/@/.snapshots"]);
+        assert_eq!(c.subvol.as_deref(), Some("@/.snapshots"));
+        assert_eq!(normalise_subvol("//@//home/./"), "@/home");
+        assert_eq!(normalise_subvol("/"), "");
+        // The last subvol= wins, once; read-only volumes select it too.
+        let ro = Context {
+            read_only: true,
+            selinux: false,
+        };
+        let c = carry("btrfs", "subvol=a,subvol=/b,subvolid=0257,subvolid=258", ro);
+        assert_eq!(c.data, vec!["subvol=/b", "subvolid=258"]);
+        assert_eq!((c.subvol.as_deref(), c.subvolid), (Some("b"), Some(258)));
+        // Untrusted values: climbing, commas smuggled in quotes, NUL, too long,
+        // ids that are not numbers; and subvol= means nothing to ext4.
+        let long = format!("subvol={}", "a".repeat(256));
+        for bad in [
+            "subvol=@/../../etc",
+            "subvol=..",
+            "subvol=\"a,b\"",
+            "subvol=a\0b",
+            "subvol=",
+            long.as_str(),
+            "subvolid=-1",
+            "subvolid=0x100",
+            "subvolid=99999999999999999999",
+        ] {
+            let c = carry("btrfs", bad, RW);
+            assert!(c.subvol.is_none() && c.subvolid.is_none(), "{bad}: {c:?}");
+            assert!(c.data.is_empty() && c.dropped.len() == 1, "{bad}: {c:?}");
+        }
+        assert!(reason(&carry("ext4", "subvol=root", RW), "subvol=root")
+            .contains("not an option of ext4"));
     }
 
     #[test]

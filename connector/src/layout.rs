@@ -1,7 +1,7 @@
 //! Where each filesystem goes under the volume path: the original host's tree
 //! from the clone's own fstab, or one readable directory per filesystem.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use hostfs::clonefs::ClonePath;
 
@@ -24,6 +24,71 @@ pub struct Planned {
     /// The fstab entry's options field as written (`None` in the flat
     /// layout): what the allow-list in [`crate::fstab_options`] carries over.
     pub options: Option<String>,
+    /// The btrfs subvolume this mount selects: the fstab line's `subvol=`
+    /// (normalised) or `subvolid=`; for `/` whose line names none, where
+    /// the fstab was found (set by the pipeline). `None`: the filesystem's
+    /// default subvolume, as a plain mount gives.
+    pub subvolume: Option<Subvolume>,
+}
+
+/// A btrfs subvolume named by an fstab line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subvolume {
+    /// By path from the top level, normalised by
+    /// [`crate::fstab_options::normalise_subvol`] (`""` is the top level).
+    Path(String),
+    /// By id (`subvolid=`; 5 is the top level).
+    Id(u64),
+}
+
+impl Subvolume {
+    /// The mount option that selects it.
+    pub fn option(&self) -> String {
+        match self {
+            Subvolume::Path(p) => format!("subvol=/{p}"),
+            Subvolume::Id(n) => format!("subvolid={n}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Subvolume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subvolume::Path(p) => write!(f, "/{p}"),
+            Subvolume::Id(n) => write!(f, "id {n}"),
+        }
+    }
+}
+
+/// Most mounts of one filesystem an fstab may ask for (one per btrfs
+/// subvolume; openSUSE writes about a dozen). A clone's fstab is untrusted:
+/// it must not make goldmount mount one filesystem thousands of times.
+pub const MAX_MOUNTS_PER_FILESYSTEM: usize = 64;
+
+/// Which subvolume a btrfs fstab line selects (`None`: the default), or why
+/// its `subvol=`/`subvolid=` was refused (the line is then not mounted:
+/// another subvolume in its place would be a different tree).
+fn btrfs_subvolume(options: &str) -> Result<Option<Subvolume>, String> {
+    let ctx = crate::fstab_options::Context {
+        read_only: false,
+        selinux: false,
+    };
+    let c = crate::fstab_options::carry("btrfs", options, ctx);
+    if let Some(d) = c
+        .dropped
+        .iter()
+        .find(|d| d.option.starts_with("subvol=") || d.option.starts_with("subvolid="))
+    {
+        return Err(format!(
+            "its btrfs subvolume option {} was refused ({}); not mounted with another subvolume in its place",
+            d.option, d.reason
+        ));
+    }
+    Ok(match (c.subvol, c.subvolid) {
+        (Some(p), _) => Some(Subvolume::Path(p)),
+        (None, Some(n)) => Some(Subvolume::Id(n)),
+        (None, None) => None,
+    })
 }
 
 /// Keeps names readable and safe as a single path component.
@@ -81,6 +146,7 @@ pub fn flat(cands: &[Candidate]) -> Vec<Planned> {
                 original: None,
                 nofail: false,
                 options: None,
+                subvolume: None,
             });
         }
     }
@@ -193,52 +259,78 @@ pub fn from_fstab(
             ))
         }
     }
+    if cands[root_cand].signature.fs_type == "btrfs" {
+        if let Err(why) = btrfs_subvolume(&root_entry.options) {
+            return Err(format!("its entry for / ({}): {why}", root_entry.raw_spec));
+        }
+    }
     let mut planned = Vec::new();
     let mut unresolved = Vec::new();
     let mut used = HashSet::new();
+    let mut per_fs: HashMap<usize, usize> = HashMap::new();
     for e in entries {
+        let unresolved_entry = |reason: String| UnresolvedEntry {
+            spec: e.raw_spec.clone(),
+            mountpoint: e.mountpoint.clone(),
+            reason,
+        };
         let mount_point = match ClonePath::parse(&e.mountpoint) {
             Ok(p) => p,
             Err(why) => {
-                unresolved.push(UnresolvedEntry {
-                    spec: e.raw_spec.clone(),
-                    mountpoint: e.mountpoint.clone(),
-                    reason: format!(
-                        "mount point refused: it would lead outside the volume ({why})"
-                    ),
-                });
+                unresolved.push(unresolved_entry(format!(
+                    "mount point refused: it would lead outside the volume ({why})"
+                )));
                 continue;
             }
         };
         if mount_point.is_root() && planned.iter().any(|p: &Planned| p.mount_point.is_root()) {
-            unresolved.push(UnresolvedEntry {
-                spec: e.raw_spec.clone(),
-                mountpoint: e.mountpoint.clone(),
-                reason: "a second entry for / in the clone's fstab: the first one is used".into(),
-            });
+            unresolved.push(unresolved_entry(
+                "a second entry for / in the clone's fstab: the first one is used".into(),
+            ));
             continue;
         }
-        match resolve(e, cands) {
-            Ok(i) if used.insert(i) => {
-                planned.push(Planned {
-                    cand: i,
-                    mount_point,
-                    original: Some(e.mountpoint.clone()),
-                    nofail: e.options.split(',').any(|o| o == "nofail"),
-                    options: Some(e.options.clone()),
-                });
+        let i = match resolve(e, cands) {
+            Ok(i) => i,
+            Err(reason) => {
+                unresolved.push(unresolved_entry(reason));
+                continue;
             }
-            Ok(_) => unresolved.push(UnresolvedEntry {
-                spec: e.raw_spec.clone(),
-                mountpoint: e.mountpoint.clone(),
-                reason: "names a filesystem already mounted elsewhere in this tree".into(),
-            }),
-            Err(reason) => unresolved.push(UnresolvedEntry {
-                spec: e.raw_spec.clone(),
-                mountpoint: e.mountpoint.clone(),
-                reason,
-            }),
+        };
+        // A btrfs is mounted once per subvolume its lines select.
+        let subvolume = if cands[i].signature.fs_type == "btrfs" {
+            match btrfs_subvolume(&e.options) {
+                Ok(s) => s,
+                Err(why) => {
+                    unresolved.push(unresolved_entry(why));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        if !used.insert((i, subvolume.clone())) {
+            unresolved.push(unresolved_entry(match &subvolume {
+                Some(s) => format!("names btrfs subvolume {s} of a filesystem already mounted elsewhere in this tree"),
+                None => "names a filesystem already mounted elsewhere in this tree".into(),
+            }));
+            continue;
         }
+        let n = per_fs.entry(i).or_default();
+        *n += 1;
+        if *n > MAX_MOUNTS_PER_FILESYSTEM {
+            unresolved.push(unresolved_entry(format!(
+                "more than {MAX_MOUNTS_PER_FILESYSTEM} entries of the clone's fstab name this filesystem: the rest are not mounted"
+            )));
+            continue;
+        }
+        planned.push(Planned {
+            cand: i,
+            mount_point,
+            original: Some(e.mountpoint.clone()),
+            nofail: e.options.split(',').any(|o| o == "nofail"),
+            options: Some(e.options.clone()),
+            subvolume,
+        });
     }
     // Parents before children; a stable sort keeps fstab order otherwise.
     planned.sort_by_key(|p| {
@@ -331,6 +423,63 @@ mod tests {
         let (plan, unresolved) = from_fstab(&twice, &c, 0).unwrap();
         assert_eq!(plan.len(), 1);
         assert!(unresolved[0].reason.contains("second entry for /"));
+    }
+
+    #[test]
+    fn one_btrfs_is_mounted_once_per_subvolume() {
+        // As Anaconda writes it (Fedora 33+), plus lines a hostile clone adds.
+        let c = vec![
+            cand(1, "ext4", None, "b00t"),
+            cand(2, "btrfs", Some("fedora"), "f5"),
+        ];
+        let text = "UUID=f5 / btrfs subvol=root,compress=zstd:1 0 0\n\
+                    UUID=b00t /boot ext4 defaults 1 2\n\
+                    UUID=f5 /home btrfs subvol=home,compress=zstd:1 0 0\n\
+                    UUID=f5 /var/home btrfs subvol=/home/ 0 0\n\
+                    UUID=f5 /srv btrfs subvol=@/../../etc 0 0\n\
+                    UUID=f5 /top btrfs subvolid=5 0 0\n\
+                    UUID=f5 /dflt btrfs defaults 0 0\n";
+        let (plan, unresolved) = from_fstab(&crate::fstab::parse(text), &c, 1).unwrap();
+        let t: Vec<_> = plan
+            .iter()
+            .map(|p| (p.cand, p.mount_point.to_string(), p.subvolume.clone()))
+            .collect();
+        let path = |s: &str| Some(Subvolume::Path(s.into()));
+        assert_eq!(
+            t,
+            vec![
+                (1, "/".into(), path("root")),
+                (0, "/boot".into(), None),
+                (1, "/home".into(), path("home")),
+                (1, "/top".into(), Some(Subvolume::Id(5))),
+                (1, "/dflt".into(), None),
+            ]
+        );
+        assert_eq!(plan[0].subvolume.as_ref().unwrap().option(), "subvol=/root");
+        let why: Vec<(&str, &str)> = unresolved
+            .iter()
+            .map(|u| (u.mountpoint.as_str(), u.reason.as_str()))
+            .collect();
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert!(
+            why[0].0 == "/var/home"
+                && why[0]
+                    .1
+                    .contains("subvolume /home of a filesystem already mounted")
+        );
+        assert!(why[1].0 == "/srv" && why[1].1.contains("refused") && why[1].1.contains("no .."));
+        // A root line whose subvolume is refused: the fstab is not used.
+        let bad = crate::fstab::parse("UUID=f5 / btrfs subvol=../x 0 0\n");
+        assert!(from_fstab(&bad, &c, 1).unwrap_err().contains("refused"));
+        // Thousands of lines on one btrfs are capped.
+        let mut many = String::from("UUID=f5 / btrfs subvol=root 0 0\n");
+        for n in 0..200 {
+            many.push_str(&format!("UUID=f5 /s{n} btrfs subvol=s{n} 0 0\n"));
+        }
+        let (plan, unresolved) = from_fstab(&crate::fstab::parse(&many), &c, 1).unwrap();
+        assert_eq!(plan.len(), MAX_MOUNTS_PER_FILESYSTEM);
+        assert_eq!(unresolved.len(), 201 - MAX_MOUNTS_PER_FILESYSTEM);
+        assert!(unresolved[0].reason.contains("more than 64"));
     }
 
     const VG: &str = "Zx5bQk1mN2pL3oR4sT5uV6wX7yZ8aB9c";
