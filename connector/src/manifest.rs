@@ -45,6 +45,11 @@ pub struct MountInfo {
     /// Options of the clone's fstab line not carried over, with the reason.
     #[serde(default)]
     pub fstab_options_dropped: Vec<DroppedOption>,
+    /// For btrfs: the subvolume this mount shows, as the kernel reports it
+    /// (the mount's root in mountinfo: `/root`, `/@home`, `/` for the top
+    /// level); `None` for other filesystems.
+    #[serde(default)]
+    pub subvolume: Option<String>,
 }
 
 /// An option of a clone's fstab line that goldmount did not carry over.

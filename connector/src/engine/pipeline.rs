@@ -53,6 +53,9 @@ pub struct Run<'a> {
     notes: Vec<String>,
     skipped: Vec<Skipped>,
     unresolved: Vec<UnresolvedEntry>,
+    /// Candidates this run has mounted (a btrfs mounted again for another
+    /// subvolume is not an fsid collision).
+    mounted_cands: HashSet<usize>,
 }
 
 impl<'a> Run<'a> {
@@ -71,6 +74,7 @@ impl<'a> Run<'a> {
             notes: Vec::new(),
             skipped: Vec::new(),
             unresolved: Vec::new(),
+            mounted_cands: HashSet::new(),
         }
     }
 
@@ -222,14 +226,38 @@ fn mount_syscall(
     let id =
         mount_on_with(dir, node, &plan.fstype, flags, extra, &plan.data_string()).map_err(|e| {
             let text = e.to_string();
+            let errno = match &e {
+                hostfs::mountfd::MountError::Mount { errno, .. } => Some(*errno),
+                _ => None,
+            };
             let ro = text.contains("EROFS") || text.contains("EACCES") || text.contains("ead-only");
-            if ro && !plan.read_only {
-                anyhow!("{text}; the device is read-only: mount the volume read-only")
+            let text = if ro && !plan.read_only {
+                format!("{text}; the device is read-only: mount the volume read-only")
             } else {
-                anyhow!("{text}")
+                text
+            };
+            match errno {
+                Some(errno) => anyhow!(MountRefused { errno, text }),
+                None => anyhow!("{text}"),
             }
         })?;
     Ok(id)
+}
+
+/// mount(2) itself returned an error: nothing was mounted.
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+struct MountRefused {
+    errno: rustix::io::Errno,
+    text: String,
+}
+
+/// The errno of a mount(2) that failed (nothing was mounted then), if that
+/// is what `e` is.
+fn refused_errno(e: &anyhow::Error) -> Option<rustix::io::Errno> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<MountRefused>())
+        .map(|r| r.errno)
 }
 
 /// The access-time mount flags a plan asks for (the kernel refuses them in
@@ -349,22 +377,33 @@ pub fn mount_steps(
     let cands: Vec<Candidate> = items.iter().map(|i| i.cand.clone()).collect();
     let mut plan: Option<(Vec<Planned>, Vec<UnresolvedEntry>)> = None;
     let mut not_used: Vec<String> = Vec::new();
-    for i in fstab_search_order(&cands) {
+    'search: for i in fstab_search_order(&cands) {
         let item = &items[i];
-        let Some(bytes) = read_fstab(run, j, item, i)? else {
-            continue;
-        };
-        let (entries, problems) = fstab::parse_bytes(&bytes);
-        match layout::from_fstab(&entries, &cands, i) {
-            Ok(p) => {
-                run.notes.extend(problems);
-                plan = Some(p);
-                break;
+        for found in read_fstab(run, j, item, i, &cands)? {
+            let (entries, problems) = fstab::parse_bytes(&found.bytes);
+            match layout::from_fstab(&entries, &cands, i) {
+                Ok(mut p) => {
+                    run.notes.extend(problems);
+                    if let Some(place) = &found.place {
+                        run.notes.push(format!(
+                            "{}: the original root's /etc/fstab was found in {place}",
+                            item.cand.describe()
+                        ));
+                    }
+                    root_from_found_subvolume(run, &item.cand, &found, &mut p.0);
+                    plan = Some(p);
+                    break 'search;
+                }
+                Err(why) => not_used.push(format!(
+                    "{}: its /etc/fstab{} was found but not used: {why}",
+                    item.cand.describe(),
+                    found
+                        .place
+                        .as_deref()
+                        .map(|w| format!(" (in {w})"))
+                        .unwrap_or_default()
+                )),
             }
-            Err(why) => not_used.push(format!(
-                "{}: its /etc/fstab was found but not used: {why}",
-                item.cand.describe()
-            )),
         }
     }
     let (layout_kind, planned, unresolved) = match plan {
@@ -541,11 +580,19 @@ fn mount_one(
         read_only: ro,
         selinux: crate::fstab_options::selinux_enabled(),
     };
-    let carried = p
+    let mut carried = p
         .options
         .as_deref()
         .map(|o| crate::fstab_options::carry(t, o, ctx))
         .unwrap_or_default();
+    // `/` of a btrfs whose fstab was found in a subvolume its line does not
+    // name: that subvolume (the original host's kernel command line said so).
+    if let Some(sv) = &p.subvolume {
+        if carried.subvol.is_none() && carried.subvolid.is_none() {
+            carried.data.push(sv.option());
+        }
+    }
+    let again = run.mounted_cands.contains(&p.cand);
     let plan_for = |dup: bool| {
         kind.plan(ro, dup, run.opts.allow_suid_dev)
             .with_fstab(&carried)
@@ -553,15 +600,41 @@ fn mount_one(
     let mut plan = plan_for(dup);
     if let Err(e) = mount_at(j, &item.node, &dir, &plan) {
         // Undo rather than forget: the mount may have happened even though
-        // it could not be identified.
-        undo_pending_mount(j)?;
+        // it could not be identified. When mount(2) itself failed on a
+        // btrfs this run already mounted (another subvolume), nothing was
+        // mounted and the device stays held by the first mount: forget the
+        // pending step (its undo would wait for the device to be released).
+        if again && refused_errno(&e).is_some() && pending_mount(j) {
+            j.forget_last()?;
+        } else {
+            undo_pending_mount(j)?;
+        }
+        if let Some(sv) = p.subvolume.as_ref().filter(|_| missing_subvolume(&e)) {
+            let why = format!(
+                "btrfs subvolume {sv} is not in this filesystem (the kernel found no subvolume at that path or id: {e:#})"
+            );
+            if !p.mount_point.is_root() {
+                run.unresolved.push(UnresolvedEntry {
+                    spec: c.describe(),
+                    mountpoint: p
+                        .original
+                        .clone()
+                        .unwrap_or_else(|| p.mount_point.to_string()),
+                    reason: format!("{why}; not mounted"),
+                });
+                return Err(anyhow!(SkipMount(why)));
+            }
+            return Err(anyhow!(
+                "{why}; the original root cannot be assembled without it"
+            ));
+        }
         match kind.uuid_collision {
             // Another clone of the same gold may have mounted its XFS meanwhile.
             UuidCollision::NoUuid if !dup => {
                 plan = plan_for(true);
                 mount_at(j, &item.node, &dir, &plan).map_err(|e2| e2.context(format!("{e:#}")))?;
             }
-            UuidCollision::BtrfsFsid if run.opts.btrfs_new_fsid && !ro => {
+            UuidCollision::BtrfsFsid if run.opts.btrfs_new_fsid && !ro && !again => {
                 // Kernels without temp-fsid (< 6.7) refuse a second device with
                 // a mounted fsid: give the clone its own (metadata_uuid) and retry.
                 let n = item.node.to_string_lossy();
@@ -570,7 +643,7 @@ fn mount_one(
                 mount_at(j, &item.node, &dir, &plan).map_err(|e2| e2.context(format!("{e:#}")))?;
                 run.notes.push(format!("{}: btrfs fsid changed (btrfstune -m, as the btrfs_new_fsid option asked)", c.describe()));
             }
-            UuidCollision::BtrfsFsid if dup => {
+            UuidCollision::BtrfsFsid if dup && !again => {
                 return Err(e.context(
                     "this kernel refuses a second btrfs with an fsid that is already mounted (the gold copy \
                      or another clone); the btrfs_new_fsid option gives the clone its own fsid (btrfstune -m, \
@@ -600,6 +673,17 @@ fn mount_one(
             c.describe()
         ));
     }
+    let subvolume = (t == "btrfs").then(|| mounted_root(j)).flatten();
+    if t == "btrfs" && dup && !again {
+        if let Some(temp) = btrfs_temp_fsid(&item.node) {
+            run.notes.push(format!(
+                "{}: its btrfs fsid {} is already mounted on this host (the gold copy or another clone): the kernel mounted it with a temporary fsid {temp} (temp-fsid); the clone's data is unchanged",
+                c.describe(),
+                uuid.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    run.mounted_cands.insert(p.cand);
     if let Some(u) = &uuid {
         mounted_uuids.insert(u.clone());
     }
@@ -624,7 +708,68 @@ fn mount_one(
         via_offset_loop: item.via_loop,
         fstab_options_kept: carried.kept,
         fstab_options_dropped: carried.dropped,
+        subvolume,
     }))
+}
+
+/// True when a failed mount's error is the kernel saying the subvolume
+/// asked for is not there (`ENOENT`: no such path or id) or is no
+/// subvolume (`EINVAL`: a plain directory).
+fn missing_subvolume(e: &anyhow::Error) -> bool {
+    matches!(
+        refused_errno(e),
+        Some(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL)
+    )
+}
+
+/// True when the newest journal step is a mount not yet done.
+fn pending_mount(j: &Journal<'_>) -> bool {
+    matches!(
+        j.rec.steps.last(),
+        Some(crate::state::Step {
+            action: Action::Mount { .. },
+            done: false
+        })
+    )
+}
+
+/// The root inside its filesystem of the mount just made (the last step of
+/// the journal): for btrfs, the subvolume it shows.
+fn mounted_root(j: &Journal<'_>) -> Option<String> {
+    let Some(crate::state::Step {
+        action: Action::Mount {
+            mnt_id: Some(id), ..
+        },
+        ..
+    }) = j.rec.steps.last()
+    else {
+        return None;
+    };
+    mountinfo::current()
+        .ok()?
+        .into_iter()
+        .find(|m| m.id == *id)
+        .map(|m| m.root.to_string_lossy().into_owned())
+}
+
+/// The temporary fsid the kernel (>= 6.7, temp-fsid) gave the btrfs on
+/// `node` because its fsid was already mounted, from
+/// `/sys/fs/btrfs/<fsid>/{devices/<dev>,temp_fsid}`; `None` when it has
+/// its own fsid or the kernel does not say.
+fn btrfs_temp_fsid(node: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(node).ok()?;
+    let dev = real.file_name()?.to_owned();
+    for fs in std::fs::read_dir("/sys/fs/btrfs").ok()?.flatten() {
+        let dir = fs.path();
+        if !dir.join("devices").join(&dev).exists() {
+            continue;
+        }
+        let temp = std::fs::read_to_string(dir.join("temp_fsid")).unwrap_or_default();
+        if temp.trim() == "1" {
+            return Some(fs.file_name().to_string_lossy().into_owned());
+        }
+    }
+    None
 }
 
 /// The note for a read-only mount of a filesystem whose journal holds
@@ -672,41 +817,72 @@ fn refused(run: &mut Run<'_>, p: &Planned, c: &Candidate, e: PathError) -> anyho
 #[error("{0}")]
 struct SkipMount(String);
 
+/// An `/etc/fstab` found on a filesystem, and where.
+struct FoundFstab {
+    bytes: Vec<u8>,
+    /// The btrfs subvolume (an immediate child of the top level) it was
+    /// found in by looking through them; `None`: in what a plain mount
+    /// shows (the default subvolume).
+    subvolume: Option<String>,
+    /// Where, for the manifest's note (btrfs only).
+    place: Option<String>,
+}
+
+/// Most top-level entries of a btrfs looked at for subvolumes holding a
+/// root (a clone's top level is untrusted; installers put 2 to 10 there).
+const SUBVOLUME_SCAN_CAP: usize = 64;
+/// Most fstabs of one btrfs's subvolumes kept for the layout to try.
+const SUBVOLUME_FSTABS_CAP: usize = 8;
+
 /// Looks for `/etc/fstab` on an item through a temporary read-only,
 /// `nosuid,nodev` mount without journal replay, read by fd with a size and
-/// time cap. Problems with the file become notes; `None` when there is none.
+/// time cap. Problems with the file become notes; empty when there is none.
+///
+/// A btrfs is looked at as its installer left it: first its default
+/// subvolume (what a plain mount shows; openSUSE's is a snapshot), then,
+/// when that holds none, the subvolumes right under its top level
+/// (`subvolid=5`: Fedora's `root`, Ubuntu's `@`) that look like a root, in
+/// name order, at most [`SUBVOLUME_SCAN_CAP`] entries looked at.
 fn read_fstab(
     run: &mut Run<'_>,
     j: &mut Journal<'_>,
     item: &Item,
     i: usize,
-) -> Result<Option<Vec<u8>>> {
+    cands: &[Candidate],
+) -> Result<Vec<FoundFstab>> {
     let t = item.cand.signature.fs_type.as_str();
     let Some(kind) = fs_kind::lookup(t).filter(|k| k.may_hold_fstab) else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let staging = run.cfg.staging_dir();
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let rel = ClonePath::parse(&format!("{}-{i}", run.volume)).map_err(|e| anyhow!("{e}"))?;
     let mark = j.rec.steps.len();
     let dir = ensure_dir(j, &staging, &rel)?;
-    let plan = kind.plan(true, true, false);
-    let bytes = match mount_at(j, &item.node, &dir, &plan) {
+    let mut plan = kind.plan(true, true, false);
+    let mut found = Vec::new();
+    match mount_at(j, &item.node, &dir, &plan) {
         Ok(()) => {
-            let fstab = ClonePath::parse("/etc/fstab").map_err(|e| anyhow!("{e}"))?;
-            match CloneRoot::open(dir.host_path())
-                .map_err(hostfs::clonefs::ReadError::Path)
-                .and_then(|r| r.read_file(&fstab, FSTAB_CAP, FSTAB_DEADLINE))
-            {
-                Ok(b) => Some(b),
-                Err(hostfs::clonefs::ReadError::NotFound { .. }) => None,
-                Err(hostfs::clonefs::ReadError::Path(PathError::NotFound { .. })) => None,
-                Err(e) => {
-                    run.notes.push(format!(
-                        "{}: /etc/fstab not used: {e}; its filesystems are mounted flat",
-                        item.cand.describe()
-                    ));
-                    None
+            let default_root = (t == "btrfs").then(|| mounted_root(j)).flatten();
+            if let Some(bytes) = fstab_at(run, item, dir.host_path(), None) {
+                found.push(FoundFstab {
+                    bytes,
+                    subvolume: None,
+                    place: default_root.map(|r| format!("its default btrfs subvolume {r}")),
+                });
+            } else if t == "btrfs" {
+                // The top level, where installers create their subvolumes.
+                j.undo_last(false, &mut super::journal::UndoLog::default())?;
+                plan.carried = vec!["subvolid=5".into()];
+                match mount_at(j, &item.node, &dir, &plan) {
+                    Ok(()) => found = btrfs_root_subvolumes(run, item, i, cands, dir.host_path()),
+                    Err(e) => {
+                        undo_pending_mount(j)?;
+                        tracing::info!(
+                            "cannot look through the btrfs subvolumes of {}: {e:#}",
+                            item.cand.describe()
+                        );
+                    }
                 }
             }
         }
@@ -716,15 +892,155 @@ fn read_fstab(
                 "cannot look for /etc/fstab on {}: {e:#}",
                 item.cand.describe()
             );
-            None
         }
-    };
+    }
     // Undo the staging mount and its directory right away.
     let mut log = super::journal::UndoLog::default();
     while j.rec.steps.len() > mark {
         j.undo_last(false, &mut log)?;
     }
-    Ok(bytes)
+    Ok(found)
+}
+
+/// `etc/fstab` under `host_dir` (a trusted staging path or a directory
+/// resolved inside it), read by fd, capped; a problem with it becomes a note.
+fn fstab_at(
+    run: &mut Run<'_>,
+    item: &Item,
+    host_dir: &Path,
+    place: Option<&str>,
+) -> Option<Vec<u8>> {
+    let fstab = ClonePath::parse("/etc/fstab").ok()?;
+    match CloneRoot::open(host_dir)
+        .map_err(hostfs::clonefs::ReadError::Path)
+        .and_then(|r| r.read_file(&fstab, FSTAB_CAP, FSTAB_DEADLINE))
+    {
+        Ok(b) => Some(b),
+        Err(hostfs::clonefs::ReadError::NotFound { .. }) => None,
+        Err(hostfs::clonefs::ReadError::Path(PathError::NotFound { .. })) => None,
+        Err(e) => {
+            run.notes.push(match place {
+                None => format!(
+                    "{}: /etc/fstab not used: {e}; its filesystems are mounted flat",
+                    item.cand.describe()
+                ),
+                Some(p) => format!("{}: /etc/fstab in {p} not used: {e}", item.cand.describe()),
+            });
+            None
+        }
+    }
+}
+
+/// The fstabs of the subvolumes right under a btrfs top level mounted at
+/// `top` that look like a root: a subvolume (a directory whose inode is
+/// 256, btrfs's subvolume root) with `etc/fstab` and `usr` or `bin`, or
+/// whose fstab's `/` line names this filesystem. Names are read from the
+/// directory (untrusted: single components, looked at by fd, at most
+/// [`SUBVOLUME_SCAN_CAP`] in name order).
+fn btrfs_root_subvolumes(
+    run: &mut Run<'_>,
+    item: &Item,
+    i: usize,
+    cands: &[Candidate],
+    top: &Path,
+) -> Vec<FoundFstab> {
+    use rustix::fs::{statat, AtFlags, FileType, Mode, OFlags};
+    const SUBVOLUME_ROOT_INO: u64 = 256;
+    let Ok(root) = CloneRoot::open(top) else {
+        return Vec::new();
+    };
+    let Ok(dirfd) = rustix::fs::openat(
+        root.as_fd(),
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(entries) = rustix::fs::Dir::read_from(&dirfd) else {
+        return Vec::new();
+    };
+    // Read a bounded number of names (a hostile top level may hold millions).
+    let mut names: Vec<String> = entries
+        .take(SUBVOLUME_SCAN_CAP * 64)
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort();
+    let mut found = Vec::new();
+    for name in names.into_iter().take(SUBVOLUME_SCAN_CAP) {
+        let Ok(st) = statat(&dirfd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory
+            || st.st_ino != SUBVOLUME_ROOT_INO
+        {
+            continue;
+        }
+        let Ok(rel) = ClonePath::parse(&name) else {
+            continue;
+        };
+        let Ok(sub) = root.resolve_dir(&rel) else {
+            continue;
+        };
+        // What was resolved is what was looked at (same device and inode).
+        let same = rustix::fs::fstat(sub.as_fd())
+            .is_ok_and(|s| s.st_dev == st.st_dev && s.st_ino == st.st_ino);
+        if !same {
+            continue;
+        }
+        let place = format!("btrfs subvolume {name}");
+        let Some(bytes) = fstab_at(run, item, sub.host_path(), Some(&place)) else {
+            continue;
+        };
+        let has = |n: &str| statat(sub.as_fd(), n, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+        let names_itself = || {
+            fstab::parse_bytes(&bytes)
+                .0
+                .iter()
+                .any(|e| e.mountpoint == "/" && layout::resolve(e, cands) == Ok(i))
+        };
+        if !(has("etc") && (has("usr") || has("bin") || names_itself())) {
+            continue;
+        }
+        found.push(FoundFstab {
+            bytes,
+            subvolume: Some(name),
+            place: Some(format!("{place} (the default subvolume holds none)")),
+        });
+        if found.len() == SUBVOLUME_FSTABS_CAP {
+            break;
+        }
+    }
+    found
+}
+
+/// When the fstab came from a btrfs subvolume and its `/` line names no
+/// subvolume (the original host's kernel command line did, with
+/// `rootflags=subvol=`), `/` is mounted from that subvolume, not from the
+/// default one a plain mount gives.
+fn root_from_found_subvolume(
+    run: &mut Run<'_>,
+    c: &Candidate,
+    found: &FoundFstab,
+    planned: &mut [Planned],
+) {
+    let Some(name) = &found.subvolume else {
+        return;
+    };
+    if let Some(root) = planned
+        .iter_mut()
+        .find(|p| p.mount_point.is_root() && p.subvolume.is_none())
+    {
+        root.subvolume = Some(layout::Subvolume::Path(
+            crate::fstab_options::normalise_subvol(name),
+        ));
+        run.notes.push(format!(
+            "{}: the fstab's / line names no btrfs subvolume; / is mounted from subvolume {name}, where the fstab was found",
+            c.describe()
+        ));
+    }
 }
 
 /// The order in which filesystems are mounted aside to look for the
@@ -930,6 +1246,7 @@ fn import_pools(
                 via_offset_loop: false,
                 fstab_options_kept: Vec::new(),
                 fstab_options_dropped: Vec::new(),
+                subvolume: None,
             });
         }
     }
