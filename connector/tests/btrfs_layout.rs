@@ -28,6 +28,7 @@ fn btrfs_uuid(d: Distro) -> &'static str {
         Distro::Ubuntu => "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b52",
         Distro::OpenSuse => "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b53",
         Distro::Hostile => "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b54",
+        Distro::Rootflags => "8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b55",
     }
 }
 const BOOT_MIB: u64 = 64;
@@ -43,6 +44,9 @@ enum Distro {
     /// openSUSE: `@/.snapshots/1/snapshot` set as the default subvolume,
     /// `/` without `subvol=`, the rest under `@/`.
     OpenSuse,
+    /// Fedora's layout whose `/` line names no subvolume (the kernel command
+    /// line's `rootflags=subvol=root` did).
+    Rootflags,
     /// Fedora's layout with lines a hostile clone adds, a decoy subvolume
     /// and a symlink at the top level pointing far out.
     Hostile,
@@ -68,6 +72,9 @@ fn fstab(d: Distro) -> String {
             "UUID={b}  /                       btrfs  defaults                      0  0\n\
              UUID={b}  /.snapshots             btrfs  subvol=/@/.snapshots          0  0\n\
              UUID={b}  /home                   btrfs  subvol=/@/home                0  0\n{boot}"
+        ),
+        Distro::Rootflags => format!(
+            "UUID={b} / btrfs compress=zstd:1 0 0\n{boot}UUID={b} /home btrfs subvol=home 0 0\n"
         ),
         Distro::Hostile => format!(
             "UUID={b} / btrfs subvol=root,compress=zstd:1 0 0\n{boot}\
@@ -110,7 +117,7 @@ fn root_tree(r: &Path, d: Distro) {
 /// Fills the btrfs mounted at `m` as the installer of `d` leaves it.
 fn fill_btrfs(m: &Path, d: Distro) {
     match d {
-        Distro::Fedora | Distro::Hostile => {
+        Distro::Fedora | Distro::Hostile | Distro::Rootflags => {
             subvol(&m.join("root"));
             subvol(&m.join("home"));
             root_tree(&m.join("root"), d);
@@ -548,4 +555,25 @@ fn hostile_subvolume_options_stay_inside_the_filesystem() {
     );
     env.gm_ok(&["unmount", "--volume", "hostile"]);
     assert_torn_down(&env, &[&img], &["hostile"]);
+}
+
+#[test]
+fn a_root_line_without_subvol_takes_the_subvolume_its_fstab_was_found_in() {
+    let env = Env::new();
+    let img = gold(env.path(), Distro::Rootflags);
+    let m = env.mount_json(&img, "rootflags", &[]);
+    assert_eq!(m["layout"], "fstab", "{m:#}");
+    let vol = env.root().join("rootflags");
+    assert_eq!(read(vol.join("etc/hostname")), "Rootflags-root\n");
+    assert!(
+        !vol.join("top-level-marker").exists(),
+        "/ is not the top level"
+    );
+    assert_eq!(mount_of(&m, "/")["subvolume"], "/root", "{m:#}");
+    assert!(
+        m["notes"].to_string().contains("names no btrfs subvolume"),
+        "{m:#}"
+    );
+    env.gm_ok(&["unmount", "--volume", "rootflags"]);
+    assert_torn_down(&env, &[&img], &["rootflags"]);
 }
