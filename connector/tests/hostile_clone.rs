@@ -125,9 +125,12 @@ fn unmount_clean(env: &Env, volume: &str, disk: &Path) {
 /// Asserts the kernel mounted nothing outside `vol` under the test dir, and
 /// that every mount the manifest lists is under `vol` and really there.
 fn assert_confined(env: &Env, vol: &Path, m: &serde_json::Value) {
+    // Filesystems the fstab does not (usably) name are the volume's too,
+    // beside its tree under goldmount's own names.
+    let unplaced = PathBuf::from(format!("{}@unplaced", vol.display()));
     let outside: Vec<String> = mount_lines_under(env.path())
         .into_iter()
-        .filter(|l| !l.target.starts_with(vol))
+        .filter(|l| !l.target.starts_with(vol) && !l.target.starts_with(&unplaced))
         .map(|l| l.target.display().to_string())
         .collect();
     assert!(
@@ -137,11 +140,12 @@ fn assert_confined(env: &Env, vol: &Path, m: &serde_json::Value) {
     );
     let real: Vec<PathBuf> = mount_lines_under(vol)
         .into_iter()
+        .chain(mount_lines_under(&unplaced))
         .map(|l| l.target)
         .collect();
     for p in mount_paths(m) {
         assert!(
-            p.starts_with(vol),
+            p.starts_with(vol) || p.starts_with(&unplaced),
             "manifest mount_path {} is outside the volume",
             p.display()
         );
@@ -190,6 +194,22 @@ fn fstab_mount_points_with_dotdot_stay_inside_the_volume() {
         "srv",
         "the rest of the tree mounts: {m}"
     );
+    // The filesystems of the refused lines still get a path, beside the
+    // tree under goldmount's own names.
+    let unplaced = env.root().join("dotdot@unplaced");
+    let beside: Vec<String> = fs::read_dir(&unplaced)
+        .unwrap()
+        .map(|e| {
+            let d = e.unwrap().path();
+            fs::read_to_string(d.join("whoami")).unwrap()
+        })
+        .collect();
+    assert_eq!(beside.len(), 2, "{m}");
+    assert!(
+        beside.contains(&"escape".to_string()) && beside.contains(&"parent".to_string()),
+        "{beside:?} {m}"
+    );
+    assert!(m["notes"].to_string().contains("@unplaced"), "{m}");
     for mp in [escape.as_str(), "/.."] {
         let u = m["unresolved"]
             .as_array()
@@ -203,6 +223,7 @@ fn fstab_mount_points_with_dotdot_stay_inside_the_volume() {
         );
     }
     unmount_clean(&env, "dotdot", &disk);
+    assert!(!unplaced.exists(), "the unplaced directory is left");
     assert_eq!(fs::read_dir(&victim).unwrap().count(), 0);
 }
 

@@ -420,18 +420,20 @@ pub fn mount_steps(
     };
     run.notes.extend(not_used);
     run.unresolved.extend(unresolved);
-    if layout_kind == Layout::Fstab {
+    // Filesystems the clone's fstab does not name (a hypervisor's VM disks
+    // on thin LVs, a data disk mounted by hand) still get a path: one
+    // directory each, by the flat layout's names, beside the tree at
+    // `<volumes root>/<volume>@unplaced` ('@' is never in a volume name),
+    // so nothing is created inside the clone's own filesystems.
+    let unplaced: Vec<Planned> = if layout_kind == Layout::Fstab {
         let used: HashSet<usize> = planned.iter().map(|p| p.cand).collect();
-        for (i, c) in cands.iter().enumerate() {
-            if !used.contains(&i) {
-                run.skipped.push(Skipped {
-                    source: c.describe(),
-                    what: c.signature.fs_type.clone(),
-                    reason: "not named by the clone's /etc/fstab; mount the volume without its fstab tree to reach it".into(),
-                });
-            }
-        }
-    }
+        layout::flat(&cands)
+            .into_iter()
+            .filter(|p| !used.contains(&p.cand))
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Mount: the volume directory, then every filesystem, parents first.
     std::fs::create_dir_all(&run.cfg.volumes_root)
         .with_context(|| format!("creating {}", run.cfg.volumes_root.display()))?;
@@ -468,6 +470,41 @@ pub fn mount_steps(
                     None => format!("{} could not be mounted", item.cand.describe()),
                 }))
             }
+        }
+    }
+    if !unplaced.is_empty() {
+        let rel =
+            ClonePath::parse(&format!("{}@unplaced", run.volume)).map_err(|e| anyhow!("{e}"))?;
+        let epath = ensure_dir(j, &run.cfg.volumes_root, &rel)?
+            .host_path()
+            .to_path_buf();
+        let mut placed = 0;
+        for p in &unplaced {
+            let item = &items[p.cand];
+            match mount_one(run, j, &epath, p, item, Layout::Flat, &mut mounted_uuids) {
+                Ok(Some(mi)) => {
+                    placed += 1;
+                    mounts.push(mi)
+                }
+                Ok(None) => {}
+                Err(e) if is_skip(&e) => {}
+                // Not part of the original tree: a failure is reported and
+                // the volume goes on.
+                Err(e) => run.skipped.push(Skipped {
+                    source: item.cand.describe(),
+                    what: item.cand.signature.fs_type.clone(),
+                    reason: format!(
+                        "not named by the clone's /etc/fstab, and mounting it under {} failed: {e:#}",
+                        epath.display()
+                    ),
+                }),
+            }
+        }
+        if placed > 0 {
+            run.notes.push(format!(
+                "{placed} filesystem(s) the clone's /etc/fstab does not name are mounted under {}, one directory each",
+                epath.display()
+            ));
         }
     }
     // Pools.
