@@ -20,7 +20,7 @@ use executor::remove::{Removal, RemoveOptions};
 use executor::rescan::ScanTarget;
 use executor::wait::{MultipathPolicy, WaitSpec};
 use executor::Root;
-use goldmount_tests::gmcli::{gm_bin, gm_env};
+use goldmount_tests::gmcli::{gm_bin, gm_env, mounts_under};
 use goldmount_tests::lab::*;
 
 const P1: &str = "127.0.0.1:3260";
@@ -598,17 +598,6 @@ impl Drop for Volumes {
             }
         }
     }
-}
-
-/// Mount points under `root` (from /proc/self/mountinfo).
-fn mounts_under(root: &Path) -> Vec<String> {
-    let r = root.to_string_lossy().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&r))
-        .collect()
 }
 
 /// An ext4 "gold" with some data in one MBR partition (1 MiB..end) of a
