@@ -8,9 +8,10 @@
 //!   are mounted, the pool is reported as holding no
 //!   filesystem of its own, and the teardown takes the VG's own stack
 //!   (thin LVs → pool → tmeta/tdata) down;
-//! - the same clone on a host without `thin_check`: the root is mounted,
-//!   the thin LVs are reported with lvm2's words and what to install, and
-//!   the half-activated pool is still released;
+//! - the same clone on a host without `thin_check`: the root is mounted;
+//!   thin LVs lvm2 leaves inactive are reported with lvm2's words and what
+//!   to install (lvm2 2.03.16 activated the pool anyway), and the release
+//!   is complete;
 //! - a RAID1 root LV across two PVs.
 //!
 //! Run with `cargo xtask lab lab_layouts`.
@@ -284,9 +285,18 @@ fn thin_pool_clone_mounts_next_to_its_gold_and_releases() {
         fs::read_to_string(root.join("px2/etc/hostname")).unwrap(),
         "pve-gold\n"
     );
-    let why = skipped_reason(&m2, "vm-100-disk-0")
-        .unwrap_or_else(|| panic!("inactive thin LV not reported: {m2}"));
-    assert!(why.contains("thin-provisioning-tools"), "{why}");
+    // lvm2 2.03.16 may activate the pool without thin_check (it did in
+    // the lab); when it does not, the LV is reported with what to install.
+    match skipped_reason(&m2, "vm-100-disk-0") {
+        Some(why) => assert!(why.contains("thin-provisioning-tools"), "{why}"),
+        None => {
+            eprintln!("lvm2 activated the thin pool without thin_check");
+            assert_eq!(
+                fs::read_to_string(root.join("px2/var/lib/vz/images.txt")).unwrap(),
+                "vm-100 images\n"
+            );
+        }
+    }
     gm(&["unmount", "--volume", "px2"]).unwrap_or_else(|e| panic!("unmount px2: {e}"));
     assert_released("px2", &root, &[&c2]);
 
@@ -330,14 +340,14 @@ fn raid1_root_across_two_pvs_mounts_next_to_its_gold_and_releases() {
         "root",
         "vg_r",
     ]);
-    run("mkfs.xfs", &["-q", "-f", "/dev/mapper/vg_r-root"]);
+    mkfs_ext4("/dev/mapper/vg_r-root", "raidroot");
     let m = scratch.join("build-r");
     with_mounted("/dev/mapper/vg_r-root", &m, |r| {
         fs::create_dir_all(r.join("etc")).unwrap();
         fs::write(r.join("etc/hostname"), "raid-gold\n").unwrap();
         fs::write(
             r.join("etc/fstab"),
-            "/dev/mapper/vg_r-root / xfs defaults 0 0\n",
+            "/dev/mapper/vg_r-root / ext4 defaults 0 1\n",
         )
         .unwrap();
     });

@@ -11,8 +11,10 @@ use anyhow::{bail, Result};
 
 mod bench;
 mod demo;
-/// The sample gold disk, shared with the connector's host tests.
+/// The sample gold disk, shared with the connector's host tests (which
+/// also use its variants, e.g. the one with an ESP, that the demo does not).
 #[path = "../../tests/src/golddisk.rs"]
+#[allow(dead_code)]
 mod golddisk;
 mod lab;
 mod prereqs;
