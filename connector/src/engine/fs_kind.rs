@@ -297,7 +297,10 @@ mod tests {
             ext4.plan(false, true, false).options(),
             "rw,nosuid,nodev,errors=remount-ro"
         );
-        assert_eq!(ext4.plan(false, false, true).options(), "rw,errors=remount-ro");
+        assert_eq!(
+            ext4.plan(false, false, true).options(),
+            "rw,errors=remount-ro"
+        );
         assert!(
             lookup("squashfs")
                 .unwrap()
