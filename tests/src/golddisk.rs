@@ -6,6 +6,9 @@
 //!
 //! Needs root (it loop-mounts the filesystems to fill them), sgdisk,
 //! mkfs.ext4 and mkfs.xfs. Errors carry the failing command and its stderr.
+//!
+//! Several test crates include this file by `#[path]`, each using a part.
+#![allow(dead_code)]
 
 use std::fs;
 use std::os::unix::fs::FileExt;

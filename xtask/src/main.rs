@@ -11,10 +11,8 @@ use anyhow::{bail, Result};
 
 mod bench;
 mod demo;
-/// The sample gold disk, shared with the connector's host tests (which
-/// also use its variants, e.g. the one with an ESP, that the demo does not).
+/// The sample gold disk, shared with the connector's host tests.
 #[path = "../../tests/src/golddisk.rs"]
-#[allow(dead_code)]
 mod golddisk;
 mod lab;
 mod prereqs;
