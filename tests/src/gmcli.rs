@@ -130,3 +130,30 @@ pub fn dm_on_disk(disk: &Path) -> Vec<String> {
 pub fn lvm(args: &[&str]) -> String {
     run("lvm", args)
 }
+
+/// Loop devices backed by `img`.
+pub fn loops_of(img: &Path) -> Vec<String> {
+    run(
+        "losetup",
+        &["-n", "-O", "NAME", "-j", img.to_str().unwrap()],
+    )
+    .lines()
+    .map(|l| l.trim().to_string())
+    .filter(|l| !l.is_empty())
+    .collect()
+}
+
+/// A copy of the gold image beside it, as the appliance's clone would be
+/// (made while the gold is inactive).
+pub fn clone_of(gold: &Path, name: &str) -> PathBuf {
+    let c = gold.with_file_name(format!("{name}.img"));
+    run(
+        "cp",
+        &[
+            "--sparse=always",
+            gold.to_str().unwrap(),
+            c.to_str().unwrap(),
+        ],
+    );
+    c
+}

@@ -198,21 +198,6 @@ fn build_gold(dir: &Path) -> (PathBuf, Ids) {
     (img, ids)
 }
 
-/// A copy of the gold image, as the appliance's clone would be (the gold
-/// is inactive while it is copied).
-fn clone_of(gold: &Path, name: &str) -> PathBuf {
-    let c = gold.with_file_name(format!("{name}.img"));
-    run(
-        "cp",
-        &[
-            "--sparse=always",
-            gold.to_str().unwrap(),
-            c.to_str().unwrap(),
-        ],
-    );
-    c
-}
-
 /// Rewrites the `/` line of the fstab inside clone image `img` (done while
 /// no other copy of the VG is active).
 fn set_root_spec(img: &Path, dir: &Path, spec: &str, ids: &Ids) {
@@ -221,18 +206,6 @@ fn set_root_spec(img: &Path, dir: &Path, spec: &str, ids: &Ids) {
         fs::write(r.join("etc/fstab"), curtin_fstab(spec, &ids.boot_uuid)).unwrap();
     });
     run("losetup", &["-d", &dev]);
-}
-
-/// Loop devices backed by `img`.
-fn loops_of(img: &Path) -> Vec<String> {
-    run(
-        "losetup",
-        &["-n", "-O", "NAME", "-j", img.to_str().unwrap()],
-    )
-    .lines()
-    .map(|l| l.trim().to_string())
-    .filter(|l| !l.is_empty())
-    .collect()
 }
 
 /// `(name, uuid without dashes)` of every VG lvm2 sees, ignoring any

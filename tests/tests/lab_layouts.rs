@@ -37,33 +37,6 @@ fn detach(dev: &str) {
     run("losetup", &["-d", dev]);
 }
 
-/// Loop devices backed by `img`.
-fn loops_of(img: &Path) -> Vec<String> {
-    run(
-        "losetup",
-        &["-n", "-O", "NAME", "-j", img.to_str().unwrap()],
-    )
-    .lines()
-    .map(|l| l.trim().to_string())
-    .filter(|l| !l.is_empty())
-    .collect()
-}
-
-/// A copy of the gold image, as the appliance's clone would be (the gold
-/// is inactive while it is copied).
-fn clone_of(gold: &Path, name: &str) -> PathBuf {
-    let c = gold.with_file_name(format!("{name}.img"));
-    run(
-        "cp",
-        &[
-            "--sparse=always",
-            gold.to_str().unwrap(),
-            c.to_str().unwrap(),
-        ],
-    );
-    c
-}
-
 fn mkfs_ext4(dev: &str, label: &str) {
     run("mkfs.ext4", &["-q", "-F", "-L", label, dev]);
 }
