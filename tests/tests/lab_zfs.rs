@@ -4,9 +4,10 @@
 //! (`#[ignore]`d elsewhere, and loud when started without ZFS).
 //!
 //! OpenZFS never opens two pools with one pool GUID (openzfs/zfs#11404): a
-//! clone cannot be imported while a pool with its GUID is open, which these
-//! scenarios check too, and importing with reguid is what lets the next
-//! clone of the same gold in.
+//! clone whose GUID is open (its gold is imported here, or a clone that kept
+//! the gold's GUID) gets a new GUID on its own devices before the kernel
+//! import (libzpool, `goldmount-zfs-reguid`), which these scenarios check
+//! next to the imported, mounted gold.
 //!
 //! A clone's pool is untrusted: its datasets are mounted by goldmount, not
 //! by `zfs mount`, each confined to the volume and `nosuid,nodev`; the
@@ -250,10 +251,11 @@ fn busy_then_clean_export(name: &str, nested: &Path, altroot: &Path) {
 /// The issue's scenario. The gold pool is imported; a clone of it (a
 /// reflink snapshot of the live pool taken on a "production host" with
 /// another hostid) carries its name and GUID. While the gold is open under
-/// that GUID, import_clone refuses with a clear GuidInUse error and touches
-/// nothing. Once the gold is exported, the clone is imported by GUID under a
-/// unique name, only from its own device, with -f (explained) and reguid;
-/// then the gold is imported again, so both are open side by side. Contents
+/// that GUID, import_clone gives the clone a new GUID on its own device
+/// first (libzpool, goldmount-zfs-reguid; the gold's GUID, labels and the
+/// host's cache file unchanged) and imports it by that GUID under a unique
+/// name, only from its own device, with -f (explained), next to the gold,
+/// which stays imported and mounted throughout. Contents
 /// are identical, a write in the clone does not reach the gold, a busy
 /// dataset makes export refuse naming the holder, export leaves only the
 /// gold, and a host pool (no altroot) is never exported.
@@ -292,24 +294,13 @@ fn zfs_clone_imported_next_to_gold() {
     );
     let altroot = scratch.join("volumes/zvol1/zfs");
 
-    // The gold holds the GUID: a clear refusal, nothing imported or mounted.
-    let e = zfs::import_clone(
-        std::slice::from_ref(&clone_dev),
-        guid,
-        &name,
-        &altroot,
-        true,
-    )
-    .unwrap_err();
-    eprintln!("while the gold is open: {e:#}");
-    assert!(
-        matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::GuidInUse { holder, .. }) if holder == GOLD),
-        "{e:#}"
-    );
-    assert_eq!(pools(), vec![GOLD.to_string()]);
-    assert!(mounts_under(&altroot).is_empty());
-
-    run("zpool", &["export", GOLD]);
+    // The gold stays imported and mounted throughout: the clone gets a new
+    // GUID on its own device before the kernel sees it (libzpool, in
+    // goldmount-zfs-reguid), the host's cache file and the gold's labels
+    // stay as they were.
+    let cachefile = Path::new("/etc/zfs/zpool.cache");
+    let cache_before = fs::read(cachefile).ok();
+    let gold_label_before = probe_pool(Path::new(&gold_dev));
     let t0 = std::time::Instant::now();
     let mut pool = zfs::import_clone(
         std::slice::from_ref(&clone_dev),
@@ -326,29 +317,41 @@ fn zfs_clone_imported_next_to_gold() {
     );
     zfs::mount_all(&mut pool, CONFINED).unwrap();
     eprintln!(
-        "import_clone took {:.2}s: {pool:#?}",
+        "import_clone next to the imported gold took {:.2}s: {pool:#?}",
         t0.elapsed().as_secs_f64()
+    );
+    let why = pool.reguided_before_import.clone().unwrap_or_default();
+    assert!(
+        why.contains(&gold_guid.to_string()) && why.contains(GOLD),
+        "the manifest-facing reason names the GUID and the gold: {why:?}"
+    );
+    assert_eq!(
+        run("zpool", &["get", "-H", "-p", "-o", "value", "guid", GOLD]).trim(),
+        gold_guid.to_string(),
+        "the gold keeps its GUID"
+    );
+    assert_eq!(
+        probe_pool(Path::new(&gold_dev)).1,
+        gold_label_before.1,
+        "the gold's labels keep its GUID"
+    );
+    assert_eq!(
+        fs::read(cachefile).ok(),
+        cache_before,
+        "{} untouched",
+        cachefile.display()
     );
     c.pools.push(name.clone());
     assert_eq!(pool.name, name);
     assert_eq!(pool.original_guid, gold_guid);
     assert_ne!(pool.guid, gold_guid, "reguid gave the clone a new GUID");
-    assert!(
-        pool.forced
-            .as_deref()
-            .unwrap_or("")
-            .contains("another system"),
-        "a pool last used by another hostid needs -f, and the reason is kept: {:?}",
-        pool.forced
-    );
+    // libzpool's import and export left the labels exported by this host,
+    // so the kernel import needed no -f (the gold's hostid is gone from the
+    // clone's labels).
+    assert_eq!(pool.forced, None, "{pool:#?}");
     // Only the clone's own device is in the new pool.
     let status = run("zpool", &["status", "-P", &name]);
     assert!(status.contains(clone_dev.to_str().unwrap()), "{status}");
-    // The gold comes back under its own name and GUID, next to the clone.
-    run(
-        "zpool",
-        &["import", "-d", &gold_dev, "-o", "cachefile=none", GOLD],
-    );
     assert_eq!(pools(), vec![GOLD.to_string(), name.clone()]);
 
     let clone_mnt = altroot.join(gold_mnt.strip_prefix("/").unwrap());
@@ -413,8 +416,64 @@ fn zfs_clone_imported_next_to_gold() {
         "ONLINE"
     );
 
+    // A second clone of the same gold, taken now, next to the gold and
+    // the first clone: it gets its own new GUID the same way.
+    let clone2_disk = make_clone(&xfs, &gold_img, "clone2", &mut c);
+    let (clone2_dev, guid2, _) = probe_pool(&clone2_disk);
+    assert_eq!(guid2, gold_guid);
+    let name2 = zfs::unique_pool_name(GOLD, "zvol2");
+    let altroot2 = scratch.join("volumes/zvol2/zfs");
+    let mut pool2 = zfs::import_clone(
+        std::slice::from_ref(&clone2_dev),
+        guid2,
+        &name2,
+        &altroot2,
+        false,
+    )
+    .unwrap();
+    c.pools.push(name2.clone());
+    zfs::mount_all(&mut pool2, CONFINED).unwrap();
+    assert!(
+        pool2.reguided && pool2.reguided_before_import.is_some(),
+        "{pool2:#?}"
+    );
+    assert!(
+        pool2.guid != gold_guid && pool2.guid != pool.guid,
+        "{pool2:#?}"
+    );
+    let mut all = vec![GOLD.to_string(), name.clone(), name2.clone()];
+    all.sort();
+    assert_eq!(pools(), all);
+    let clone2_mnt = altroot2.join(gold_mnt.strip_prefix("/").unwrap());
+    assert_eq!(
+        fs::read(clone2_mnt.join("data/pattern.bin")).unwrap(),
+        fs::read(gold_mnt.join("data/pattern.bin")).unwrap()
+    );
+    assert_eq!(
+        fs::read_to_string(clone2_mnt.join("data/nested/deep.txt")).unwrap(),
+        "deep in the gold\n",
+        "the first clone's write is not in the second"
+    );
+    assert!(!clone2_mnt.join("clone-only.txt").exists());
+    fs::write(clone2_mnt.join("clone2-only.txt"), "clone2\n").unwrap();
+    run("zpool", &["sync", &name2]);
+    assert!(!clone_mnt.join("clone2-only.txt").exists());
+    assert!(!gold_mnt.join("clone2-only.txt").exists());
+    let rep = zfs::export(&name2, false).unwrap();
+    assert!(rep.forced.is_empty() && !rep.not_imported, "{rep:?}");
+
     busy_then_clean_export(&name, &nested, &altroot);
     assert_eq!(pools(), vec![GOLD.to_string()]);
+    assert_eq!(
+        fs::read(cachefile).ok(),
+        cache_before,
+        "{} untouched",
+        cachefile.display()
+    );
+    assert_eq!(
+        run("zpool", &["get", "-H", "-p", "-o", "value", "guid", GOLD]).trim(),
+        gold_guid.to_string()
+    );
     let e = zfs::export(GOLD, true).unwrap_err();
     assert!(
         matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::NotOurs { .. })),
@@ -428,8 +487,8 @@ fn zfs_clone_imported_next_to_gold() {
 }
 
 /// Two clones of one gold side by side. Without reguid the first clone
-/// holds the gold's GUID and the second is refused (GuidInUse naming the
-/// first); with reguid on the first, the second imports under the original
+/// holds the gold's GUID and the second gets a new GUID before its import
+/// (the reason names the first); with reguid on the first, the second imports under the original
 /// GUID. Then `force` export with a busy dataset: detached lazily, reported.
 #[test]
 #[ignore = "needs the lab kernel"]
@@ -470,11 +529,13 @@ fn zfs_two_clones_same_guid_and_forced_export() {
     c.pools.push(names[0].clone());
     assert_eq!(p0.guid, probed[0].1, "no reguid: the GUID stays the gold's");
     assert_eq!(p0.forced, None, "same hostid: no -f needed");
-    let e = import(1, false).unwrap_err();
-    assert!(
-        matches!(e.downcast_ref::<ZfsError>(), Some(ZfsError::GuidInUse { holder, .. }) if *holder == names[0]),
-        "{e:#}"
-    );
+    // The first clone holds the gold's GUID: the second gets a new one
+    // before its import, and the reason names the first.
+    let p1 = import(1, false).unwrap();
+    let why = p1.reguided_before_import.clone().unwrap_or_default();
+    assert!(why.contains(&names[0]), "{why:?}");
+    assert_ne!(p1.guid, probed[1].1);
+    zfs::export(&names[1], false).unwrap();
     zfs::export(&names[0], false).unwrap();
     let p0 = import(0, true).unwrap();
     assert_ne!(p0.guid, probed[0].1);
@@ -838,4 +899,108 @@ fn zfs_colliding_names_export_only_their_own() {
         .unwrap();
     assert!(pools().is_empty(), "{:?}", pools());
     assert!(zfs_mounts().is_empty(), "{:?}", zfs_mounts());
+}
+
+/// Issue 12.6 through the engine: the gold pool imported and mounted on the
+/// host, two clones of it (taken while it is live) mounted as two volumes
+/// beside it. Each clone gets a new GUID on its own device before its import
+/// (the manifest says why), contents equal the gold's, writes stay in their
+/// clone, the gold keeps its GUID and its labels, and after both unmounts
+/// the host's pool list and `/etc/zfs/zpool.cache` are as before.
+#[test]
+#[ignore = "needs the lab kernel"]
+fn zfs_engine_clones_next_to_mounted_gold() {
+    let scratch = require_lab();
+    require_zfs();
+    let mut c = Cleanup {
+        pools: Vec::new(),
+        loops: Vec::new(),
+    };
+    let xfs = ReflinkXfs::create(&scratch, 900);
+    let (gold_img, gold_mnt, gold_dev) = make_gold(&xfs, &scratch, &mut c);
+    let gold_guid = run("zpool", &["get", "-H", "-p", "-o", "value", "guid", GOLD])
+        .trim()
+        .to_string();
+    let cachefile = Path::new("/etc/zfs/zpool.cache");
+    let cache_before = fs::read(cachefile).ok();
+    let pools_before = pools();
+    let gold_label = probe_pool(Path::new(&gold_dev));
+    let disks = [
+        make_clone(&xfs, &gold_img, "e1", &mut c),
+        make_clone(&xfs, &gold_img, "e2", &mut c),
+    ];
+    let e = engine(&scratch);
+    let mut manifests = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        let vol = format!("zg{i}");
+        c.pools.push(zfs::unique_pool_name(GOLD, &vol));
+        let t0 = std::time::Instant::now();
+        let m = engine_mount(&e, &vol, d);
+        eprintln!(
+            "engine mount {vol} next to the gold: {:.2}s, notes {:?}",
+            t0.elapsed().as_secs_f64(),
+            m.notes
+        );
+        assert!(
+            m.notes
+                .iter()
+                .any(|n| n.contains("is open on this host as pool") && n.contains(GOLD)),
+            "the manifest says why the GUID changed: {:?}",
+            m.notes
+        );
+        manifests.push(m);
+    }
+    assert_eq!(pools().len(), 3, "{:?}", pools());
+    let roots: Vec<PathBuf> = manifests
+        .iter()
+        .map(|m| m.path.join(gold_mnt.strip_prefix("/").unwrap()))
+        .collect();
+    for (i, r) in roots.iter().enumerate() {
+        for rel in ["root.txt", "data/pattern.bin", "data/nested/deep.txt"] {
+            assert_eq!(
+                fs::read(r.join(rel)).unwrap(),
+                fs::read(gold_mnt.join(rel)).unwrap(),
+                "clone {i}: {rel}"
+            );
+        }
+        fs::write(r.join("data/nested/deep.txt"), format!("clone {i}\n")).unwrap();
+    }
+    run("zpool", &["sync"]);
+    for (i, r) in roots.iter().enumerate() {
+        assert_eq!(
+            fs::read_to_string(r.join("data/nested/deep.txt")).unwrap(),
+            format!("clone {i}\n")
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(gold_mnt.join("data/nested/deep.txt")).unwrap(),
+        "deep in the gold\n"
+    );
+    for i in 0..2 {
+        e.unmount(&VolumeName::parse(&format!("zg{i}")).unwrap(), false)
+            .unwrap();
+    }
+    assert_eq!(pools(), pools_before, "only the gold is left");
+    assert_eq!(
+        run("zpool", &["get", "-H", "-p", "-o", "value", "guid", GOLD]).trim(),
+        gold_guid
+    );
+    assert_eq!(probe_pool(Path::new(&gold_dev)).1, gold_label.1);
+    assert_eq!(
+        run("zpool", &["list", "-H", "-o", "health", GOLD]).trim(),
+        "ONLINE"
+    );
+    assert_eq!(
+        fs::read(cachefile).ok(),
+        cache_before,
+        "{} untouched",
+        cachefile.display()
+    );
+    for m in &manifests {
+        assert!(
+            mounts_under(&m.path).is_empty(),
+            "{:?}",
+            mounts_under(&m.path)
+        );
+    }
 }

@@ -19,7 +19,7 @@ mod guest;
 mod install;
 mod plan;
 mod proc;
-mod zfs;
+pub(crate) mod zfs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -50,6 +50,10 @@ pub fn main(args: &[String]) -> Result<()> {
             "warnings",
         ])?;
     }
+    // The ZFS reguid helper's host test loads libzpool (OpenZFS 2.1's
+    // userland, from Debian contrib) from the lab's private prefix.
+    let zfs_libs = crate::lab::zfs::ensure_userland()?;
+    std::env::set_var("GOLDMOUNT_ZFS_LIB_DIR", &zfs_libs);
     // --no-fail-fast: one CI run reports every failing test binary, not the first.
     cargo(&["test", "--workspace", "--no-fail-fast"])?;
     if lab {

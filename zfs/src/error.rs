@@ -43,6 +43,17 @@ pub enum ZfsError {
         /// The imported pool holding it.
         holder: String,
     },
+    /// The clone's GUID is open on this host and giving the clone a new GUID
+    /// before its import (libzpool, `goldmount-zfs-reguid`) failed.
+    #[error("pool GUID {guid} is already open on this host as pool {holder:?} (OpenZFS cannot open two pools with one GUID, openzfs/zfs#11404), and giving the clone a new GUID before its import failed: {why}")]
+    OfflineReguid {
+        /// The clone's pool GUID.
+        guid: u64,
+        /// The imported pool holding it.
+        holder: String,
+        /// What the helper said.
+        why: String,
+    },
     /// Export was asked for a pool goldmount did not import.
     #[error("pool {name:?} has no altroot, so goldmount did not import it (it imports every clone with -R); refusing to export a host pool")]
     NotOurs {
@@ -180,6 +191,7 @@ impl ZfsError {
         match self {
             ZfsError::NameInUse { .. }
             | ZfsError::GuidInUse { .. }
+            | ZfsError::OfflineReguid { .. }
             | ZfsError::Busy { .. }
             | ZfsError::NotOurs { .. }
             | ZfsError::WrongPool { .. } => ErrorClass::Conflict,

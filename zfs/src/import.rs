@@ -41,8 +41,13 @@ pub struct ImportedPool {
     pub original_guid: u64,
     /// The altroot every mount point is under.
     pub altroot: PathBuf,
-    /// True when the GUID was changed by `zpool reguid` after import.
+    /// True when the GUID was changed: by `zpool reguid` after import, or
+    /// before it (see [`ImportedPool::reguided_before_import`]).
     pub reguided: bool,
+    /// Why the GUID was changed before the import, with libzpool
+    /// ([`crate::offline`]): the clone's GUID was open on this host (its
+    /// gold, or a clone that kept the gold's GUID).
+    pub reguided_before_import: Option<String>,
     /// Why `zpool import -f` was needed, when it was.
     pub forced: Option<String>,
     /// Filesystem datasets, parents first (by target), the skipped last;
@@ -107,9 +112,12 @@ fn check_devices(devices: &[PathBuf]) -> Result<()> {
 /// [`crate::mount::mount_dataset`]. On any failure after the import the
 /// pool is exported again, so nothing is left half-done.
 ///
-/// A pool with the same GUID must not be open on the host (see
-/// [`ZfsError::GuidInUse`]): with `reguid`, the clone leaves the GUID free
-/// for the next clone of the same gold; without it, the clone holds the GUID
+/// When a pool with the same GUID is open on the host (the gold, or a clone
+/// imported without reguid), the clone first gets a new GUID on its own
+/// devices ([`crate::offline::reguid_offline`]: libzpool in a helper
+/// process), since OpenZFS cannot open two pools with one GUID; otherwise,
+/// with `reguid`, `zpool reguid` after the import leaves the GUID free for
+/// the next clone of the same gold, and without it the clone holds the GUID
 /// until it is exported.
 ///
 /// `-f` is used only when zpool says the pool was last in use on another
@@ -128,21 +136,28 @@ pub fn import_clone(
     }
     check_devices(devices)?;
     ensure_name_free(new_name)?;
+    // OpenZFS opens one pool per GUID: when the clone's is open (its gold
+    // is imported here), the clone gets a new GUID first, on its own
+    // devices, and is then imported by that one.
+    let mut import_guid = pool_guid;
+    let mut reguided_before_import = None;
     if let Some((holder, _)) = list::imported_pools()?
         .into_iter()
         .find(|(_, g)| *g == pool_guid)
     {
-        return Err(ZfsError::GuidInUse {
-            guid: pool_guid,
-            holder,
-        });
+        let r = crate::offline::reguid_offline(devices, pool_guid, &holder)?;
+        reguided_before_import = Some(format!(
+            "pool GUID {pool_guid} is open on this host as pool {holder:?}; the clone's pool got GUID {} on its own devices before the import",
+            r.new_guid
+        ));
+        import_guid = r.new_guid;
     }
     std::fs::create_dir_all(altroot).map_err(|error| ZfsError::CreateDir {
         what: "altroot",
         path: altroot.to_path_buf(),
         error,
     })?;
-    let guid_s = pool_guid.to_string();
+    let guid_s = import_guid.to_string();
     let altroot_s = altroot.to_string_lossy().into_owned();
     let dev_s: Vec<String> = devices
         .iter()
@@ -161,8 +176,8 @@ pub fn import_clone(
         &guid_s,
         new_name,
     ]);
-    tracing::info!(guid = pool_guid, name = new_name, devices = ?dev_s, "importing ZFS clone pool");
-    let what = || format!("importing pool {pool_guid} as {new_name}");
+    tracing::info!(guid = import_guid, name = new_name, devices = ?dev_s, "importing ZFS clone pool");
+    let what = || format!("importing pool {import_guid} as {new_name}");
     let mut forced = None;
     match run::raw("zpool", &args, IMPORT_TIMEOUT) {
         Ok(_) => {}
@@ -180,14 +195,19 @@ pub fn import_clone(
         }
         Err(ToolError::Failed { stderr, .. }) if stderr.contains("no such pool") => {
             return Err(ZfsError::NotFound {
-                guid: pool_guid,
+                guid: import_guid,
                 devices: dev_s.join(", "),
                 stderr,
             });
         }
         Err(e) => return Err(run::tool_error(what(), e)),
     }
-    match finish_import(new_name, pool_guid, altroot, reguid, forced) {
+    let ids = Ids {
+        original: pool_guid,
+        imported: import_guid,
+        reguided_before_import,
+    };
+    match finish_import(new_name, ids, altroot, reguid, forced) {
         Ok(p) => Ok(p),
         Err(error) => {
             tracing::warn!(pool = new_name, %error, "import failed after zpool import; exporting again");
@@ -203,23 +223,35 @@ pub fn import_clone(
     }
 }
 
+/// The GUIDs of one import.
+struct Ids {
+    /// On the clone's labels as found (the gold's).
+    original: u64,
+    /// Imported by (new when reguided before the import).
+    imported: u64,
+    /// Why it was reguided before the import.
+    reguided_before_import: Option<String>,
+}
+
 /// After `zpool import`: check it is the pool we asked for, reguid, plan.
 fn finish_import(
     name: &str,
-    original_guid: u64,
+    ids: Ids,
     altroot: &Path,
     reguid: bool,
     forced: Option<String>,
 ) -> Result<ImportedPool> {
+    let original_guid = ids.original;
     let mut guid = list::pool_guid(name)?;
-    if guid != original_guid {
+    if guid != ids.imported {
         return Err(ZfsError::WrongPool {
             name: name.to_string(),
-            expected: original_guid,
+            expected: ids.imported,
             found: guid,
         });
     }
-    if reguid {
+    let before = ids.reguided_before_import.is_some();
+    if reguid && !before {
         run::run("zpool", &["reguid", name], DEFAULT_TIMEOUT, || {
             format!("zpool reguid {name}")
         })?;
@@ -237,7 +269,8 @@ fn finish_import(
         guid,
         original_guid,
         altroot: altroot.to_path_buf(),
-        reguided: reguid,
+        reguided: reguid || before,
+        reguided_before_import: ids.reguided_before_import,
         forced,
         datasets,
     })

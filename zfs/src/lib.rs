@@ -31,6 +31,7 @@ pub mod import;
 pub mod list;
 pub mod mount;
 pub mod name;
+pub mod offline;
 mod run;
 
 pub use error::{ErrorClass, Result, ZfsError};

@@ -1220,7 +1220,10 @@ fn import_pools(
             };
             Ok((done, p))
         })?;
-        if pool.reguided {
+        if let Some(why) = &pool.reguided_before_import {
+            run.notes
+                .push(format!("ZFS pool {name} imported as {new_name}: {why}"));
+        } else if pool.reguided {
             run.notes.push(format!(
                 "ZFS pool {name} imported as {new_name} with a new GUID {} (zfs_reguid; the clone's was {guid})",
                 pool.guid

@@ -1,5 +1,6 @@
 //! Building, on the host, everything the guest will run: the scenario test
-//! binary, the appliance, the `goldmount` CLI and `goldmountd`.
+//! binary, the appliance, the `goldmount` CLI, `goldmountd` and the ZFS
+//! reguid helper.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,12 @@ pub fn build(ws: &Path) -> Result<Artifacts> {
             "goldmountd",
             "--bin",
             "goldmountd",
+            // Found next to `goldmount` (and the test binaries' parent
+            // directory) by the ZFS stage.
+            "-p",
+            "zfs",
+            "--bin",
+            "goldmount-zfs-reguid",
         ],
     )?;
     let find = |name: &str| {

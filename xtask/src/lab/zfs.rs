@@ -114,6 +114,16 @@ fn have_deb(debs: &Path, pkg: &str) -> Result<bool> {
         .any(|e| e.file_name().to_string_lossy().starts_with(&prefix)))
 }
 
+/// For the host tests of goldmount's ZFS reguid helper: OpenZFS 2.1's
+/// userland libraries (libzpool) from the same private prefix, fetched and
+/// checked as for `--zfs`, nothing installed on the host's root. Returns
+/// the directory holding the libraries.
+pub fn ensure_userland() -> Result<PathBuf> {
+    fetch_userland()?;
+    check_userland()?;
+    Ok(lib_dir(&root()))
+}
+
 fn fetch_userland() -> Result<()> {
     let r = root();
     let apt_dir = r.join("apt");
