@@ -264,12 +264,14 @@ fn busy_then_clean_export(name: &str, nested: &Path, altroot: &Path) {
 fn zfs_clone_imported_next_to_gold() {
     let scratch = require_lab();
     require_zfs();
+    // Declared before the cleanup, so dropped after it: the pools and loop
+    // devices on the reflink XFS go first, then the XFS itself.
+    let xfs = ReflinkXfs::create(&scratch, 900);
     let mut c = Cleanup {
         pools: Vec::new(),
         loops: Vec::new(),
     };
     set_hostid("0badc0de");
-    let xfs = ReflinkXfs::create(&scratch, 900);
     let (gold_img, gold_mnt, gold_dev) = make_gold(&xfs, &scratch, &mut c);
     let clone_disk = make_clone(&xfs, &gold_img, "clone1", &mut c);
     set_hostid("00c0ffee");
@@ -486,32 +488,34 @@ fn zfs_clone_imported_next_to_gold() {
     );
 }
 
-/// Two clones of one gold side by side. Without reguid the first clone
-/// holds the gold's GUID and the second gets a new GUID before its import
-/// (the reason names the first); with reguid on the first, the second imports under the original
-/// GUID. Then `force` export with a busy dataset: detached lazily, reported.
+/// Clones of one gold side by side. With reguid the first clone frees the
+/// gold's GUID after its import and the second imports under it; a third
+/// then gets a new GUID before its import (the reason names the second).
+/// Then `force` export with a busy dataset: detached lazily, reported.
 #[test]
 #[ignore = "needs the lab kernel"]
 fn zfs_two_clones_same_guid_and_forced_export() {
     let scratch = require_lab();
     require_zfs();
+    // Dropped after the cleanup (pools and loop devices on it go first).
+    let xfs = ReflinkXfs::create(&scratch, 900);
     let mut c = Cleanup {
         pools: Vec::new(),
         loops: Vec::new(),
     };
-    let xfs = ReflinkXfs::create(&scratch, 900);
     let (gold_img, gold_mnt, _) = make_gold(&xfs, &scratch, &mut c);
     let gold_pattern = fs::read(gold_mnt.join("data/pattern.bin")).unwrap();
     let disks = [
         make_clone(&xfs, &gold_img, "c1", &mut c),
         make_clone(&xfs, &gold_img, "c2", &mut c),
+        make_clone(&xfs, &gold_img, "c3", &mut c),
     ];
     run("zpool", &["export", GOLD]);
     let probed: Vec<(PathBuf, u64, String)> = disks.iter().map(|d| probe_pool(d)).collect();
-    let names: Vec<String> = (0..2)
+    let names: Vec<String> = (0..3)
         .map(|i| zfs::unique_pool_name(&probed[i].2, &format!("v{i}")))
         .collect();
-    let alts: Vec<PathBuf> = (0..2)
+    let alts: Vec<PathBuf> = (0..3)
         .map(|i| scratch.join(format!("volumes/v{i}")))
         .collect();
     let import = |i: usize, reguid: bool| {
@@ -529,21 +533,32 @@ fn zfs_two_clones_same_guid_and_forced_export() {
     c.pools.push(names[0].clone());
     assert_eq!(p0.guid, probed[0].1, "no reguid: the GUID stays the gold's");
     assert_eq!(p0.forced, None, "same hostid: no -f needed");
-    // The first clone holds the gold's GUID: the second gets a new one
-    // before its import, and the reason names the first.
-    let p1 = import(1, false).unwrap();
-    let why = p1.reguided_before_import.clone().unwrap_or_default();
-    assert!(why.contains(&names[0]), "{why:?}");
-    assert_ne!(p1.guid, probed[1].1);
-    zfs::export(&names[1], false).unwrap();
     zfs::export(&names[0], false).unwrap();
     let p0 = import(0, true).unwrap();
     assert_ne!(p0.guid, probed[0].1);
+    assert_eq!(p0.reguided_before_import, None, "{p0:#?}");
     let p1 = import(1, false).unwrap();
     c.pools.push(names[1].clone());
     assert_eq!(p1.guid, probed[1].1);
+    // The second clone holds the gold's GUID: the third gets a new one
+    // before its import, and the reason names the second.
+    let p2 = import(2, false).unwrap();
+    c.pools.push(names[2].clone());
+    let why = p2.reguided_before_import.clone().unwrap_or_default();
+    assert!(why.contains(&names[1]), "{why:?}");
+    assert_ne!(p2.guid, probed[2].1);
+    assert_eq!(
+        fs::read(
+            alts[2]
+                .join(gold_mnt.strip_prefix("/").unwrap())
+                .join("data/pattern.bin")
+        )
+        .unwrap(),
+        gold_pattern
+    );
+    zfs::export(&names[2], false).unwrap();
     assert_eq!(pools(), {
-        let mut v = names.clone();
+        let mut v = names[..2].to_vec();
         v.sort();
         v
     });
@@ -912,11 +927,12 @@ fn zfs_colliding_names_export_only_their_own() {
 fn zfs_engine_clones_next_to_mounted_gold() {
     let scratch = require_lab();
     require_zfs();
+    // Dropped after the cleanup (pools and loop devices on it go first).
+    let xfs = ReflinkXfs::create(&scratch, 900);
     let mut c = Cleanup {
         pools: Vec::new(),
         loops: Vec::new(),
     };
-    let xfs = ReflinkXfs::create(&scratch, 900);
     let (gold_img, gold_mnt, gold_dev) = make_gold(&xfs, &scratch, &mut c);
     let gold_guid = run("zpool", &["get", "-H", "-p", "-o", "value", "guid", GOLD])
         .trim()

@@ -223,3 +223,53 @@ fn refusals_change_nothing() {
     assert_eq!(listed_ids(&dir), vec![guid]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The gold's devices are named in a clone's labels. A clone given with
+/// one of its two devices missing must not be completed with the gold's
+/// device found at that path (what libzpool does unconfined): the helper
+/// fails, and neither the gold's devices nor the clone's change.
+#[test]
+fn a_clone_missing_a_device_never_reaches_the_golds_device() {
+    setup();
+    let dir = scratch("gold");
+    let name = format!("gmgd{}", std::process::id());
+    let (gold, guid) = make_pool(&dir, &name, 2);
+    let clone_dir = dir.join("clone");
+    std::fs::create_dir_all(&clone_dir).unwrap();
+    let clone: Vec<PathBuf> = gold
+        .iter()
+        .map(|g| {
+            let c = clone_dir.join(g.file_name().unwrap());
+            std::fs::copy(g, &c).unwrap();
+            c
+        })
+        .collect();
+    let gold_before = digest(&gold);
+    let clone_before = digest(&clone);
+    let o = helper(&[
+        "--guid",
+        &guid.to_string(),
+        "--device",
+        clone[0].to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("clone with a device missing: {:?}: {err}", o.status.code());
+    assert!(matches!(o.status.code(), Some(4 | 5)), "{err}");
+    assert_eq!(
+        digest(&gold),
+        gold_before,
+        "the gold's devices were written"
+    );
+    assert_eq!(digest(&clone), clone_before);
+    // Both clone devices: the clone is reguided, the gold is not.
+    let r = zfs::offline::reguid_offline(&clone, guid, "gold").unwrap();
+    assert_ne!(r.new_guid, guid);
+    assert_eq!(
+        digest(&gold),
+        gold_before,
+        "the gold's devices were written"
+    );
+    assert_eq!(listed_ids(&dir), vec![guid]);
+    assert_eq!(listed_ids(&clone_dir), vec![r.new_guid]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
