@@ -1,0 +1,437 @@
+//! The Node service on the engine.
+//!
+//! The mapping: `NodeStageVolume` has the engine attach the device from the
+//! `publish_context` (see [`crate::source`]) and mount the whole tree at
+//! its own volume path (`<volumes_root>/<volume_id>`), then publishes that
+//! tree at the staging path as consumer [`STAGE_ID`] (a recursive bind) —
+//! the CO sees the tree at the staging path, and the engine's records say
+//! it is staged. `NodePublishVolume` publishes the same tree at the target
+//! path as consumer [`publication_id`] of the target (every submount
+//! read-only when asked). Unpublish and unstage undo those through the
+//! engine. The engine's own checks (journal first, claims, busy locks)
+//! stay in charge; this service adds the CSI rules: required fields,
+//! repeated calls answered OK without adding references, incompatible
+//! repeats refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use connector::engine::{
+    DeviceSource, Engine, ErrorKind, MountOptions, MountRequest, VolumeName, VolumeStatus,
+};
+use tonic::{Code, Request, Response, Status};
+
+use crate::config::NodeConfig;
+use crate::inflight::Inflight;
+use crate::proto::{
+    node_server::Node, node_service_capability, volume_capability, NodeExpandVolumeRequest,
+    NodeExpandVolumeResponse, NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse,
+    NodeGetInfoRequest, NodeGetInfoResponse, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
+    NodePublishVolumeRequest, NodePublishVolumeResponse, NodeServiceCapability,
+    NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnpublishVolumeRequest,
+    NodeUnpublishVolumeResponse, NodeUnstageVolumeRequest, NodeUnstageVolumeResponse,
+    VolumeCapability,
+};
+use crate::source;
+use crate::status::{engine_status, task_failed, RequestError};
+
+/// The engine consumer id of a volume's staging bind.
+pub const STAGE_ID: &str = "csi-stage";
+
+/// The engine consumer id of a publication at `target`: stable across
+/// restarts (FNV-1a of the path), short enough for any kubelet path.
+pub fn publication_id(target: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in target.as_os_str().as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("csi-publish-{h:016x}")
+}
+
+/// The Node service over one engine.
+pub struct NodeService {
+    engine: Arc<Engine>,
+    cfg: NodeConfig,
+    inflight: Inflight,
+}
+
+impl NodeService {
+    /// The service for `engine` on the node `cfg` describes.
+    pub fn new(engine: Arc<Engine>, cfg: NodeConfig) -> Self {
+        Self {
+            engine,
+            cfg,
+            inflight: Inflight::default(),
+        }
+    }
+
+    /// Runs `f` on a blocking thread with the volume marked in flight.
+    async fn run<T, F>(&self, volume: &VolumeName, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> Result<T, Status> + Send + 'static,
+    {
+        let _guard = self.inflight.begin(volume.as_str())?;
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(task_failed)?
+    }
+}
+
+fn volume_of(id: &str) -> Result<VolumeName, Status> {
+    if id.is_empty() {
+        return Err(RequestError::Missing { field: "volume_id" }.into());
+    }
+    VolumeName::parse(id).map_err(|e| {
+        RequestError::Invalid {
+            field: "volume_id",
+            why: e.message,
+        }
+        .into()
+    })
+}
+
+fn path_of(field: &'static str, value: &str) -> Result<PathBuf, RequestError> {
+    if value.is_empty() {
+        return Err(RequestError::Missing { field });
+    }
+    let p = PathBuf::from(value);
+    if !p.is_absolute() {
+        return Err(RequestError::Invalid {
+            field,
+            why: format!("expected an absolute path, found {value:?}"),
+        });
+    }
+    Ok(p)
+}
+
+/// Whether a capability asks for a read-only tree; refuses what the driver
+/// cannot serve (block access, mount flags, multi-node writers).
+fn read_only_of(cap: Option<&VolumeCapability>) -> Result<bool, RequestError> {
+    use volume_capability::access_mode::Mode;
+    let cap = cap.ok_or(RequestError::Missing {
+        field: "volume_capability",
+    })?;
+    match &cap.access_type {
+        None => {
+            return Err(RequestError::Missing {
+                field: "volume_capability.access_type",
+            })
+        }
+        Some(volume_capability::AccessType::Block(_)) => {
+            return Err(RequestError::Invalid {
+                field: "volume_capability.access_type",
+                why: "block access is not supported: a goldmount volume is the tree of filesystems of a whole disk; ask for a mount volume".into(),
+            })
+        }
+        Some(volume_capability::AccessType::Mount(m)) if !m.mount_flags.is_empty() => {
+            return Err(RequestError::Invalid {
+                field: "volume_capability.mount.mount_flags",
+                why: format!(
+                    "mount flags {:?} are not supported: each filesystem of the tree keeps the gold's options; ask for read-only through the access mode or readonly",
+                    m.mount_flags
+                ),
+            })
+        }
+        Some(volume_capability::AccessType::Mount(_)) => {}
+    }
+    let mode = cap
+        .access_mode
+        .as_ref()
+        .ok_or(RequestError::Missing {
+            field: "volume_capability.access_mode",
+        })?
+        .mode;
+    match Mode::try_from(mode) {
+        Ok(Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly) => Ok(true),
+        Ok(Mode::SingleNodeWriter | Mode::SingleNodeSingleWriter | Mode::SingleNodeMultiWriter) => {
+            Ok(false)
+        }
+        Ok(m @ (Mode::MultiNodeSingleWriter | Mode::MultiNodeMultiWriter)) => {
+            Err(RequestError::Invalid {
+                field: "volume_capability.access_mode",
+                why: format!(
+                    "{} is not supported: a clone's filesystems can be written on one node only",
+                    m.as_str_name()
+                ),
+            })
+        }
+        Ok(Mode::Unknown) | Err(_) => Err(RequestError::Invalid {
+            field: "volume_capability.access_mode",
+            why: format!("expected a known access mode, found {mode}"),
+        }),
+    }
+}
+
+/// The volume's status, `None` when this node has no such volume.
+fn status_of(engine: &Engine, volume: &VolumeName) -> Result<Option<VolumeStatus>, Status> {
+    match engine.get(volume) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(engine_status(&e, Code::FailedPrecondition)),
+    }
+}
+
+fn stage(
+    engine: &Engine,
+    volume: &VolumeName,
+    staging: &Path,
+    source: DeviceSource,
+    read_only: bool,
+) -> Result<(), Status> {
+    if let Some(st) = status_of(engine, volume)? {
+        let wanted = vec![source.recorded()];
+        if st.sources != wanted || st.read_only != read_only {
+            return Err(Status::already_exists(format!(
+                "volume {volume} is staged on this node from {:?} (read-only: {}); this request asks for {:?} (read-only: {read_only}): unstage it first, or repeat the request it was staged with",
+                st.sources, st.read_only, wanted
+            )));
+        }
+    }
+    let req = MountRequest {
+        volume: volume.clone(),
+        sources: vec![source],
+        options: MountOptions {
+            read_only,
+            ..MountOptions::default()
+        },
+    };
+    let created = engine
+        .mount(&req)
+        .map_err(|e| engine_status(&e, Code::FailedPrecondition))?
+        .created();
+    let st = status_of(engine, volume)?.ok_or_else(|| {
+        Status::internal(format!(
+            "volume {volume} vanished right after its mount: retry NodeStageVolume"
+        ))
+    })?;
+    if let Some(p) = st.publications.iter().find(|p| p.id == STAGE_ID) {
+        if p.target != staging {
+            return Err(Status::already_exists(format!(
+                "volume {volume} is already staged at {}, not at {}: unstage it there first",
+                p.target.display(),
+                staging.display()
+            )));
+        }
+        if !p.mount_ids.is_empty() {
+            return Ok(());
+        }
+    }
+    match engine.publish(volume, STAGE_ID, staging, read_only) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            if created {
+                // Nothing of this call stays behind it.
+                if let Err(u) = engine.unmount(volume, false) {
+                    tracing::warn!(volume = %volume, error = %u.message, "mount of a failed stage left");
+                }
+            }
+            Err(engine_status(&e, Code::AlreadyExists))
+        }
+    }
+}
+
+fn unstage(engine: &Engine, volume: &VolumeName, staging: &Path) -> Result<(), Status> {
+    let Some(st) = status_of(engine, volume)? else {
+        return Ok(());
+    };
+    let others: Vec<String> = st
+        .publications
+        .iter()
+        .filter(|p| p.id != STAGE_ID)
+        .map(|p| p.target.display().to_string())
+        .collect();
+    if !others.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "volume {volume} is still published at {}: NodeUnpublishVolume those first",
+            others.join(", ")
+        )));
+    }
+    if let Some(p) = st.publications.iter().find(|p| p.id == STAGE_ID) {
+        if p.target != staging {
+            return Err(Status::failed_precondition(format!(
+                "volume {volume} is staged at {}, not at {}: unstage it there",
+                p.target.display(),
+                staging.display()
+            )));
+        }
+        engine
+            .unpublish(volume, STAGE_ID, false)
+            .map_err(|e| engine_status(&e, Code::FailedPrecondition))?;
+    }
+    match engine.unmount(volume, false) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(engine_status(&e, Code::FailedPrecondition)),
+    }
+}
+
+fn publish(
+    engine: &Engine,
+    volume: &VolumeName,
+    staging: &Path,
+    target: &Path,
+    read_only: bool,
+) -> Result<(), Status> {
+    let not_staged = || {
+        Status::failed_precondition(format!(
+            "volume {volume} is not staged at {} on this node: call NodeStageVolume first",
+            staging.display()
+        ))
+    };
+    let st = status_of(engine, volume)?.ok_or_else(not_staged)?;
+    let staged = st
+        .publications
+        .iter()
+        .any(|p| p.id == STAGE_ID && p.target == staging && !p.mount_ids.is_empty());
+    if !staged {
+        return Err(not_staged());
+    }
+    let read_only = read_only || st.read_only;
+    let id = publication_id(target);
+    if let Some(p) = st.publications.iter().find(|p| p.id == id) {
+        if p.read_only != read_only {
+            return Err(Status::already_exists(format!(
+                "volume {volume} is already published at {} with read-only {}: unpublish it first",
+                target.display(),
+                p.read_only
+            )));
+        }
+        if !p.mount_ids.is_empty() {
+            return Ok(());
+        }
+    }
+    engine
+        .publish(volume, &id, target, read_only)
+        .map(|_| ())
+        .map_err(|e| engine_status(&e, Code::AlreadyExists))
+}
+
+fn unpublish(engine: &Engine, volume: &VolumeName, target: &Path) -> Result<(), Status> {
+    let id = publication_id(target);
+    if let Some(st) = status_of(engine, volume)? {
+        if st.publications.iter().any(|p| p.id == id) {
+            engine
+                .unpublish(volume, &id, false)
+                .map_err(|e| engine_status(&e, Code::FailedPrecondition))?;
+        }
+    }
+    // The engine removes the directories it made; a target the CO made
+    // itself goes too, as the spec asks (only when empty: never data).
+    match std::fs::remove_dir(target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => {
+            tracing::warn!(target = %target.display(), error = %e, "target path left");
+            Ok(())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Node for NodeService {
+    async fn node_stage_volume(
+        &self,
+        request: Request<NodeStageVolumeRequest>,
+    ) -> Result<Response<NodeStageVolumeResponse>, Status> {
+        let r = request.into_inner();
+        let volume = volume_of(&r.volume_id)?;
+        let staging = path_of("staging_target_path", &r.staging_target_path)?;
+        let read_only = read_only_of(r.volume_capability.as_ref())?;
+        let source = source::from_publish_context(&r.publish_context)?;
+        let v = volume.clone();
+        self.run(&volume, move |e| stage(e, &v, &staging, source, read_only))
+            .await?;
+        Ok(Response::new(NodeStageVolumeResponse {}))
+    }
+
+    async fn node_unstage_volume(
+        &self,
+        request: Request<NodeUnstageVolumeRequest>,
+    ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
+        let r = request.into_inner();
+        let volume = volume_of(&r.volume_id)?;
+        let staging = path_of("staging_target_path", &r.staging_target_path)?;
+        let v = volume.clone();
+        self.run(&volume, move |e| unstage(e, &v, &staging)).await?;
+        Ok(Response::new(NodeUnstageVolumeResponse {}))
+    }
+
+    async fn node_publish_volume(
+        &self,
+        request: Request<NodePublishVolumeRequest>,
+    ) -> Result<Response<NodePublishVolumeResponse>, Status> {
+        let r = request.into_inner();
+        let volume = volume_of(&r.volume_id)?;
+        let staging = path_of("staging_target_path", &r.staging_target_path)?;
+        let target = path_of("target_path", &r.target_path)?;
+        let read_only = read_only_of(r.volume_capability.as_ref())? || r.readonly;
+        let v = volume.clone();
+        self.run(&volume, move |e| {
+            publish(e, &v, &staging, &target, read_only)
+        })
+        .await?;
+        Ok(Response::new(NodePublishVolumeResponse {}))
+    }
+
+    async fn node_unpublish_volume(
+        &self,
+        request: Request<NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
+        let r = request.into_inner();
+        let volume = volume_of(&r.volume_id)?;
+        let target = path_of("target_path", &r.target_path)?;
+        let v = volume.clone();
+        self.run(&volume, move |e| unpublish(e, &v, &target))
+            .await?;
+        Ok(Response::new(NodeUnpublishVolumeResponse {}))
+    }
+
+    async fn node_get_volume_stats(
+        &self,
+        _request: Request<NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+        Err(Status::unimplemented(
+            "NodeGetVolumeStats is not built yet (GET_VOLUME_STATS is not advertised)",
+        ))
+    }
+
+    async fn node_expand_volume(
+        &self,
+        _request: Request<NodeExpandVolumeRequest>,
+    ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
+        Err(Status::unimplemented(
+            "a clone of a gold copy is not expanded (EXPAND_VOLUME is not advertised)",
+        ))
+    }
+
+    async fn node_get_capabilities(
+        &self,
+        _request: Request<NodeGetCapabilitiesRequest>,
+    ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
+        let stage = NodeServiceCapability {
+            r#type: Some(node_service_capability::Type::Rpc(
+                node_service_capability::Rpc {
+                    r#type: node_service_capability::rpc::Type::StageUnstageVolume as i32,
+                },
+            )),
+        };
+        Ok(Response::new(NodeGetCapabilitiesResponse {
+            capabilities: vec![stage],
+        }))
+    }
+
+    async fn node_get_info(
+        &self,
+        _request: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
+        Ok(Response::new(NodeGetInfoResponse {
+            node_id: self.cfg.node_id.clone(),
+            max_volumes_per_node: self.cfg.max_volumes_per_node,
+            accessible_topology: None,
+        }))
+    }
+}
