@@ -488,3 +488,109 @@ async fn node_stage_volume_should_fail_with_already_exists_when_incompatible() {
     assert_eq!(loops_under(d.dir.path()), Vec::<String>::new());
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_stage_volume_should_abort_a_second_call_on_the_same_volume_in_flight() {
+    let d = Driver::start().await;
+    let image = golddisk::build(d.dir.path(), "clone.img").unwrap();
+    let node = d.node().await;
+    let vol = "pvc-0003";
+    let staging = d.path("staging/pvc-0003");
+    let req = stage_req(vol, &staging, device_context(&image), rw_cap());
+    let (mut a, mut b) = (node.clone(), node.clone());
+    let (ra, rb) = tokio::join!(
+        a.node_stage_volume(req.clone()),
+        b.node_stage_volume(req.clone())
+    );
+    let mut codes: Vec<Code> = [ra.map(|_| Code::Ok), rb.map(|_| Code::Ok)]
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|s| s.code()))
+        .collect();
+    codes.sort_by_key(|c| *c as i32);
+    assert_eq!(codes, vec![Code::Ok, Code::Aborted]);
+    // Retried after the first finished: OK, still one reference.
+    a.node_stage_volume(req).await.unwrap();
+    let st = d
+        .engine
+        .get(&connector::engine::VolumeName::parse(vol).unwrap())
+        .unwrap();
+    assert_eq!(st.publications.len(), 1);
+    assert_eq!(st.publications[0].refs, 1);
+    a.node_unstage_volume(unstage_req(vol, &staging))
+        .await
+        .unwrap();
+    assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
+    assert_eq!(loops_under(d.dir.path()), Vec::<String>::new());
+    d.stop().await;
+}
+
+/// What `ControllerPublishVolume` will hand over with the appliance's loop
+/// backend: its presentation document; the appliance (here: the test)
+/// attached the clone file as one whole-file loop device.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_stage_volume_should_work_with_the_appliance_loop_presentation() {
+    let d = Driver::start().await;
+    let image = golddisk::build(d.dir.path(), "clone.img").unwrap();
+    let out = std::process::Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let presented = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut node = d.node().await;
+    let vol = "pvc-0004";
+    let staging = d.path("staging/pvc-0004");
+    let target = d.path("pods/c/mount");
+    let ctx = HashMap::from([(
+        "presentation".to_string(),
+        format!(
+            r#"{{"transport":"loop","backing_file":"{}"}}"#,
+            image.display()
+        ),
+    )]);
+    let staged = node
+        .node_stage_volume(stage_req(vol, &staging, ctx.clone(), rw_cap()))
+        .await;
+    let ours = |presented: &str| -> Vec<String> {
+        let mut l = loops_under(d.dir.path());
+        l.retain(|x| !x.starts_with(&format!("{} ", presented.trim_start_matches("/dev/"))));
+        l.extend(common::loops_over(presented));
+        l
+    };
+    if let Err(e) = staged {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &presented])
+            .status();
+        panic!("stage over {presented}: {e:?}");
+    }
+    node.node_stage_volume(stage_req(vol, &staging, ctx, rw_cap()))
+        .await
+        .unwrap();
+    node.node_publish_volume(publish_req(vol, &staging, &target, false))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(target.join("etc/hostname")).unwrap(),
+        "gold-host\n"
+    );
+    assert!(!ours(&presented).is_empty(), "the engine's partition loops");
+    node.node_unpublish_volume(unpublish_req(vol, &target))
+        .await
+        .unwrap();
+    node.node_unstage_volume(unstage_req(vol, &staging))
+        .await
+        .unwrap();
+    assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
+    assert_eq!(ours(&presented), Vec::<String>::new());
+    // The appliance's loop device is the appliance's: still there.
+    let name = presented.trim_start_matches("/dev/");
+    let backing = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).unwrap();
+    assert_eq!(backing.trim(), image.display().to_string());
+    let st = std::process::Command::new("losetup")
+        .args(["-d", &presented])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    d.stop().await;
+}

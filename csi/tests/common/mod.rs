@@ -191,3 +191,18 @@ pub async fn timed<T, F: std::future::Future<Output = T>>(label: &str, f: F) -> 
 pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
+
+/// The loop devices whose backing file is the block device `dev` (the
+/// engine's partition loops over a presented whole-disk device).
+pub fn loops_over(dev: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
+            if b.trim() == dev {
+                found.push(format!("{name} -> {}", b.trim()));
+            }
+        }
+    }
+    found
+}
