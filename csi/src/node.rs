@@ -73,11 +73,17 @@ impl NodeService {
         T: Send + 'static,
         F: FnOnce(&Engine) -> Result<T, Status> + Send + 'static,
     {
-        let _guard = self.inflight.begin(volume.as_str())?;
+        let guard = self.inflight.begin(volume.as_str())?;
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || f(&engine))
-            .await
-            .map_err(task_failed)?
+        // The guard lives as long as the engine call, not the request: a
+        // CO that gives up on a call does not stop it, and the next call
+        // on the volume must not start before it ends.
+        tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            f(&engine)
+        })
+        .await
+        .map_err(task_failed)?
     }
 }
 

@@ -594,3 +594,40 @@ async fn node_stage_volume_should_work_with_the_appliance_loop_presentation() {
     assert!(st.success());
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_stage_volume_should_mount_read_only_for_a_reader_only_access_mode() {
+    let d = Driver::start().await;
+    let image = golddisk::build(d.dir.path(), "clone.img").unwrap();
+    let mut node = d.node().await;
+    let vol = "pvc-0005";
+    let staging = d.path("staging/pvc-0005");
+    let target = d.path("pods/r/mount");
+    let ro_cap = mount_cap(volume_capability::access_mode::Mode::SingleNodeReaderOnly);
+    node.node_stage_volume(stage_req(vol, &staging, device_context(&image), ro_cap))
+        .await
+        .unwrap();
+    // readonly=false on a read-only volume: the publication is read-only too.
+    node.node_publish_volume(publish_req(vol, &staging, &target, false))
+        .await
+        .unwrap();
+    for base in [&staging, &target] {
+        for rel in ["srv/data/x", "boot/x", "etc/x"] {
+            let e = std::fs::write(base.join(rel), "no").unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(30), "{}/{rel}: {e}", base.display());
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(target.join("srv/data/records.csv")).unwrap(),
+        "id,name\n1,gold\n"
+    );
+    node.node_unpublish_volume(unpublish_req(vol, &target))
+        .await
+        .unwrap();
+    node.node_unstage_volume(unstage_req(vol, &staging))
+        .await
+        .unwrap();
+    assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
+    assert_eq!(loops_under(d.dir.path()), Vec::<String>::new());
+    d.stop().await;
+}
