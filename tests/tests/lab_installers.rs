@@ -975,10 +975,9 @@ fn fedora_next_to_gold(
 }
 
 /// `--btrfs-new-fsid` next to the mounted gold. On a kernel without
-/// temp-fsid goldmount runs `btrfstune -m` on the clone and retries; the
-/// scenario records whether the fstab tree or a flat mount came up (the
-/// fstab search's staging mount does not take this option: it is refused
-/// like the plain mount, and the layout falls back to flat), checks the
+/// temp-fsid goldmount runs `btrfstune -m` on the clone (already for the
+/// fstab search's staging mount) and the Fedora tree comes up; the
+/// scenario checks the
 /// clone really got its own fsid with the gold's as metadata_uuid, and
 /// records what the same clone, mounted again (its fsid no longer
 /// collides, but its fstab names the old one), comes up as.
@@ -1022,25 +1021,12 @@ fn fedora_new_fsid(
             meta, ids.btrfs,
             "[{volume}] metadata_uuid is not the gold's fsid"
         );
-        if m["layout"] == "fstab" {
-            eprintln!("[{volume}] RESULT: btrfstune -m, then the fstab tree");
-            assert_fedora_tree(volume, &m, &top, ids);
-            write_clone_only(volume, &top);
-        } else {
-            let at = PathBuf::from(b["mount_path"].as_str().unwrap());
-            eprintln!(
-                "[{volume}] RESULT: btrfstune -m, but the layout is {} (the fstab search could not mount the btrfs next to its gold); btrfs at {} shows subvolume {}; notes {notes:?}",
-                m["layout"],
-                at.display(),
-                b["subvolume"]
-            );
-            assert_eq!(
-                fs::read_to_string(at.join("root/marker")).unwrap(),
-                FED_ROOT_MARKER
-            );
-            fs::write(at.join("root/clone-only"), volume).unwrap();
-            fs::write(at.join("home/clone-only"), volume).unwrap();
-        }
+        // The fstab search gets the new fsid too (it would be refused like
+        // the plain mount otherwise), so the tree comes up.
+        assert_eq!(m["layout"], "fstab", "[{volume}] not the fstab tree: {m}");
+        eprintln!("[{volume}] RESULT: btrfstune -m, then the fstab tree");
+        assert_fedora_tree(volume, &m, &top, ids);
+        write_clone_only(volume, &top);
         gold.assert_untouched();
         gm(&["unmount", "--volume", volume]).unwrap_or_else(|e| panic!("unmount {volume}: {e}"));
         assert_fedora_released(volume, root, img);

@@ -674,11 +674,8 @@ fn mount_one(
             UuidCollision::BtrfsFsid if run.opts.btrfs_new_fsid && !ro && !again => {
                 // Kernels without temp-fsid (< 6.7) refuse a second device with
                 // a mounted fsid: give the clone its own (metadata_uuid) and retry.
-                let n = item.node.to_string_lossy();
-                tools::run("btrfstune", &["-m", &n], DEFAULT_TIMEOUT)
-                    .with_context(|| format!("giving the btrfs of {} a new fsid", c.describe()))?;
+                give_btrfs_new_fsid(run, item)?;
                 mount_at(j, &item.node, &dir, &plan).map_err(|e2| e2.context(format!("{e:#}")))?;
-                run.notes.push(format!("{}: btrfs fsid changed (btrfstune -m, as the btrfs_new_fsid option asked)", c.describe()));
             }
             UuidCollision::BtrfsFsid if dup && !again => {
                 return Err(e.context(
@@ -747,6 +744,33 @@ fn mount_one(
         fstab_options_dropped: carried.dropped,
         subvolume,
     }))
+}
+
+/// Whether a btrfs the kernel would not mount is one whose fsid is mounted
+/// on this host already (the gold or another clone) while the options ask
+/// for the clone to get its own fsid.
+fn btrfs_fsid_taken(run: &Run<'_>, item: &Item) -> bool {
+    item.cand.signature.fs_type == "btrfs"
+        && run.opts.btrfs_new_fsid
+        && !run.opts.read_only
+        && item
+            .cand
+            .signature
+            .uuid()
+            .is_some_and(|u| mounter::mounted_uuids().contains(&u))
+}
+
+/// `btrfstune -m`: the clone's btrfs gets a new fsid (the old one kept as
+/// its metadata_uuid), as the btrfs_new_fsid option asks; said in a note.
+fn give_btrfs_new_fsid(run: &mut Run<'_>, item: &Item) -> Result<()> {
+    let n = item.node.to_string_lossy();
+    tools::run("btrfstune", &["-m", &n], DEFAULT_TIMEOUT)
+        .with_context(|| format!("giving the btrfs of {} a new fsid", item.cand.describe()))?;
+    run.notes.push(format!(
+        "{}: btrfs fsid changed (btrfstune -m, as the btrfs_new_fsid option asked)",
+        item.cand.describe()
+    ));
+    Ok(())
 }
 
 /// True when a failed mount's error is the kernel saying the subvolume
@@ -898,7 +922,16 @@ fn read_fstab(
     let dir = ensure_dir(j, &staging, &rel)?;
     let mut plan = kind.plan(true, true, false);
     let mut found = Vec::new();
-    match mount_at(j, &item.node, &dir, &plan) {
+    let mut mounted = mount_at(j, &item.node, &dir, &plan);
+    if mounted.is_err() && btrfs_fsid_taken(run, item) {
+        // The gold (or another clone) holds this btrfs's fsid and the
+        // kernel has no temp-fsid: the option that gives the clone its own
+        // fsid is applied now, so the search (and the tree) can see it.
+        undo_pending_mount(j)?;
+        give_btrfs_new_fsid(run, item)?;
+        mounted = mount_at(j, &item.node, &dir, &plan);
+    }
+    match mounted {
         Ok(()) => {
             let default_root = (t == "btrfs").then(|| mounted_root(j)).flatten();
             if let Some(bytes) = fstab_at(run, item, dir.host_path(), None) {
