@@ -88,6 +88,18 @@ impl Drop for Cleanup {
     }
 }
 
+/// A reflink XFS for gold and clone images, and the cleanup of what is put
+/// on it. Bound as `let (xfs, mut c) = …`: `c` drops first (pools, then
+/// loop devices on the XFS), then the XFS itself.
+fn reflink_and_cleanup(scratch: &Path) -> (ReflinkXfs, Cleanup) {
+    let xfs = ReflinkXfs::create(scratch, 900);
+    let c = Cleanup {
+        pools: Vec::new(),
+        loops: Vec::new(),
+    };
+    (xfs, c)
+}
+
 /// The gold: a pool on a loop device over a file on reflink XFS, with a
 /// nested dataset tree, a legacy-mountpoint dataset and files; it stays
 /// imported. Returns (gold image, gold mount root, loop device).
@@ -264,13 +276,7 @@ fn busy_then_clean_export(name: &str, nested: &Path, altroot: &Path) {
 fn zfs_clone_imported_next_to_gold() {
     let scratch = require_lab();
     require_zfs();
-    // Declared before the cleanup, so dropped after it: the pools and loop
-    // devices on the reflink XFS go first, then the XFS itself.
-    let xfs = ReflinkXfs::create(&scratch, 900);
-    let mut c = Cleanup {
-        pools: Vec::new(),
-        loops: Vec::new(),
-    };
+    let (xfs, mut c) = reflink_and_cleanup(&scratch);
     set_hostid("0badc0de");
     let (gold_img, gold_mnt, gold_dev) = make_gold(&xfs, &scratch, &mut c);
     let clone_disk = make_clone(&xfs, &gold_img, "clone1", &mut c);
@@ -497,12 +503,7 @@ fn zfs_clone_imported_next_to_gold() {
 fn zfs_two_clones_same_guid_and_forced_export() {
     let scratch = require_lab();
     require_zfs();
-    // Dropped after the cleanup (pools and loop devices on it go first).
-    let xfs = ReflinkXfs::create(&scratch, 900);
-    let mut c = Cleanup {
-        pools: Vec::new(),
-        loops: Vec::new(),
-    };
+    let (xfs, mut c) = reflink_and_cleanup(&scratch);
     let (gold_img, gold_mnt, _) = make_gold(&xfs, &scratch, &mut c);
     let gold_pattern = fs::read(gold_mnt.join("data/pattern.bin")).unwrap();
     let disks = [
@@ -927,12 +928,7 @@ fn zfs_colliding_names_export_only_their_own() {
 fn zfs_engine_clones_next_to_mounted_gold() {
     let scratch = require_lab();
     require_zfs();
-    // Dropped after the cleanup (pools and loop devices on it go first).
-    let xfs = ReflinkXfs::create(&scratch, 900);
-    let mut c = Cleanup {
-        pools: Vec::new(),
-        loops: Vec::new(),
-    };
+    let (xfs, mut c) = reflink_and_cleanup(&scratch);
     let (gold_img, gold_mnt, gold_dev) = make_gold(&xfs, &scratch, &mut c);
     let gold_guid = run("zpool", &["get", "-H", "-p", "-o", "value", "guid", GOLD])
         .trim()
