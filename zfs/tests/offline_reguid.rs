@@ -29,8 +29,18 @@ fn lib_dir() -> PathBuf {
     d
 }
 
-/// The library API finds the helper and libzpool through the environment.
-fn setup() {
+/// zfs-fuse serialises badly: two `zfs create`s of two pools at once left
+/// both in D state for good (seen in CI). The tests of this binary take
+/// turns; every zpool/zfs command also has a time limit.
+static ZFS_FUSE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Longest a zpool/zfs command of these tests may take.
+const ZFS_CMD_TIMEOUT: &str = "120";
+
+/// The library API finds the helper and libzpool through the environment;
+/// the guard keeps the other tests of this binary off zfs-fuse meanwhile.
+fn setup() -> std::sync::MutexGuard<'static, ()> {
+    let guard = ZFS_FUSE.lock().unwrap_or_else(|e| e.into_inner());
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         std::env::set_var("LD_LIBRARY_PATH", lib_dir());
@@ -45,10 +55,21 @@ fn setup() {
             std::thread::sleep(std::time::Duration::from_secs(2));
         }
     });
+    guard
 }
 
+/// Runs `prog args…` (zpool and zfs under `timeout`), failing the test on
+/// a non-zero exit.
 fn sh(prog: &str, args: &[&str]) -> String {
-    let o = Command::new(prog).args(args).output().unwrap();
+    let o = if matches!(prog, "zpool" | "zfs") {
+        Command::new("timeout")
+            .args(["-k", "5", ZFS_CMD_TIMEOUT, prog])
+            .args(args)
+            .output()
+            .unwrap()
+    } else {
+        Command::new(prog).args(args).output().unwrap()
+    };
     assert!(
         o.status.success(),
         "{prog} {args:?}: {}{}",
@@ -127,8 +148,9 @@ fn helper(args: &[&str]) -> Output {
 
 /// The pool IDs `zpool import -d DIR` lists in `dir`.
 fn listed_ids(dir: &Path) -> Vec<u64> {
-    let o = Command::new("zpool")
-        .args(["import", "-d", dir.to_str().unwrap()])
+    let o = Command::new("timeout")
+        .args(["-k", "5", ZFS_CMD_TIMEOUT, "zpool", "import", "-d"])
+        .arg(dir)
         .output()
         .unwrap();
     String::from_utf8_lossy(&o.stdout)
@@ -142,7 +164,7 @@ fn listed_ids(dir: &Path) -> Vec<u64> {
 /// by that GUID with its data, and the old GUID is gone from the labels.
 #[test]
 fn a_pool_gets_a_new_guid_on_every_device_and_imports_by_it() {
-    setup();
+    let _zfs_fuse = setup();
     let dir = scratch("ok");
     let name = format!("gmrg{}", std::process::id());
     let (imgs, guid) = make_pool(&dir, &name, 2);
@@ -179,7 +201,7 @@ fn a_pool_gets_a_new_guid_on_every_device_and_imports_by_it() {
 /// what to do, and leave every device byte-identical.
 #[test]
 fn refusals_change_nothing() {
-    setup();
+    let _zfs_fuse = setup();
     let dir = scratch("refuse");
     let name = format!("gmrf{}", std::process::id());
     let (imgs, guid) = make_pool(&dir, &name, 2);
@@ -230,7 +252,7 @@ fn refusals_change_nothing() {
 /// fails, and neither the gold's devices nor the clone's change.
 #[test]
 fn a_clone_missing_a_device_never_reaches_the_golds_device() {
-    setup();
+    let _zfs_fuse = setup();
     let dir = scratch("gold");
     let name = format!("gmgd{}", std::process::id());
     let (gold, guid) = make_pool(&dir, &name, 2);
