@@ -119,6 +119,19 @@ fn make_pool(dir: &Path, name: &str, n: usize) -> (Vec<PathBuf>, u64) {
         .parse()
         .unwrap();
     sh("zpool", &["export", name]);
+    // zfs-fuse may still be writing the labels after `export` returns:
+    // wait until its own import scan lists the pool as exported (once, in
+    // a CI check, the reguid that followed found no importable pool).
+    sh("sync", &[]);
+    let t0 = std::time::Instant::now();
+    while !listed_ids(dir).contains(&guid) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "zfs-fuse never listed exported pool {name} ({guid}) in {}",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     (imgs, guid)
 }
 
