@@ -83,10 +83,22 @@ pub fn reguid_offline(devices: &[PathBuf], guid: u64, holder: &str) -> Result<Re
     }
     tracing::info!(guid, devices = ?dev_s, holder, "changing the clone pool's GUID before import");
     let out = toolrun::run(&helper_s, &args, TIMEOUT).map_err(|e| match e {
-        toolrun::ToolError::Failed { stderr, .. } => err(stderr
-            .trim()
-            .trim_start_matches("goldmount-zfs-reguid: ")
-            .to_string()),
+        toolrun::ToolError::Failed {
+            stderr,
+            status,
+            stdout,
+            ..
+        } => {
+            let said = stderr.trim().trim_start_matches("goldmount-zfs-reguid: ");
+            err(if said.is_empty() {
+                format!(
+                    "{HELPER} ended with {status} and said nothing (stdout {:?})",
+                    stdout.trim()
+                )
+            } else {
+                said.to_string()
+            })
+        }
         other => err(other.to_string()),
     })?;
     parse_output(&out.stdout).ok_or_else(|| {

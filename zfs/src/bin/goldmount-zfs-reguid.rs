@@ -303,7 +303,10 @@ fn run(args: &Args) -> Result<String, Failure> {
         }
     }
     let search = build_confinement(&args.devices)?;
-    let libs = Libs::open()?;
+    // Never unloaded: libzpool's threads may still be winding down after
+    // kernel_fini, and unmapping their code under them crashed the helper
+    // at exit now and then (exit by SIGSEGV after its work was done).
+    let libs: &'static Libs = Box::leak(Box::new(Libs::open()?));
     let cache = cstring(NO_CACHE_FILE)?;
 
     let kernel_init: Symbol<unsafe extern "C" fn(c_int)> = sym(&libs.zpool, "kernel_init")?;
