@@ -159,9 +159,10 @@ mod tests {
                 holders: vec!["pid 7 (sh): cwd /v/p/d".into()],
             },
             ZfsError::NotOurs { name: "p".into() },
-            ZfsError::GuidInUse {
+            ZfsError::OfflineReguid {
                 guid: 42,
                 holder: "gold".into(),
+                why: "libzpool missing".into(),
             },
         ] {
             let text = z.to_string();

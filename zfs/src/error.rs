@@ -32,17 +32,6 @@ pub enum ZfsError {
         /// Processes using it, as `pid N (comm): how`.
         holders: Vec<String>,
     },
-    /// A pool with the clone's pool GUID is open on this host (the gold
-    /// itself, or a clone imported without reguid). OpenZFS cannot open two
-    /// pools with one GUID: libzfs hides the clone and the kernel refuses it
-    /// ("a pool with guid … is already open", openzfs/zfs#11404).
-    #[error("pool GUID {guid} is already open on this host as pool {holder:?}; OpenZFS cannot open two pools with one GUID (openzfs/zfs#11404), so this clone can only be imported once {holder:?} is exported, or when every pool of this lineage is imported with reguid")]
-    GuidInUse {
-        /// The clone's pool GUID.
-        guid: u64,
-        /// The imported pool holding it.
-        holder: String,
-    },
     /// The clone's GUID is open on this host and giving the clone a new GUID
     /// before its import (libzpool, `goldmount-zfs-reguid`) failed.
     #[error("pool GUID {guid} is already open on this host as pool {holder:?} (OpenZFS cannot open two pools with one GUID, openzfs/zfs#11404), and giving the clone a new GUID before its import failed: {why}")]
@@ -190,7 +179,6 @@ impl ZfsError {
     pub fn class(&self) -> ErrorClass {
         match self {
             ZfsError::NameInUse { .. }
-            | ZfsError::GuidInUse { .. }
             | ZfsError::OfflineReguid { .. }
             | ZfsError::Busy { .. }
             | ZfsError::NotOurs { .. }
@@ -253,9 +241,10 @@ mod tests {
         assert_eq!(not_ours.class(), ErrorClass::Conflict);
         let wrapped = ZfsError::ExportAfterFailure {
             name: "p".into(),
-            error: Box::new(ZfsError::GuidInUse {
+            error: Box::new(ZfsError::OfflineReguid {
                 guid: 1,
                 holder: "q".into(),
+                why: "libzpool missing".into(),
             }),
             export: Box::new(busy),
         };
