@@ -1,5 +1,6 @@
-//! goldmount's Kubernetes CSI driver, foundation: the Identity and Node
-//! services over the engine, served as gRPC on a Unix socket. Like the
+//! goldmount's Kubernetes CSI driver: the Identity and Node services over
+//! the engine (the node plugin), and the Identity and Controller services
+//! over the appliance (the controller), served as gRPC on a Unix socket. Like the
 //! Docker plugin and the daemon, this crate is a thin front door: it checks
 //! and translates CSI requests into engine calls and engine error kinds into
 //! gRPC codes; the engine does the work (attach, discover, mount the whole
@@ -13,21 +14,30 @@
 // than boxing it only to unbox it at the trait.
 #![allow(clippy::result_large_err)]
 
+pub mod appliance;
+pub mod capability;
 pub mod config;
+pub mod controller;
 pub mod identity;
 pub mod inflight;
 pub mod node;
+pub mod page;
+pub mod params;
+pub mod reconcile;
 pub mod server;
 pub mod source;
+pub mod stats;
 pub mod status;
 
 /// The CSI spec's messages, clients (`*_client`) and servers (`*_server`).
 pub use bpfman_csi::v1 as proto;
 
+pub use appliance::ApplianceAccess;
 pub use config::NodeConfig;
+pub use controller::ControllerService;
 pub use identity::IdentityService;
 pub use node::NodeService;
-pub use server::{bind_socket, serve, ServeError};
+pub use server::{bind_socket, serve, serve_controller, ServeError};
 
 /// The driver's name as Kubernetes knows it (the `CSIDriver` object's name).
 pub const DRIVER_NAME: &str = "goldmount.csi.dev";

@@ -24,14 +24,17 @@ use tonic::{Code, Request, Response, Status};
 use crate::config::NodeConfig;
 use crate::inflight::Inflight;
 use crate::proto::{
-    node_server::Node, node_service_capability, volume_capability, NodeExpandVolumeRequest,
+    node_server::Node, node_service_capability, NodeExpandVolumeRequest,
     NodeExpandVolumeResponse, NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse,
     NodeGetInfoRequest, NodeGetInfoResponse, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
     NodePublishVolumeRequest, NodePublishVolumeResponse, NodeServiceCapability,
     NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnpublishVolumeRequest,
     NodeUnpublishVolumeResponse, NodeUnstageVolumeRequest, NodeUnstageVolumeResponse,
-    VolumeCapability,
 };
+use crate::capability::read_only_of;
+use crate::params::context_read_only;
+use crate::reconcile::is_live;
+use crate::stats::tree_stats;
 use crate::source;
 use crate::status::{engine_status, task_failed, RequestError};
 
@@ -114,64 +117,6 @@ fn path_of(field: &'static str, value: &str) -> Result<PathBuf, RequestError> {
     Ok(p)
 }
 
-/// Whether a capability asks for a read-only tree; refuses what the driver
-/// cannot serve (block access, mount flags, multi-node writers).
-fn read_only_of(cap: Option<&VolumeCapability>) -> Result<bool, RequestError> {
-    use volume_capability::access_mode::Mode;
-    let cap = cap.ok_or(RequestError::Missing {
-        field: "volume_capability",
-    })?;
-    match &cap.access_type {
-        None => {
-            return Err(RequestError::Missing {
-                field: "volume_capability.access_type",
-            })
-        }
-        Some(volume_capability::AccessType::Block(_)) => {
-            return Err(RequestError::Invalid {
-                field: "volume_capability.access_type",
-                why: "block access is not supported: a goldmount volume is the tree of filesystems of a whole disk; ask for a mount volume".into(),
-            })
-        }
-        Some(volume_capability::AccessType::Mount(m)) if !m.mount_flags.is_empty() => {
-            return Err(RequestError::Invalid {
-                field: "volume_capability.mount.mount_flags",
-                why: format!(
-                    "mount flags {:?} are not supported: each filesystem of the tree keeps the gold's options; ask for read-only through the access mode or readonly",
-                    m.mount_flags
-                ),
-            })
-        }
-        Some(volume_capability::AccessType::Mount(_)) => {}
-    }
-    let mode = cap
-        .access_mode
-        .as_ref()
-        .ok_or(RequestError::Missing {
-            field: "volume_capability.access_mode",
-        })?
-        .mode;
-    match Mode::try_from(mode) {
-        Ok(Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly) => Ok(true),
-        Ok(Mode::SingleNodeWriter | Mode::SingleNodeSingleWriter | Mode::SingleNodeMultiWriter) => {
-            Ok(false)
-        }
-        Ok(m @ (Mode::MultiNodeSingleWriter | Mode::MultiNodeMultiWriter)) => {
-            Err(RequestError::Invalid {
-                field: "volume_capability.access_mode",
-                why: format!(
-                    "{} is not supported: a clone's filesystems can be written on one node only",
-                    m.as_str_name()
-                ),
-            })
-        }
-        Ok(Mode::Unknown) | Err(_) => Err(RequestError::Invalid {
-            field: "volume_capability.access_mode",
-            why: format!("expected a known access mode, found {mode}"),
-        }),
-    }
-}
-
 /// The volume's status, `None` when this node has no such volume.
 fn status_of(engine: &Engine, volume: &VolumeName) -> Result<Option<VolumeStatus>, Status> {
     match engine.get(volume) {
@@ -179,6 +124,40 @@ fn status_of(engine: &Engine, volume: &VolumeName) -> Result<Option<VolumeStatus
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(engine_status(&e, Code::FailedPrecondition)),
     }
+}
+
+fn live_mounts() -> Result<Vec<mountinfo::MountEntry>, Status> {
+    mountinfo::current().map_err(|e| {
+        Status::internal(format!(
+            "cannot read /proc/self/mountinfo ({e}): the plugin must see the host's mounts (hostPID or the kubelet's mount namespace)"
+        ))
+    })
+}
+
+fn volume_stats(
+    engine: &Engine,
+    volume: &VolumeName,
+    path: &Path,
+) -> Result<NodeGetVolumeStatsResponse, Status> {
+    let st = status_of(engine, volume)?
+        .ok_or_else(|| Status::not_found(format!("no volume {volume} on this node")))?;
+    let p = st
+        .publications
+        .iter()
+        .find(|p| p.target == path)
+        .ok_or_else(|| {
+            Status::not_found(format!(
+                "volume {volume} is not staged or published at {} on this node",
+                path.display()
+            ))
+        })?;
+    let mounts = live_mounts()?;
+    let live = is_live(p, &mounts);
+    let stats = tree_stats(path, if live { &mounts } else { &[] });
+    Ok(NodeGetVolumeStatsResponse {
+        usage: if live { stats.usage() } else { vec![] },
+        volume_condition: Some(stats.condition(live)),
+    })
 }
 
 fn stage(
@@ -222,9 +201,15 @@ fn stage(
                 staging.display()
             )));
         }
-        if !p.mount_ids.is_empty() {
+        if is_live(p, &live_mounts()?) {
             return Ok(());
         }
+        // Recorded, but its bind is gone (unmounted behind the plugin's
+        // back): drop the record and bind again.
+        tracing::warn!(volume = %volume, staging = %staging.display(), "staging bind gone: binding again");
+        engine
+            .unpublish(volume, STAGE_ID, false)
+            .map_err(|e| engine_status(&e, Code::FailedPrecondition))?;
     }
     match engine.publish(volume, STAGE_ID, staging, read_only) {
         Ok(_) => Ok(()),
@@ -289,10 +274,11 @@ fn publish(
         ))
     };
     let st = status_of(engine, volume)?.ok_or_else(not_staged)?;
+    let mounts = live_mounts()?;
     let staged = st
         .publications
         .iter()
-        .any(|p| p.id == STAGE_ID && p.target == staging && !p.mount_ids.is_empty());
+        .any(|p| p.id == STAGE_ID && p.target == staging && is_live(p, &mounts));
     if !staged {
         return Err(not_staged());
     }
@@ -306,9 +292,13 @@ fn publish(
                 p.read_only
             )));
         }
-        if !p.mount_ids.is_empty() {
+        if is_live(p, &mounts) {
             return Ok(());
         }
+        tracing::warn!(volume = %volume, target = %target.display(), "published bind gone: binding again");
+        engine
+            .unpublish(volume, &id, false)
+            .map_err(|e| engine_status(&e, Code::FailedPrecondition))?;
     }
     engine
         .publish(volume, &id, target, read_only)
@@ -346,7 +336,8 @@ impl Node for NodeService {
         let r = request.into_inner();
         let volume = volume_of(&r.volume_id)?;
         let staging = path_of("staging_target_path", &r.staging_target_path)?;
-        let read_only = read_only_of(r.volume_capability.as_ref())?;
+        let read_only = read_only_of(r.volume_capability.as_ref())?
+            || context_read_only(&r.volume_context)?;
         let source = source::from_publish_context(&r.publish_context)?;
         let v = volume.clone();
         self.run(&volume, move |e| stage(e, &v, &staging, source, read_only))
@@ -374,7 +365,9 @@ impl Node for NodeService {
         let volume = volume_of(&r.volume_id)?;
         let staging = path_of("staging_target_path", &r.staging_target_path)?;
         let target = path_of("target_path", &r.target_path)?;
-        let read_only = read_only_of(r.volume_capability.as_ref())? || r.readonly;
+        let read_only = read_only_of(r.volume_capability.as_ref())?
+            || r.readonly
+            || context_read_only(&r.volume_context)?;
         let v = volume.clone();
         self.run(&volume, move |e| {
             publish(e, &v, &staging, &target, read_only)
@@ -396,13 +389,20 @@ impl Node for NodeService {
         Ok(Response::new(NodeUnpublishVolumeResponse {}))
     }
 
+    /// The sums over the tree's filesystems; see [`crate::stats`].
     async fn node_get_volume_stats(
         &self,
-        _request: Request<NodeGetVolumeStatsRequest>,
+        request: Request<NodeGetVolumeStatsRequest>,
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
-        Err(Status::unimplemented(
-            "NodeGetVolumeStats is not built yet (GET_VOLUME_STATS is not advertised)",
-        ))
+        let r = request.into_inner();
+        let volume = volume_of(&r.volume_id)?;
+        let path = path_of("volume_path", &r.volume_path)?;
+        let engine = self.engine.clone();
+        // A read: not serialised with the volume's operations.
+        let resp = tokio::task::spawn_blocking(move || volume_stats(&engine, &volume, &path))
+            .await
+            .map_err(task_failed)??;
+        Ok(Response::new(resp))
     }
 
     async fn node_expand_volume(
@@ -418,15 +418,18 @@ impl Node for NodeService {
         &self,
         _request: Request<NodeGetCapabilitiesRequest>,
     ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
-        let stage = NodeServiceCapability {
+        use node_service_capability::rpc::Type;
+        let rpc = |t: Type| NodeServiceCapability {
             r#type: Some(node_service_capability::Type::Rpc(
-                node_service_capability::Rpc {
-                    r#type: node_service_capability::rpc::Type::StageUnstageVolume as i32,
-                },
+                node_service_capability::Rpc { r#type: t as i32 },
             )),
         };
         Ok(Response::new(NodeGetCapabilitiesResponse {
-            capabilities: vec![stage],
+            capabilities: vec![
+                rpc(Type::StageUnstageVolume),
+                rpc(Type::GetVolumeStats),
+                rpc(Type::VolumeCondition),
+            ],
         }))
     }
 

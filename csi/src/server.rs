@@ -1,7 +1,8 @@
 //! The gRPC server on a Unix socket: a stale socket file from an earlier
 //! run is replaced (anything else at the path is refused), the socket is
 //! made 0600 (only root — the kubelet — talks to the plugin), and the
-//! Identity and Node services are served until `shutdown` resolves.
+//! node plugin's (Identity, Node) or the controller's (Identity,
+//! Controller) services are served until `shutdown` resolves.
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -13,8 +14,10 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::NodeConfig;
-use crate::proto::{identity_server::IdentityServer, node_server::NodeServer};
-use crate::{IdentityService, NodeService};
+use crate::proto::{
+    controller_server::ControllerServer, identity_server::IdentityServer, node_server::NodeServer,
+};
+use crate::{ApplianceAccess, ControllerService, IdentityService, NodeService};
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,23 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(IdentityServer::new(IdentityService::new(engine.clone())))
         .add_service(NodeServer::new(NodeService::new(engine, cfg)))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Serves Identity and Controller over the appliance `access` names on
+/// `listener` until `shutdown`.
+pub async fn serve_controller(
+    listener: UnixListener,
+    access: ApplianceAccess,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(IdentityService::for_controller(
+            access.clone(),
+        )))
+        .add_service(ControllerServer::new(ControllerService::new(access)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

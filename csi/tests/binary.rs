@@ -37,7 +37,7 @@ async fn goldmount_csi_should_serve_a_unix_endpoint_and_stop_on_sigterm() {
     let mut child = Command::new(BIN)
         .arg("--socket")
         .arg(format!("unix://{}", socket.display()))
-        .args(["--node-id", "node-7", "--max-volumes", "8", "--config"])
+        .args(["node", "--node-id", "node-7", "--max-volumes", "8", "--config"])
         .arg(&cfg)
         .stderr(Stdio::piped())
         .spawn()
@@ -100,7 +100,7 @@ fn goldmount_csi_should_refuse_a_socket_path_that_is_not_a_socket() {
     let out = Command::new(BIN)
         .arg("--socket")
         .arg(&file)
-        .args(["--node-id", "n", "--config"])
+        .args(["node", "--node-id", "n", "--config"])
         .arg(&cfg)
         .output()
         .unwrap();
