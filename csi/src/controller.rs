@@ -392,7 +392,12 @@ fn unpublish_from(c: &Client, id: &str, node: &str) -> Result<(), Status> {
     if !node.is_empty() && p.host != node {
         return Ok(());
     }
-    match c.unpresent(id) {
+    // The appliance asks a host's connector whether it released a clone
+    // before it unpresents; a CSI node has no such callback. The CO is the
+    // party that knows: it calls ControllerUnpublishVolume only after the
+    // node answered NodeUnstageVolume (kubelet reports the volume no longer
+    // in use), so the unpresent is forced.
+    match c.unpresent_forced(id) {
         Ok(()) => {
             tracing::info!(volume = %id, node = %p.host, "volume unpublished");
             Ok(())

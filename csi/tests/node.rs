@@ -106,7 +106,7 @@ async fn identity_get_plugin_info_should_return_name_and_version_over_authority_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn node_get_capabilities_and_info_should_return_stage_unstage_and_node_id() {
+async fn node_get_capabilities_and_info_should_return_stage_unstage_stats_and_node_id() {
     let d = Driver::start().await;
     let mut node = d.node().await;
     let caps = node
@@ -122,9 +122,14 @@ async fn node_get_capabilities_and_info_should_return_stage_unstage_and_node_id(
             _ => None,
         })
         .collect();
+    use node_service_capability::rpc::Type;
     assert_eq!(
         rpcs,
-        vec![node_service_capability::rpc::Type::StageUnstageVolume as i32]
+        vec![
+            Type::StageUnstageVolume as i32,
+            Type::GetVolumeStats as i32,
+            Type::VolumeCondition as i32
+        ]
     );
     let info = node
         .node_get_info(NodeGetInfoRequest {})

@@ -206,3 +206,71 @@ pub fn loops_over(dev: &str) -> Vec<String> {
     }
     found
 }
+
+/// The controller service over an appliance, served on its own socket in
+/// this process (the Deployment's container).
+pub struct ControllerProc {
+    pub socket: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ControllerProc {
+    pub async fn start(dir: &Path, url: &str, token_file: &Path) -> Self {
+        let socket = dir.join("controller/csi.sock");
+        let listener = bind_socket(&socket).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let access = goldmount_csi::ApplianceAccess {
+            url: url.to_string(),
+            ca: None,
+            token_file: Some(token_file.to_path_buf()),
+        };
+        let server = tokio::spawn(async move {
+            goldmount_csi::serve_controller(listener, access, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            socket,
+            stop: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub async fn client(
+        &self,
+    ) -> goldmount_csi::proto::controller_client::ControllerClient<Channel> {
+        let path = self.socket.clone();
+        let ch = Endpoint::try_from("http://localhost")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                UnixStream::connect(path.clone())
+            }))
+            .await
+            .unwrap();
+        goldmount_csi::proto::controller_client::ControllerClient::new(ch)
+    }
+
+    pub async fn identity(&self) -> IdentityClient<Channel> {
+        let path = self.socket.clone();
+        let ch = Endpoint::try_from("http://localhost")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                UnixStream::connect(path.clone())
+            }))
+            .await
+            .unwrap();
+        IdentityClient::new(ch)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(s) = self.server.take() {
+            let _ = s.await;
+        }
+    }
+}
