@@ -35,9 +35,9 @@ async fn goldmount_csi_should_serve_a_unix_endpoint_and_stop_on_sigterm() {
     let cfg = config(dir.path());
     let socket = dir.path().join("csi/csi.sock");
     let mut child = Command::new(BIN)
-        .arg("--socket")
+        .args(["node", "--socket"])
         .arg(format!("unix://{}", socket.display()))
-        .args(["node", "--node-id", "node-7", "--max-volumes", "8", "--config"])
+        .args(["--node-id", "node-7", "--max-volumes", "8", "--config"])
         .arg(&cfg)
         .stderr(Stdio::piped())
         .spawn()
@@ -98,9 +98,9 @@ fn goldmount_csi_should_refuse_a_socket_path_that_is_not_a_socket() {
     let file = dir.path().join("data");
     std::fs::write(&file, "keep me").unwrap();
     let out = Command::new(BIN)
-        .arg("--socket")
+        .args(["node", "--socket"])
         .arg(&file)
-        .args(["node", "--node-id", "n", "--config"])
+        .args(["--node-id", "n", "--config"])
         .arg(&cfg)
         .output()
         .unwrap();
@@ -108,4 +108,31 @@ fn goldmount_csi_should_refuse_a_socket_path_that_is_not_a_socket() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not a socket"), "{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}
+
+#[test]
+fn goldmount_csi_should_refuse_to_start_without_a_node_id_or_an_appliance() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let out = Command::new(BIN)
+        .args(["node", "--socket"])
+        .arg(dir.path().join("csi.sock"))
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("GOLDMOUNT_CSI_NODE_ID")
+        .env_remove("GOLDMOUNT_APPLIANCE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no node id"), "{err}");
+    let out = Command::new(BIN)
+        .args(["controller", "--socket"])
+        .arg(dir.path().join("c.sock"))
+        .env_remove("GOLDMOUNT_APPLIANCE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--appliance-url"), "{err}");
 }
