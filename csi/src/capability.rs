@@ -64,4 +64,3 @@ pub fn read_only_of(cap: Option<&VolumeCapability>) -> Result<bool, RequestError
         }),
     }
 }
-

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use appliance::client::Client;
-use appliance::model::{Clone as ApplianceClone, CreateClone, Gold, Present, Presentation, Presented};
+use appliance::model::{
+    Clone as ApplianceClone, CreateClone, Gold, Present, Presentation, Presented,
+};
 use tonic::{Code, Request, Response, Status};
 
 use crate::appliance::{appliance_status, not_found, ApplianceAccess};
@@ -27,9 +29,10 @@ use crate::params::{
 use crate::proto::{
     controller_server::Controller, controller_service_capability, list_snapshots_response,
     list_volumes_response, validate_volume_capabilities_response, volume_content_source,
-    ControllerExpandVolumeRequest, ControllerExpandVolumeResponse, ControllerGetCapabilitiesRequest,
-    ControllerGetCapabilitiesResponse, ControllerGetVolumeRequest, ControllerGetVolumeResponse,
-    ControllerModifyVolumeRequest, ControllerModifyVolumeResponse, ControllerPublishVolumeRequest,
+    ControllerExpandVolumeRequest, ControllerExpandVolumeResponse,
+    ControllerGetCapabilitiesRequest, ControllerGetCapabilitiesResponse,
+    ControllerGetVolumeRequest, ControllerGetVolumeResponse, ControllerModifyVolumeRequest,
+    ControllerModifyVolumeResponse, ControllerPublishVolumeRequest,
     ControllerPublishVolumeResponse, ControllerServiceCapability, ControllerUnpublishVolumeRequest,
     ControllerUnpublishVolumeResponse, CreateSnapshotRequest, CreateSnapshotResponse,
     CreateVolumeRequest, CreateVolumeResponse, DeleteSnapshotRequest, DeleteSnapshotResponse,
@@ -273,7 +276,11 @@ fn create(c: &Client, r: CreateVolumeRequest, id: String) -> Result<Volume, Stat
             class: p.profile.clone(),
         })
         .map_err(|e| {
-            appliance_status(&format!("cloning {} as volume {id}", gold.name), &e, Code::AlreadyExists)
+            appliance_status(
+                &format!("cloning {} as volume {id}", gold.name),
+                &e,
+                Code::AlreadyExists,
+            )
         })?;
     tracing::info!(volume = %id, gold = %clone.gold, "volume created");
     Ok(Volume {
@@ -314,7 +321,9 @@ fn delete(c: &Client, id: &str) -> Result<(), Status> {
 /// VolumeAttachment.
 fn publish_context(p: &Presentation) -> Result<HashMap<String, String>, Status> {
     let doc = serde_json::to_string(p).map_err(|e| {
-        Status::internal(format!("the presentation could not be written as JSON: {e}"))
+        Status::internal(format!(
+            "the presentation could not be written as JSON: {e}"
+        ))
     })?;
     let mut ctx = HashMap::from([(PRESENTATION.to_string(), doc)]);
     match &p.presented {
@@ -341,7 +350,9 @@ fn publish_context(p: &Presentation) -> Result<HashMap<String, String>, Status> 
 
 fn publish_to(c: &Client, id: &str, node: &str) -> Result<HashMap<String, String>, Status> {
     if clone_of(c, id)?.is_none() {
-        return Err(Status::not_found(format!("no volume {id} on the appliance")));
+        return Err(Status::not_found(format!(
+            "no volume {id} on the appliance"
+        )));
     }
     if let Some(p) = presentation_of(c, id)? {
         if p.host != node {
@@ -411,9 +422,7 @@ fn unpublish_from(c: &Client, id: &str, node: &str) -> Result<(), Status> {
     }
 }
 
-fn controller_rpc(
-    t: controller_service_capability::rpc::Type,
-) -> ControllerServiceCapability {
+fn controller_rpc(t: controller_service_capability::rpc::Type) -> ControllerServiceCapability {
     ControllerServiceCapability {
         r#type: Some(controller_service_capability::Type::Rpc(
             controller_service_capability::Rpc { r#type: t as i32 },
@@ -491,10 +500,9 @@ impl Controller for ControllerService {
             .into());
         }
         let id = r.volume_id.clone();
-        let clone = self
-            .read(move |c| clone_of(c, &id))
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no volume {} on the appliance", r.volume_id)))?;
+        let clone = self.read(move |c| clone_of(c, &id)).await?.ok_or_else(|| {
+            Status::not_found(format!("no volume {} on the appliance", r.volume_id))
+        })?;
         let unsupported: Vec<String> = r
             .volume_capabilities
             .iter()

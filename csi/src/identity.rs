@@ -55,11 +55,11 @@ fn probe(ready: Readiness) -> Result<(), Status> {
                 engine.config().state_path.display()
             ))
         }),
-        Readiness::Appliance(access) => access
-            .client()?
-            .list_golds()
-            .map(|_| ())
-            .map_err(|e| appliance_status("probing the appliance", &e, Code::FailedPrecondition)),
+        Readiness::Appliance(access) => {
+            access.client()?.list_golds().map(|_| ()).map_err(|e| {
+                appliance_status("probing the appliance", &e, Code::FailedPrecondition)
+            })
+        }
     }
 }
 

@@ -135,8 +135,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// appliance cannot be reached (a node plugin that starts before the
 /// appliance answers waits rather than crash-loops), and answers its name.
 fn registered_name(access: &ApplianceAccess) -> Result<String, String> {
-    let mut backoff =
-        registration::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut backoff = registration::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         let attempt = || -> Result<String, registration::RegistrationError> {
             let token = access

@@ -21,21 +21,21 @@ use connector::engine::{
 };
 use tonic::{Code, Request, Response, Status};
 
+use crate::capability::read_only_of;
 use crate::config::NodeConfig;
 use crate::inflight::Inflight;
+use crate::params::context_read_only;
 use crate::proto::{
-    node_server::Node, node_service_capability, NodeExpandVolumeRequest,
-    NodeExpandVolumeResponse, NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse,
-    NodeGetInfoRequest, NodeGetInfoResponse, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
+    node_server::Node, node_service_capability, NodeExpandVolumeRequest, NodeExpandVolumeResponse,
+    NodeGetCapabilitiesRequest, NodeGetCapabilitiesResponse, NodeGetInfoRequest,
+    NodeGetInfoResponse, NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse,
     NodePublishVolumeRequest, NodePublishVolumeResponse, NodeServiceCapability,
     NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnpublishVolumeRequest,
     NodeUnpublishVolumeResponse, NodeUnstageVolumeRequest, NodeUnstageVolumeResponse,
 };
-use crate::capability::read_only_of;
-use crate::params::context_read_only;
 use crate::reconcile::is_live;
-use crate::stats::tree_stats;
 use crate::source;
+use crate::stats::tree_stats;
 use crate::status::{engine_status, task_failed, RequestError};
 
 /// The engine consumer id of a volume's staging bind.
@@ -336,8 +336,8 @@ impl Node for NodeService {
         let r = request.into_inner();
         let volume = volume_of(&r.volume_id)?;
         let staging = path_of("staging_target_path", &r.staging_target_path)?;
-        let read_only = read_only_of(r.volume_capability.as_ref())?
-            || context_read_only(&r.volume_context)?;
+        let read_only =
+            read_only_of(r.volume_capability.as_ref())? || context_read_only(&r.volume_context)?;
         let source = source::from_publish_context(&r.publish_context)?;
         let v = volume.clone();
         self.run(&volume, move |e| stage(e, &v, &staging, source, read_only))
