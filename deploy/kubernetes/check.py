@@ -264,8 +264,9 @@ def check_node(c, driver):
     args = plugin.get("args") or []
     if not args or args[0] != "node":
         c.fail(w, f"container {plugin.get('name')} must run `goldmount-csi node`, args are {args}")
-    if not any(a.startswith("--node-id") for a in args):
-        c.fail(w, "the node plugin has no --node-id")
+    if not any(a.startswith("--node-id") or a.startswith("--appliance-url") for a in args):
+        c.fail(w, "the node plugin has neither --appliance-url (it registers and uses the appliance's "
+                  "name for the host) nor --node-id: it cannot say its node id")
     kubelet = [m for m in plugin.get("volumeMounts") or [] if m.get("mountPath") == KUBELET_DIR]
     if not kubelet:
         c.fail(w, f"the node plugin does not mount {KUBELET_DIR}")

@@ -54,6 +54,8 @@ pub const HOST_TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     // schemathesis (PyPI) runs in a venv against goldmountd's OpenAPI document.
     "python3-venv",
+    // The CSI driver's manifest check (deploy/kubernetes/check.py) reads YAML.
+    "python3-yaml",
 ];
 
 /// Runs `prog args…` and returns its stdout; a failure carries the exit
