@@ -18,6 +18,7 @@ pub mod appliance;
 pub mod capability;
 pub mod config;
 pub mod controller;
+pub mod health;
 pub mod identity;
 pub mod inflight;
 pub mod node;

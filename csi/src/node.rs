@@ -33,6 +33,7 @@ use crate::proto::{
     NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnpublishVolumeRequest,
     NodeUnpublishVolumeResponse, NodeUnstageVolumeRequest, NodeUnstageVolumeResponse,
 };
+use crate::health::tree_problems;
 use crate::reconcile::is_live;
 use crate::source;
 use crate::stats::tree_stats;
@@ -154,9 +155,10 @@ fn volume_stats(
     let mounts = live_mounts()?;
     let live = is_live(p, &mounts);
     let stats = tree_stats(path, if live { &mounts } else { &[] });
+    let problems = tree_problems(&st, &mounts);
     Ok(NodeGetVolumeStatsResponse {
         usage: if live { stats.usage() } else { vec![] },
-        volume_condition: Some(stats.condition(live)),
+        volume_condition: Some(stats.condition(live, &problems)),
     })
 }
 
@@ -201,8 +203,16 @@ fn stage(
                 staging.display()
             )));
         }
-        if is_live(p, &live_mounts()?) {
-            return Ok(());
+        let mounts = live_mounts()?;
+        if is_live(p, &mounts) {
+            let problems = tree_problems(&st, &mounts);
+            if problems.is_empty() {
+                return Ok(());
+            }
+            return Err(Status::failed_precondition(format!(
+                "volume {volume} is staged, but its tree is not whole: {}; NodeUnstageVolume it and stage it again",
+                problems.join("; ")
+            )));
         }
         // Recorded, but its bind is gone (unmounted behind the plugin's
         // back): drop the record and bind again.

@@ -82,8 +82,10 @@ impl TreeStats {
         ]
     }
 
-    /// The condition: abnormal when nothing or not everything could be read.
-    pub fn condition(&self, live: bool) -> VolumeCondition {
+    /// The condition: abnormal when the bind is gone, nothing or not
+    /// everything could be read, or the tree has `tree_problems` (see
+    /// [`crate::health`]).
+    pub fn condition(&self, live: bool, tree_problems: &[String]) -> VolumeCondition {
         let mut problems = vec![];
         if !live {
             problems.push("the bind mount at this path is gone".to_string());
@@ -92,6 +94,7 @@ impl TreeStats {
             problems.push("no filesystem is mounted under this path".to_string());
         }
         problems.extend(self.unreadable.iter().map(|u| format!("cannot ask {u}")));
+        problems.extend(tree_problems.iter().cloned());
         VolumeCondition {
             abnormal: !problems.is_empty(),
             message: if problems.is_empty() {

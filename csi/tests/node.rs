@@ -636,3 +636,71 @@ async fn node_stage_volume_should_mount_read_only_for_a_reader_only_access_mode(
     assert_eq!(loops_under(d.dir.path()), Vec::<String>::new());
     d.stop().await;
 }
+
+fn run(prog: &str, args: &[&str]) {
+    let out = std::process::Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{prog} {args:?}: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_stage_volume_should_refuse_a_repeat_when_the_live_tree_is_not_whole() {
+    let d = Driver::start().await;
+    let image = golddisk::build(d.dir.path(), "clone.img").unwrap();
+    let mut node = d.node().await;
+    let vol = "pvc-0006";
+    let staging = d.path("staging/pvc-0006");
+    let stage = || stage_req(vol, &staging, device_context(&image), rw_cap());
+    node.node_stage_volume(stage()).await.unwrap();
+    node.node_stage_volume(stage()).await.unwrap();
+    let stats = |node: &mut goldmount_csi::proto::node_client::NodeClient<_>| {
+        let req = goldmount_csi::proto::NodeGetVolumeStatsRequest {
+            volume_id: vol.into(),
+            volume_path: staging.display().to_string(),
+            staging_target_path: String::new(),
+        };
+        let mut n: goldmount_csi::proto::node_client::NodeClient<tonic::transport::Channel> =
+            node.clone();
+        async move {
+            n.node_get_volume_stats(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .volume_condition
+                .unwrap()
+        }
+    };
+    assert!(!stats(&mut node).await.abnormal);
+
+    // A filesystem of the tree turned read-only (as errors=remount-ro
+    // does): the repeat is refused and says which; stats say abnormal.
+    let data = d.engine.config().volumes_root.join(vol).join("srv/data");
+    let data_s = data.to_str().unwrap();
+    run("mount", &["-o", "remount,ro", data_s]);
+    let e = node.node_stage_volume(stage()).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains("/srv/data") && e.message().contains("read-only now"),
+        "{e:?}"
+    );
+    let c = stats(&mut node).await;
+    assert!(c.abnormal && c.message.contains("read-only now"), "{c:?}");
+    run("mount", &["-o", "remount,rw", data_s]);
+    node.node_stage_volume(stage()).await.unwrap();
+
+    // A filesystem of the tree unmounted behind the plugin's back.
+    run("umount", &[data_s]);
+    let e = node.node_stage_volume(stage()).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("no longer mounted"), "{e:?}");
+
+    // Unstage still takes everything down.
+    node.node_unstage_volume(unstage_req(vol, &staging))
+        .await
+        .unwrap();
+    assert_eq!(mounts_under(d.dir.path()), Vec::<String>::new());
+    assert_eq!(loops_under(d.dir.path()), Vec::<String>::new());
+    d.stop().await;
+}
