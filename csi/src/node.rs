@@ -23,6 +23,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::capability::read_only_of;
 use crate::config::NodeConfig;
+use crate::health::tree_problems;
 use crate::inflight::Inflight;
 use crate::params::context_read_only;
 use crate::proto::{
@@ -33,7 +34,6 @@ use crate::proto::{
     NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnpublishVolumeRequest,
     NodeUnpublishVolumeResponse, NodeUnstageVolumeRequest, NodeUnstageVolumeResponse,
 };
-use crate::health::tree_problems;
 use crate::reconcile::is_live;
 use crate::source;
 use crate::stats::tree_stats;
