@@ -814,3 +814,75 @@ async fn probe_should_fail_when_the_appliance_is_down_and_calls_answer_unavailab
     );
     bed.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_volume_with_read_only_parameter_should_stage_every_filesystem_read_only() {
+    let bed = Bed::start().await;
+    let mut ctrl = bed.ctrl.client().await;
+    let mut node = bed.node.node().await;
+    let v = ctrl
+        .create_volume(create_req(
+            "pvc-ro",
+            &[("gold", GOLD), ("readOnly", "true")],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(
+        v.volume_context.get("readOnly").map(String::as_str),
+        Some("true")
+    );
+    let ctx = ctrl
+        .controller_publish_volume(cpub_req(&v.volume_id, NODE_ID))
+        .await
+        .unwrap()
+        .into_inner()
+        .publish_context;
+    let staging = bed.node.path("stage/ro");
+    let target = bed.node.path("pods/ro/mount");
+    node.node_stage_volume(stage_req(
+        &v.volume_id,
+        &staging,
+        ctx,
+        v.volume_context.clone(),
+    ))
+    .await
+    .unwrap();
+    // A read-write publish of a read-only volume is read-only too.
+    node.node_publish_volume(publish_req(&v.volume_id, &staging, &target, false))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(target.join("etc/hostname")).unwrap(),
+        "gold-host\n"
+    );
+    for rel in ["x", "boot/x", "srv/data/x"] {
+        let e = std::fs::write(target.join(rel), "no").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(30), "{rel}: {e}");
+    }
+    node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        target_path: target.display().to_string(),
+    })
+    .await
+    .unwrap();
+    node.node_unstage_volume(NodeUnstageVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        staging_target_path: staging.display().to_string(),
+    })
+    .await
+    .unwrap();
+    ctrl.controller_unpublish_volume(cunpub_req(&v.volume_id, NODE_ID))
+        .await
+        .unwrap();
+    ctrl.delete_volume(DeleteVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    bed.assert_clean();
+    bed.stop().await;
+}
