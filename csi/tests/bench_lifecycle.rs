@@ -14,6 +14,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{rw_cap, ControllerProc, Driver, NODE_ID};
@@ -48,7 +49,7 @@ impl Stages {
 async fn up(
     ctrl: &mut ControllerClient<Channel>,
     node: &mut NodeClient<Channel>,
-    d: &Driver,
+    dir: &Path,
     name: &str,
 ) -> (Stages, String) {
     let mut s = Stages::default();
@@ -80,8 +81,8 @@ async fn up(
         .into_inner()
         .publish_context;
     s.cpublish = t.elapsed();
-    let staging = d.path(&format!("stage/{id}"));
-    let target = d.path(&format!("pods/{id}/mount"));
+    let staging = dir.join(format!("stage/{id}"));
+    let target = dir.join(format!("pods/{id}/mount"));
     let t = Instant::now();
     node.node_stage_volume(NodeStageVolumeRequest {
         volume_id: id.clone(),
@@ -111,18 +112,18 @@ async fn up(
 async fn down(
     ctrl: &mut ControllerClient<Channel>,
     node: &mut NodeClient<Channel>,
-    d: &Driver,
+    dir: &Path,
     id: &str,
 ) {
     node.node_unpublish_volume(NodeUnpublishVolumeRequest {
         volume_id: id.into(),
-        target_path: d.path(&format!("pods/{id}/mount")).display().to_string(),
+        target_path: dir.join(format!("pods/{id}/mount")).display().to_string(),
     })
     .await
     .unwrap();
     node.node_unstage_volume(NodeUnstageVolumeRequest {
         volume_id: id.into(),
-        staging_target_path: d.path(&format!("stage/{id}")).display().to_string(),
+        staging_target_path: dir.join(format!("stage/{id}")).display().to_string(),
     })
     .await
     .unwrap();
@@ -164,8 +165,8 @@ async fn bench_create_to_publish_per_stage_and_eight_concurrent() {
 
     let mut rounds = vec![];
     for i in 0..ROUNDS {
-        let (s, id) = up(&mut ctrl, &mut node, &d, &format!("pvc-seq-{i}")).await;
-        down(&mut ctrl, &mut node, &d, &id).await;
+        let (s, id) = up(&mut ctrl, &mut node, d.dir.path(), &format!("pvc-seq-{i}")).await;
+        down(&mut ctrl, &mut node, d.dir.path(), &id).await;
         rounds.push(s);
     }
     let med = |f: fn(&Stages) -> Duration| median(rounds.iter().map(f).collect());
@@ -187,53 +188,8 @@ async fn bench_create_to_publish_per_stage_and_eight_concurrent() {
         let name = format!("pvc-par-{i}");
         let dd = d.dir.path().to_path_buf();
         tasks.push(tokio::spawn(async move {
-            let _ = &dd;
             let t = Instant::now();
-            let v = ctrl
-                .create_volume(CreateVolumeRequest {
-                    name,
-                    volume_capabilities: vec![rw_cap().unwrap()],
-                    parameters: HashMap::from([("gold".to_string(), GOLD.to_string())]),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .volume
-                .unwrap();
-            let id = v.volume_id;
-            let ctx = ctrl
-                .controller_publish_volume(ControllerPublishVolumeRequest {
-                    volume_id: id.clone(),
-                    node_id: NODE_ID.into(),
-                    volume_capability: rw_cap(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .publish_context;
-            let staging = dd.join(format!("stage/{id}"));
-            let target = dd.join(format!("pods/{id}/mount"));
-            node.node_stage_volume(NodeStageVolumeRequest {
-                volume_id: id.clone(),
-                publish_context: ctx,
-                staging_target_path: staging.display().to_string(),
-                volume_capability: rw_cap(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-            node.node_publish_volume(NodePublishVolumeRequest {
-                volume_id: id.clone(),
-                staging_target_path: staging.display().to_string(),
-                target_path: target.display().to_string(),
-                volume_capability: rw_cap(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-            assert!(target.join("etc/hostname").exists());
+            let (_, id) = up(&mut ctrl, &mut node, &dd, &name).await;
             (id, t.elapsed())
         }));
     }
@@ -254,7 +210,7 @@ async fn bench_create_to_publish_per_stage_and_eight_concurrent() {
         total.as_secs_f64() / (CONCURRENT as f64 * single.as_secs_f64())
     );
     for id in ids {
-        down(&mut ctrl, &mut node, &d, &id).await;
+        down(&mut ctrl, &mut node, d.dir.path(), &id).await;
     }
     c.stop().await;
     d.stop().await;

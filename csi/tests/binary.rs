@@ -3,6 +3,8 @@
 //! SIGTERM and takes its socket with it; refuses a path that is not a socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,16 +19,7 @@ use tonic::transport::{Endpoint, Uri};
 const BIN: &str = env!("CARGO_BIN_EXE_goldmount-csi");
 
 fn config(dir: &Path) -> std::path::PathBuf {
-    let cfg = dir.join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[engine]\nvolumes_root = \"{0}/volumes\"\nstate_path = \"{0}/state.redb\"\nrun_dir = \"{0}/run\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    cfg
+    common::engine_config_file(dir)
 }
 
 #[tokio::test(flavor = "multi_thread")]

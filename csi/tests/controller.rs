@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::code;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -132,13 +134,46 @@ fn publish_req(
     }
 }
 
-fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(s) => {
-            assert!(!s.message().is_empty(), "{s:?} says nothing");
-            s.code()
+/// NodeUnpublish at each target, NodeUnstage, ControllerUnpublish and
+/// DeleteVolume, each call `times` times.
+async fn tear_down(
+    ctrl: &mut goldmount_csi::proto::controller_client::ControllerClient<tonic::transport::Channel>,
+    node: &mut goldmount_csi::proto::node_client::NodeClient<tonic::transport::Channel>,
+    vol: &str,
+    staging: &Path,
+    targets: &[&Path],
+    times: usize,
+) {
+    for _ in 0..times {
+        for t in targets {
+            node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+                volume_id: vol.into(),
+                target_path: t.display().to_string(),
+            })
+            .await
+            .unwrap();
         }
+    }
+    for _ in 0..times {
+        node.node_unstage_volume(NodeUnstageVolumeRequest {
+            volume_id: vol.into(),
+            staging_target_path: staging.display().to_string(),
+        })
+        .await
+        .unwrap();
+    }
+    for _ in 0..times {
+        ctrl.controller_unpublish_volume(cunpub_req(vol, NODE_ID))
+            .await
+            .unwrap();
+    }
+    for _ in 0..times {
+        ctrl.delete_volume(DeleteVolumeRequest {
+            volume_id: vol.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
 }
 
@@ -303,42 +338,8 @@ async fn full_lifecycle_should_work_with_every_call_repeated_and_leave_nothing_b
     assert!(rw.join("etc/hostname").exists());
 
     // Down again, every call twice.
-    for _ in 0..2 {
-        node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: vol.clone(),
-            target_path: rw.display().to_string(),
-        })
-        .await
-        .unwrap();
-        node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: vol.clone(),
-            target_path: ro.display().to_string(),
-        })
-        .await
-        .unwrap();
-    }
+    tear_down(&mut ctrl, &mut node, &vol, &staging, &[&rw, &ro], 2).await;
     assert!(!rw.exists() && !ro.exists(), "the target paths are removed");
-    for _ in 0..2 {
-        node.node_unstage_volume(NodeUnstageVolumeRequest {
-            volume_id: vol.clone(),
-            staging_target_path: staging.display().to_string(),
-        })
-        .await
-        .unwrap();
-    }
-    for _ in 0..2 {
-        ctrl.controller_unpublish_volume(cunpub_req(&vol, NODE_ID))
-            .await
-            .unwrap();
-    }
-    for _ in 0..2 {
-        ctrl.delete_volume(DeleteVolumeRequest {
-            volume_id: vol.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    }
     bed.assert_clean();
     bed.stop().await;
 }
@@ -392,27 +393,7 @@ async fn two_volumes_from_one_gold_should_stage_side_by_side_with_writes_isolate
         "changed in a\n"
     );
     for (vol, staging, target) in &up {
-        node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-            volume_id: vol.clone(),
-            target_path: target.display().to_string(),
-        })
-        .await
-        .unwrap();
-        node.node_unstage_volume(NodeUnstageVolumeRequest {
-            volume_id: vol.clone(),
-            staging_target_path: staging.display().to_string(),
-        })
-        .await
-        .unwrap();
-        ctrl.controller_unpublish_volume(cunpub_req(vol, NODE_ID))
-            .await
-            .unwrap();
-        ctrl.delete_volume(DeleteVolumeRequest {
-            volume_id: vol.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        tear_down(&mut ctrl, &mut node, vol, staging, &[target], 1).await;
     }
     bed.assert_clean();
     bed.stop().await;
@@ -862,27 +843,7 @@ async fn create_volume_with_read_only_parameter_should_stage_every_filesystem_re
         let e = std::fs::write(target.join(rel), "no").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(30), "{rel}: {e}");
     }
-    node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        target_path: target.display().to_string(),
-    })
-    .await
-    .unwrap();
-    node.node_unstage_volume(NodeUnstageVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        staging_target_path: staging.display().to_string(),
-    })
-    .await
-    .unwrap();
-    ctrl.controller_unpublish_volume(cunpub_req(&v.volume_id, NODE_ID))
-        .await
-        .unwrap();
-    ctrl.delete_volume(DeleteVolumeRequest {
-        volume_id: v.volume_id.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    tear_down(&mut ctrl, &mut node, &v.volume_id, &staging, &[&target], 1).await;
     bed.assert_clean();
     bed.stop().await;
 }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::code;
+
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -61,16 +63,6 @@ fn unstage_req(volume: &str, staging: &std::path::Path) -> NodeUnstageVolumeRequ
     NodeUnstageVolumeRequest {
         volume_id: volume.into(),
         staging_target_path: staging.display().to_string(),
-    }
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> Code {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(s) => {
-            assert!(!s.message().is_empty(), "{s:?} says nothing");
-            s.code()
-        }
     }
 }
 

@@ -18,8 +18,7 @@ use goldmount_csi::proto::{
     NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest,
 };
 use goldmount_tests::golddisk;
-use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_goldmount-csi");
 
@@ -30,15 +29,7 @@ struct Plugin {
 
 impl Plugin {
     async fn start(dir: &Path) -> Self {
-        let cfg = dir.join("config.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[engine]\nvolumes_root = \"{0}/volumes\"\nstate_path = \"{0}/state.redb\"\nrun_dir = \"{0}/run\"\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
+        let cfg = common::engine_config_file(dir);
         let socket = dir.join("plugin/csi.sock");
         let _ = std::fs::remove_file(&socket);
         let child = Command::new(BIN)
@@ -60,15 +51,7 @@ impl Plugin {
     }
 
     async fn client(&self) -> NodeClient<Channel> {
-        let path = self.socket.clone();
-        let ch = Endpoint::try_from("http://localhost")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                UnixStream::connect(path.clone())
-            }))
-            .await
-            .unwrap();
-        NodeClient::new(ch)
+        NodeClient::new(common::channel_to(&self.socket).await)
     }
 
     fn kill(mut self) {

@@ -66,14 +66,7 @@ impl Driver {
     /// A channel to the plugin, `:authority` `localhost` (what kubelet and
     /// the CSI sidecars send on a Unix socket).
     pub async fn channel(&self) -> Channel {
-        let path = self.socket.clone();
-        Endpoint::try_from("http://localhost")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                UnixStream::connect(path.clone())
-            }))
-            .await
-            .unwrap()
+        channel_to(&self.socket).await
     }
 
     pub async fn node(&self) -> NodeClient<Channel> {
@@ -242,27 +235,13 @@ impl ControllerProc {
     pub async fn client(
         &self,
     ) -> goldmount_csi::proto::controller_client::ControllerClient<Channel> {
-        let path = self.socket.clone();
-        let ch = Endpoint::try_from("http://localhost")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                UnixStream::connect(path.clone())
-            }))
-            .await
-            .unwrap();
-        goldmount_csi::proto::controller_client::ControllerClient::new(ch)
+        goldmount_csi::proto::controller_client::ControllerClient::new(
+            channel_to(&self.socket).await,
+        )
     }
 
     pub async fn identity(&self) -> IdentityClient<Channel> {
-        let path = self.socket.clone();
-        let ch = Endpoint::try_from("http://localhost")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                UnixStream::connect(path.clone())
-            }))
-            .await
-            .unwrap();
-        IdentityClient::new(ch)
+        IdentityClient::new(channel_to(&self.socket).await)
     }
 
     pub async fn stop(mut self) {
@@ -271,6 +250,44 @@ impl ControllerProc {
         }
         if let Some(s) = self.server.take() {
             let _ = s.await;
+        }
+    }
+}
+
+/// A channel to a plugin's socket with `:authority` `localhost`, as kubelet
+/// and the CSI sidecars send on a Unix socket.
+pub async fn channel_to(socket: &Path) -> Channel {
+    let path = socket.to_path_buf();
+    Endpoint::try_from("http://localhost")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            UnixStream::connect(path.clone())
+        }))
+        .await
+        .unwrap()
+}
+
+/// goldmount's config file for an engine under `dir`.
+pub fn engine_config_file(dir: &Path) -> PathBuf {
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[engine]\nvolumes_root = \"{0}/volumes\"\nstate_path = \"{0}/state.redb\"\nrun_dir = \"{0}/run\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// The code of a refused call, which must say something.
+pub fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> tonic::Code {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(s) => {
+            assert!(!s.message().is_empty(), "{s:?} says nothing");
+            s.code()
         }
     }
 }
