@@ -5,4 +5,5 @@ pub mod dockerd;
 pub mod gmcli;
 pub mod golddisk;
 pub mod lab;
+pub mod livegold;
 pub mod lvmgold;

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appliance::client::Client;
-use appliance::lio::{naa_wwn_for_serial, Backstore, Lio, LioConfig, OWNER_ALIAS_PREFIX};
 use appliance::model::{ImportGold, Presentation, Presented, PutHost};
 use connector::engine::{Engine, VolumeName};
 use goldmount_csi::proto::{
@@ -34,21 +33,26 @@ use goldmount_csi::proto::{
 use goldmount_csi::{bind_socket, serve, serve_controller, ApplianceAccess, NodeConfig};
 use goldmount_tests::dockerd::mounts_under;
 use goldmount_tests::lab::*;
+use goldmount_tests::livegold::{
+    assert_tree_is_the_gold, dm_deps, dm_names, has_session, token_file_beside, ApplianceCleanup,
+    LiveGold, ProdTarget, PORTAL,
+};
 use goldmount_tests::lvmgold;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-const PORTAL: &str = "127.0.0.1:3260";
 const APPLIANCE_LISTEN: &str = "127.0.0.1:8493";
 /// The appliance's target.
 const APPLIANCE_IQN: &str = "iqn.2026-12.io.goldmount.lab:csi";
 /// The production storage's target, which exports the live gold's disk.
 const PROD_IQN: &str = "iqn.2026-12.io.goldmount.lab:prodcsi";
-const PROD_BACKSTORE: &str = "labcsi_prod";
-const PROD_SERIAL: &str = "7e1d5f3b-8c72-4a5f-9b21-3d4c5e6f7a81";
+const PROD: ProdTarget = ProdTarget {
+    iqn: PROD_IQN,
+    backstore: "labcsi_prod",
+    serial: "7e1d5f3b-8c72-4a5f-9b21-3d4c5e6f7a81",
+};
 const GOLD: &str = "pg-gold";
 /// This guest's name on the appliance: the CSI node id.
 const HOST: &str = "labhost";
-const DISK_WAIT: Duration = Duration::from_secs(60);
 /// Directories of the tree where a volume's writer leaves a file: one per
 /// filesystem of the clone (root XFS, /boot, /home, /srv/data).
 const WRITE_DIRS: &[&str] = &["", "boot", "home", "srv/data"];
@@ -66,264 +70,9 @@ fn require_tools() {
     );
 }
 
-/// Names from `dmsetup ls`, sorted.
-fn dm_names() -> Vec<String> {
-    let out = run("dmsetup", &["ls"]);
-    let mut v: Vec<String> = out
-        .lines()
-        .filter(|l| !l.contains("No devices found"))
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .collect();
-    v.sort();
-    v
-}
-
-/// The devices a dm device sits on (`dmsetup deps -o devname`).
-fn dm_deps(name: &str) -> String {
-    run("dmsetup", &["deps", "-o", "devname", name])
-        .trim()
-        .to_string()
-}
-
-fn has_session(iqn: &str) -> bool {
-    !session_scsi_addresses(iqn).is_empty()
-}
-
-/// The gold's files (and its fstab) are there under `root`, unchanged.
-fn assert_tree_is_the_gold(root: &Path, what: &str) {
-    assert_eq!(
-        fs::read_to_string(root.join("etc/fstab"))
-            .unwrap_or_else(|e| panic!("{what}: etc/fstab: {e}")),
-        lvmgold::fstab(),
-        "{what}: etc/fstab"
-    );
-    for (rel, data) in lvmgold::files() {
-        let got = fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{what}: {rel}: {e}"));
-        assert!(got == data, "{what}: {rel} differs from the gold");
-    }
-}
-
 /// The file volume `v`'s writer leaves in each of [`WRITE_DIRS`].
 fn marker(v: &str) -> String {
     format!("written-through-{v}")
-}
-
-// ---------------------------------------------------------------- the live gold
-
-/// The production host's disk: a fileio LUN of our own target, logged in,
-/// `vg_gold` active and the whole fstab tree mounted — as the original
-/// host runs it. Taken down on drop (mounts, VG, session, LIO), whatever
-/// state it reached.
-struct LiveGold {
-    lio: Lio,
-    initiator: String,
-    img: PathBuf,
-    root: PathBuf,
-    disk: Option<PathBuf>,
-    mounted: Vec<PathBuf>,
-    configured: bool,
-}
-
-impl LiveGold {
-    fn new(img: &Path, initiator: &str, root: &Path) -> Self {
-        LiveGold {
-            lio: Lio::new(LioConfig::new(PROD_IQN, vec![PORTAL.parse().unwrap()])),
-            initiator: initiator.to_string(),
-            img: img.to_path_buf(),
-            root: root.to_path_buf(),
-            disk: None,
-            mounted: Vec::new(),
-            configured: false,
-        }
-    }
-
-    /// Exports the image as LUN 0 of the production target, logs in
-    /// (automatic scan, as a host configured for its storage does) and
-    /// waits for the disk.
-    fn attach(&mut self) -> PathBuf {
-        self.configured = true;
-        let size = fs::metadata(&self.img).unwrap().len();
-        let b = Backstore {
-            name: PROD_BACKSTORE.into(),
-            file: self.img.clone(),
-            size,
-            unit_serial: PROD_SERIAL.into(),
-        };
-        self.lio.ensure_target().unwrap();
-        let wwn = self.lio.ensure_backstore(&b).unwrap();
-        assert_eq!(wwn, naa_wwn_for_serial(PROD_SERIAL));
-        self.lio.ensure_acl(&self.initiator).unwrap();
-        self.lio
-            .map_lun(0, PROD_BACKSTORE, std::slice::from_ref(&self.initiator))
-            .unwrap();
-        run("iscsiadm", &["-m", "discovery", "-t", "st", "-p", PORTAL]);
-        login(PROD_IQN, PORTAL);
-        let disk = wait_disk(&wwn, DISK_WAIT);
-        eprintln!("live gold disk: {} ({wwn})", disk.display());
-        self.disk = Some(disk.clone());
-        disk
-    }
-
-    fn disk(&self) -> &Path {
-        self.disk.as_deref().expect("the live gold's disk")
-    }
-
-    fn pv(&self) -> PathBuf {
-        lvmgold::partition(self.disk(), 2)
-    }
-
-    /// Activates `vg_gold` the way the original host does at boot (every
-    /// LV of the VG, by name; `--devices` only so that a devices file an
-    /// earlier scenario of this boot left cannot hide the PV) and mounts
-    /// its fstab tree under `root`.
-    fn activate_and_mount(&mut self) {
-        let pv = self.pv();
-        run(
-            "lvm",
-            &[
-                "vgchange",
-                "-ay",
-                "--devices",
-                pv.to_str().unwrap(),
-                lvmgold::VG,
-            ],
-        );
-        let disk = self.disk().to_path_buf();
-        let mounts = [
-            (lvmgold::lv_path("root"), self.root.clone()),
-            (lvmgold::partition(&disk, 1), self.root.join("boot")),
-            (lvmgold::lv_path("home"), self.root.join("home")),
-            (lvmgold::partition(&disk, 3), self.root.join("srv/data")),
-        ];
-        for (dev, at) in mounts {
-            fs::create_dir_all(&at).unwrap();
-            run("mount", &[dev.to_str().unwrap(), at.to_str().unwrap()]);
-            self.mounted.push(at);
-        }
-    }
-}
-
-impl Drop for LiveGold {
-    fn drop(&mut self) {
-        for m in self.mounted.iter().rev() {
-            let m = m.to_str().unwrap();
-            if let Err(e) = try_run("umount", &[m], CMD_TIMEOUT) {
-                eprintln!("live gold teardown: {e}; detaching lazily");
-                let _ = try_run("umount", &["-l", m], CMD_TIMEOUT);
-            }
-        }
-        if let Some(disk) = &self.disk {
-            let pv = lvmgold::partition(disk, 2);
-            let pv = pv.to_str().unwrap();
-            if let Err(e) = try_run(
-                "lvm",
-                &["vgchange", "-q", "--devices", pv, "-an", lvmgold::VG],
-                CMD_TIMEOUT,
-            ) {
-                eprintln!("live gold teardown: {e}");
-            }
-        }
-        if !self.configured {
-            return;
-        }
-        logout(PROD_IQN, PORTAL);
-        let _ = try_run(
-            "iscsiadm",
-            &["-m", "node", "-T", PROD_IQN, "-p", PORTAL, "-o", "delete"],
-            CMD_TIMEOUT,
-        );
-        if let Err(e) = self.lio.unmap_lun(0) {
-            eprintln!("live gold teardown: unmap_lun: {e}");
-        }
-        if let Err(e) = self.lio.remove_acl(&self.initiator) {
-            eprintln!("live gold teardown: remove_acl: {e}");
-        }
-        if let Err(e) = self.lio.remove_backstore(PROD_BACKSTORE) {
-            eprintln!("live gold teardown: remove_backstore: {e}");
-        }
-        remove_lio_target(&self.lio);
-    }
-}
-
-// ---------------------------------------------------------------- the appliance
-
-/// The token file [`ApplianceProc::start`] wrote beside `log`.
-fn token_file_beside(log: &Path) -> PathBuf {
-    let stem = log.file_stem().unwrap().to_string_lossy().into_owned();
-    fs::read_dir(log.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{stem}.token-"))
-        })
-        .expect("the appliance's token file")
-}
-
-/// Whatever a failed run left on the appliance goes (presentations forced,
-/// clones), then our session to its target and its LIO configuration —
-/// never the production target's backstore. Runs after the CSI node's
-/// engine has taken the clones off this host.
-struct ApplianceCleanup {
-    client: Client,
-    lio: Lio,
-    initiator: String,
-}
-
-impl Drop for ApplianceCleanup {
-    fn drop(&mut self) {
-        match self.client.list_presentations() {
-            Ok(ps) => {
-                for p in ps {
-                    eprintln!("appliance cleanup: unpresenting {}", p.clone);
-                    if let Err(e) = self.client.unpresent_forced(&p.clone) {
-                        eprintln!("appliance cleanup: unpresent {}: {e}", p.clone);
-                    }
-                }
-            }
-            Err(e) => eprintln!("appliance cleanup: listing presentations: {e}"),
-        }
-        if let Ok(cs) = self.client.list_clones() {
-            for c in cs {
-                eprintln!("appliance cleanup: deleting clone {}", c.name);
-                if let Err(e) = self.client.delete_clone(&c.name) {
-                    eprintln!("appliance cleanup: delete clone {}: {e}", c.name);
-                }
-            }
-        }
-        logout(APPLIANCE_IQN, PORTAL);
-        if let Ok(d) = fs::read_dir(self.lio.tpg_dir().join("lun")) {
-            for e in d.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if let Some(n) = n.strip_prefix("lun_").and_then(|n| n.parse::<u32>().ok()) {
-                    if let Err(e) = self.lio.unmap_lun(n) {
-                        eprintln!("appliance cleanup: unmap_lun({n}): {e}");
-                    }
-                }
-            }
-        }
-        if self.lio.acl_dir(&self.initiator).exists() {
-            if let Err(e) = self.lio.remove_acl(&self.initiator) {
-                eprintln!("appliance cleanup: remove_acl: {e}");
-            }
-        }
-        let core = self.lio.config().configfs_root.join("core");
-        for hba in fs::read_dir(&core).into_iter().flatten().flatten() {
-            for dev in fs::read_dir(hba.path()).into_iter().flatten().flatten() {
-                let name = dev.file_name().to_string_lossy().into_owned();
-                let alias = fs::read_to_string(dev.path().join("alias")).unwrap_or_default();
-                if alias.starts_with(OWNER_ALIAS_PREFIX) && name != PROD_BACKSTORE {
-                    if let Err(e) = self.lio.remove_backstore(&name) {
-                        eprintln!("appliance cleanup: remove_backstore({name}): {e}");
-                    }
-                }
-            }
-        }
-        remove_lio_target(&self.lio);
-    }
 }
 
 // ---------------------------------------------------------------- the CSI driver
@@ -614,7 +363,7 @@ impl Bed {
         let img = xfs.mnt.join("prod.img");
         lvmgold::partition_image(&img);
         let live_root = scratch.join("live");
-        let mut live = LiveGold::new(&img, &initiator, &live_root);
+        let mut live = LiveGold::new(PROD, &img, &initiator, &live_root);
         let disk = live.attach();
         lvmgold::fill(&disk, scratch);
         run("blockdev", &["--flushbufs", disk.to_str().unwrap()]);
@@ -647,11 +396,7 @@ impl Bed {
         let token_file = token_file_beside(&app_log);
         let token = fs::read_to_string(&token_file).unwrap();
         let client = Client::new(&app.base).with_token(token.trim());
-        let cleanup = ApplianceCleanup {
-            client: client.clone(),
-            lio: Lio::new(LioConfig::new(APPLIANCE_IQN, vec![PORTAL.parse().unwrap()])),
-            initiator: initiator.clone(),
-        };
+        let cleanup = ApplianceCleanup::new(client.clone(), APPLIANCE_IQN, &initiator, PROD);
         // No callback: the CSI controller unpresents forced, after the CO
         // saw NodeUnstageVolume answer.
         client
