@@ -46,12 +46,10 @@ pub const STAGE_ID: &str = "csi-stage";
 /// restarts (FNV-1a of the path), short enough for any kubelet path.
 pub fn publication_id(target: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in target.as_os_str().as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("csi-publish-{h:016x}")
+    format!(
+        "csi-publish-{:016x}",
+        crate::params::fnv1a64(target.as_os_str().as_bytes())
+    )
 }
 
 /// The Node service over one engine.

@@ -113,12 +113,18 @@ pub fn volume_id_for(name: &str) -> String {
     if valid {
         return plain;
     }
+    format!("{VOLUME_PREFIX}h{:016x}", fnv1a64(name.as_bytes()))
+}
+
+/// 64-bit FNV-1a: a stable short id for a name or path (volume ids,
+/// publication consumer ids), the same across restarts and builds.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
+    for b in bytes {
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{VOLUME_PREFIX}h{h:016x}")
+    h
 }
 
 /// True for an id this driver could have made.
